@@ -1,0 +1,28 @@
+"""surveykit: the server behind offline field research."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.router import Router
+
+from surveykit.config import load_settings
+
+
+def main(global_config: dict[str, Any] | None = None, **ini_settings: Any) -> Router:
+    """Pyramid app factory (the ``paste.app_factory`` entry point): .ini values, then environment."""
+    return make_app(load_settings(ini_settings))
+
+
+def make_app(settings: dict[str, Any]) -> Router:
+    """The WSGI application for settings already passed through ``load_settings``."""
+    settings = dict(settings)
+    settings.setdefault("retry.activate_hook", "surveykit.web.retry_attempts")
+    with Configurator(settings=settings) as config:
+        config.include("surveykit.db")
+        config.include("surveykit.security")
+        config.add_tween("surveykit.web.body_limit_tween_factory")
+        config.include("surveykit.instruments")
+        config.scan("surveykit.errors")
+    return config.make_wsgi_app()

@@ -1,0 +1,306 @@
+"""The ``surveykit`` command. Each subcommand is a thin shell over plain functions in the packages."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from surveykit import migrate
+from surveykit.config import ConfigurationError, is_sqlite, load_settings
+from surveykit.db import make_engine, make_session_factory
+from surveykit.instruments import services as instrument_services
+
+
+class CLIContext:
+    """Settings and a lazily built engine, shared by the subcommands of one invocation."""
+
+    def __init__(self, ini: str | None, overrides: dict[str, str]) -> None:
+        self.ini = ini
+        self.overrides = overrides
+        self._settings: dict[str, Any] | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        if self._settings is None:
+            ini_settings: dict[str, Any] = {}
+            if self.ini:
+                from pyramid.paster import get_appsettings
+
+                ini_settings = dict(get_appsettings(self.ini))
+            environ = {**os.environ, **self.overrides}
+            try:
+                self._settings = load_settings(ini_settings, environ)
+            except ConfigurationError as exc:
+                raise click.ClickException(f"configuration: {exc}") from exc
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed only if the whole command succeeds."""
+        session = make_session_factory(self.engine)()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def require_schema(self) -> None:
+        if not migrate.is_up_to_date(self.engine):
+            raise click.ClickException(
+                "the database schema is not up to date: run `surveykit db upgrade` first"
+            )
+
+
+pass_cli = click.make_pass_decorator(CLIContext)
+
+
+def _operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@click.group()
+@click.option(
+    "-c",
+    "--config",
+    "ini",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A .ini file (development.ini, production.ini); SURVEYKIT_* variables still win.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the embedded SQLite database (also SURVEYKIT_DATA_DIR).",
+)
+@click.option(
+    "--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://... (also SURVEYKIT_DATABASE_URL)."
+)
+@click.pass_context
+def cli(ctx: click.Context, ini: str | None, data_dir: str | None, database_url: str | None) -> None:
+    """surveykit: interview instruments, participant registry, sync and exports for field research."""
+    overrides = {}
+    if data_dir:
+        overrides["SURVEYKIT_DATA_DIR"] = data_dir
+    if database_url:
+        overrides["SURVEYKIT_DATABASE_URL"] = database_url
+    ctx.obj = CLIContext(ini, overrides)
+
+
+# --------------------------------------------------------------------------------------------- db
+
+
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_cli
+def db_upgrade(obj: CLIContext, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    migrate.upgrade(obj.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(obj.engine)}")
+
+
+@db.command("current")
+@pass_cli
+def db_current(obj: CLIContext) -> None:
+    """Show the database's revision and whether it is the newest."""
+    current, head = migrate.current_revision(obj.engine), migrate.head_revision(obj.engine)
+    click.echo(
+        f"current: {current or '(empty)'}  head: {head}  {'up to date' if current == head else 'behind'}"
+    )
+
+
+# ------------------------------------------------------------------------------------ instruments
+
+
+@cli.group()
+def instruments() -> None:
+    """Validate, publish, list and retire interview instruments."""
+
+
+def _definition_error(exc: instrument_services.DefinitionError) -> click.ClickException:
+    lines = [f"{exc.source or 'definition'} is not valid:"]
+    lines += [f"  {path or '(top level)'}: {message}" for path, message in exc.errors]
+    return click.ClickException("\n".join(lines))
+
+
+@instruments.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def instruments_validate(files: tuple[str, ...]) -> None:
+    """Check instrument FILES without storing anything."""
+    failures = []
+    for file in files:
+        try:
+            definition = instrument_services.validate_definition(
+                instrument_services.read_definition_file(file), source=file
+            )
+        except instrument_services.DefinitionError as exc:
+            failures.append(_definition_error(exc).message)
+            continue
+        questions = sum(1 for _ in instrument_services.iter_questions(definition))
+        click.echo(
+            f"{file}: valid ({definition['slug']}, {questions} questions, "
+            f"hash {instrument_services.content_hash(definition)[:12]})"
+        )
+    if failures:
+        raise click.ClickException("\n".join(failures))
+
+
+def publish_files(
+    session: Session, files: list[Path | str], operator: str, echo: Callable[[str], None]
+) -> list[instrument_services.PublishResult]:
+    """Publish every file, or none: one bad file leaves the database untouched."""
+    results = []
+    for file in files:
+        result = instrument_services.publish_file(session, file, operator)
+        results.append(result)
+        state = "published as new version" if result.created else "unchanged, still version"
+        echo(f"{file}: {result.slug} {state} {result.version}")
+    return results
+
+
+@instruments.command("publish")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@pass_cli
+def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
+    """Store FILES as immutable numbered versions (identical content changes nothing)."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            publish_files(session, list(files), _operator(), click.echo)
+    except instrument_services.DefinitionError as exc:
+        raise click.ClickException(_definition_error(exc).message + "\nnothing was published") from exc
+
+
+@instruments.command("list")
+@click.option("--all", "include_retired", is_flag=True, help="Include retired instruments.")
+@pass_cli
+def instruments_list(obj: CLIContext, include_retired: bool) -> None:
+    """Show published instruments as a table."""
+    obj.require_schema()
+    with obj.session() as session:
+        rows = instrument_services.list_instruments(session, include_retired=include_retired)
+    if not rows:
+        click.echo("no instruments published")
+        return
+    table = [["slug", "activity", "version", "languages", "hash", "status", "title"]]
+    for row in rows:
+        table.append(
+            [
+                row["slug"],
+                row["activity"],
+                str(row["current_version"]),
+                ",".join(row["languages"]),
+                row["content_hash"][:12],
+                "retired" if row["retired"] else "active",
+                row["title"],
+            ]
+        )
+    click.echo(format_table(table))
+
+
+@instruments.command("retire")
+@click.argument("slug")
+@pass_cli
+def instruments_retire(obj: CLIContext, slug: str) -> None:
+    """Hide SLUG from the tablets' list; its versions stay downloadable."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            instrument_services.retire(session, slug)
+    except instrument_services.InstrumentNotFound as exc:
+        raise click.ClickException(f"no instrument {slug!r}") from exc
+    click.echo(f"{slug} retired")
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+def prepare_embedded_database(obj: CLIContext, echo: Callable[[str], None]) -> None:
+    """On the embedded SQLite default: migrate, and publish ``instruments/`` on the first start."""
+    first_start = migrate.current_revision(obj.engine) is None
+    migrate.upgrade(obj.engine)
+    if first_start:
+        files = instrument_services.definition_files(obj.settings["surveykit.instruments_dir"])
+        with obj.session() as session:
+            publish_files(session, files, "surveykit serve (first start)", echo)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=6543, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@pass_cli
+def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
+    """Run the API server (waitress)."""
+    import waitress
+
+    from surveykit import make_app
+
+    settings = obj.settings
+    url = settings["sqlalchemy.url"]
+    if is_sqlite(url):
+        prepare_embedded_database(obj, click.echo)
+        click.echo(f"data: {settings['surveykit.data_dir']} (SQLite)")
+    else:
+        obj.require_schema()
+        click.echo(f"data: {obj.engine.url.render_as_string(hide_password=True)}")
+    app = make_app({**settings, "surveykit.engine": obj.engine})
+    server = waitress.create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="surveykit",
+        # The application answers oversized bodies with a JSON 413; waitress's own cap is a backstop.
+        max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
+        clear_untrusted_proxy_headers=True,
+    )
+    bound_port = server.effective_port
+    click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
+    sys.stdout.flush()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+def main() -> None:
+    cli(prog_name="surveykit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Every setting surveykit reads, with its default, its environment variable and its coercer.
+
+Settings come from the .ini file first; a ``SURVEYKIT_*`` environment variable overrides the .ini
+value. This module is the only place that reads either, so a setting cannot be read two ways.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The signing secret every development checkout shares. Production refuses to start with it.
+DEVELOPMENT_SECRET = "surveykit-development-secret-do-not-use-in-production"
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing, malformed or unsafe for the chosen environment."""
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def as_positive_int(value: Any) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def as_environment(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in {"development", "production", "test"}:
+        raise ValueError(f"must be development, production or test, got {value!r}")
+    return text
+
+
+def as_path(value: Any) -> str:
+    return str(Path(str(value)).expanduser().resolve())
+
+
+def as_str(value: Any) -> str:
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    coerce: Callable[[Any], Any]
+    default: Any
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("surveykit.environment", "SURVEYKIT_ENV", as_environment, "development"),
+    Setting("surveykit.data_dir", "SURVEYKIT_DATA_DIR", as_path, str(PROJECT_ROOT / "data")),
+    # Empty means: the embedded SQLite file inside the data folder.
+    Setting("sqlalchemy.url", "SURVEYKIT_DATABASE_URL", as_str, ""),
+    Setting(
+        "surveykit.instruments_dir",
+        "SURVEYKIT_INSTRUMENTS_DIR",
+        as_path,
+        str(PROJECT_ROOT / "instruments"),
+    ),
+    Setting("surveykit.exports_dir", "SURVEYKIT_EXPORTS_DIR", as_path, str(PROJECT_ROOT / "exports")),
+    Setting("surveykit.max_body_bytes", "SURVEYKIT_MAX_BODY_BYTES", as_positive_int, 10 * 1024 * 1024),
+    Setting("surveykit.sqlite_busy_timeout_ms", "SURVEYKIT_SQLITE_BUSY_TIMEOUT_MS", as_positive_int, 10_000),
+    Setting("surveykit.db_pool_size", "SURVEYKIT_DB_POOL_SIZE", as_positive_int, 10),
+    Setting("surveykit.secret", "SURVEYKIT_SECRET", as_str, DEVELOPMENT_SECRET),
+    Setting("surveykit.public_url", "SURVEYKIT_PUBLIC_URL", as_str, ""),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def load_settings(
+    ini_settings: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Merge defaults, .ini values and environment overrides into one coerced dict.
+
+    Unknown keys from the .ini (Pyramid's own, for instance) pass through untouched.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = dict(ini_settings or {})
+    for setting in SETTINGS:
+        if setting.env in environ:
+            raw, origin = environ[setting.env], f"environment variable {setting.env}"
+        elif setting.name in merged and merged[setting.name] not in (None, ""):
+            raw, origin = merged[setting.name], f"setting {setting.name}"
+        else:
+            raw, origin = setting.default, f"default of {setting.name}"
+        try:
+            merged[setting.name] = setting.coerce(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{origin}: {exc}") from exc
+    if not merged["sqlalchemy.url"]:
+        merged["sqlalchemy.url"] = sqlite_url_for(merged["surveykit.data_dir"])
+    check_production_safety(merged)
+    return merged
+
+
+def sqlite_url_for(data_dir: str) -> str:
+    return f"sqlite:///{Path(data_dir) / 'surveykit.sqlite3'}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def check_production_safety(settings: Mapping[str, Any]) -> None:
+    if settings["surveykit.environment"] != "production":
+        return
+    secret = settings["surveykit.secret"]
+    if secret == DEVELOPMENT_SECRET:
+        raise ConfigurationError(
+            "production refuses to start with the development secret: "
+            "set SURVEYKIT_SECRET (at least 32 characters)"
+        )
+    if len(secret) < 32:
+        raise ConfigurationError("SURVEYKIT_SECRET must be at least 32 characters in production")
+
+
+def setting_names() -> list[str]:
+    return list(_BY_NAME)

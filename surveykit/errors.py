@@ -1,0 +1,172 @@
+"""One JSON error envelope for every failure the API can answer with.
+
+Every error body has the same shape, whatever raised it::
+
+    {"status": 404, "code": "instrument_not_found", "message": "...", "details": [...]}
+
+``details`` lists field errors as ``{"location": "body", "path": "sections[0].id", "message": "..."}``.
+Codes are stable strings that clients may switch on; messages are for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+from pyramid.exceptions import PredicateMismatch
+from pyramid.httpexceptions import HTTPException
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+from sqlalchemy.exc import IntegrityError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    MALFORMED_JSON = "malformed_json"
+    INVALID_INPUT = "invalid_input"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    INSTRUMENT_NOT_FOUND = "instrument_not_found"
+    VERSION_NOT_FOUND = "version_not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    CONFLICT = "conflict"
+    PRECONDITION_FAILED = "precondition_failed"
+    BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    INTERNAL_ERROR = "internal_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+
+
+# The code used when a plain Pyramid HTTP exception (not an APIError) reaches the error view.
+_CODE_FOR_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    409: ErrorCode.CONFLICT,
+    412: ErrorCode.PRECONDITION_FAILED,
+    413: ErrorCode.BODY_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.TOO_MANY_REQUESTS,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+class APIError(Exception):
+    """Raise from anywhere in a request to answer with the error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def field_error(path: str, message: str, location: str = "body") -> dict[str, str]:
+    return {"location": location, "path": path, "message": message}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = Response(status=status, content_type="application/json", charset="utf-8")
+    response.json_body = {
+        "status": status,
+        "code": str(code),
+        "message": message,
+        "details": details or [],
+    }
+    response.headers.update(headers or {})
+    response.cache_control = "no-store"
+    return response
+
+
+@exception_view_config(APIError)
+def api_error_view(exc: APIError, request: Request) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+@notfound_view_config()
+def not_found_view(exc: HTTPException, request: Request) -> Response:
+    if isinstance(exc, PredicateMismatch) and request.matched_route is not None:
+        allowed = allowed_methods(request, request.matched_route.name)
+        if request.method not in allowed:
+            return error_response(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"{request.method} is not allowed on {request.path}; allowed: {', '.join(sorted(allowed))}",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
+    return error_response(404, ErrorCode.NOT_FOUND, f"nothing is served at {request.path}")
+
+
+@forbidden_view_config()
+def forbidden_view(exc: HTTPException, request: Request) -> Response:
+    if request.authenticated_userid is None:
+        return error_response(
+            401,
+            ErrorCode.UNAUTHENTICATED,
+            "authentication required: send 'Authorization: Bearer <access token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="surveykit"'},
+        )
+    return error_response(403, ErrorCode.FORBIDDEN, "you are not allowed to do this here")
+
+
+@exception_view_config(HTTPException)
+def http_exception_view(exc: HTTPException, request: Request) -> Response:
+    if exc.code < 400:
+        return exc
+    code = _CODE_FOR_STATUS.get(exc.code, ErrorCode.BAD_REQUEST)
+    message = exc.detail or exc.explanation or exc.title
+    return error_response(exc.code, code, str(message))
+
+
+@exception_view_config(IntegrityError)
+def integrity_error_view(exc: IntegrityError, request: Request) -> Response:
+    # Reached only after pyramid_retry's replays also collided: a genuine conflict.
+    log.warning("integrity error on %s %s: %s", request.method, request.path, exc.orig)
+    return error_response(409, ErrorCode.CONFLICT, "the change conflicts with stored data; retry")
+
+
+@exception_view_config(Exception)
+def unexpected_error_view(exc: Exception, request: Request) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error; it has been logged")
+
+
+def allowed_methods(request: Request, route_name: str) -> set[str]:
+    """The request methods some view on the route accepts (from Pyramid's introspector)."""
+    cache: dict[str, set[str]] = request.registry.setdefault("surveykit.allowed_methods", {})
+    if route_name not in cache:
+        methods: set[str] = set()
+        for view in request.registry.introspector.get_category("views") or []:
+            intr = view["introspectable"]
+            if intr["route_name"] == route_name and intr["request_methods"]:
+                found = intr["request_methods"]
+                methods.update([found] if isinstance(found, str) else found)
+        if "GET" in methods:
+            methods.add("HEAD")
+        cache[route_name] = methods
+    return cache[route_name]

@@ -1,0 +1,208 @@
+"""colander schemas for instrument definitions (the file format of docs/instruments.md).
+
+The schema checks shape and types; ``services.check_definition`` adds the rules that span fields
+(unique ids, choices per type, relevance over earlier questions, known languages).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import colander
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
+ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+CHOICE_VALUE_PATTERN = r"^[a-z0-9_]{1,64}$"
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+ACTIVITY_PATTERN = r"^RA[1-9]$"
+
+QUESTION_TYPES = (
+    "long_text",
+    "short_text",
+    "single_choice",
+    "multiple_choice",
+    "yes_no",
+    "number",
+    "date",
+)
+CHOICE_TYPES = {"single_choice", "multiple_choice"}
+
+MAX_TEXT = 20_000
+
+
+class StrictString(colander.String):
+    """A string that must already be a string: YAML's ``yes`` or ``12`` is not silently coerced."""
+
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if cstruct is colander.null:
+            return colander.null
+        if not isinstance(cstruct, str):
+            raise colander.Invalid(node, f"must be text, not {type(cstruct).__name__}")
+        stripped = cstruct.strip()
+        if not stripped:
+            raise colander.Invalid(node, "must not be empty")
+        return stripped
+
+
+class StrictBoolean(colander.SchemaType):
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if cstruct is colander.null:
+            return colander.null
+        if not isinstance(cstruct, bool):
+            raise colander.Invalid(node, f"must be true or false, not {cstruct!r}")
+        return cstruct
+
+
+class StrictNumber(colander.SchemaType):
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if cstruct is colander.null:
+            return colander.null
+        if isinstance(cstruct, bool) or not isinstance(cstruct, int | float):
+            raise colander.Invalid(node, f"must be a number, not {cstruct!r}")
+        return cstruct
+
+
+class TranslatableText(colander.SchemaType):
+    """Plain text in the default language, or a mapping of language code to text.
+
+    Always deserialises to the mapping form; a plain string is keyed ``""`` until the
+    definition's default language is known (``services.normalise`` fills it in).
+    """
+
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if cstruct is colander.null:
+            return colander.null
+        if isinstance(cstruct, str):
+            if not cstruct.strip():
+                raise colander.Invalid(node, "must not be empty")
+            return {"": _check_length(node, cstruct.strip())}
+        if isinstance(cstruct, dict):
+            if not cstruct:
+                raise colander.Invalid(node, "a translation mapping must not be empty")
+            out = {}
+            for language, text in cstruct.items():
+                if not isinstance(language, str) or not colander.Regex(LANGUAGE_PATTERN).match_object.match(
+                    language
+                ):
+                    raise colander.Invalid(node, f"{language!r} is not a language code like 'en' or 'pt-BR'")
+                if not isinstance(text, str) or not text.strip():
+                    raise colander.Invalid(node, f"translation {language!r} must be non-empty text")
+                out[language] = _check_length(node, text.strip())
+            return out
+        raise colander.Invalid(node, "must be text or a mapping of language code to text")
+
+
+def _check_length(node: colander.SchemaNode, text: str) -> str:
+    if len(text) > MAX_TEXT:
+        raise colander.Invalid(node, f"longer than {MAX_TEXT} characters")
+    return text
+
+
+def _text(name: str, **kw: Any) -> colander.SchemaNode:
+    return colander.SchemaNode(TranslatableText(), name=name, **kw)
+
+
+class ChoiceSchema(colander.MappingSchema):
+    value = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(
+            CHOICE_VALUE_PATTERN, "must be lower-case letters, digits or _ (at most 64)"
+        ),
+    )
+    label = _text("label")
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, unknown="raise", **kw)
+
+
+class ChoicesSchema(colander.SequenceSchema):
+    choice = ChoiceSchema()
+
+
+class ProbesSchema(colander.SequenceSchema):
+    probe = _text("probe")
+
+
+class QuestionSchema(colander.MappingSchema):
+    id = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(
+            ID_PATTERN, "must start with a lower-case letter, then letters, digits or _ (at most 64)"
+        ),
+    )
+    type = colander.SchemaNode(StrictString(), validator=colander.OneOf(QUESTION_TYPES))
+    prompt = _text("prompt")
+    probes = ProbesSchema(missing=[])
+    notes = _text("notes", missing=colander.drop)
+    required = colander.SchemaNode(StrictBoolean(), missing=False)
+    choices = ChoicesSchema(missing=colander.drop)
+    relevance = colander.SchemaNode(
+        StrictString(), missing=colander.drop, validator=colander.Length(max=1000)
+    )
+    min = colander.SchemaNode(StrictNumber(), missing=colander.drop)
+    max = colander.SchemaNode(StrictNumber(), missing=colander.drop)
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, unknown="raise", **kw)
+
+
+class QuestionsSchema(colander.SequenceSchema):
+    question = QuestionSchema()
+
+
+class SectionSchema(colander.MappingSchema):
+    def __init__(self, *args: Any, depth: int = 0, **kw: Any) -> None:
+        super().__init__(*args, unknown="raise", **kw)
+        self.add(
+            colander.SchemaNode(
+                StrictString(),
+                name="id",
+                validator=colander.Regex(
+                    ID_PATTERN, "must start with a lower-case letter, then letters, digits or _ (at most 64)"
+                ),
+            )
+        )
+        self.add(_text("title"))
+        self.add(_text("intro", missing=colander.drop))
+        self.add(QuestionsSchema(name="questions", missing=[]))
+        if depth < MAX_SECTION_DEPTH:
+            self.add(
+                colander.SequenceSchema(
+                    SectionSchema(name="section", depth=depth + 1), name="sections", missing=[]
+                )
+            )
+
+
+MAX_SECTION_DEPTH = 4
+
+
+class LanguagesSchema(colander.SequenceSchema):
+    language = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(LANGUAGE_PATTERN, "must be a language code like 'en' or 'pt-BR'"),
+    )
+
+
+class InstrumentDefinitionSchema(colander.MappingSchema):
+    slug = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(SLUG_PATTERN, "must be 2-64 lower-case letters, digits or hyphens"),
+    )
+    title = _text("title")
+    activity = colander.SchemaNode(
+        StrictString(), validator=colander.Regex(ACTIVITY_PATTERN, "must be RA1 to RA9")
+    )
+    default_language = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(LANGUAGE_PATTERN, "must be a language code like 'en' or 'pt-BR'"),
+    )
+    languages = LanguagesSchema(validator=colander.Length(min=1))
+    description = _text("description", missing=colander.drop)
+    metadata = QuestionsSchema(missing=[])
+    sections = colander.SequenceSchema(
+        SectionSchema(name="section"),
+        validator=colander.Length(min=1, min_err="at least one section is required"),
+    )
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, unknown="raise", **kw)

@@ -1,0 +1,126 @@
+"""HTTP views for instruments: thin wrappers over ``services``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from surveykit.errors import APIError, ErrorCode, field_error
+from surveykit.instruments import services
+from surveykit.security import Permission
+from surveykit.web import json_body, representation
+
+# Tablets may keep what they downloaded; they revalidate the current version with its ETag,
+# while a numbered version never changes and may be kept for good.
+CURRENT_CACHE_CONTROL = "private, no-cache"
+VERSION_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+def _language(request: Request) -> str | None:
+    language = request.GET.get("lang")
+    if language is None:
+        return None
+    if not services.LANGUAGE_QUERY.match(language):
+        raise APIError(
+            422,
+            ErrorCode.INVALID_INPUT,
+            f"lang {language!r} is not a language code",
+            [field_error("lang", "must be a language code like 'en' or 'pt-BR'", "querystring")],
+        )
+    return language
+
+
+def _serve(request: Request, slug: str, version: int | None, cache_control: str) -> Response:
+    try:
+        ref = services.find_version(request.dbsession, slug, version)
+    except services.VersionNotFound as exc:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
+    except services.InstrumentNotFound as exc:
+        raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    try:
+        rep = services.version_representation(request.dbsession, ref, _language(request))
+    except services.LanguageNotOffered as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error("lang", str(exc), "querystring")]
+        ) from exc
+    return representation(request, rep, cache_control)
+
+
+@view_config(
+    route_name="instruments", request_method="GET", renderer="json", permission=Permission.INSTRUMENTS_READ
+)
+def list_instruments(request: Request) -> dict[str, Any]:
+    return {"instruments": services.list_instruments(request.dbsession)}
+
+
+@view_config(route_name="instrument", request_method="GET", permission=Permission.INSTRUMENTS_READ)
+def current_version(request: Request) -> Response:
+    return _serve(request, request.matchdict["slug"], None, CURRENT_CACHE_CONTROL)
+
+
+@view_config(route_name="instrument_version", request_method="GET", permission=Permission.INSTRUMENTS_READ)
+def numbered_version(request: Request) -> Response:
+    raw = request.matchdict["version"]
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, f"{raw!r} is not a version number")
+    return _serve(request, request.matchdict["slug"], int(raw), VERSION_CACHE_CONTROL)
+
+
+def _validated(request: Request) -> dict[str, Any]:
+    raw = json_body(request)
+    try:
+        return services.validate_definition(raw)
+    except services.DefinitionError as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, f"invalid instrument definition: {exc}", exc.as_details()
+        ) from exc
+
+
+@view_config(
+    route_name="instruments_validate",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.INSTRUMENTS_VALIDATE,
+)
+def validate(request: Request) -> dict[str, Any]:
+    definition = _validated(request)
+    return {"valid": True, "slug": definition["slug"], "content_hash": services.content_hash(definition)}
+
+
+@view_config(
+    route_name="instruments",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.INSTRUMENTS_PUBLISH,
+)
+def publish(request: Request) -> dict[str, Any]:
+    definition = _validated(request)
+    try:
+        result = services.publish(request.dbsession, definition, request.authenticated_userid)
+    except services.DefinitionError as exc:
+        raise APIError(409, ErrorCode.CONFLICT, str(exc), exc.as_details()) from exc
+    request.response.status = 201 if result.created else 200
+    return {
+        "slug": result.slug,
+        "version": result.version,
+        "content_hash": result.content_hash,
+        "created": result.created,
+    }
+
+
+@view_config(
+    route_name="instrument_retire",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.INSTRUMENTS_PUBLISH,
+)
+def retire(request: Request) -> dict[str, Any]:
+    slug = request.matchdict["slug"]
+    try:
+        instrument = services.retire(request.dbsession, slug)
+    except services.InstrumentNotFound as exc:
+        raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    return {"slug": instrument.slug, "retired": True, "retired_at": instrument.retired_at.isoformat()}

@@ -1,0 +1,167 @@
+"""Test fixtures: one throwaway database per run, built by the migrations, and a rollback per test.
+
+The backend is chosen by ``SURVEYKIT_TEST_DATABASE_URL``:
+- unset: a SQLite file in a temporary folder;
+- a PostgreSQL URL (``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``): the server is used only
+  to create a uniquely named database for this run, which is dropped at the end.
+
+With ``SURVEYKIT_TEST_FORBID_SKIPS=1`` a run that skipped anything fails (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from surveykit import make_app, migrate
+from surveykit.config import load_settings
+from surveykit.db import make_engine
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("SURVEYKIT_TEST_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(f"SURVEYKIT_TEST_FORBID_SKIPS: {len(skipped)} test(s) skipped; failing the run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class DatabaseFactory:
+    """Creates empty databases on the chosen backend and removes them afterwards."""
+
+    def __init__(self, base_url: str | None, tmp_root: Path) -> None:
+        self.base_url = base_url
+        self.tmp_root = tmp_root
+        self.created: list[str] = []
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.base_url and self.base_url.startswith("postgresql") else "sqlite"
+
+    def create(self) -> str:
+        name = f"surveykit_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        if self.backend == "sqlite":
+            return f"sqlite:///{self.tmp_root / (name + '.sqlite3')}"
+        with self._admin() as admin:
+            admin.execute(text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return make_url(self.base_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        with self._admin() as admin:
+            for name in self.created:
+                admin.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.created.clear()
+
+    def _admin(self):
+        engine = create_engine(self.base_url, isolation_level="AUTOCOMMIT", poolclass=None)
+        return _disposing_connection(engine)
+
+
+class _disposing_connection:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self):
+        self.connection = self.engine.connect()
+        return self.connection
+
+    def __exit__(self, *exc: Any) -> None:
+        self.connection.close()
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(
+        os.environ.get("SURVEYKIT_TEST_DATABASE_URL"), tmp_path_factory.mktemp("databases")
+    )
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def backend(databases: DatabaseFactory) -> str:
+    return databases.backend
+
+
+def settings_for(database_url: str, data_dir: Path, **extra: Any) -> dict[str, Any]:
+    environ = {
+        "SURVEYKIT_ENV": "test",
+        "SURVEYKIT_DATABASE_URL": database_url,
+        "SURVEYKIT_DATA_DIR": str(data_dir),
+        "SURVEYKIT_SECRET": TEST_SECRET,
+    }
+    return load_settings(extra, environ)
+
+
+@pytest.fixture(scope="session")
+def settings(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return settings_for(databases.create(), tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def engine(settings: dict[str, Any]) -> Iterator[Engine]:
+    engine = make_engine(settings)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(settings: dict[str, Any], engine: Engine):
+    return make_app({**settings, "surveykit.engine": engine})
+
+
+@pytest.fixture
+def connection(engine: Engine, app: Any) -> Iterator[Any]:
+    """One connection per test inside a transaction that is rolled back at the end.
+
+    The application's sessions are bound to it too; their commits become savepoint releases.
+    """
+    connection = engine.connect()
+    outer = connection.begin()
+    original_factory = app.registry["dbsession_factory"]
+    app.registry["dbsession_factory"] = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield connection
+    finally:
+        app.registry["dbsession_factory"] = original_factory
+        if outer.is_active:
+            outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def dbsession(connection: Any) -> Iterator[Session]:
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def testapp(app: Any, connection: Any) -> webtest.TestApp:
+    return webtest.TestApp(app, extra_environ={"HTTP_HOST": "surveykit.test"})
+
+
+@pytest.fixture
+def fresh_database(databases: DatabaseFactory) -> Callable[[], str]:
+    """Factory of new empty databases (no schema) on the run's backend."""
+    return databases.create

@@ -63,6 +63,12 @@ class CLIContext:
         finally:
             session.close()
 
+    def close(self) -> None:
+        # Return the engine's pooled connections when the command ends (it may run in-process).
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def require_schema(self) -> None:
         if not migrate.is_up_to_date(self.engine):
             raise click.ClickException(
@@ -105,6 +111,7 @@ def cli(ctx: click.Context, ini: str | None, data_dir: str | None, database_url:
     if database_url:
         overrides["SURVEYKIT_DATABASE_URL"] = database_url
     ctx.obj = CLIContext(ini, overrides)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # --------------------------------------------------------------------------------------------- db
@@ -257,6 +264,24 @@ def prepare_embedded_database(obj: CLIContext, echo: Callable[[str], None]) -> N
         files = instrument_services.definition_files(obj.settings["surveykit.instruments_dir"])
         with obj.session() as session:
             publish_files(session, files, "surveykit serve (first start)", echo)
+    ensure_admin(obj, echo)
+
+
+def ensure_admin(obj: CLIContext, echo: Callable[[str], None]) -> None:
+    """Create the first admin when there is none, printing its password once."""
+    from surveykit.accounts.cli import ensure_first_admin
+    from surveykit.accounts.services import AccountError, AccountPolicy
+
+    given = obj.settings["surveykit.admin_password"]
+    try:
+        with obj.session() as session:
+            created = ensure_first_admin(session, AccountPolicy.from_settings(obj.settings), given)
+    except AccountError as exc:
+        raise click.ClickException(f"SURVEYKIT_ADMIN_PASSWORD: {exc}") from exc
+    if created:
+        username, password = created
+        shown = "from SURVEYKIT_ADMIN_PASSWORD" if given else f"{password}  (shown once; change it)"
+        echo(f"created the first admin: username {username}, password {shown}")
 
 
 @cli.command()
@@ -296,6 +321,16 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         server.run()
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+def _register_capability_commands() -> None:
+    from surveykit.accounts.cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_capability_commands()
 
 
 def main() -> None:

@@ -55,6 +55,21 @@ def as_str(value: Any) -> str:
     return str(value).strip()
 
 
+def as_jwt_keys(value: Any) -> dict[str, str]:
+    """``kid:secret,kid2:secret2``: the first key signs, every key verifies."""
+    if isinstance(value, dict):
+        return dict(value)
+    keys: dict[str, str] = {}
+    for item in str(value).split(","):
+        kid, sep, secret = item.strip().partition(":")
+        if not sep or not kid.strip() or not secret.strip():
+            raise ValueError("expected kid:secret[,kid:secret...]")
+        if kid.strip() in keys:
+            raise ValueError(f"key id {kid.strip()!r} is listed twice")
+        keys[kid.strip()] = secret.strip()
+    return keys
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -80,6 +95,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("surveykit.db_pool_size", "SURVEYKIT_DB_POOL_SIZE", as_positive_int, 10),
     Setting("surveykit.secret", "SURVEYKIT_SECRET", as_str, DEVELOPMENT_SECRET),
     Setting("surveykit.public_url", "SURVEYKIT_PUBLIC_URL", as_str, ""),
+    # Empty means one key, id "k1", whose secret is surveykit.secret.
+    Setting("surveykit.jwt_keys", "SURVEYKIT_JWT_KEYS", as_str, ""),
+    Setting("surveykit.jwt_issuer", "SURVEYKIT_JWT_ISSUER", as_str, "surveykit"),
+    Setting("surveykit.jwt_audience", "SURVEYKIT_JWT_AUDIENCE", as_str, "surveykit-api"),
+    Setting("surveykit.access_token_seconds", "SURVEYKIT_ACCESS_TOKEN_SECONDS", as_positive_int, 300),
+    Setting("surveykit.refresh_token_seconds", "SURVEYKIT_REFRESH_TOKEN_SECONDS", as_positive_int, 12 * 3600),
+    # Tablets work offline for days: their sessions outlive a staff login by far.
+    Setting(
+        "surveykit.device_refresh_token_seconds",
+        "SURVEYKIT_DEVICE_REFRESH_TOKEN_SECONDS",
+        as_positive_int,
+        30 * 24 * 3600,
+    ),
+    Setting("surveykit.enrolment_code_seconds", "SURVEYKIT_ENROLMENT_CODE_SECONDS", as_positive_int, 900),
+    Setting("surveykit.password_min_length", "SURVEYKIT_PASSWORD_MIN_LENGTH", as_positive_int, 12),
+    Setting("surveykit.lockout_threshold", "SURVEYKIT_LOCKOUT_THRESHOLD", as_positive_int, 5),
+    Setting("surveykit.lockout_seconds", "SURVEYKIT_LOCKOUT_SECONDS", as_positive_int, 900),
+    Setting("surveykit.admin_password", "SURVEYKIT_ADMIN_PASSWORD", as_str, ""),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -108,6 +141,12 @@ def load_settings(
             raise ConfigurationError(f"{origin}: {exc}") from exc
     if not merged["sqlalchemy.url"]:
         merged["sqlalchemy.url"] = sqlite_url_for(merged["surveykit.data_dir"])
+    try:
+        merged["surveykit.jwt_keys"] = as_jwt_keys(
+            merged["surveykit.jwt_keys"] or f"k1:{merged['surveykit.secret']}"
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"SURVEYKIT_JWT_KEYS: {exc}") from exc
     check_production_safety(merged)
     return merged
 
@@ -131,6 +170,11 @@ def check_production_safety(settings: Mapping[str, Any]) -> None:
         )
     if len(secret) < 32:
         raise ConfigurationError("SURVEYKIT_SECRET must be at least 32 characters in production")
+    for kid, key in settings["surveykit.jwt_keys"].items():
+        if key == DEVELOPMENT_SECRET:
+            raise ConfigurationError(f"production refuses to start with the development signing key ({kid})")
+        if len(key) < 32:
+            raise ConfigurationError(f"signing key {kid!r} must be at least 32 characters in production")
 
 
 def setting_names() -> list[str]:

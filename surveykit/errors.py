@@ -18,7 +18,7 @@ from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+from pyramid.view import exception_view_config, notfound_view_config
 from sqlalchemy.exc import IntegrityError
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,12 @@ class ErrorCode(StrEnum):
     MALFORMED_JSON = "malformed_json"
     INVALID_INPUT = "invalid_input"
     UNAUTHENTICATED = "unauthenticated"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    ACCOUNT_LOCKED = "account_locked"
+    REFRESH_REFUSED = "refresh_refused"
+    ENROLMENT_REFUSED = "enrolment_refused"
+    USER_NOT_FOUND = "user_not_found"
+    DEVICE_NOT_FOUND = "device_not_found"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     INSTRUMENT_NOT_FOUND = "instrument_not_found"
@@ -120,18 +126,6 @@ def not_found_view(exc: HTTPException, request: Request) -> Response:
                 headers={"Allow": ", ".join(sorted(allowed))},
             )
     return error_response(404, ErrorCode.NOT_FOUND, f"nothing is served at {request.path}")
-
-
-@forbidden_view_config()
-def forbidden_view(exc: HTTPException, request: Request) -> Response:
-    if request.authenticated_userid is None:
-        return error_response(
-            401,
-            ErrorCode.UNAUTHENTICATED,
-            "authentication required: send 'Authorization: Bearer <access token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="surveykit"'},
-        )
-    return error_response(403, ErrorCode.FORBIDDEN, "you are not allowed to do this here")
 
 
 @exception_view_config(HTTPException)

@@ -1,5 +1,27 @@
 """Imports every capability's models so the metadata knows all tables (for Alembic)."""
 
+from surveykit.accounts.models import AuthSession, Device, Grant, RefreshToken, User
+from surveykit.audit.models import AuditEvent
 from surveykit.instruments.models import Instrument, InstrumentVersion
+from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant, ResearchActivity
+from surveykit.studies.feed import ChangeLogEntry, StudyChangeCounter
+from surveykit.studies.models import Country, Study
 
-__all__ = ["Instrument", "InstrumentVersion"]
+__all__ = [
+    "AuditEvent",
+    "AuthSession",
+    "ChangeLogEntry",
+    "Country",
+    "Device",
+    "Grant",
+    "Instrument",
+    "InstrumentVersion",
+    "InterviewNumberCounter",
+    "NumberBlock",
+    "Participant",
+    "RefreshToken",
+    "ResearchActivity",
+    "Study",
+    "StudyChangeCounter",
+    "User",
+]

@@ -1,7 +1,7 @@
-"""Who the caller is and what they may do: the Pyramid 2 security policy and the permission names.
+"""Permission names, and the security policy every request goes through.
 
 Every API view declares one ``Permission``; a view that forgets gets ``UNDECLARED``, which no ACL
-grants, so a new route is closed until someone decides who may call it.
+grants, so a new route stays closed until someone decides who may call it.
 """
 
 from __future__ import annotations
@@ -9,48 +9,28 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pyramid.authorization import ACLHelper, Authenticated, Everyone
-from pyramid.request import Request
-
 
 class Permission(StrEnum):
+    PUBLIC = "public"
+    ACCOUNT_READ = "account.read"
     INSTRUMENTS_READ = "instruments.read"
     INSTRUMENTS_VALIDATE = "instruments.validate"
     INSTRUMENTS_PUBLISH = "instruments.publish"
-    PUBLIC = "public"
+    DEVICES_ENROL = "devices.enrol"
+    DEVICES_READ = "devices.read"
+    AUDIT_READ = "audit.read"
     # The default for views that declare nothing: granted to no one.
     UNDECLARED = "undeclared"
 
 
-class SecurityPolicy:
-    """Bearer-token security policy; until accounts exist every caller is anonymous."""
-
-    def __init__(self) -> None:
-        self.acl = ACLHelper()
-
-    def identity(self, request: Request) -> Any:
-        return None
-
-    def authenticated_userid(self, request: Request) -> str | None:
-        identity = request.identity
-        return None if identity is None else str(identity.user_id)
-
-    def principals(self, request: Request) -> list[str]:
-        principals = [Everyone]
-        if request.identity is not None:
-            principals.append(Authenticated)
-        return principals
-
-    def permits(self, request: Request, context: Any, permission: str) -> Any:
-        return self.acl.permits(context, self.principals(request), permission)
-
-    def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
-        return []
-
-    def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
-        return []
-
-
 def includeme(config: Any) -> None:
-    config.set_security_policy(SecurityPolicy())
+    from surveykit.accounts.policy import TokenSecurityPolicy
+    from surveykit.accounts.tokens import TokenSettings
+
+    settings = config.get_settings()
+    # Only Python code (the authorisation benchmark) can hand in another policy; an .ini cannot.
+    policy = settings.get("surveykit.security_policy")
+    if policy is None or isinstance(policy, str):
+        policy = TokenSecurityPolicy(TokenSettings.from_settings(settings))
+    config.set_security_policy(policy)
     config.set_default_permission(Permission.UNDECLARED)

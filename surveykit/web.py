@@ -44,9 +44,27 @@ def body_limit_tween_factory(handler: Callable[[Request], Response], registry: A
                 ErrorCode.BODY_TOO_LARGE,
                 f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes",
             )
+        if not _url_decodes(request):
+            # Refused here because routing, views and the error views all decode the URL and
+            # would otherwise fail with an unhandled UnicodeDecodeError.
+            return error_response(400, ErrorCode.BAD_REQUEST, "request URL is not valid UTF-8")
         return handler(request)
 
     return body_limit_tween
+
+
+def _url_decodes(request: Request) -> bool:
+    try:
+        request.path_info  # noqa: B018  (decoding is the check)
+        request.GET  # noqa: B018
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and neither do the databases.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def json_body(request: Request, schema: colander.SchemaNode | None = None) -> Any:
@@ -67,13 +85,15 @@ def json_body(request: Request, schema: colander.SchemaNode | None = None) -> An
     if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
         raise APIError(400, ErrorCode.MALFORMED_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise APIError(
             400,
             ErrorCode.MALFORMED_JSON,
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from exc
+    except ValueError as exc:
+        raise APIError(400, ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from exc
     if schema is None:
         return data
     try:
@@ -186,3 +206,21 @@ def _client_holds(request: Request, etag: str) -> bool:
         if tag in (etag, f"{etag}-gzip"):
             return True
     return False
+
+
+def query_params(request: Request, schema: colander.SchemaNode) -> Any:
+    """The query string validated by ``schema`` (a parameter given twice is an error)."""
+    params: dict[str, str] = {}
+    for key, value in request.GET.items():
+        if key in params:
+            raise APIError(
+                422,
+                ErrorCode.INVALID_INPUT,
+                f"query parameter {key!r} is given twice",
+                [field_error(key, "given twice", "querystring")],
+            )
+        params[key] = value
+    try:
+        return schema.deserialize(params)
+    except colander.Invalid as invalid:
+        raise invalid_input(invalid, "querystring") from invalid

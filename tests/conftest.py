@@ -165,3 +165,82 @@ def testapp(app: Any, connection: Any) -> webtest.TestApp:
 def fresh_database(databases: DatabaseFactory) -> Callable[[], str]:
     """Factory of new empty databases (no schema) on the run's backend."""
     return databases.create
+
+
+class Accounts:
+    """Builds studies, users with grants, and real signed tokens for tests.
+
+    ``headers("coordinator", study="ocsea", countries=["KE"])`` returns an Authorization header for a
+    fresh user holding that grant; ``headers("admin")`` is an admin of every study.
+    """
+
+    def __init__(self, session: Session, settings: dict[str, Any]) -> None:
+        from surveykit.accounts.services import AccountPolicy
+        from surveykit.accounts.tokens import TokenSettings
+
+        self.session = session
+        self.settings = settings
+        self.policy = AccountPolicy.from_settings(settings)
+        self.tokens = TokenSettings.from_settings(settings)
+        self._counter = 0
+
+    def study(self, slug: str = "ocsea", countries: tuple[str, ...] = ("KE", "TZ", "KH")) -> Any:
+        from surveykit.studies import services as studies
+
+        try:
+            study = studies.get_study(self.session, slug)
+        except studies.StudyNotFound:
+            study = studies.create_study(self.session, slug, f"Study {slug}")
+        existing = studies.country_codes(self.session, study)
+        for code in countries:
+            if code not in existing:
+                studies.add_country(self.session, study, code, f"Country {code}")
+        self.session.flush()
+        return study
+
+    def user(
+        self,
+        username: str | None = None,
+        role: str | None = None,
+        study: str | None = "ocsea",
+        countries: list[str] | None = None,
+        password: str | None = None,
+    ) -> Any:
+        from surveykit.accounts import services
+
+        self._counter += 1
+        username = username or f"{role or 'user'}{self._counter}"
+        user = services.create_user(self.session, username, password, self.policy)
+        if role is not None:
+            if study is not None:
+                self.study(study)
+            services.add_grant(
+                self.session, user, role, study if role != "admin" or study else None, countries, "tests"
+            )
+        self.session.flush()
+        return user
+
+    def token(self, user: Any, device: Any = None) -> str:
+        from surveykit.accounts import services
+
+        pair = services.start_session(self.session, user, self.tokens, self.policy, device=device)
+        self.session.flush()
+        return pair.access_token
+
+    def headers(
+        self,
+        role: str = "admin",
+        study: str | None = None,
+        countries: list[str] | None = None,
+        username: str | None = None,
+    ) -> dict[str, str]:
+        if role == "admin" and study is None:
+            user = self.user(username, "admin", None, None)
+        else:
+            user = self.user(username, role, study or "ocsea", countries)
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+@pytest.fixture
+def accounts(dbsession: Session, settings: dict[str, Any]) -> Accounts:
+    return Accounts(dbsession, settings)

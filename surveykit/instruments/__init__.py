@@ -4,32 +4,79 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.authorization import Allow, Everyone
+from pyramid.authorization import Allow, Authenticated
 
 from surveykit.security import Permission
 
 
+def instrument_acl(study: str | None) -> list[tuple[str, str, str]]:
+    """Grant holders of the instrument's study read it; its coordinators and admins publish and retire.
+
+    A shared instrument (no study) is read by every authenticated caller and published by global admins.
+    """
+    acl = [
+        (Allow, "role:admin:*", Permission.INSTRUMENTS_READ),
+        (Allow, "role:admin:*", Permission.INSTRUMENTS_PUBLISH),
+    ]
+    if study is None:
+        acl.append((Allow, Authenticated, Permission.INSTRUMENTS_READ))
+    else:
+        acl += [
+            (Allow, f"study:{study}", Permission.INSTRUMENTS_READ),
+            (Allow, f"role:coordinator:{study}", Permission.INSTRUMENTS_PUBLISH),
+            (Allow, f"role:admin:{study}", Permission.INSTRUMENTS_PUBLISH),
+        ]
+    return acl
+
+
 class InstrumentsResource:
-    """Route context for every instrument URL; access is decided by its ACL."""
+    """The instrument collection: listing is filtered per study by the view, publishing re-checks
+    against the study named in the definition."""
+
+    __acl__ = [
+        (Allow, Authenticated, Permission.INSTRUMENTS_READ),
+        (Allow, Authenticated, Permission.INSTRUMENTS_VALIDATE),
+        (Allow, "role:coordinator", Permission.INSTRUMENTS_PUBLISH),
+        (Allow, "role:admin", Permission.INSTRUMENTS_PUBLISH),
+    ]
 
     def __init__(self, request: Any) -> None:
         self.request = request
 
+
+class StudyInstrumentContext:
+    """An instrument seen through the study it belongs to (None: shared)."""
+
+    def __init__(self, study: str | None) -> None:
+        self.study = study
+        self.__acl__ = instrument_acl(study)
+
+
+class InstrumentResource:
+    """One instrument by slug; its ACL comes from its study, looked up once when first needed."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.slug = request.matchdict["slug"]
+        self._acl: list[tuple[str, str, str]] | None = None
+
     @property
     def __acl__(self) -> list[tuple[str, str, str]]:
-        return [
-            (Allow, Everyone, Permission.INSTRUMENTS_READ),
-            (Allow, Everyone, Permission.INSTRUMENTS_VALIDATE),
-            (Allow, "role:coordinator", Permission.INSTRUMENTS_PUBLISH),
-            (Allow, "role:admin", Permission.INSTRUMENTS_PUBLISH),
-        ]
+        if self._acl is None:
+            from surveykit.instruments.services import instrument_study
+
+            exists, study = instrument_study(self.request.dbsession, self.slug)
+            # An unknown slug gets the shared ACL, so the view can answer a plain 404.
+            self._acl = instrument_acl(study if exists else None)
+        return self._acl
 
 
 def includeme(config: Any) -> None:
-    factory = InstrumentsResource
-    config.add_route("instruments", "/api/v1/instruments", factory=factory)
-    config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=factory)
-    config.add_route("instrument", "/api/v1/instruments/{slug}", factory=factory)
-    config.add_route("instrument_version", "/api/v1/instruments/{slug}/versions/{version}", factory=factory)
-    config.add_route("instrument_retire", "/api/v1/instruments/{slug}/retire", factory=factory)
+    config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)
+    config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=InstrumentsResource)
+    config.add_route("instrument", "/api/v1/instruments/{slug}", factory=InstrumentResource)
+    config.add_route(
+        "instrument_version", "/api/v1/instruments/{slug}/versions/{version}", factory=InstrumentResource
+    )
+    config.add_route("instrument_retire", "/api/v1/instruments/{slug}/retire", factory=InstrumentResource)
     config.scan(".views")

@@ -18,6 +18,8 @@ class Instrument(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(500))
     activity: Mapped[str] = mapped_column(String(3))
+    # The study whose grant holders may read it (by slug); NULL: shared with every study.
+    study: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Denormalised from the versions so the tablet's list needs no aggregate query.
     current_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,6 +6,7 @@ The schema checks shape and types; ``services.check_definition`` adds the rules 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import colander
@@ -59,6 +60,9 @@ class StrictNumber(colander.SchemaType):
             return colander.null
         if isinstance(cstruct, bool) or not isinstance(cstruct, int | float):
             raise colander.Invalid(node, f"must be a number, not {cstruct!r}")
+        # YAML's .nan/.inf and JSON's NaN/Infinity are floats too, but no database JSON column stores them.
+        if not math.isfinite(cstruct):
+            raise colander.Invalid(node, f"must be a finite number, not {cstruct!r}")
         return cstruct
 
 
@@ -112,7 +116,7 @@ class ChoiceSchema(colander.MappingSchema):
     label = _text("label")
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, unknown="raise", **kw)
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
 
 
 class ChoicesSchema(colander.SequenceSchema):
@@ -143,7 +147,7 @@ class QuestionSchema(colander.MappingSchema):
     max = colander.SchemaNode(StrictNumber(), missing=colander.drop)
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, unknown="raise", **kw)
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
 
 
 class QuestionsSchema(colander.SequenceSchema):
@@ -152,7 +156,7 @@ class QuestionsSchema(colander.SequenceSchema):
 
 class SectionSchema(colander.MappingSchema):
     def __init__(self, *args: Any, depth: int = 0, **kw: Any) -> None:
-        super().__init__(*args, unknown="raise", **kw)
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
         self.add(
             colander.SchemaNode(
                 StrictString(),
@@ -198,6 +202,11 @@ class InstrumentDefinitionSchema(colander.MappingSchema):
     )
     languages = LanguagesSchema(validator=colander.Length(min=1))
     description = _text("description", missing=colander.drop)
+    study = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=colander.Regex(SLUG_PATTERN, "must be the slug of a study (lower-case letters, digits, -)"),
+    )
     metadata = QuestionsSchema(missing=[])
     sections = colander.SequenceSchema(
         SectionSchema(name="section"),
@@ -205,4 +214,4 @@ class InstrumentDefinitionSchema(colander.MappingSchema):
     )
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, unknown="raise", **kw)
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)

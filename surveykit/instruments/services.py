@@ -15,7 +15,7 @@ from typing import Any
 
 import colander
 import yaml
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from surveykit.db import utcnow
@@ -290,6 +290,7 @@ def publish(session: Session, definition: dict[str, Any], published_by: str | No
         next_version = 1
     instrument.title = _default_text(definition["title"], definition["default_language"])[:500]
     instrument.activity = definition["activity"]
+    instrument.study = definition.get("study")
     instrument.current_version = next_version
     session.flush()
     session.add(
@@ -333,7 +334,11 @@ def _check_types_unchanged(session: Session, instrument: Instrument, definition:
 def publish_file(session: Session, path: str | Path, published_by: str | None = None) -> PublishResult:
     raw = read_definition_file(path)
     definition = validate_definition(raw, source=str(path))
-    return publish(session, definition, published_by)
+    try:
+        return publish(session, definition, published_by)
+    except DefinitionError as exc:
+        # A refused type change must still name the file it came from.
+        raise DefinitionError(exc.errors, source=str(path)) from exc
 
 
 def definition_files(directory: str | Path) -> list[Path]:
@@ -350,6 +355,12 @@ def retire(session: Session, slug: str) -> Instrument:
     return instrument
 
 
+def instrument_study(session: Session, slug: str) -> tuple[bool, str | None]:
+    """Whether ``slug`` exists, and the study it belongs to (None: shared)."""
+    row = session.execute(select(Instrument.study).where(Instrument.slug == slug)).first()
+    return (row is not None, row.study if row is not None else None)
+
+
 def get_instrument(session: Session, slug: str) -> Instrument:
     instrument = session.scalar(select(Instrument).where(Instrument.slug == slug))
     if instrument is None:
@@ -357,7 +368,10 @@ def get_instrument(session: Session, slug: str) -> Instrument:
     return instrument
 
 
-def list_instruments(session: Session, include_retired: bool = False) -> list[dict[str, Any]]:
+def list_instruments(
+    session: Session, include_retired: bool = False, studies: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Instruments with their current version; ``studies`` limits them to shared ones and those studies."""
     query = (
         select(Instrument, InstrumentVersion)
         .join(
@@ -369,11 +383,14 @@ def list_instruments(session: Session, include_retired: bool = False) -> list[di
     )
     if not include_retired:
         query = query.where(Instrument.retired_at.is_(None))
+    if studies is not None:
+        query = query.where(or_(Instrument.study.is_(None), Instrument.study.in_(sorted(studies))))
     return [
         {
             "slug": instrument.slug,
             "title": instrument.title,
             "activity": instrument.activity,
+            "study": instrument.study,
             "current_version": version.version,
             "languages": version.definition["languages"],
             "default_language": version.definition["default_language"],
@@ -462,20 +479,23 @@ def serving_payload(
     return {"slug": slug, "version": version, "content_hash": digest, "definition": body}
 
 
-# Versions are immutable, so a rendered body keyed by its content hash can be kept in memory;
-# this cache maps hash -> rendering and never needs invalidating.
-_rendered: dict[tuple[str, str | None], Representation] = {}
+# Versions are immutable, so a rendered body can be kept in memory and never needs invalidating.
+# The key (and the ETag) includes the version number: republishing earlier content creates a new
+# version with the same content hash, and its body names a different version.
+_rendered: dict[tuple[str, int, str, str | None], Representation] = {}
 
 
 def version_representation(session: Session, ref: VersionRef, language: str | None) -> Representation:
-    key = (ref.content_hash, language)
+    key = (ref.slug, ref.version, ref.content_hash, language)
     rep = _rendered.get(key)
     if rep is None:
         definition = load_definition(session, ref.slug, ref.version)
         if language is not None and language not in definition["languages"]:
             raise LanguageNotOffered(language, definition["languages"])
         payload = serving_payload(ref.slug, ref.version, ref.content_hash, definition, language)
-        etag = ref.content_hash if language is None else f"{ref.content_hash}-{language}"
+        etag = f"{ref.content_hash}-v{ref.version}"
+        if language is not None:
+            etag = f"{etag}-{language}"
         rep = Representation.of_json(etag, payload)
         if len(_rendered) > 512:
             _rendered.clear()

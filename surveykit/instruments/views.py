@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
-from surveykit.instruments import services
+from surveykit.instruments import StudyInstrumentContext, services
 from surveykit.security import Permission
 from surveykit.web import json_body, representation
 
 # Tablets may keep what they downloaded; they revalidate the current version with its ETag,
 # while a numbered version never changes and may be kept for good.
+VERSION_NUMBER = re.compile(r"^[0-9]{1,9}$")
 CURRENT_CACHE_CONTROL = "private, no-cache"
 VERSION_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
@@ -53,7 +56,8 @@ def _serve(request: Request, slug: str, version: int | None, cache_control: str)
     route_name="instruments", request_method="GET", renderer="json", permission=Permission.INSTRUMENTS_READ
 )
 def list_instruments(request: Request) -> dict[str, Any]:
-    return {"instruments": services.list_instruments(request.dbsession)}
+    studies = request.identity.studies() if request.identity is not None else set()
+    return {"instruments": services.list_instruments(request.dbsession, studies=studies)}
 
 
 @view_config(route_name="instrument", request_method="GET", permission=Permission.INSTRUMENTS_READ)
@@ -64,7 +68,8 @@ def current_version(request: Request) -> Response:
 @view_config(route_name="instrument_version", request_method="GET", permission=Permission.INSTRUMENTS_READ)
 def numbered_version(request: Request) -> Response:
     raw = request.matchdict["version"]
-    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+    # isdigit() also accepts characters such as '²' that int() refuses; only ASCII digits count here.
+    if not VERSION_NUMBER.match(raw) or int(raw) < 1:
         raise APIError(404, ErrorCode.VERSION_NOT_FOUND, f"{raw!r} is not a version number")
     return _serve(request, request.matchdict["slug"], int(raw), VERSION_CACHE_CONTROL)
 
@@ -98,10 +103,35 @@ def validate(request: Request) -> dict[str, Any]:
 )
 def publish(request: Request) -> dict[str, Any]:
     definition = _validated(request)
+    study = definition.get("study")
+    if not request.has_permission(Permission.INSTRUMENTS_PUBLISH, StudyInstrumentContext(study)):
+        audit.record_refusal(request, "instrument.publish", target=definition["slug"], study=study)
+        raise APIError(
+            403,
+            ErrorCode.FORBIDDEN,
+            f"publishing for {'study ' + study if study else 'every study'} needs a coordinator "
+            "or admin grant there",
+        )
+    existing, existing_study = services.instrument_study(request.dbsession, definition["slug"])
+    if existing and existing_study != study:
+        raise APIError(
+            409,
+            ErrorCode.CONFLICT,
+            f"instrument {definition['slug']!r} belongs to {existing_study or 'every study'}; "
+            "a new version cannot move it",
+            [field_error("study", "differs from the published versions")],
+        )
     try:
         result = services.publish(request.dbsession, definition, request.authenticated_userid)
     except services.DefinitionError as exc:
         raise APIError(409, ErrorCode.CONFLICT, str(exc), exc.as_details()) from exc
+    if result.created:
+        audit.record_in_request(
+            request,
+            "instrument.publish",
+            target=f"{result.slug}@{result.version}",
+            content_hash=result.content_hash,
+        )
     request.response.status = 201 if result.created else 200
     return {
         "slug": result.slug,
@@ -123,4 +153,5 @@ def retire(request: Request) -> dict[str, Any]:
         instrument = services.retire(request.dbsession, slug)
     except services.InstrumentNotFound as exc:
         raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    audit.record_in_request(request, "instrument.retire", target=slug)
     return {"slug": instrument.slug, "retired": True, "retired_at": instrument.retired_at.isoformat()}

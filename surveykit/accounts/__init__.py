@@ -1,0 +1,49 @@
+"""Accounts: staff users, grants, token login with rotating refresh tokens, and field devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.authorization import Allow, Authenticated, Everyone
+
+from surveykit.security import Permission
+
+
+class PublicResource:
+    """Endpoints that establish who the caller is (login, refresh, device activation)."""
+
+    __acl__ = [(Allow, Everyone, Permission.PUBLIC)]
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+class AccountResource:
+    __acl__ = [(Allow, Authenticated, Permission.ACCOUNT_READ)]
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+class DevicesResource:
+    """Coordinators and admins enrol and revoke; whose devices exactly is checked per fieldworker."""
+
+    __acl__ = [
+        (Allow, "role:coordinator", Permission.DEVICES_ENROL),
+        (Allow, "role:admin", Permission.DEVICES_ENROL),
+        (Allow, Authenticated, Permission.DEVICES_READ),
+    ]
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+def includeme(config: Any) -> None:
+    config.add_route("auth_token", "/api/v1/auth/token", factory=PublicResource)
+    config.add_route("auth_refresh", "/api/v1/auth/refresh", factory=PublicResource)
+    config.add_route("auth_logout", "/api/v1/auth/logout", factory=PublicResource)
+    config.add_route("me", "/api/v1/me", factory=AccountResource)
+    config.add_route("devices", "/api/v1/devices", factory=DevicesResource)
+    config.add_route("device_activate", "/api/v1/devices/activate", factory=PublicResource)
+    config.add_route("device", "/api/v1/devices/{device_id}", factory=DevicesResource)
+    config.scan(".views")

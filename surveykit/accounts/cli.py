@@ -1,0 +1,350 @@
+"""``surveykit studies|users|devices|audit``: thin shells over the services, each change audited."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from surveykit.accounts import services
+from surveykit.accounts.models import Device, User
+from surveykit.audit import services as audit
+from surveykit.studies import services as studies
+
+
+def operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _policy(obj: Any) -> services.AccountPolicy:
+    return services.AccountPolicy.from_settings(obj.settings)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+# --------------------------------------------------------------------------------------- studies
+
+
+@click.group("studies")
+def studies_group() -> None:
+    """Studies and their countries (the scope of every grant)."""
+
+
+@studies_group.command("add")
+@click.argument("slug")
+@click.option("--name", help="Full name of the study.")
+@click.pass_obj
+def studies_add(obj: Any, slug: str, name: str | None) -> None:
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            studies.create_study(session, slug, name)
+            audit.record(session, "study.create", actor=operator(), target=slug)
+    except studies.StudyError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"study {slug} created")
+
+
+@studies_group.command("add-country")
+@click.argument("slug")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--region")
+@click.option("--language", "languages", multiple=True, help="Interview language code (repeatable).")
+@click.pass_obj
+def studies_add_country(
+    obj: Any, slug: str, code: str, name: str, region: str | None, languages: tuple[str, ...]
+) -> None:
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            study = studies.get_study(session, slug)
+            studies.add_country(session, study, code, name, region, list(languages))
+            audit.record(session, "study.add_country", actor=operator(), target=f"{slug}/{code}")
+    except (studies.StudyError, studies.StudyNotFound) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{slug}: country {code} ({name}) added")
+
+
+@studies_group.command("list")
+@click.pass_obj
+def studies_list(obj: Any) -> None:
+    obj.require_schema()
+    with obj.session() as session:
+        rows = [["study", "name", "countries"]]
+        for study in studies.list_studies(session):
+            rows.append([study.slug, study.name, " ".join(c.code for c in study.countries) or "-"])
+    click.echo(format_table(rows) if len(rows) > 1 else "no studies")
+
+
+# ----------------------------------------------------------------------------------------- users
+
+
+@click.group("users")
+def users_group() -> None:
+    """Staff accounts and their grants."""
+
+
+@users_group.command("add")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_obj
+def users_add(obj: Any, username: str, password_stdin: bool) -> None:
+    """Create an account; without --password-stdin a random password is printed once."""
+    obj.require_schema()
+    generated = not password_stdin
+    password = secrets.token_urlsafe(15) if generated else sys.stdin.readline().rstrip("\r\n")
+    try:
+        with obj.session() as session:
+            services.create_user(session, username, password, _policy(obj))
+            audit.record(session, "user.create", actor=operator(), target=username)
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"user {username} created")
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@users_group.command("list")
+@click.pass_obj
+def users_list(obj: Any) -> None:
+    obj.require_schema()
+    with obj.session() as session:
+        rows = [["username", "status", "grants"]]
+        for user in services.list_users(session):
+            grants = [services.describe_grant(session, grant) for grant in user.grants]
+            text = "; ".join(
+                f"#{g['id']} {g['role']} {g['study']}:"
+                f"{','.join(g['countries']) if isinstance(g['countries'], list) else '*'}"
+                for g in grants
+            )
+            status = "active" if user.active else "deactivated"
+            rows.append([user.username, status, text or "-"])
+    click.echo(format_table(rows) if len(rows) > 1 else "no users")
+
+
+@users_group.command("grant")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "coordinator", "analyst", "fieldworker"]))
+@click.option("--study", help="Study slug; omit only with --all-studies (admins).")
+@click.option("--all-studies", is_flag=True, help="Admin of every study.")
+@click.option("--country", "countries", multiple=True, help="Country code (repeatable); none: all countries.")
+@click.pass_obj
+def users_grant(
+    obj: Any, username: str, role: str, study: str | None, all_studies: bool, countries: tuple[str, ...]
+) -> None:
+    if bool(study) == all_studies:
+        raise click.UsageError("give either --study SLUG or --all-studies")
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            user = services.get_user(session, username)
+            grant = services.add_grant(session, user, role, study, list(countries) or None, operator())
+            described = services.describe_grant(session, grant)
+            audit.record(session, "grant.add", actor=operator(), target=username, details=described)
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    click.echo(
+        f"granted #{described['id']}: {username} is {role} in {described['study']} "
+        f"for {described['countries'] if described['countries'] == '*' else ','.join(described['countries'])}"
+    )
+
+
+@users_group.command("revoke")
+@click.argument("username")
+@click.argument("grant_id", type=int)
+@click.pass_obj
+def users_revoke(obj: Any, username: str, grant_id: int) -> None:
+    """Remove grant GRANT_ID (see `users list`) from USERNAME."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            user = services.get_user(session, username)
+            grant = services.remove_grant(session, user, grant_id)
+            audit.record(
+                session,
+                "grant.remove",
+                actor=operator(),
+                target=username,
+                details={"grant": grant_id, "role": grant.role},
+            )
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"grant #{grant_id} removed from {username}")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@click.pass_obj
+def users_deactivate(obj: Any, username: str) -> None:
+    """Refuse the account's logins and end its sessions (its devices stop working at once)."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            services.deactivate_user(session, services.get_user(session, username))
+            audit.record(session, "user.deactivate", actor=operator(), target=username)
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{username} deactivated")
+
+
+def ensure_first_admin(session: Any, policy: services.AccountPolicy, password: str) -> tuple[str, str] | None:
+    """Create an ``admin`` account for every study when no admin exists yet."""
+    if services.has_admin(session):
+        return None
+    username = "admin"
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise click.ClickException(
+            "no active admin exists and the username 'admin' is taken: grant admin "
+            "with `surveykit users grant NAME admin --all-studies`"
+        )
+    password = password or secrets.token_urlsafe(15)
+    user = services.create_user(session, username, password, policy)
+    services.add_grant(session, user, "admin", None, None, "surveykit serve (first start)")
+    audit.record(session, "user.create", actor="surveykit serve (first start)", target=username)
+    return username, password
+
+
+# --------------------------------------------------------------------------------------- devices
+
+
+@click.group("devices")
+def devices_group() -> None:
+    """Field devices (tablets): enrol, list, revoke."""
+
+
+@devices_group.command("enrol")
+@click.argument("username")
+@click.option("--label", required=True, help="How people recognise the tablet, e.g. 'KE tablet 3'.")
+@click.option("--server-url", help="URL the tablet reaches the server at (default: SURVEYKIT_PUBLIC_URL).")
+@click.option("--qr-png", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as PNG.")
+@click.option("--qr-svg", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as SVG.")
+@click.pass_obj
+def devices_enrol(
+    obj: Any, username: str, label: str, server_url: str | None, qr_png: str | None, qr_svg: str | None
+) -> None:
+    """Enrol a tablet for fieldworker USERNAME and print its one-time enrolment code."""
+    import segno
+
+    obj.require_schema()
+    server_url = server_url or obj.settings["surveykit.public_url"] or "http://127.0.0.1:6543"
+    try:
+        with obj.session() as session:
+            owner = services.get_user(session, username)
+            device, code = services.enrol_device(session, owner, label, operator(), _policy(obj))
+            audit.record(
+                session,
+                "device.enrol",
+                actor=operator(),
+                target=device.id,
+                details={"owner": username, "label": label},
+            )
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    payload = services.enrolment_payload(server_url, code)
+    qr = segno.make(payload, error="m")
+    for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+        if path:
+            qr.save(path, kind=kind, scale=8, border=4)
+            click.echo(f"QR code written to {Path(path).resolve()}")
+    click.echo(f"device {device.id} enrolled for {username} ({label})")
+    click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
+
+
+@devices_group.command("list")
+@click.option("--user", "username", help="Only this fieldworker's devices.")
+@click.pass_obj
+def devices_list(obj: Any, username: str | None) -> None:
+    obj.require_schema()
+    with obj.session() as session:
+        statement = select(Device, User.username).join(User, User.id == Device.user_id)
+        if username:
+            statement = statement.where(User.username == username)
+        rows = [["id", "user", "label", "status", "last seen"]]
+        for device, owner in session.execute(statement.order_by(User.username, Device.created_at)):
+            seen = device.last_seen_at.strftime("%Y-%m-%d %H:%M") if device.last_seen_at else "never"
+            rows.append([device.id, owner, device.label, device.status, seen])
+    click.echo(format_table(rows) if len(rows) > 1 else "no devices")
+
+
+@devices_group.command("revoke")
+@click.argument("device_id")
+@click.pass_obj
+def devices_revoke(obj: Any, device_id: str) -> None:
+    """Refuse DEVICE_ID's tokens from its very next request."""
+    obj.require_schema()
+    with obj.session() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise click.ClickException(f"no device {device_id!r}")
+        services.revoke_device(session, device)
+        audit.record(session, "device.revoke", actor=operator(), target=device_id)
+    click.echo(f"device {device_id} revoked")
+
+
+# ----------------------------------------------------------------------------------------- audit
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from datetime import UTC
+
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.command("audit")
+@click.option("--actor")
+@click.option("--action", help="Exact action, or a family such as 'auth.*'.")
+@click.option("--since", help="ISO date or time (UTC unless a zone is given).")
+@click.option("--until", help="ISO date or time, exclusive.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.pass_obj
+def audit_command(
+    obj: Any, actor: str | None, action: str | None, since: str | None, until: str | None, limit: int
+) -> None:
+    """Show the audit log, newest first."""
+    obj.require_schema()
+    try:
+        since_at, until_at = _when(since), _when(until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    with obj.session() as session:
+        events = audit.query(session, actor=actor, action=action, since=since_at, until=until_at, limit=limit)
+        rows = [["at", "action", "outcome", "actor", "target", "details"]]
+        for event in events:
+            rows.append(
+                [
+                    event.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    event.action,
+                    event.outcome,
+                    event.actor,
+                    event.target or "",
+                    ", ".join(f"{k}={v}" for k, v in sorted(event.details.items())),
+                ]
+            )
+    click.echo(format_table(rows) if len(rows) > 1 else "no events")
+
+
+COMMANDS = [studies_group, users_group, devices_group, audit_command]

@@ -1,0 +1,100 @@
+"""The Pyramid 2 security policy: bearer access tokens, checked against revocation on every request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.authorization import ACLHelper, Everyone
+from pyramid.request import Request, RequestLocalCache
+
+from surveykit.accounts.identity import Identity, IdentityRefused, load_identity
+from surveykit.accounts.tokens import TokenRejected, TokenSettings, decode_access_token
+from surveykit.audit import services as audit
+from surveykit.db import utcnow
+
+AUTH_PROBLEM = "surveykit.auth_problem"
+
+_REFUSAL_MESSAGES = {
+    "unknown_session": "the token's session is unknown",
+    "session_revoked": "the token's session has ended (logged out, revoked or refresh token reused)",
+    "inactive": "the account is deactivated",
+    "device_revoked": "this device has been revoked",
+}
+
+
+class TokenSecurityPolicy:
+    def __init__(self, tokens: TokenSettings) -> None:
+        self.tokens = tokens
+        self.acl = ACLHelper()
+        self._identity_cache = RequestLocalCache(self._load_identity)
+
+    def identity(self, request: Request) -> Identity | None:
+        return self._identity_cache.get_or_create(request)
+
+    def _load_identity(self, request: Request) -> Identity | None:
+        header = request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return self._refuse(request, "bad_scheme", "send 'Authorization: Bearer <access token>'")
+        try:
+            claims = decode_access_token(self.tokens, token.strip())
+        except TokenRejected as exc:
+            return self._refuse(request, exc.reason, exc.message)
+        try:
+            return load_identity(request.dbsession, claims, utcnow())
+        except IdentityRefused as exc:
+            return self._refuse(
+                request,
+                exc.reason,
+                _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
+                actor=f"user:{exc.user_id}",
+                device_id=exc.device_id,
+            )
+
+    def _refuse(
+        self,
+        request: Request,
+        reason: str,
+        message: str,
+        actor: str = "anonymous",
+        device_id: str | None = None,
+    ) -> None:
+        request.environ[AUTH_PROBLEM] = message
+        audit.record_refusal(
+            request,
+            "auth.token_refused",
+            actor=actor,
+            device_id=device_id,
+            target=request.path,
+            reason=reason,
+        )
+        return None
+
+    def authenticated_userid(self, request: Request) -> str | None:
+        identity = self.identity(request)
+        return None if identity is None else identity.username
+
+    def principals(self, request: Request) -> list[str]:
+        identity = self.identity(request)
+        return [Everyone] if identity is None else identity.principals()
+
+    def permits(self, request: Request, context: Any, permission: str) -> Any:
+        return self.acl.permits(context, self.principals(request), permission)
+
+    def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
+        return []
+
+    def forget(self, request: Request, **kw: Any) -> list[tuple[str, str]]:
+        return []
+
+
+class AllowEveryonePolicy(TokenSecurityPolicy):
+    """Grants everything to everyone. Only for the benchmark that measures what authorisation costs;
+    it can be installed from Python code, never from a setting."""
+
+    def permits(self, request: Request, context: Any, permission: str) -> Any:
+        from pyramid.security import Allowed
+
+        return Allowed("authorisation off (benchmark)")

@@ -1,0 +1,467 @@
+"""Accounts, grants, logins, token rotation and devices, as plain functions over a session."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from surveykit.accounts import passwords
+from surveykit.accounts.models import ROLES, AuthSession, Device, Grant, RefreshToken, User
+from surveykit.accounts.tokens import (
+    TokenSettings,
+    issue_access_token,
+    new_opaque_token,
+    opaque_token_hash,
+)
+from surveykit.db import utcnow
+from surveykit.studies.models import Study
+from surveykit.studies.services import StudyNotFound, country_codes, get_study
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+# Unambiguous on a phone keyboard and when read aloud: no 0/O, 1/I/L.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be carried out, with a message for people."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class LoginRefused(Exception):
+    """Wrong username or password, a locked or inactive account; ``reason`` is for the audit log."""
+
+    def __init__(self, reason: str, user: User | None = None, locked_until: datetime | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.user = user
+        self.locked_until = locked_until
+
+
+class RefreshRefused(Exception):
+    def __init__(self, reason: str, session_id: str | None = None, user_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.session_id = session_id
+        self.user_id = user_id
+
+
+class EnrolmentRefused(Exception):
+    def __init__(self, reason: str, device_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.device_id = device_id
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    password_min_length: int
+    lockout_threshold: int
+    lockout_seconds: int
+    refresh_seconds: int
+    device_refresh_seconds: int
+    enrolment_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> AccountPolicy:
+        return cls(
+            password_min_length=settings["surveykit.password_min_length"],
+            lockout_threshold=settings["surveykit.lockout_threshold"],
+            lockout_seconds=settings["surveykit.lockout_seconds"],
+            refresh_seconds=settings["surveykit.refresh_token_seconds"],
+            device_refresh_seconds=settings["surveykit.device_refresh_token_seconds"],
+            enrolment_seconds=settings["surveykit.enrolment_code_seconds"],
+        )
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    session_id: str
+    user_id: int
+    device_id: str | None
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "token_type": "Bearer",
+            "access_token": self.access_token,
+            "expires_in": int((self.access_expires_at - now).total_seconds()),
+            "refresh_token": self.refresh_token,
+            "refresh_expires_at": self.refresh_expires_at.isoformat(),
+        }
+
+
+# ---------------------------------------------------------------------------------------- users
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise AccountError(f"no user {username!r}", "username")
+    return user
+
+
+def create_user(session: Session, username: str, password: str | None, policy: AccountPolicy) -> User:
+    if not USERNAME.match(username):
+        raise AccountError(
+            "username must be 3-64 lower-case letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            "username",
+        )
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise AccountError(f"user {username!r} already exists", "username")
+    user = User(username=username, active=True, failed_logins=0)
+    if password is not None:
+        set_password(user, password, policy)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(user: User, password: str, policy: AccountPolicy) -> None:
+    try:
+        passwords.check_password_rules(password, policy.password_min_length)
+    except passwords.PasswordRejected as exc:
+        raise AccountError(str(exc), "password") from exc
+    user.password_hash = passwords.hash_password(password)
+
+
+def deactivate_user(session: Session, user: User) -> None:
+    user.active = False
+    revoke_sessions(session, AuthSession.user_id == user.id, "user deactivated")
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def has_admin(session: Session) -> bool:
+    return (
+        session.scalar(
+            select(Grant.id)
+            .join(User, User.id == Grant.user_id)
+            .where(Grant.role == "admin", Grant.study_id.is_(None), User.active.is_(True))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+# --------------------------------------------------------------------------------------- grants
+
+
+def add_grant(
+    session: Session,
+    user: User,
+    role: str,
+    study_slug: str | None,
+    countries: list[str] | None,
+    granted_by: str | None,
+) -> Grant:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}", "role")
+    study: Study | None = None
+    if study_slug is None:
+        if role != "admin":
+            raise AccountError("only an admin grant may cover every study; name a study", "study")
+        if countries:
+            raise AccountError("a grant for every study covers every country", "countries")
+    else:
+        try:
+            study = get_study(session, study_slug)
+        except StudyNotFound as exc:
+            raise AccountError(str(exc), "study") from exc
+    if countries is not None:
+        if not countries:
+            raise AccountError("name at least one country, or grant all countries", "countries")
+        known = country_codes(session, study) if study is not None else set()
+        unknown = sorted(set(countries) - known)
+        if unknown:
+            raise AccountError(f"study {study_slug} has no country {', '.join(unknown)}", "countries")
+        countries = sorted(set(countries))
+    grant = Grant(
+        user_id=user.id,
+        role=role,
+        study_id=study.id if study else None,
+        countries=countries,
+        granted_by=granted_by,
+    )
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def remove_grant(session: Session, user: User, grant_id: int) -> Grant:
+    grant = session.get(Grant, grant_id)
+    if grant is None or grant.user_id != user.id:
+        raise AccountError(f"{user.username} has no grant {grant_id}", "grant")
+    session.delete(grant)
+    session.flush()
+    return grant
+
+
+def describe_grant(session: Session, grant: Grant) -> dict[str, Any]:
+    study = session.get(Study, grant.study_id) if grant.study_id is not None else None
+    return {
+        "id": grant.id,
+        "role": grant.role,
+        "study": study.slug if study else "*",
+        "countries": grant.countries if grant.countries is not None else "*",
+    }
+
+
+# ----------------------------------------------------------------------------------- logging in
+
+
+def authenticate(
+    session: Session, username: str, password: str, policy: AccountPolicy, now: datetime | None = None
+) -> User:
+    """The user if the password is right; LoginRefused otherwise (failed attempts are counted)."""
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        passwords.verify_password(None, password)
+        raise LoginRefused("unknown_user")
+    if user.locked_until is not None and user.locked_until > now:
+        # Verify anyway so a locked account answers no faster than an open one.
+        passwords.verify_password(user.password_hash, password)
+        raise LoginRefused("locked", user, user.locked_until)
+    if not passwords.verify_password(user.password_hash, password):
+        # Incremented in SQL, not from the value read above: concurrent failures must all count.
+        user.failed_logins = User.failed_logins + 1
+        session.flush()
+        if user.failed_logins >= policy.lockout_threshold:
+            user.locked_until = now + timedelta(seconds=policy.lockout_seconds)
+            user.failed_logins = 0
+            raise LoginRefused("locked_now", user, user.locked_until)
+        raise LoginRefused("bad_password", user)
+    if not user.active:
+        raise LoginRefused("inactive", user)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    return user
+
+
+def start_session(
+    session: Session,
+    user: User,
+    tokens: TokenSettings,
+    policy: AccountPolicy,
+    device: Device | None = None,
+    now: datetime | None = None,
+) -> TokenPair:
+    now = now or utcnow()
+    auth_session = AuthSession(
+        id=str(uuid.uuid4()), user_id=user.id, device_id=device.id if device else None, created_at=now
+    )
+    session.add(auth_session)
+    session.flush()
+    return _issue_pair(session, auth_session, tokens, policy, now)
+
+
+def _issue_pair(
+    session: Session, auth_session: AuthSession, tokens: TokenSettings, policy: AccountPolicy, now: datetime
+) -> TokenPair:
+    lifetime = policy.device_refresh_seconds if auth_session.device_id else policy.refresh_seconds
+    refresh = new_opaque_token()
+    refresh_expires = now + timedelta(seconds=lifetime)
+    session.add(
+        RefreshToken(
+            session_id=auth_session.id,
+            token_hash=opaque_token_hash(refresh),
+            issued_at=now,
+            expires_at=refresh_expires,
+        )
+    )
+    access, access_expires = issue_access_token(
+        tokens,
+        user_id=auth_session.user_id,
+        session_id=auth_session.id,
+        device_id=auth_session.device_id,
+        now=now,
+    )
+    session.flush()
+    return TokenPair(
+        access,
+        access_expires,
+        refresh,
+        refresh_expires,
+        auth_session.id,
+        auth_session.user_id,
+        auth_session.device_id,
+    )
+
+
+def rotate_refresh_token(
+    session: Session,
+    refresh_token: str,
+    tokens: TokenSettings,
+    policy: AccountPolicy,
+    now: datetime | None = None,
+) -> TokenPair:
+    """Exchange a refresh token for a new pair; a token presented twice ends its whole session."""
+    now = now or utcnow()
+    stored = session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == opaque_token_hash(refresh_token))
+    )
+    if stored is None:
+        raise RefreshRefused("unknown")
+    auth_session = session.get(AuthSession, stored.session_id)
+    # Claim the token atomically: of two concurrent refreshes with one token, only one wins.
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        revoke_sessions(session, AuthSession.id == auth_session.id, "refresh token reused")
+        raise RefreshRefused("reused", auth_session.id, auth_session.user_id)
+    if auth_session.revoked_at is not None:
+        raise RefreshRefused("session_revoked", auth_session.id, auth_session.user_id)
+    if stored.expires_at <= now:
+        raise RefreshRefused("expired", auth_session.id, auth_session.user_id)
+    user = session.get(User, auth_session.user_id)
+    if user is None or not user.active:
+        raise RefreshRefused("inactive", auth_session.id, auth_session.user_id)
+    if auth_session.device_id is not None:
+        device = session.get(Device, auth_session.device_id)
+        if device is None or device.revoked_at is not None:
+            raise RefreshRefused("device_revoked", auth_session.id, auth_session.user_id)
+    return _issue_pair(session, auth_session, tokens, policy, now)
+
+
+def end_session_by_refresh_token(session: Session, refresh_token: str) -> AuthSession | None:
+    stored = session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == opaque_token_hash(refresh_token))
+    )
+    if stored is None:
+        return None
+    auth_session = session.get(AuthSession, stored.session_id)
+    revoke_sessions(session, AuthSession.id == auth_session.id, "logout")
+    return auth_session
+
+
+def revoke_sessions(session: Session, condition: Any, reason: str, now: datetime | None = None) -> int:
+    return session.execute(
+        update(AuthSession)
+        .where(condition, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow(), revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+# -------------------------------------------------------------------------------------- devices
+
+
+def new_enrolment_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def normalise_code(code: str) -> str:
+    cleaned = re.sub(r"[\s-]", "", code.upper())
+    return f"{cleaned[:5]}-{cleaned[5:]}"
+
+
+def enrolment_payload(server_url: str, code: str) -> str:
+    """What the enrolment QR code holds: where the server is and the one-time code."""
+    return "surveykit://enrol?" + urlencode({"server": server_url, "code": code})
+
+
+def enrol_device(
+    session: Session,
+    owner: User,
+    label: str,
+    enrolled_by: str | None,
+    policy: AccountPolicy,
+    now: datetime | None = None,
+) -> tuple[Device, str]:
+    """A pending device for ``owner`` and its one-time enrolment code (returned once, stored hashed)."""
+    now = now or utcnow()
+    label = label.strip()
+    if not label or len(label) > 200:
+        raise AccountError("label must be 1-200 characters", "label")
+    if not owner.active:
+        raise AccountError(f"user {owner.username} is deactivated", "username")
+    if not any(grant.role == "fieldworker" for grant in owner.grants):
+        raise AccountError(f"{owner.username} has no fieldworker grant", "username")
+    code = new_enrolment_code()
+    device = Device(
+        id=str(uuid.uuid4()),
+        user_id=owner.id,
+        label=label,
+        enrolled_by=enrolled_by,
+        created_at=now,
+        enrolment_code_hash=opaque_token_hash(code),
+        enrolment_expires_at=now + timedelta(seconds=policy.enrolment_seconds),
+    )
+    session.add(device)
+    session.flush()
+    return device, code
+
+
+def activate_device(
+    session: Session, code: str, tokens: TokenSettings, policy: AccountPolicy, now: datetime | None = None
+) -> tuple[Device, TokenPair]:
+    now = now or utcnow()
+    code_hash = opaque_token_hash(normalise_code(code))
+    device = session.scalar(select(Device).where(Device.enrolment_code_hash == code_hash))
+    if device is None:
+        raise EnrolmentRefused("unknown_or_used")
+    # The code is spent whatever happens next.
+    device.enrolment_code_hash = None
+    if device.revoked_at is not None:
+        raise EnrolmentRefused("revoked", device.id)
+    if device.enrolment_expires_at is None or device.enrolment_expires_at <= now:
+        raise EnrolmentRefused("expired", device.id)
+    owner = session.get(User, device.user_id)
+    if owner is None or not owner.active:
+        raise EnrolmentRefused("inactive", device.id)
+    device.activated_at = now
+    device.last_seen_at = now
+    return device, start_session(session, owner, tokens, policy, device=device, now=now)
+
+
+def revoke_device(session: Session, device: Device, now: datetime | None = None) -> Device:
+    now = now or utcnow()
+    if device.revoked_at is None:
+        device.revoked_at = now
+        device.enrolment_code_hash = None
+    revoke_sessions(session, AuthSession.device_id == device.id, "device revoked", now)
+    return device
+
+
+def describe_device(device: Device, username: str) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "label": device.label,
+        "user": username,
+        "status": device.status,
+        "created_at": device.created_at.isoformat(),
+        "activated_at": device.activated_at.isoformat() if device.activated_at else None,
+        "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,
+        "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+        "enrolment_expires_at": (
+            device.enrolment_expires_at.isoformat()
+            if device.enrolment_expires_at and device.activated_at is None
+            else None
+        ),
+    }

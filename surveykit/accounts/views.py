@@ -1,0 +1,325 @@
+"""HTTP views for login, token refresh, logout, the caller's account, and devices.
+
+Refusals that change state (a failed login counted, a reused refresh token's session ended, an
+enrolment code spent) are returned as error responses rather than raised, so the change commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import segno
+from pyramid.httpexceptions import HTTPForbidden
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import forbidden_view_config, view_config
+from sqlalchemy import select
+
+from surveykit.accounts import schemas, services
+from surveykit.accounts.identity import GrantScope, Identity
+from surveykit.accounts.models import Device, Grant, User
+from surveykit.accounts.policy import AUTH_PROBLEM
+from surveykit.accounts.tokens import TokenSettings
+from surveykit.audit import services as audit
+from surveykit.db import utcnow
+from surveykit.errors import APIError, ErrorCode, error_response, field_error
+from surveykit.security import Permission
+from surveykit.studies.models import Study
+from surveykit.web import json_body, query_params
+
+
+def _tokens(request: Request) -> TokenSettings:
+    return TokenSettings.from_settings(request.registry.settings)
+
+
+def _policy(request: Request) -> services.AccountPolicy:
+    return services.AccountPolicy.from_settings(request.registry.settings)
+
+
+def _secret_response(request: Request) -> None:
+    """Responses carrying tokens or enrolment codes must not be stored by any cache (RFC 6749 5.1)."""
+    request.response.cache_control = "no-store"
+    request.response.headers["Pragma"] = "no-cache"
+
+
+@forbidden_view_config()
+def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
+    if request.identity is None:
+        problem = request.environ.get(AUTH_PROBLEM)
+        message = (
+            f"authentication failed: {problem}"
+            if problem
+            else ("authentication required: send 'Authorization: Bearer <access token>'")
+        )
+        return error_response(
+            401,
+            ErrorCode.UNAUTHENTICATED,
+            message,
+            headers={"WWW-Authenticate": 'Bearer realm="surveykit"'},
+        )
+    # exc.result is a Denied, which is falsy: test for the attribute, not the truth of the result.
+    permission = getattr(getattr(exc, "result", None), "permission", None)
+    audit.record_refusal(
+        request,
+        "authz.forbidden",
+        target=f"{request.method} {request.path}",
+        permission=str(permission) if permission is not None else None,
+    )
+    return error_response(403, ErrorCode.FORBIDDEN, "your grants do not allow this here")
+
+
+# ------------------------------------------------------------------------------------------- auth
+
+
+@view_config(route_name="auth_token", request_method="POST", renderer="json", permission=Permission.PUBLIC)
+def login(request: Request) -> Any:
+    body = json_body(request, schemas.LoginSchema())
+    try:
+        user = services.authenticate(request.dbsession, body["username"], body["password"], _policy(request))
+    except services.LoginRefused as refused:
+        audit.record_in_request(
+            request,
+            "auth.login_failed",
+            outcome="refused",
+            actor=body["username"],
+            target=body["username"],
+            reason=refused.reason,
+        )
+        if refused.reason in ("locked", "locked_now"):
+            retry_after = max(1, int((refused.locked_until - utcnow()).total_seconds()))
+            return error_response(
+                401,
+                ErrorCode.ACCOUNT_LOCKED,
+                f"too many failed logins: the account is locked for {retry_after} more seconds",
+                headers={"Retry-After": str(retry_after)},
+            )
+        return error_response(401, ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
+    pair = services.start_session(request.dbsession, user, _tokens(request), _policy(request))
+    audit.record_in_request(request, "auth.login", actor=user.username, target=user.username)
+    _secret_response(request)
+    return pair.as_json(utcnow())
+
+
+@view_config(route_name="auth_refresh", request_method="POST", renderer="json", permission=Permission.PUBLIC)
+def refresh(request: Request) -> Any:
+    body = json_body(request, schemas.RefreshSchema())
+    try:
+        pair = services.rotate_refresh_token(
+            request.dbsession, body["refresh_token"], _tokens(request), _policy(request)
+        )
+    except services.RefreshRefused as refused:
+        action = "auth.refresh_reuse_detected" if refused.reason == "reused" else "auth.refresh_refused"
+        actor = _username(request, refused.user_id) or "anonymous"
+        audit.record_in_request(
+            request, action, outcome="refused", actor=actor, target=refused.session_id, reason=refused.reason
+        )
+        message = {
+            "reused": "this refresh token was already used: the session has been ended; log in again",
+            "expired": "the refresh token has expired; log in again",
+        }.get(refused.reason, "the refresh token is not valid; log in again")
+        return error_response(401, ErrorCode.REFRESH_REFUSED, message)
+    audit.record_in_request(
+        request, "auth.refresh", actor=_username(request, pair.user_id), target=pair.session_id
+    )
+    _secret_response(request)
+    return pair.as_json(utcnow())
+
+
+def _username(request: Request, user_id: int | None) -> str | None:
+    if user_id is None:
+        return None
+    return request.dbsession.scalar(select(User.username).where(User.id == user_id))
+
+
+@view_config(route_name="auth_logout", request_method="POST", permission=Permission.PUBLIC)
+def logout(request: Request) -> Response:
+    body = json_body(request, schemas.LogoutSchema()) if request.body else {"refresh_token": None}
+    ended = []
+    if body["refresh_token"]:
+        auth_session = services.end_session_by_refresh_token(request.dbsession, body["refresh_token"])
+        if auth_session is not None:
+            ended.append(auth_session.id)
+    identity = request.identity
+    if identity is not None:
+        services.revoke_sessions(request.dbsession, _session_is(identity.session_id), "logout")
+        ended.append(identity.session_id)
+    if not ended:
+        raise APIError(401, ErrorCode.UNAUTHENTICATED, "send a refresh token or an access token to log out")
+    for session_id in sorted(set(ended)):
+        audit.record_in_request(request, "auth.logout", target=session_id)
+    return Response(status=204)
+
+
+def _session_is(session_id: str) -> Any:
+    from surveykit.accounts.models import AuthSession
+
+    return AuthSession.id == session_id
+
+
+@view_config(route_name="me", request_method="GET", renderer="json", permission=Permission.ACCOUNT_READ)
+def me(request: Request) -> dict[str, Any]:
+    identity: Identity = request.identity
+    return {
+        "username": identity.username,
+        "device_id": identity.device_id,
+        "grants": [_grant_json(grant) for grant in identity.grants],
+    }
+
+
+def _grant_json(grant: GrantScope) -> dict[str, Any]:
+    return {
+        "role": grant.role,
+        "study": grant.study,
+        "countries": list(grant.countries) if grant.countries is not None else "*",
+    }
+
+
+# ---------------------------------------------------------------------------------------- devices
+
+
+def covers_fieldworker(manager: Identity, owner_grants: list[GrantScope]) -> bool:
+    """Whether a coordinator or admin may manage devices of a fieldworker with these grants."""
+    for mine in manager.grants:
+        if mine.role not in ("coordinator", "admin"):
+            continue
+        for theirs in owner_grants:
+            if theirs.role != "fieldworker" or mine.study not in ("*", theirs.study):
+                continue
+            if mine.countries is None:
+                return True
+            if theirs.countries is not None and set(theirs.countries) <= set(mine.countries):
+                return True
+    return False
+
+
+def _owner_grants(request: Request, user_id: int) -> list[GrantScope]:
+    rows = request.dbsession.execute(
+        select(Grant.role, Study.slug, Grant.countries)
+        .outerjoin(Study, Study.id == Grant.study_id)
+        .where(Grant.user_id == user_id)
+    )
+    return [
+        GrantScope(role, slug or "*", tuple(countries) if countries is not None else None)
+        for role, slug, countries in rows
+    ]
+
+
+def _qr(payload: str) -> dict[str, str]:
+    qr = segno.make(payload, error="m")
+    png = io.BytesIO()
+    qr.save(png, kind="png", scale=6, border=4)
+    svg = io.BytesIO()
+    qr.save(svg, kind="svg", scale=6, border=4, xmldecl=False)
+    return {
+        "payload": payload,
+        "png_base64": base64.b64encode(png.getvalue()).decode("ascii"),
+        "svg": svg.getvalue().decode("utf-8"),
+    }
+
+
+@view_config(
+    route_name="devices", request_method="POST", renderer="json", permission=Permission.DEVICES_ENROL
+)
+def enrol(request: Request) -> dict[str, Any]:
+    body = json_body(request, schemas.EnrolSchema())
+    owner = request.dbsession.scalar(select(User).where(User.username == body["username"]))
+    if owner is None:
+        raise APIError(
+            404,
+            ErrorCode.USER_NOT_FOUND,
+            f"no user {body['username']!r}",
+            [field_error("username", "unknown user")],
+        )
+    if not covers_fieldworker(request.identity, _owner_grants(request, owner.id)):
+        audit.record_refusal(request, "device.enrol", target=owner.username, reason="out_of_scope")
+        raise APIError(
+            403,
+            ErrorCode.FORBIDDEN,
+            f"{owner.username} is not a fieldworker in a study and country you coordinate",
+        )
+    try:
+        device, code = services.enrol_device(
+            request.dbsession, owner, body["label"], request.identity.actor, _policy(request)
+        )
+    except services.AccountError as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
+        ) from exc
+    server_url = request.registry.settings["surveykit.public_url"] or request.application_url
+    audit.record_in_request(
+        request, "device.enrol", target=device.id, owner=owner.username, label=device.label
+    )
+    request.response.status = 201
+    _secret_response(request)
+    return {
+        "device": services.describe_device(device, owner.username),
+        "enrolment_code": code,
+        "qr": _qr(services.enrolment_payload(server_url, code)),
+    }
+
+
+@view_config(
+    route_name="device_activate", request_method="POST", renderer="json", permission=Permission.PUBLIC
+)
+def activate(request: Request) -> Any:
+    body = json_body(request, schemas.ActivateSchema())
+    try:
+        device, pair = services.activate_device(
+            request.dbsession, body["code"], _tokens(request), _policy(request)
+        )
+    except services.EnrolmentRefused as refused:
+        audit.record_in_request(
+            request,
+            "device.activate",
+            outcome="refused",
+            target=refused.device_id,
+            reason=refused.reason,
+            actor="anonymous",
+        )
+        message = {
+            "expired": "the enrolment code has expired; ask your coordinator for a new one",
+            "revoked": "this device was revoked before it was activated",
+        }.get(refused.reason, "the enrolment code is unknown or was already used")
+        return error_response(401, ErrorCode.ENROLMENT_REFUSED, message)
+    audit.record_in_request(request, "device.activate", actor=f"device:{device.id}", target=device.id)
+    _secret_response(request)
+    return {"device_id": device.id, **pair.as_json(utcnow())}
+
+
+@view_config(route_name="devices", request_method="GET", renderer="json", permission=Permission.DEVICES_READ)
+def list_devices(request: Request) -> dict[str, Any]:
+    query = query_params(request, schemas.DeviceQuerySchema())
+    identity: Identity = request.identity
+    statement = (
+        select(Device, User.username)
+        .join(User, User.id == Device.user_id)
+        .order_by(User.username, Device.created_at)
+    )
+    if query["username"]:
+        statement = statement.where(User.username == query["username"])
+    visible = []
+    for device, username in request.dbsession.execute(statement):
+        if device.user_id == identity.user_id or covers_fieldworker(
+            identity, _owner_grants(request, device.user_id)
+        ):
+            visible.append(services.describe_device(device, username))
+    return {"devices": visible}
+
+
+@view_config(
+    route_name="device", request_method="DELETE", renderer="json", permission=Permission.DEVICES_ENROL
+)
+def revoke(request: Request) -> dict[str, Any]:
+    device_id = request.matchdict["device_id"]
+    device = request.dbsession.get(Device, device_id) if len(device_id) <= 36 else None
+    if device is None:
+        raise APIError(404, ErrorCode.DEVICE_NOT_FOUND, f"no device {device_id!r}")
+    if not covers_fieldworker(request.identity, _owner_grants(request, device.user_id)):
+        audit.record_refusal(request, "device.revoke", target=device.id, reason="out_of_scope")
+        raise APIError(403, ErrorCode.FORBIDDEN, "this device belongs to a fieldworker outside your grants")
+    services.revoke_device(request.dbsession, device)
+    owner = request.dbsession.get(User, device.user_id)
+    audit.record_in_request(request, "device.revoke", target=device.id, owner=owner.username)
+    return services.describe_device(device, owner.username)

@@ -1,0 +1,127 @@
+"""Anonymised participant IDs (``RA1-KE-04-B``) and race-free interview-number allocation.
+
+The counter row per study, activity and country is advanced with one UPDATE inside the caller's
+transaction. PostgreSQL holds the row lock until commit and SQLite holds its single write lock, so
+two requests (or two app processes) can never receive the same number, and once a transaction that
+took numbers commits, they are never handed out again (a rolled-back one leaves no trace to reuse).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from surveykit.participants.models import InterviewNumberCounter, NumberBlock
+
+PID_PATTERN = re.compile(r"^RA([1-9])-([A-Z]{2})-(\d{2,})-([A-Z])$")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class InvalidParticipantId(ValueError):
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class ParticipantId:
+    activity: str  # "RA1"
+    country: str  # the study's own two-letter code
+    interview_number: int
+    letter: str
+
+    def __str__(self) -> str:
+        return format_pid(self.activity, self.country, self.interview_number, self.letter)
+
+
+def format_pid(activity: str, country: str, interview_number: int, letter: str) -> str:
+    """``RA1-KE-04-B``: the number zero-padded to two digits, three once it passes 99."""
+    return f"{activity}-{country}-{interview_number:02d}-{letter}"
+
+
+def parse_pid(text: str) -> ParticipantId:
+    match = PID_PATTERN.match(text)
+    if match is None:
+        raise InvalidParticipantId(f"{text!r} is not an ID like RA1-KE-04-B")
+    activity, country, number, letter = match.groups()
+    value = int(number)
+    if value < 1 or number != f"{value:02d}":
+        raise InvalidParticipantId(f"{text!r}: the interview number must be 01 or more, without extra zeros")
+    return ParticipantId(f"RA{activity}", country, value, letter)
+
+
+def letter_for(index: int) -> str:
+    if not 0 <= index < len(LETTERS):
+        raise ValueError("an interview has at most 26 participants")
+    return LETTERS[index]
+
+
+def allocate_interview_numbers(
+    session: Session, study_id: int, activity: str, country: str, count: int = 1
+) -> range:
+    """Reserve ``count`` consecutive interview numbers for this study, activity and country."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    key = (
+        (InterviewNumberCounter.study_id == study_id)
+        & (InterviewNumberCounter.activity == activity)
+        & (InterviewNumberCounter.country_code == country)
+    )
+    for _attempt in range(2):
+        advanced = session.execute(
+            update(InterviewNumberCounter)
+            .where(key)
+            .values(next_number=InterviewNumberCounter.next_number + count)
+            .returning(InterviewNumberCounter.next_number)
+        ).scalar_one_or_none()
+        if advanced is not None:
+            return range(advanced - count, advanced)
+        # First allocation for this key: create the counter. A concurrent first allocation may win
+        # the insert; then the savepoint rolls back and the UPDATE above takes the row's lock.
+        try:
+            with session.begin_nested():
+                session.execute(
+                    insert(InterviewNumberCounter).values(
+                        study_id=study_id, activity=activity, country_code=country, next_number=1
+                    )
+                )
+        except IntegrityError:
+            pass
+    raise RuntimeError("could not allocate an interview number")
+
+
+def reserve_block(
+    session: Session, device_id: str, study_id: int, activity: str, country: str, size: int
+) -> NumberBlock:
+    numbers = allocate_interview_numbers(session, study_id, activity, country, size)
+    block = NumberBlock(
+        device_id=device_id,
+        study_id=study_id,
+        activity=activity,
+        country_code=country,
+        first_number=numbers.start,
+        last_number=numbers.stop - 1,
+    )
+    session.add(block)
+    session.flush()
+    return block
+
+
+def device_owns_number(
+    session: Session, device_id: str, study_id: int, activity: str, country: str, number: int
+) -> bool:
+    return (
+        session.scalar(
+            select(NumberBlock.id).where(
+                NumberBlock.device_id == device_id,
+                NumberBlock.study_id == study_id,
+                NumberBlock.activity == activity,
+                NumberBlock.country_code == country,
+                NumberBlock.first_number <= number,
+                NumberBlock.last_number >= number,
+            )
+        )
+        is not None
+    )

@@ -1,0 +1,1 @@
+"""Studies and countries: the study/country scope everything else is bounded by."""

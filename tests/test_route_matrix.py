@@ -1,0 +1,378 @@
+"""Who may call what: every API route of the application, tried by every kind of caller.
+
+The routes come from the application's own introspector, so a route added without an entry in
+``EXPECTED`` fails ``test_the_matrix_covers_exactly_the_apps_routes`` until someone decides who may
+call it. ``OUT_OF_SCOPE`` repeats the scoped routes with a study or country the callers do not hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import webtest
+from instrument_samples import minimal_definition
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from surveykit.accounts import passwords
+from surveykit.accounts import services as accounts_services
+from surveykit.audit.models import AuditEvent
+from surveykit.instruments import services as instruments
+from surveykit.security import Permission
+
+CALLERS = (
+    "anonymous",
+    "fieldworker_ke",
+    "coordinator_ke",
+    "coordinator_tz",
+    "analyst_ke",
+    "study_admin",
+    "global_admin",
+    "device",
+)
+EVERYONE = frozenset(CALLERS)
+AUTHENTICATED = EVERYONE - {"anonymous"}
+MANAGERS_KE = frozenset({"coordinator_ke", "study_admin", "global_admin"})
+PUBLISHERS = frozenset({"coordinator_ke", "coordinator_tz", "study_admin", "global_admin"})
+GLOBAL_ADMIN = frozenset({"global_admin"})
+
+# (route name, request method) -> the callers that are not refused (neither 401 nor 403).
+EXPECTED: dict[tuple[str, str], frozenset[str]] = {
+    ("auth_token", "POST"): EVERYONE,
+    ("auth_refresh", "POST"): EVERYONE,
+    ("auth_logout", "POST"): EVERYONE,
+    ("device_activate", "POST"): EVERYONE,
+    ("me", "GET"): AUTHENTICATED,
+    ("devices", "GET"): AUTHENTICATED,
+    ("devices", "POST"): MANAGERS_KE,
+    ("device", "DELETE"): MANAGERS_KE,
+    ("audit", "GET"): GLOBAL_ADMIN,
+    ("instruments", "GET"): AUTHENTICATED,
+    ("instruments_validate", "POST"): AUTHENTICATED,
+    ("instruments", "POST"): PUBLISHERS,
+    ("instrument", "GET"): AUTHENTICATED,
+    ("instrument_version", "GET"): AUTHENTICATED,
+    ("instrument_retire", "POST"): PUBLISHERS,
+}
+
+# (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
+OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
+    # An instrument of a study none of them (but the global admin) holds a grant in.
+    ("instrument", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_version", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
+    ("instruments", "POST", "other_study"): GLOBAL_ADMIN,
+    # A shared instrument (no study): everyone signed in reads it, only global admins change it.
+    ("instrument", "GET", "shared"): AUTHENTICATED,
+    ("instrument_version", "GET", "shared"): AUTHENTICATED,
+    ("instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
+    ("instruments", "POST", "shared"): GLOBAL_ADMIN,
+    # A fieldworker in TZ: the KE coordinator is out of scope, the TZ one in.
+    ("devices", "POST", "tz_fieldworker"): frozenset({"coordinator_tz", "study_admin", "global_admin"}),
+    ("device", "DELETE", "tz_fieldworker"): frozenset({"coordinator_tz", "study_admin", "global_admin"}),
+    # A fieldworker of another study.
+    ("devices", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
+    ("device", "DELETE", "other_study_fieldworker"): GLOBAL_ADMIN,
+}
+
+PASSWORD = "matrix password 1"
+_PASSWORD_HASH = passwords.hash_password(PASSWORD)
+ENVELOPE_KEYS = {"status", "code", "message", "details"}
+
+
+def _definition(slug: str, study: str | None) -> dict[str, Any]:
+    data = minimal_definition(slug)
+    if study is not None:
+        data["study"] = study
+    return data
+
+
+INSTRUMENTS = {"ocsea": "ocsea-debrief", "other_study": "other-debrief", "shared": "shared-debrief"}
+STUDY_OF = {"ocsea": "ocsea", "other_study": "other", "shared": None}
+
+
+@dataclass
+class Call:
+    method: str
+    url: str
+    json: Any = None
+
+
+class World:
+    """Studies, a user per caller, target fieldworkers, and three published instruments."""
+
+    def __init__(self, accounts: Any, dbsession: Session) -> None:
+        self.accounts = accounts
+        self.session = dbsession
+        accounts.study("ocsea", ("KE", "TZ", "KH"))
+        accounts.study("other", ("KE",))
+        self.users = {
+            "fieldworker_ke": accounts.user("m-fieldworker", "fieldworker", "ocsea", ["KE"]),
+            "coordinator_ke": accounts.user("m-coord-ke", "coordinator", "ocsea", ["KE"]),
+            "coordinator_tz": accounts.user("m-coord-tz", "coordinator", "ocsea", ["TZ"]),
+            "analyst_ke": accounts.user("m-analyst", "analyst", "ocsea", ["KE"]),
+            "study_admin": accounts.user("m-study-admin", "admin", "ocsea"),
+            "global_admin": accounts.user("m-global-admin", "admin", None),
+        }
+        self.tablet_owner = accounts.user("m-tablet-owner", "fieldworker", "ocsea", ["KE"])
+        self.device, _ = accounts_services.enrol_device(
+            dbsession, self.tablet_owner, "matrix tablet", "tests", accounts.policy
+        )
+        self.device.activated_at = self.device.created_at
+        self.targets = {
+            "ke": accounts.user("m-target-ke", "fieldworker", "ocsea", ["KE"]),
+            "tz": accounts.user("m-target-tz", "fieldworker", "ocsea", ["TZ"]),
+            "other": accounts.user("m-target-other", "fieldworker", "other", ["KE"]),
+        }
+        self.login_user = accounts.user("m-login", "analyst", "ocsea", ["KH"])
+        self.login_user.password_hash = _PASSWORD_HASH
+        for scope, slug in INSTRUMENTS.items():
+            instruments.publish(
+                dbsession, instruments.validate_definition(_definition(slug, STUDY_OF[scope]))
+            )
+        dbsession.flush()
+
+    def headers(self, caller: str) -> dict[str, str]:
+        """A fresh session for every request: logging out must not spoil the next one."""
+        if caller == "anonymous":
+            return {}
+        if caller == "device":
+            pair = accounts_services.start_session(
+                self.session,
+                self.tablet_owner,
+                self.accounts.tokens,
+                self.accounts.policy,
+                device=self.device,
+            )
+            self.session.flush()
+            return {"Authorization": f"Bearer {pair.access_token}"}
+        return {"Authorization": f"Bearer {self.accounts.token(self.users[caller])}"}
+
+    def refresh_token(self) -> str:
+        pair = accounts_services.start_session(
+            self.session, self.login_user, self.accounts.tokens, self.accounts.policy
+        )
+        self.session.flush()
+        return pair.refresh_token
+
+    def pending_device(self, target: str) -> tuple[str, str]:
+        device, code = accounts_services.enrol_device(
+            self.session, self.targets[target], "spare", "tests", self.accounts.policy
+        )
+        self.session.flush()
+        return device.id, code
+
+
+def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    slug = INSTRUMENTS[scope]
+    base = f"/api/v1/instruments/{slug}"
+    return {
+        ("instrument", "GET"): lambda w: Call("GET", base),
+        ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
+        ("instrument_retire", "POST"): lambda w: Call("POST", f"{base}/retire"),
+        ("instruments", "POST"): lambda w: Call(
+            "POST", "/api/v1/instruments", _definition(slug, STUDY_OF[scope])
+        ),
+    }
+
+
+def _device_calls(target: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    return {
+        ("devices", "POST"): lambda w: Call(
+            "POST", "/api/v1/devices", {"username": w.targets[target].username, "label": "new tablet"}
+        ),
+        ("device", "DELETE"): lambda w: Call("DELETE", f"/api/v1/devices/{w.pending_device(target)[0]}"),
+    }
+
+
+CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
+    ("auth_token", "POST"): lambda w: Call(
+        "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
+    ),
+    ("auth_refresh", "POST"): lambda w: Call(
+        "POST", "/api/v1/auth/refresh", {"refresh_token": w.refresh_token()}
+    ),
+    ("auth_logout", "POST"): lambda w: Call(
+        "POST", "/api/v1/auth/logout", {"refresh_token": w.refresh_token()}
+    ),
+    ("device_activate", "POST"): lambda w: Call(
+        "POST", "/api/v1/devices/activate", {"code": w.pending_device("ke")[1]}
+    ),
+    ("me", "GET"): lambda w: Call("GET", "/api/v1/me"),
+    ("devices", "GET"): lambda w: Call("GET", "/api/v1/devices"),
+    ("audit", "GET"): lambda w: Call("GET", "/api/v1/audit"),
+    ("instruments", "GET"): lambda w: Call("GET", "/api/v1/instruments"),
+    ("instruments_validate", "POST"): lambda w: Call(
+        "POST", "/api/v1/instruments/validate", minimal_definition("anything")
+    ),
+    **_instrument_calls("ocsea"),
+    **_device_calls("ke"),
+}
+
+SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
+    "other_study": _instrument_calls("other_study"),
+    "shared": _instrument_calls("shared"),
+    "tz_fieldworker": _device_calls("tz"),
+    "other_study_fieldworker": _device_calls("other"),
+}
+
+
+def app_routes(app: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(route name, method) -> the view's introspectable data, for every routed view of the app."""
+    introspector = app.registry.introspector
+    patterns = {
+        item["introspectable"]["name"]: item["introspectable"]["pattern"]
+        for item in introspector.get_category("routes")
+    }
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in introspector.get_category("views"):
+        view = item["introspectable"]
+        route = view["route_name"]
+        if route is None:
+            continue  # exception and not-found views
+        methods = view["request_methods"]
+        methods = ("*",) if methods is None else (methods,) if isinstance(methods, str) else methods
+        permissions = [rel["value"] for rel in item["related"] if rel.category_name == "permissions"]
+        for method in methods:
+            if method == "HEAD":
+                continue
+            assert (route, method) not in found, f"two views for {route} {method}"
+            found[(route, method)] = {
+                "pattern": patterns[route],
+                "permission": permissions[0] if permissions else None,
+            }
+    # Every route has at least one view.
+    assert {route for route, _ in found} == set(patterns)
+    return found
+
+
+def test_the_matrix_covers_exactly_the_apps_routes(app: Any) -> None:
+    routes = app_routes(app)
+    missing = sorted(set(routes) - set(EXPECTED))
+    stale = sorted(set(EXPECTED) - set(routes))
+    assert not missing, f"routes without a decision in EXPECTED: {missing}"
+    assert not stale, f"EXPECTED names routes the app does not have: {stale}"
+    assert set(CALLS) == set(EXPECTED)
+    for callers in [*EXPECTED.values(), *OUT_OF_SCOPE.values()]:
+        assert callers <= EVERYONE
+    for route, method, scenario in OUT_OF_SCOPE:
+        assert (route, method) in EXPECTED
+        assert (route, method) in SCENARIO_CALLS[scenario]
+
+
+def test_every_api_view_declares_an_explicit_permission(app: Any) -> None:
+    routes = app_routes(app)
+    api = {key: view for key, view in routes.items() if view["pattern"].startswith("/api/")}
+    assert len(api) == len(routes) >= 15
+    for (route, method), view in api.items():
+        assert view["permission"] is not None, f"{route} {method} declares no permission"
+        assert view["permission"] in set(Permission) - {Permission.UNDECLARED}, f"{route} {method}"
+
+
+@pytest.fixture
+def world(accounts: Any, dbsession: Session) -> World:
+    return World(accounts, dbsession)
+
+
+def _refusals(dbsession: Session) -> int:
+    dbsession.expire_all()
+    return dbsession.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "refused")
+    )
+
+
+def _send(testapp: webtest.TestApp, call: Call, headers: dict[str, str]) -> webtest.TestResponse:
+    if call.json is not None:
+        return testapp.request(
+            call.url,
+            method=call.method,
+            body=json.dumps(call.json).encode("utf-8"),
+            content_type="application/json",
+            headers=headers,
+            expect_errors=True,
+        )
+    return testapp.request(call.url, method=call.method, headers=headers, expect_errors=True)
+
+
+def _check(
+    testapp: webtest.TestApp,
+    dbsession: Session,
+    world: World,
+    build: Callable[[World], Call],
+    allowed: frozenset[str],
+    *,
+    success_expected: bool,
+) -> list[str]:
+    problems = []
+    for caller in CALLERS:
+        call = build(world)
+        headers = world.headers(caller)
+        refusals_before = _refusals(dbsession)
+        response = _send(testapp, call, headers)
+        status = response.status_int
+        label = f"{caller}: {call.method} {call.url} -> {status}"
+        refused = status in (401, 403)
+        if caller in allowed:
+            if refused:
+                problems.append(f"{label}, expected to be allowed ({response.text[:200]})")
+            elif success_expected and not 200 <= status < 300:
+                problems.append(f"{label}, expected a success ({response.text[:200]})")
+            elif status >= 500:
+                problems.append(f"{label}: server error")
+            continue
+        if not refused:
+            problems.append(f"{label}, expected a refusal")
+            continue
+        body = response.json
+        if set(body) != ENVELOPE_KEYS or body["status"] != status:
+            problems.append(f"{label}: not the error envelope: {body}")
+        expected_status = 401 if caller == "anonymous" else 403
+        expected_code = "unauthenticated" if caller == "anonymous" else "forbidden"
+        if (status, body.get("code")) != (expected_status, expected_code):
+            problems.append(f"{label} {body.get('code')}, expected {expected_status} {expected_code}")
+        if caller != "anonymous" and _refusals(dbsession) <= refusals_before:
+            problems.append(f"{label}: the refusal was not audited")
+    return problems
+
+
+@pytest.mark.parametrize(("route", "method"), sorted(EXPECTED), ids=lambda value: str(value))
+def test_route_matrix(
+    route: str, method: str, testapp: webtest.TestApp, dbsession: Session, world: World
+) -> None:
+    problems = _check(
+        testapp, dbsession, world, CALLS[(route, method)], EXPECTED[(route, method)], success_expected=True
+    )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("route", "method", "scenario"), sorted(OUT_OF_SCOPE), ids=lambda value: str(value))
+def test_route_matrix_out_of_scope(
+    route: str, method: str, scenario: str, testapp: webtest.TestApp, dbsession: Session, world: World
+) -> None:
+    problems = _check(
+        testapp,
+        dbsession,
+        world,
+        SCENARIO_CALLS[scenario][(route, method)],
+        OUT_OF_SCOPE[(route, method, scenario)],
+        success_expected=True,
+    )
+    assert not problems, "\n".join(problems)
+
+
+def test_instrument_listing_is_filtered_by_study(
+    testapp: webtest.TestApp, dbsession: Session, world: World
+) -> None:
+    """The collection is open to every signed-in caller, but shows only their studies' instruments."""
+    seen = {}
+    for caller in AUTHENTICATED:
+        listed = testapp.get("/api/v1/instruments", headers=world.headers(caller)).json["instruments"]
+        seen[caller] = {row["slug"] for row in listed}
+    mine = {"ocsea-debrief", "shared-debrief"}
+    assert seen == {caller: mine for caller in AUTHENTICATED - GLOBAL_ADMIN} | {
+        "global_admin": set(INSTRUMENTS.values())
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from surveykit import migrate
 from surveykit.config import ConfigurationError, is_sqlite, load_settings
+from surveykit.console import format_table, operator
 from surveykit.db import make_engine, make_session_factory
 from surveykit.instruments import services as instrument_services
 
@@ -77,13 +77,6 @@ class CLIContext:
 
 
 pass_cli = click.make_pass_decorator(CLIContext)
-
-
-def _operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 @click.group()
@@ -198,7 +191,7 @@ def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
     obj.require_schema()
     try:
         with obj.session() as session:
-            publish_files(session, list(files), _operator(), click.echo)
+            publish_files(session, list(files), operator(), click.echo)
     except instrument_services.DefinitionError as exc:
         raise click.ClickException(_definition_error(exc).message + "\nnothing was published") from exc
 
@@ -242,15 +235,6 @@ def instruments_retire(obj: CLIContext, slug: str) -> None:
     except instrument_services.InstrumentNotFound as exc:
         raise click.ClickException(f"no instrument {slug!r}") from exc
     click.echo(f"{slug} retired")
-
-
-def format_table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ serve
@@ -325,8 +309,18 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
 
 def _register_capability_commands() -> None:
     from surveykit.accounts.cli import COMMANDS
+    from surveykit.exports.cli import COMMANDS as EXPORTS_COMMANDS
+    from surveykit.openapi import COMMANDS as OPENAPI_COMMANDS
+    from surveykit.participants.cli import COMMANDS as PARTICIPANTS_COMMANDS
+    from surveykit.studies.cli import COMMANDS as STUDIES_COMMANDS
 
-    for command in COMMANDS:
+    for command in [
+        *COMMANDS,
+        *STUDIES_COMMANDS,
+        *PARTICIPANTS_COMMANDS,
+        *EXPORTS_COMMANDS,
+        *OPENAPI_COMMANDS,
+    ]:
         cli.add_command(command)
 
 

@@ -40,6 +40,13 @@ def as_positive_int(value: Any) -> int:
     return number
 
 
+def as_block_size(value: Any) -> int:
+    number = int(value)
+    if not 1 <= number <= 100:
+        raise ValueError(f"must be between 1 and 100, got {value!r}")
+    return number
+
+
 def as_environment(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in {"development", "production", "test"}:
@@ -113,6 +120,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("surveykit.lockout_threshold", "SURVEYKIT_LOCKOUT_THRESHOLD", as_positive_int, 5),
     Setting("surveykit.lockout_seconds", "SURVEYKIT_LOCKOUT_SECONDS", as_positive_int, 900),
     Setting("surveykit.admin_password", "SURVEYKIT_ADMIN_PASSWORD", as_str, ""),
+    # Interview numbers reserved per request for a tablet to mint IDs from offline.
+    Setting("surveykit.block_size", "SURVEYKIT_BLOCK_SIZE", as_block_size, 10),
+    # Changes per POST /api/v1/sync (more: 413) and entries per page of GET /api/v1/sync/changes.
+    Setting("surveykit.sync_max_batch", "SURVEYKIT_SYNC_MAX_BATCH", as_positive_int, 100),
+    Setting("surveykit.sync_max_pull", "SURVEYKIT_SYNC_MAX_PULL", as_positive_int, 1000),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -22,6 +22,9 @@ from sqlalchemy.types import TypeDecorator
 
 from surveykit.config import is_sqlite
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SQLITE_IMMEDIATE = "surveykit_sqlite_immediate"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -90,7 +93,10 @@ def _make_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A deferred transaction that reads and then writes fails at once with "database is locked"
+        # when another writer got in between; BEGIN IMMEDIATE queues for the write lock instead.
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     @event.listens_for(engine, "handle_error")
     def _mark_locked_retryable(context: Any) -> None:
@@ -128,6 +134,9 @@ def includeme(config: Any) -> None:
 
     def dbsession(request: Any) -> Session:
         # Looked up per request so tests can bind the factory to a connection they roll back.
-        return tm_session(request.registry["dbsession_factory"], request.tm)
+        session = tm_session(request.registry["dbsession_factory"], request.tm)
+        if request.method in WRITE_METHODS and session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        return session
 
     config.add_request_method(dbsession, reify=True)

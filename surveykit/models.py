@@ -3,9 +3,10 @@
 from surveykit.accounts.models import AuthSession, Device, Grant, RefreshToken, User
 from surveykit.audit.models import AuditEvent
 from surveykit.instruments.models import Instrument, InstrumentVersion
-from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant, ResearchActivity
+from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
 from surveykit.studies.feed import ChangeLogEntry, StudyChangeCounter
-from surveykit.studies.models import Country, Study
+from surveykit.studies.models import Country, ResearchActivity, Study
+from surveykit.sync.models import Interview, InterviewRevision, Quote
 
 __all__ = [
     "AuditEvent",
@@ -16,9 +17,12 @@ __all__ = [
     "Grant",
     "Instrument",
     "InstrumentVersion",
+    "Interview",
+    "InterviewRevision",
     "InterviewNumberCounter",
     "NumberBlock",
     "Participant",
+    "Quote",
     "RefreshToken",
     "ResearchActivity",
     "Study",

@@ -19,6 +19,18 @@ class Permission(StrEnum):
     DEVICES_ENROL = "devices.enrol"
     DEVICES_READ = "devices.read"
     AUDIT_READ = "audit.read"
+    STUDIES_READ = "studies.read"
+    STUDIES_CREATE = "studies.create"
+    STUDIES_CONFIGURE = "studies.configure"
+    PARTICIPANTS_READ = "participants.read"
+    PARTICIPANTS_WRITE = "participants.write"
+    BLOCKS_RESERVE = "blocks.reserve"
+    BLOCKS_READ = "blocks.read"
+    SYNC_PUSH = "sync.push"
+    SYNC_PULL = "sync.pull"
+    CONFLICTS_READ = "conflicts.read"
+    CONFLICTS_RESOLVE = "conflicts.resolve"
+    EXPORTS_READ = "exports.read"
     # The default for views that declare nothing: granted to no one.
     UNDECLARED = "undeclared"
 

@@ -237,7 +237,9 @@ def test_a_user_without_a_password_cannot_log_in(
 # --- refresh ----------------------------------------------------------------------------------
 
 
-def test_refresh_rotates_the_pair(testapp: webtest.TestApp, dbsession: Session, accounts: Any) -> None:
+def test_refresh_rotates_the_pair(
+    testapp: webtest.TestApp, dbsession: Session, accounts: Any, settings: dict[str, Any]
+) -> None:
     user = accounts.user(role="analyst", countries=["KE"])
     first = pair_for(accounts, user)
     response = testapp.post_json(REFRESH, {"refresh_token": first.refresh_token})
@@ -247,7 +249,13 @@ def test_refresh_rotates_the_pair(testapp: webtest.TestApp, dbsession: Session, 
     assert second["access_token"] != first.access_token
     assert testapp.get(ME, headers=bearer(second["access_token"])).json["username"] == user.username
     # Same session (family), new token.
-    claims = jwt.decode(second["access_token"], options={"verify_signature": False})
+    claims = jwt.decode(
+        second["access_token"],
+        settings["surveykit.jwt_keys"]["k1"],
+        algorithms=["HS256"],
+        audience=settings["surveykit.jwt_audience"],
+        issuer=settings["surveykit.jwt_issuer"],
+    )
     assert claims["sid"] == first.session_id
     third = testapp.post_json(REFRESH, {"refresh_token": second["refresh_token"]}).json
     assert testapp.get(ME, headers=bearer(third["access_token"])).json["username"] == user.username

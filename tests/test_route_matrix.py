@@ -17,6 +17,7 @@ import webtest
 from instrument_samples import minimal_definition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from test_sync_support import make_conflict
 
 from surveykit.accounts import passwords
 from surveykit.accounts import services as accounts_services
@@ -39,6 +40,14 @@ AUTHENTICATED = EVERYONE - {"anonymous"}
 MANAGERS_KE = frozenset({"coordinator_ke", "study_admin", "global_admin"})
 PUBLISHERS = frozenset({"coordinator_ke", "coordinator_tz", "study_admin", "global_admin"})
 GLOBAL_ADMIN = frozenset({"global_admin"})
+# Studies and the participant registry (docs/participants.md).
+READERS_KE = frozenset(
+    {"fieldworker_ke", "coordinator_ke", "analyst_ke", "study_admin", "global_admin", "device"}
+)
+STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
+MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
+DEVICE_ONLY = frozenset({"device"})
+NOBODY: frozenset[str] = frozenset()
 
 # (route name, request method) -> the callers that are not refused (neither 401 nor 403).
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
@@ -57,6 +66,31 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("instrument", "GET"): AUTHENTICATED,
     ("instrument_version", "GET"): AUTHENTICATED,
     ("instrument_retire", "POST"): PUBLISHERS,
+    ("studies", "GET"): AUTHENTICATED,
+    ("studies", "POST"): GLOBAL_ADMIN,
+    ("study", "GET"): AUTHENTICATED,
+    ("study_countries", "POST"): STUDY_ADMINS,
+    ("study_country", "PATCH"): STUDY_ADMINS,
+    ("study_activities", "POST"): STUDY_ADMINS,
+    ("study_activity", "PATCH"): STUDY_ADMINS,
+    ("participants", "GET"): READERS_KE,
+    ("participants", "POST"): MANAGERS_KE,
+    ("participants_import", "POST"): MANAGERS_KE,
+    ("participant", "GET"): READERS_KE,
+    ("participant", "PATCH"): MANAGERS_KE,
+    ("blocks", "GET"): DEVICE_ONLY,
+    ("blocks", "POST"): DEVICE_ONLY,
+    # Sync (docs/sync.md): tablets and managers push (each change is scoped on its own).
+    ("sync", "POST"): PUBLISHERS | DEVICE_ONLY,
+    ("sync_changes", "GET"): AUTHENTICATED,
+    ("conflicts", "GET"): MANAGERS_KE,
+    ("conflict_resolve", "POST"): MANAGERS_KE,
+    # Exports (docs/exports.md): analysts, coordinators and admins of the country; the study-wide
+    # workbook needs a grant over every country of the study. Tablets and fieldworkers never.
+    ("export_country", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
+    ("export_study", "GET"): STUDY_ADMINS,
+    # The API document (docs/api.md): public.
+    ("openapi", "GET"): EVERYONE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -77,6 +111,35 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # A fieldworker of another study.
     ("devices", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
     ("device", "DELETE", "other_study_fieldworker"): GLOBAL_ADMIN,
+    # The registry of TZ: the KE callers (and the KE tablet) are out of scope, the TZ coordinator in.
+    ("participants", "GET", "tz_country"): MANAGERS_TZ,
+    ("participants", "POST", "tz_country"): MANAGERS_TZ,
+    ("participants_import", "POST", "tz_country"): MANAGERS_TZ,
+    ("participant", "GET", "tz_country"): MANAGERS_TZ,
+    ("participant", "PATCH", "tz_country"): MANAGERS_TZ,
+    ("blocks", "POST", "tz_country"): NOBODY,
+    # The configuration and registry of a study none of them (but the global admin) holds a grant in.
+    ("study", "GET", "other_study_registry"): GLOBAL_ADMIN,
+    ("study_countries", "POST", "other_study_registry"): GLOBAL_ADMIN,
+    ("study_country", "PATCH", "other_study_registry"): GLOBAL_ADMIN,
+    ("study_activities", "POST", "other_study_registry"): GLOBAL_ADMIN,
+    ("study_activity", "PATCH", "other_study_registry"): GLOBAL_ADMIN,
+    ("participants", "GET", "other_study_registry"): GLOBAL_ADMIN,
+    ("participants", "POST", "other_study_registry"): GLOBAL_ADMIN,
+    ("participants_import", "POST", "other_study_registry"): GLOBAL_ADMIN,
+    ("participant", "GET", "other_study_registry"): GLOBAL_ADMIN,
+    ("participant", "PATCH", "other_study_registry"): GLOBAL_ADMIN,
+    # The feed and the conflicts of TZ, and of a study none of them (but the global admin) is in.
+    ("sync_changes", "GET", "sync_tz"): MANAGERS_TZ,
+    ("conflicts", "GET", "sync_tz"): MANAGERS_TZ,
+    ("conflict_resolve", "POST", "sync_tz"): MANAGERS_TZ,
+    ("sync_changes", "GET", "sync_other_study"): GLOBAL_ADMIN,
+    ("conflicts", "GET", "sync_other_study"): GLOBAL_ADMIN,
+    ("conflict_resolve", "POST", "sync_other_study"): GLOBAL_ADMIN,
+    # The workbook of TZ, and the workbooks of a study none of them (but the global admin) is in.
+    ("export_country", "GET", "export_tz"): MANAGERS_TZ,
+    ("export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
+    ("export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
 }
 
 PASSWORD = "matrix password 1"
@@ -189,7 +252,117 @@ def _device_calls(target: str) -> dict[tuple[str, str], Callable[[World], Call]]
     }
 
 
+def _with_activity(w: World, study: str, call: Call) -> Call:
+    """``call``, once research activity RA1 of ``study`` exists (the registry needs it)."""
+    from surveykit.studies import services as studies
+
+    target = studies.get_study(w.session, study)
+    try:
+        studies.get_activity(w.session, target, "RA1")
+    except studies.ActivityNotFound:
+        studies.add_activity(w.session, target, "RA1", "Duty bearers")
+        w.session.flush()
+    return call
+
+
+def _planned(w: World, study: str, country: str) -> str:
+    """The ID of a new planned participant of ``study`` in ``country``."""
+    from surveykit.participants import services as registry
+    from surveykit.studies import services as studies
+
+    _with_activity(w, study, Call("GET", "/"))
+    [person] = registry.register_interview(
+        w.session,
+        studies.get_study(w.session, study),
+        country,
+        "RA1",
+        [registry.NewParticipant("Ministry")],
+        "t",
+    )
+    w.session.flush()
+    return person.pid
+
+
+def _free_code(taken: set[str], candidates: list[str]) -> str:
+    return next(code for code in candidates if code not in taken)
+
+
+def _free_country(w: World, study: str) -> str:
+    from surveykit.studies import services as studies
+
+    taken = studies.country_codes(w.session, studies.get_study(w.session, study))
+    return _free_code(taken, [a + b for a in "QXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
+
+
+def _free_activity(w: World, study: str) -> str:
+    from surveykit.studies import services as studies
+
+    taken = {a.code for a in studies.list_activities(w.session, studies.get_study(w.session, study))}
+    return _free_code(taken, [f"RA{n}" for n in range(2, 10)])
+
+
+def _free_study(w: World) -> str:
+    from surveykit.studies import services as studies
+
+    taken = {s.slug for s in studies.list_studies(w.session)}
+    return _free_code(taken, [f"matrix-{n}" for n in range(100)])
+
+
+def _study_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    base = f"/api/v1/studies/{study}"
+    return {
+        ("study", "GET"): lambda w: Call("GET", base),
+        ("study_countries", "POST"): lambda w: Call(
+            "POST", f"{base}/countries", {"code": _free_country(w, study), "name": "Matrix"}
+        ),
+        ("study_country", "PATCH"): lambda w: Call("PATCH", f"{base}/countries/KE", {"region": "Matrix"}),
+        ("study_activities", "POST"): lambda w: Call(
+            "POST", f"{base}/activities", {"code": _free_activity(w, study), "name": "Matrix"}
+        ),
+        ("study_activity", "PATCH"): lambda w: _with_activity(
+            w, study, Call("PATCH", f"{base}/activities/RA1", {"name": "Renamed"})
+        ),
+    }
+
+
+def _registry_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    base = f"/api/v1/studies/{study}"
+    people = f"{base}/countries/{country}/participants"
+    register = {"activity": "RA1", "participants": [{"agency": "Ministry of ICT"}, {"agency": "Police"}]}
+    return {
+        ("participants", "GET"): lambda w: _with_activity(w, study, Call("GET", people)),
+        ("participants", "POST"): lambda w: _with_activity(w, study, Call("POST", people, register)),
+        ("participants_import", "POST"): lambda w: _with_activity(
+            w, study, Call("POST", f"{people}/import?activity=RA1", {"rows": [{"agency": "Ministry of ICT"}]})
+        ),
+        ("participant", "GET"): lambda w: Call("GET", f"{base}/participants/{_planned(w, study, country)}"),
+        ("participant", "PATCH"): lambda w: Call(
+            "PATCH", f"{base}/participants/{_planned(w, study, country)}", {"position": "Director"}
+        ),
+    }
+
+
+def _block_call(country: str) -> Callable[[World], Call]:
+    body = {"study": "ocsea", "country": country, "activity": "RA1"}
+    return lambda w: _with_activity(w, "ocsea", Call("POST", "/api/v1/blocks", body))
+
+
+def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    scope = f"study={study}&country={country}"
+
+    def resolve(w: World) -> Call:
+        conflict_id = make_conflict(w.session, w.users["global_admin"].id, study, country)
+        return Call("POST", f"/api/v1/conflicts/{conflict_id}/resolve", {"resolution": "keep_current"})
+
+    return {
+        ("sync_changes", "GET"): lambda w: Call("GET", f"/api/v1/sync/changes?{scope}"),
+        ("conflicts", "GET"): lambda w: Call("GET", f"/api/v1/conflicts?{scope}"),
+        ("conflict_resolve", "POST"): resolve,
+    }
+
+
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
+    ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
     ("auth_token", "POST"): lambda w: Call(
         "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
     ),
@@ -211,6 +384,19 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     **_instrument_calls("ocsea"),
     **_device_calls("ke"),
+    ("studies", "GET"): lambda w: Call("GET", "/api/v1/studies"),
+    ("studies", "POST"): lambda w: Call(
+        "POST", "/api/v1/studies", {"slug": _free_study(w), "name": "Matrix"}
+    ),
+    **_study_calls("ocsea"),
+    **_registry_calls("ocsea", "KE"),
+    ("blocks", "GET"): lambda w: Call("GET", "/api/v1/blocks"),
+    ("blocks", "POST"): _block_call("KE"),
+    ("sync", "POST"): lambda w: Call("POST", "/api/v1/sync", {"changes": []}),
+    **_sync_calls("ocsea", "KE"),
+    ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
+    ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
+    ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
 }
 
 SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
@@ -218,6 +404,15 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "shared": _instrument_calls("shared"),
     "tz_fieldworker": _device_calls("tz"),
     "other_study_fieldworker": _device_calls("other"),
+    "tz_country": {**_registry_calls("ocsea", "TZ"), ("blocks", "POST"): _block_call("TZ")},
+    "other_study_registry": {**_study_calls("other"), **_registry_calls("other", "KE")},
+    "sync_tz": _sync_calls("ocsea", "TZ"),
+    "sync_other_study": _sync_calls("other", "KE"),
+    "export_tz": {("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx")},
+    "export_other_study": {
+        ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/other/KE.xlsx"),
+        ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/other/ALL.xlsx"),
+    },
 }
 
 
@@ -376,3 +571,19 @@ def test_instrument_listing_is_filtered_by_study(
     assert seen == {caller: mine for caller in AUTHENTICATED - GLOBAL_ADMIN} | {
         "global_admin": set(INSTRUMENTS.values())
     }
+
+
+@pytest.mark.parametrize("scope", ["other_study", "shared"])
+def test_an_instrument_cannot_be_moved_into_the_callers_study(
+    scope: str, testapp: webtest.TestApp, dbsession: Session, world: World
+) -> None:
+    """Re-publishing another study's (or a shared) slug under one's own study is a conflict."""
+    slug = INSTRUMENTS[scope]
+    hijack = _definition(slug, "ocsea")
+    hijack["title"]["en"] = "Taken over"
+    for caller in ("coordinator_ke", "study_admin"):
+        response = _send(testapp, Call("POST", "/api/v1/instruments", hijack), world.headers(caller))
+        assert response.status_int == 409, response.text
+        assert response.json["code"] == "conflict"
+    assert instruments.instrument_study(dbsession, slug) == (True, STUDY_OF[scope])
+    assert instruments.find_version(dbsession, slug).version == 1

@@ -1,8 +1,10 @@
-"""``surveykit studies|users|devices|audit``: thin shells over the services, each change audited."""
+"""``surveykit users|devices|audit``: thin shells over the services, each change audited.
+
+(``surveykit studies`` lives in ``surveykit.studies.cli``.)
+"""
 
 from __future__ import annotations
 
-import getpass
 import secrets
 import sys
 from datetime import datetime
@@ -15,23 +17,7 @@ from sqlalchemy import select
 from surveykit.accounts import services
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
-from surveykit.studies import services as studies
-
-
-def operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def format_table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+from surveykit.console import format_table, operator
 
 
 def _policy(obj: Any) -> services.AccountPolicy:
@@ -40,61 +26,6 @@ def _policy(obj: Any) -> services.AccountPolicy:
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
-
-
-# --------------------------------------------------------------------------------------- studies
-
-
-@click.group("studies")
-def studies_group() -> None:
-    """Studies and their countries (the scope of every grant)."""
-
-
-@studies_group.command("add")
-@click.argument("slug")
-@click.option("--name", help="Full name of the study.")
-@click.pass_obj
-def studies_add(obj: Any, slug: str, name: str | None) -> None:
-    obj.require_schema()
-    try:
-        with obj.session() as session:
-            studies.create_study(session, slug, name)
-            audit.record(session, "study.create", actor=operator(), target=slug)
-    except studies.StudyError as exc:
-        raise _fail(exc) from exc
-    click.echo(f"study {slug} created")
-
-
-@studies_group.command("add-country")
-@click.argument("slug")
-@click.argument("code")
-@click.option("--name", required=True)
-@click.option("--region")
-@click.option("--language", "languages", multiple=True, help="Interview language code (repeatable).")
-@click.pass_obj
-def studies_add_country(
-    obj: Any, slug: str, code: str, name: str, region: str | None, languages: tuple[str, ...]
-) -> None:
-    obj.require_schema()
-    try:
-        with obj.session() as session:
-            study = studies.get_study(session, slug)
-            studies.add_country(session, study, code, name, region, list(languages))
-            audit.record(session, "study.add_country", actor=operator(), target=f"{slug}/{code}")
-    except (studies.StudyError, studies.StudyNotFound) as exc:
-        raise _fail(exc) from exc
-    click.echo(f"{slug}: country {code} ({name}) added")
-
-
-@studies_group.command("list")
-@click.pass_obj
-def studies_list(obj: Any) -> None:
-    obj.require_schema()
-    with obj.session() as session:
-        rows = [["study", "name", "countries"]]
-        for study in studies.list_studies(session):
-            rows.append([study.slug, study.name, " ".join(c.code for c in study.countries) or "-"])
-    click.echo(format_table(rows) if len(rows) > 1 else "no studies")
 
 
 # ----------------------------------------------------------------------------------------- users
@@ -347,4 +278,4 @@ def audit_command(
     click.echo(format_table(rows) if len(rows) > 1 else "no events")
 
 
-COMMANDS = [studies_group, users_group, devices_group, audit_command]
+COMMANDS = [users_group, devices_group, audit_command]

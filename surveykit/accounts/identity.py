@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pyramid.authorization import Authenticated, Everyone
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from zope.sqlalchemy import mark_changed
 
 from surveykit.accounts.models import AuthSession, Device, Grant, User
+from surveykit.db import UTCDateTime
 from surveykit.studies.models import Study
 
 ALL = "*"
@@ -89,23 +91,40 @@ class IdentityRefused(Exception):
         self.username = username
 
 
+# Built once: this runs on every authenticated request, and constructing a statement costs more than
+# executing it. One round trip answers session, account, device and grants together.
+_IDENTITY_QUERY = (
+    select(
+        AuthSession.revoked_at,
+        AuthSession.device_id,
+        User.username,
+        User.active,
+        Device.revoked_at.label("device_revoked_at"),
+        Device.last_seen_at,
+        Grant.role,
+        Study.slug,
+        Grant.countries,
+    )
+    .join(User, User.id == AuthSession.user_id)
+    .outerjoin(Device, Device.id == AuthSession.device_id)
+    .outerjoin(Grant, Grant.user_id == User.id)
+    .outerjoin(Study, Study.id == Grant.study_id)
+    .where(AuthSession.id == bindparam("sid"), AuthSession.user_id == bindparam("user_id"))
+)
+_TOUCH_DEVICE = (
+    update(Device)
+    .where(Device.id == bindparam("device_id"))
+    .values(last_seen_at=bindparam("now", type_=UTCDateTime()))
+)
+
+
 def load_identity(session: Session, claims: dict, now: datetime) -> Identity:
     """The identity behind verified token claims, checked against revocation on every request."""
     user_id = int(claims["sub"])
-    row = session.execute(
-        select(
-            AuthSession.revoked_at,
-            AuthSession.device_id,
-            User.username,
-            User.active,
-            Device.revoked_at.label("device_revoked_at"),
-            Device.last_seen_at,
-        )
-        .join(User, User.id == AuthSession.user_id)
-        .outerjoin(Device, Device.id == AuthSession.device_id)
-        .where(AuthSession.id == claims["sid"], AuthSession.user_id == user_id)
-    ).first()
+    connection = session.connection()
+    rows = connection.execute(_IDENTITY_QUERY, {"sid": claims["sid"], "user_id": user_id}).all()
     device_id = claims.get("dev")
+    row = rows[0] if rows else None
     if row is None or row.device_id != device_id:
         raise IdentityRefused("unknown_session", user_id, device_id)
     # Most specific reason first: revoking a device or a user also ends their sessions.
@@ -116,20 +135,13 @@ def load_identity(session: Session, claims: dict, now: datetime) -> Identity:
     if row.revoked_at is not None:
         raise IdentityRefused("session_revoked", user_id, device_id, row.username)
     if device_id is not None and (row.last_seen_at is None or now - row.last_seen_at > LAST_SEEN_RESOLUTION):
-        session.execute(
-            update(Device)
-            .where(Device.id == device_id)
-            .values(last_seen_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    grants = session.execute(
-        select(Grant.role, Study.slug, Grant.countries)
-        .outerjoin(Study, Study.id == Grant.study_id)
-        .where(Grant.user_id == user_id)
-    ).all()
+        connection.execute(_TOUCH_DEVICE, {"device_id": device_id, "now": now})
+        # A write through the connection is invisible to zope.sqlalchemy, which would roll back a
+        # session it believes untouched.
+        mark_changed(session)
     scopes = tuple(
-        GrantScope(role, slug or ALL, tuple(countries) if countries is not None else None)
-        for role, slug, countries in grants
-        if device_id is None or role == "fieldworker"
+        GrantScope(r.role, r.slug or ALL, tuple(r.countries) if r.countries is not None else None)
+        for r in rows
+        if r.role is not None and (device_id is None or r.role == "fieldworker")
     )
     return Identity(user_id, row.username, claims["sid"], device_id, scopes)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pyramid.request import Request
+from pyramid_retry import is_error_retryable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -114,6 +115,10 @@ def record_refusal(
 
 
 def _write_refusals(request: Request) -> None:
+    exception = getattr(request, "exception", None)
+    if exception is not None and is_error_retryable(request, exception):
+        # pyramid_retry replays this request; the attempt that answers records its own refusals.
+        return
     session = request.registry["dbsession_factory"]()
     try:
         for event in request._surveykit_refusals:

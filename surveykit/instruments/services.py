@@ -303,7 +303,21 @@ def publish(session: Session, definition: dict[str, Any], published_by: str | No
         )
     )
     session.flush()
+    announce(session, instrument.study, f"{slug}@{next_version}")
     return PublishResult(slug, next_version, digest, created=True)
+
+
+def announce(session: Session, study: str | None, key: str) -> None:
+    """Put an instrument change into the change feed of its study (of every study when shared),
+    so tablets learn of it on their next pull."""
+    from surveykit.studies.feed import append_changes
+    from surveykit.studies.models import Study
+
+    query = select(Study.id).order_by(Study.id)
+    if study is not None:
+        query = query.where(Study.slug == study)
+    for study_id in session.scalars(query).all():
+        append_changes(session, study_id, [(None, "instrument", key)])
 
 
 def _check_types_unchanged(session: Session, instrument: Instrument, definition: dict[str, Any]) -> None:
@@ -352,6 +366,7 @@ def retire(session: Session, slug: str) -> Instrument:
     instrument = get_instrument(session, slug)
     if instrument.retired_at is None:
         instrument.retired_at = utcnow()
+        announce(session, instrument.study, instrument.slug)
     return instrument
 
 

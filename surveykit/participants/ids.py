@@ -11,14 +11,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from surveykit.participants.models import InterviewNumberCounter, NumberBlock
 
-PID_PATTERN = re.compile(r"^RA([1-9])-([A-Z]{2})-(\d{2,})-([A-Z])$")
+# ASCII digits only (``\d`` also matches other scripts' digits) and no trailing newline (``$`` allows one).
+PID_PATTERN = re.compile(r"RA([1-9])-([A-Z]{2})-([0-9]{2,9})-([A-Z])")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+# Every number block of a device (bind ``device_id``): study id, activity, country, first and last
+# number. Sync loads them once per batch and checks each new record's number in Python.
+_blocks = NumberBlock.__table__
+DEVICE_BLOCKS = select(
+    _blocks.c.study_id,
+    _blocks.c.activity,
+    _blocks.c.country_code,
+    _blocks.c.first_number,
+    _blocks.c.last_number,
+).where(_blocks.c.device_id == bindparam("device_id"))
 
 
 class InvalidParticipantId(ValueError):
@@ -42,7 +55,7 @@ def format_pid(activity: str, country: str, interview_number: int, letter: str) 
 
 
 def parse_pid(text: str) -> ParticipantId:
-    match = PID_PATTERN.match(text)
+    match = PID_PATTERN.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise InvalidParticipantId(f"{text!r} is not an ID like RA1-KE-04-B")
     activity, country, number, letter = match.groups()

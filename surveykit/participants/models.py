@@ -20,20 +20,6 @@ from surveykit.db import Base, UTCDateTime, utcnow
 PARTICIPANT_STATUSES = ("planned", "interviewed", "withdrawn")
 
 
-class ResearchActivity(Base):
-    __tablename__ = "research_activities"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="RESTRICT"))
-    code: Mapped[str] = mapped_column(String(3))
-    name: Mapped[str] = mapped_column(String(300))
-
-    __table_args__ = (
-        UniqueConstraint("study_id", "code"),
-        CheckConstraint("code IN ('RA1','RA2','RA3','RA4','RA5','RA6','RA7','RA8','RA9')", name="code_known"),
-    )
-
-
 class InterviewNumberCounter(Base):
     """The next free interview number per study, activity and country; it only ever grows."""
 

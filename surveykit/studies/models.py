@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from surveykit.db import Base, UTCDateTime, utcnow
@@ -36,3 +36,17 @@ class Country(Base):
     study: Mapped[Study] = relationship(back_populates="countries")
 
     __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+
+class ResearchActivity(Base):
+    __tablename__ = "research_activities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="RESTRICT"))
+    code: Mapped[str] = mapped_column(String(3))
+    name: Mapped[str] = mapped_column(String(300))
+
+    __table_args__ = (
+        UniqueConstraint("study_id", "code"),
+        CheckConstraint("code IN ('RA1','RA2','RA3','RA4','RA5','RA6','RA7','RA8','RA9')", name="code_known"),
+    )

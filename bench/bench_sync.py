@@ -1,0 +1,1517 @@
+"""Interview records per second through POST /api/v1/sync, beside Kinto and a bare psycopg insert loop.
+
+A benchmark that prints figures, not a test. In one run it measures:
+
+- surveykit push: complete interview records (~4 KB, every question of ra1-duty-bearers answered,
+  two verbatim quotes) through ``POST /api/v1/sync`` in batches of 25, with 1 and 8 concurrent
+  clients, each client its own enrolled device minting interview numbers from its own number
+  blocks, on the embedded SQLite database and on a throwaway PostgreSQL database;
+- surveykit pull: paging ``GET /api/v1/sync/changes`` from cursor 0 with a device token;
+- Kinto (the ``kinto`` package from PyPI, installed into a separate virtual environment under
+  ~/.cache/surveykit-bench, PostgreSQL storage/permission/cache backends on its own throwaway
+  database): the same records PUT through ``/v1/batch``, 25 requests per batch, same 1 and 8
+  clients, resending a whole batch whenever a sub-request answers 409/412/5xx (a 201 inside a
+  failed Kinto batch is not durable), then pulled in pages of 1,000;
+- the durability floor: the same records inserted by a bare psycopg loop into one table, one
+  transaction per batch of 25, on its own throwaway database on the same PostgreSQL server.
+
+It prints a table (system, clients, records/s, p50/p95 batch latency, retries, errors) and the
+ratios surveykit/Kinto and surveykit/bare-insert at 8 clients on PostgreSQL (target: surveykit
+>= 3x Kinto). After each system's pushes it checks that every acknowledged record is stored.
+
+    .venv/bin/python bench/bench_sync.py                      # everything, 15 s per scenario
+    .venv/bin/python bench/bench_sync.py --seconds 5 --skip-kinto
+    .venv/bin/python bench/bench_sync.py --sqlite-only
+
+Every request goes to 127.0.0.1; every loop is bounded in time and in count. It exits 0 whatever
+the ratios are, unless --strict is given (then 1 on a missed target or errors; 2 means the
+benchmark itself could not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import copy
+import hashlib
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SLUG = "ra1-duty-bearers"
+DEFINITION_FILE = PROJECT_ROOT / "instruments" / f"{SLUG}.yaml"
+HOST = "127.0.0.1"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_KINTO_VENV = Path.home() / ".cache" / "surveykit-bench" / "kinto-venv"
+DEFAULT_KINTO_SPEC = "kinto[postgresql]"
+READY_PATTERN = re.compile(r"serving on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+READY_TIMEOUT_S = 90.0
+REQUEST_TIMEOUT_S = 120.0
+
+STUDY = "bench-sync"
+ACTIVITY = "RA1"
+COUNTRIES = ("KE", "TZ")
+BATCH_SIZE = 25
+BLOCK_SIZE = 100  # the server's maximum block size
+PULL_PAGE = 1000
+SYNC_PATH = "/api/v1/sync"
+PULL_PATH = "/api/v1/sync/changes"
+KINTO_BUCKET = "surveykit"
+KINTO_COLLECTION = "interviews"
+KINTO_RECORDS = f"/v1/buckets/{KINTO_BUCKET}/collections/{KINTO_COLLECTION}/records"
+# A batch is sent at most this many times before it counts as an error.
+MAX_ATTEMPTS = 40
+# Statuses after which a client re-sends the same batch (all three systems are idempotent on
+# re-send: surveykit by UUID and content hash, Kinto by PUT to the record's id).
+RETRY_STATUSES = {409, 412, 429, 500, 502, 503, 504}
+TARGET_KINTO_RATIO = 3.0
+
+
+# ------------------------------------------------------------------------------------- records
+
+TEXTS = {
+    "pa_understanding": (
+        "Officials in the capital know the term, but most parents and teachers think of it as a "
+        "stranger problem and do not see grooming by people the child already knows. Children "
+        "understand the risks better than adults do, yet rarely tell anyone when something happens."
+    ),
+    "pa_awareness_raising": (
+        "The ministry ran a radio and school campaign on safe internet use in 2024, funded with a "
+        "UN partner, and an NGO coalition trained teachers in four regions. Rural schools were "
+        "reached only once, and the material was in the national language alone."
+    ),
+    "gov_capacity": (
+        "There is one cybercrime unit with eleven officers for the whole country, two of them "
+        "trained in digital forensics. Social workers have no training on online cases and refer "
+        "them to the police, who lack the equipment to examine phones quickly."
+    ),
+    "gov_budget": (
+        "Funding comes from the general child protection allocation, which is small and paid late "
+        "in the year. Most training is financed by international partners project by project, so "
+        "it stops when a project ends and nobody keeps the trained staff."
+    ),
+    "budget_line_details": (
+        "A line for online child protection was added to the 2025 budget of the ministry of ICT, "
+        "covering the helpline and a public campaign; it was cut by a third mid-year."
+    ),
+    "gov_good_practices": (
+        "The joint referral protocol between the helpline, the police unit and the hospitals works "
+        "well: a report reaches an investigator within a day and the child is seen by a social "
+        "worker. The school clubs that teach children to report are also effective."
+    ),
+    "pol_assessment": (
+        "The child act and the cybercrime law cover most offences, but live-streamed abuse and "
+        "grooming without a meeting are not clearly criminalised. Platforms have no legal duty to "
+        "report, and data retention periods are too short for investigations to succeed."
+    ),
+    "nap_implementation": (
+        "The national action plan was adopted in 2023 with a steering committee that has met twice. "
+        "Activities are behind schedule because no ministry leads them and the plan has no budget."
+    ),
+    "pol_challenges": (
+        "Coordination between ministries is weak, responsibilities overlap, and drafts wait years "
+        "for parliament. Officials who draft policy rarely hear from children or from frontline "
+        "workers, so the rules do not match what happens online."
+    ),
+    "pol_future": (
+        "Amend the cybercrime law to cover grooming and live streaming, give the plan a budget "
+        "line, require platforms to report and preserve evidence, and fund the helpline properly."
+    ),
+    "le_mechanisms": (
+        "Cases come from the helpline, schools and international referrals through the national "
+        "central bureau. The cybercrime unit investigates, but prosecutors rarely specialise and "
+        "courts accept digital evidence inconsistently."
+    ),
+    "le_foreign_cooperation": (
+        "Requests go through the INTERPOL bureau and take months; direct contact with foreign "
+        "units happens only when a partner agency has a liaison officer in the region."
+    ),
+    "le_challenges": (
+        "Officers lack forensic tools and storage, victims withdraw because cases take years, and "
+        "providers answer data requests slowly or not at all when they have no local office."
+    ),
+    "successes_main": (
+        "The helpline now answers around the clock, and the first convictions for online grooming "
+        "under the child act came last year after a case referred from abroad."
+    ),
+    "challenges_main": (
+        "Too few trained people, no dedicated budget, and families who prefer to settle cases "
+        "privately rather than report them to the police or to social services."
+    ),
+}
+
+
+def canonical_json(value: Any) -> bytes:
+    """As surveykit hashes a record: sorted keys, no whitespace, UTF-8 (a tablet computes the same)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def content_hash(record: Any) -> str:
+    return hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+def template_record() -> dict[str, Any]:
+    """A complete interview answering every question of ra1-duty-bearers (28) with every relevance
+    condition true, two quotes with offsets into their answers, and notes: about 4 KB of JSON."""
+    answers: dict[str, Any] = {
+        "agency": "Ministry of Information and Communication Technology",
+        "position": "Director of Cyber Security",
+        "interview_date": "2026-05-04",
+        "mode": "in_person",
+        "interview_language": "English",
+        "consent_given": True,
+        "consent_date": "2026-05-04",
+        "consent_recorded_how": "written_form",
+        "pa_understanding": TEXTS["pa_understanding"],
+        "pa_awareness_raising": TEXTS["pa_awareness_raising"],
+        "pa_campaign_focus": "both",
+        "gov_capacity": TEXTS["gov_capacity"],
+        "gov_focal_point_exists": True,
+        "gov_budget": TEXTS["gov_budget"],
+        "budget_line_exists": True,
+        "budget_line_details": TEXTS["budget_line_details"],
+        "gov_good_practices": TEXTS["gov_good_practices"],
+        "pol_assessment": TEXTS["pol_assessment"],
+        "national_action_plan_exists": True,
+        "nap_implementation": TEXTS["nap_implementation"],
+        "pol_challenges": TEXTS["pol_challenges"],
+        "pol_future": TEXTS["pol_future"],
+        "le_mechanisms": TEXTS["le_mechanisms"],
+        "le_cooperation_partners": ["ngos", "hotlines", "foreign_police"],
+        "le_foreign_cooperation": TEXTS["le_foreign_cooperation"],
+        "le_challenges": TEXTS["le_challenges"],
+        "successes_main": TEXTS["successes_main"],
+        "challenges_main": TEXTS["challenges_main"],
+    }
+    return {
+        "study": STUDY,
+        "country": COUNTRIES[0],
+        "activity": ACTIVITY,
+        "interview_number": 1,
+        "participants": [
+            {
+                "letter": "A",
+                "agency": answers["agency"],
+                "position": answers["position"],
+                "consent_given": True,
+                "consent_date": "2026-05-04",
+                "consent_recorded_how": "signed written form",
+            }
+        ],
+        "instrument": {"slug": SLUG, "version": 1},
+        "language": "en",
+        "mode": "in_person",
+        "started_at": "2026-05-04T09:30:00+03:00",
+        "ended_at": "2026-05-04T10:45:00+03:00",
+        "status": "complete",
+        "answers": answers,
+        "quotes": [],
+        "notes": "",
+    }
+
+
+QUOTED = (("gov_capacity", "one cybercrime unit with eleven officers"), ("pol_future", "fund the helpline"))
+
+
+class RecordFactory:
+    """Fresh records (new UUID, number, quote ids, notes) from one template."""
+
+    def __init__(self) -> None:
+        self.template = template_record()
+        self.quotes = []
+        for question, text in QUOTED:
+            start = self.template["answers"][question].index(text)
+            self.quotes.append((question, text, start, start + len(text)))
+
+    def make(self, country: str, number: int) -> tuple[str, dict[str, Any], str]:
+        record = copy.deepcopy(self.template)
+        record["country"] = country
+        record["interview_number"] = number
+        record["quotes"] = [
+            {
+                "id": str(uuid.uuid4()),
+                "question_id": question,
+                "text": text,
+                "start": start,
+                "end": end,
+                "tags": ["capacity"],
+            }
+            for question, text, start, end in self.quotes
+        ]
+        record["notes"] = (
+            f"Interview {ACTIVITY}-{country}-{number:02d}: quiet office, one interruption; the "
+            "participant asked for the summary report."
+        )
+        return str(uuid.uuid4()), record, content_hash(record)
+
+
+Record = tuple[str, dict[str, Any], str]  # uuid, record, content hash
+
+
+# -------------------------------------------------------------------------------- subprocesses
+
+
+class Server:
+    """A server subprocess whose output goes to a log file; ready once it prints its URL."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_dir / f"{name}.log"
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+
+    def start(self) -> int:
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.log_path.parent,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            match = READY_PATTERN.search(self.log_text())
+            if match:
+                self.port = int(match.group(1))
+                return self.port
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"{self.name} did not report its port in {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}"
+        )
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+
+def surveykit_command() -> str:
+    script = Path(sys.executable).parent / "surveykit"
+    if not script.exists():
+        sys.exit(f"no surveykit console script beside {sys.executable}: run this with the project's venv")
+    return str(script)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The command line says which database to use; a stray variable must not pick another.
+    for name in ("SURVEYKIT_DATABASE_URL", "SURVEYKIT_DATA_DIR", "SURVEYKIT_SYNC_MAX_BATCH"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(argv: list[str], env: dict[str, str], stdin: str | None = None, cwd: Path = PROJECT_ROOT) -> str:
+    done = subprocess.run(argv, env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+# Runs surveykit's click commands one after another in one process (the import alone costs a
+# second or more per command on a busy machine): stdin is a JSON list of [argv, stdin text].
+CLI_BATCH = """
+import json, sys
+from click.testing import CliRunner
+from surveykit.cli import cli
+runner = CliRunner()
+for argv, text in json.load(sys.stdin):
+    result = runner.invoke(cli, argv, input=text)
+    print(json.dumps({"argv": argv, "code": result.exit_code, "output": result.output}), flush=True)
+    if result.exit_code != 0:
+        if result.exc_info and not isinstance(result.exception, SystemExit):
+            import traceback
+            traceback.print_exception(*result.exc_info)
+        sys.exit(1)
+"""
+
+
+def run_cli_batch(
+    base: list[str], commands: list[tuple[list[str], str | None]], env: dict[str, str]
+) -> list[str]:
+    """The outputs of ``surveykit <global options> <argv>`` for each command, in one process;
+    ``base`` is the console script followed by its global options."""
+    payload = json.dumps([[[*base[1:], *argv], text] for argv, text in commands])
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_BATCH],
+        env=env,
+        cwd=PROJECT_ROOT,
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0:
+        last = results[-1] if results else {"argv": "?", "output": ""}
+        raise RuntimeError(
+            f"surveykit {' '.join(last['argv'])} failed:\n{last['output']}{done.stderr[-3000:]}"
+        )
+    return [result["output"] for result in results]
+
+
+class ThrowawayDatabase:
+    """A uniquely named PostgreSQL database, created on entry and dropped on exit."""
+
+    def __init__(self, admin_url: str, purpose: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"surveykit_bench_{purpose}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.url = ""
+
+    def _execute(self, statement: str) -> None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def __enter__(self) -> ThrowawayDatabase:
+        from sqlalchemy.engine import make_url
+
+        self._execute(f'CREATE DATABASE "{self.name}"')
+        self.url = make_url(self.admin_url).set(database=self.name).render_as_string(hide_password=False)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def libpq_url(self) -> str:
+        """The same database as a plain postgresql:// URL (psycopg, psycopg2, Kinto)."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# ---------------------------------------------------------------------------------------- HTTP
+
+
+class TransportError(Exception):
+    pass
+
+
+class Http:
+    """One keep-alive connection to 127.0.0.1:port, reopened after a transport error."""
+
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.headers = headers or {}
+        self.connection: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        all_headers = {**self.headers, **(headers or {})}
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(HOST, self.port, timeout=REQUEST_TIMEOUT_S)
+            self.connection.request(method, path, body=body, headers=all_headers)
+            response = self.connection.getresponse()
+            data = response.read()
+            if response.will_close:
+                self.close()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    def json(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        status, _, data = self.request(method, path, payload, headers)
+        if status not in expect:
+            raise RuntimeError(f"{method} {path} answered {status}: {data[:400]!r}")
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def backoff(attempt: int) -> None:
+    """Exponential with jitter, short (10 ms doubling, at most 0.5 s): generous to the server."""
+    time.sleep(random.uniform(0.5, 1.0) * min(0.5, 0.01 * 2**attempt))
+
+
+# ------------------------------------------------------------------------------- load generation
+
+
+@dataclass
+class OpResult:
+    """What one operation (a pushed batch or a pulled page) gave."""
+
+    records: int = 0
+    retries: int = 0  # re-sent batches
+    errors: int = 0  # records not acknowledged in the end
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)  # retry causes
+    messages: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)  # acknowledged record UUIDs
+
+
+@dataclass
+class Tally:
+    records: int = 0
+    operations: int = 0
+    retries: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)
+    messages: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)  # every acknowledged UUID, in the window or not
+    elapsed: float = 0.0
+    all_records: int = 0  # in the window or not: what the CPU figures are divided by
+    app_cpu: float | None = None  # CPU seconds of the server's processes over the whole run
+    db_cpu: float | None = None  # CPU seconds of the PostgreSQL backends of its database
+
+    def add(self, result: OpResult, latency: float, counted: bool) -> None:
+        self.acked.extend(result.acked)
+        self.all_records += result.records
+        if len(self.messages) < 5:
+            self.messages.extend(result.messages[: 5 - len(self.messages)])
+        if counted:
+            self.records += result.records
+            self.operations += 1
+            self.retries += result.retries
+            self.statuses.update(result.statuses)
+            self.errors += result.errors
+            self.latencies.append(latency)
+
+
+Operation = Callable[[], OpResult]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: str) -> tuple[int, float] | None:
+    """(process group, user + system CPU seconds) of a process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[2]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds used by a server's process group and by the PostgreSQL backends serving one
+    database: a machine-load-independent cost per record beside the throughput. Backends that
+    exit during a run take their CPU with them (pools keep theirs open)."""
+
+    def __init__(self, pgid: int | None, admin_url: str | None = None, database: str | None = None):
+        self.pgid = pgid
+        self.admin_url = admin_url
+        self.database = database
+
+    def app(self) -> float | None:
+        if self.pgid is None or not Path("/proc").is_dir():
+            return None
+        total = 0.0
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                found = _cpu_of(entry.name)
+                if found is not None and found[0] == self.pgid:
+                    total += found[1]
+        return total
+
+    def db(self) -> float | None:
+        if self.admin_url is None or self.database is None:
+            return None
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as connection:
+            pids = [
+                str(row[0])
+                for row in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+                )
+            ]
+        found = [_cpu_of(pid) for pid in pids]
+        if any(item is None for item in found):
+            return None  # the server runs elsewhere or as another user: /proc does not show it
+        return sum(item[1] for item in found if item is not None)
+
+    def read(self) -> tuple[float | None, float | None]:
+        return self.app(), self.db()
+
+
+def run_clients(
+    operations: list[Operation], warmup: float, seconds: float, max_ops: int, meter: CpuMeter | None = None
+) -> Tally:
+    """One thread per operation, calling it back to back. An operation counts when it ends inside
+    the measured window (after ``warmup``, for ``seconds``); no new one starts after the window."""
+    before = meter.read() if meter is not None else (None, None)
+    start_at = time.monotonic() + 0.2
+    measure_from = start_at + warmup
+    measure_to = measure_from + seconds
+    tally = Tally()
+    lock = threading.Lock()
+
+    def worker(operation: Operation) -> None:
+        delay = start_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for _ in range(max_ops):
+            began = time.monotonic()
+            if began >= measure_to:
+                break
+            try:
+                result = operation()
+            except Exception as exc:  # a broken client must not hang the run
+                result = OpResult(errors=BATCH_SIZE, messages=[f"{type(exc).__name__}: {exc}"])
+            ended = time.monotonic()
+            with lock:
+                tally.add(result, ended - began, measure_from <= ended <= measure_to)
+
+    threads = [threading.Thread(target=worker, args=(op,), daemon=True) for op in operations]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=max(0.0, measure_to - time.monotonic()) + 3 * REQUEST_TIMEOUT_S)
+    hung = sum(thread.is_alive() for thread in threads)
+    if hung:
+        tally.errors += hung
+        tally.messages.append(f"{hung} client thread(s) did not finish")
+    tally.elapsed = seconds
+    if meter is not None:
+        after = meter.read()
+        if before[0] is not None and after[0] is not None:
+            tally.app_cpu = after[0] - before[0]
+        if before[1] is not None and after[1] is not None:
+            tally.db_cpu = after[1] - before[1]
+    return tally
+
+
+# -------------------------------------------------------------------------------------- surveykit
+
+
+@dataclass
+class Device:
+    username: str
+    country: str | None  # None: all countries of the study (the puller)
+    device_id: str = ""
+    code: str = ""
+    token: str = ""
+
+
+class NumberSupply:
+    """Interview numbers from the device's own blocks, reserved with POST /api/v1/blocks."""
+
+    def __init__(self, http: Http, country: str) -> None:
+        self.http = http
+        self.country = country
+        self.numbers: collections.deque[int] = collections.deque()
+        self.reserved_blocks = 0
+
+    def reserve(self, blocks: int) -> None:
+        for _ in range(blocks):
+            body = {"study": STUDY, "country": self.country, "activity": ACTIVITY, "size": BLOCK_SIZE}
+            block = self.http.json("POST", "/api/v1/blocks", body, expect=(201,))
+            self.numbers.extend(range(block["first_number"], block["last_number"] + 1))
+            self.reserved_blocks += 1
+
+    def take(self, count: int) -> list[int]:
+        while len(self.numbers) < count:
+            self.reserve(1)
+        return [self.numbers.popleft() for _ in range(count)]
+
+
+class CounterSupply:
+    """Numbers for Kinto and the bare inserts (they check none): a per-client range."""
+
+    def __init__(self, country: str, first: int) -> None:
+        self.country = country
+        self.next = first
+
+    def take(self, count: int) -> list[int]:
+        numbers = [(self.next + i - 1) % 99_999 + 1 for i in range(count)]
+        self.next += count
+        return numbers
+
+
+def make_batch(factory: RecordFactory, supply: NumberSupply | CounterSupply) -> list[Record]:
+    return [factory.make(supply.country, number) for number in supply.take(BATCH_SIZE)]
+
+
+def surveykit_push(http: Http, batch: list[Record]) -> OpResult:
+    """One batch through POST /api/v1/sync, re-sent after a transport error or 409/5xx; a record
+    counts as acknowledged only with a receipt whose content hash matches the local one."""
+    changes = [{"uuid": u, "base_revision": 0, "record": r} for u, r, _ in batch]
+    body = json.dumps({"changes": changes}, ensure_ascii=False).encode("utf-8")
+    result = OpResult()
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            result.retries += 1
+            backoff(attempt)
+        try:
+            status, _, data = http.request("POST", SYNC_PATH, body, {"Content-Type": "application/json"})
+        except TransportError as exc:
+            result.statuses["transport"] += 1
+            result.messages.append(str(exc))
+            continue
+        if status in RETRY_STATUSES:
+            result.statuses[str(status)] += 1
+            continue
+        if status != 200:
+            result.errors = len(batch)
+            result.messages.append(f"sync answered {status}: {data[:300]!r}")
+            return result
+        answers = json.loads(data)["results"]
+        for (record_uuid, _, digest), answer in zip(batch, answers, strict=True):
+            receipt_ok = (
+                answer.get("uuid") == record_uuid
+                and answer.get("result") in ("created", "unchanged")
+                and answer.get("content_hash") == digest
+                and isinstance(answer.get("revision"), int)
+            )
+            if receipt_ok:
+                result.records += 1
+                result.acked.append(record_uuid)
+            else:
+                result.errors += 1
+                if len(result.messages) < 3:
+                    result.messages.append(json.dumps(answer)[:400])
+        return result
+    result.errors = len(batch)
+    result.messages.append(f"gave up after {MAX_ATTEMPTS} attempts")
+    return result
+
+
+def surveykit_pull_pages(http: Http) -> Operation:
+    """Each call fetches the next page of the change feed; at the end it starts again from 0."""
+    cursor = 0
+
+    def page() -> OpResult:
+        nonlocal cursor
+        query = urllib.parse.urlencode({"study": STUDY, "cursor": cursor, "limit": PULL_PAGE})
+        status, _, data = http.request("GET", f"{PULL_PATH}?{query}")
+        if status != 200:
+            return OpResult(errors=1, messages=[f"pull answered {status}: {data[:300]!r}"])
+        body = json.loads(data)
+        records = sum(1 for change in body["changes"] if change["kind"] == "interview" and change["object"])
+        cursor = body["next_cursor"] if body["has_more"] else 0
+        return OpResult(records=records)
+
+    return page
+
+
+class SurveykitSite:
+    """A surveykit database prepared with the CLI, and its server."""
+
+    def __init__(self, label: str, base: list[str], env: dict[str, str], workdir: Path, threads: int):
+        self.label = label
+        self.base = base
+        self.env = env
+        self.workdir = workdir
+        self.threads = threads
+        self.server: Server | None = None
+        self.port = 0
+        self.devices: list[Device] = []
+        self.puller = Device("bench-puller", None)
+        self.factory = RecordFactory()
+        self.acked: set[str] = set()
+        self.meter: CpuMeter | None = None
+        self.database: tuple[str, str] | None = None  # admin URL and name, on PostgreSQL
+
+    def prepare(self, clients: int) -> None:
+        """The study, its countries, one fieldworker and one enrolled tablet per client, and a
+        puller (a fieldworker of every country), all with surveykit's own CLI commands."""
+        started = time.monotonic()
+        commands: list[tuple[list[str], str | None]] = [
+            (["db", "upgrade"], None),
+            (["instruments", "publish", str(DEFINITION_FILE)], None),
+            (["studies", "add", STUDY, "--name", "Sync benchmark"], None),
+            (["studies", "add-activity", STUDY, ACTIVITY, "--name", "Interviews with duty bearers"], None),
+        ]
+        for code in COUNTRIES:
+            commands.append(
+                (
+                    ["studies", "add-country", STUDY, code, "--name", f"Country {code}", "--language", "en"],
+                    None,
+                )
+            )
+        self.devices = [Device(f"bench-fw{i + 1:02d}", COUNTRIES[i % len(COUNTRIES)]) for i in range(clients)]
+        for device in [*self.devices, self.puller]:
+            countries = ["--country", device.country] if device.country else []
+            commands += [
+                (["users", "add", device.username, "--password-stdin"], secrets.token_urlsafe(18) + "\n"),
+                (["users", "grant", device.username, "fieldworker", "--study", STUDY, *countries], None),
+                (["devices", "enrol", device.username, "--label", f"{device.username} tablet"], None),
+            ]
+        outputs = run_cli_batch(self.base, commands, self.env)
+        codes = [m.group(1) for m in re.finditer(r"enrolment code: (\S+)", "\n".join(outputs))]
+        if len(codes) != clients + 1:
+            raise RuntimeError(f"expected {clients + 1} enrolment codes, found {len(codes)}")
+        for device, code in zip([*self.devices, self.puller], codes, strict=True):
+            device.code = code
+        print(
+            f"  {self.label}: study, 2 countries, {clients + 1} fieldworkers with a tablet each, "
+            f"{len(commands)} CLI commands ({time.monotonic() - started:.0f} s)"
+        )
+
+    def start(self) -> None:
+        argv = [*self.base, "serve", "--port", "0", "--threads", str(self.threads)]
+        self.server = Server(f"surveykit-{self.label.split()[-1].lower()}", argv, self.workdir, self.env)
+        self.port = self.server.start()
+        assert self.server.process is not None
+        self.meter = CpuMeter(self.server.process.pid, *(self.database or (None, None)))
+        for device in [*self.devices, self.puller]:
+            answer = Http(self.port).json("POST", "/api/v1/devices/activate", {"code": device.code})
+            device.device_id = answer["device_id"]
+            device.token = answer["access_token"]
+
+    def http(self, device: Device) -> Http:
+        return Http(self.port, {"Authorization": f"Bearer {device.token}"})
+
+    def push(self, clients: int, args: argparse.Namespace, expected_rate: float | None) -> Tally:
+        connections = [self.http(device) for device in self.devices[:clients]]
+        supplies = [NumberSupply(h, d.country or "") for h, d in zip(connections, self.devices, strict=False)]
+        # Numbers for the whole run are reserved up front when a rate is known (a tablet reserves
+        # blocks while online); a client that runs out reserves another block in the window.
+        if expected_rate:
+            need = expected_rate * (args.warmup + args.seconds) * 1.5 / clients
+            blocks = max(1, min(args.max_records // BLOCK_SIZE, int(need // BLOCK_SIZE) + 1))
+        else:
+            blocks = 5
+        for supply in supplies:
+            supply.reserve(blocks)
+        reserved = sum(s.reserved_blocks for s in supplies)
+
+        def operation(http: Http, supply: NumberSupply) -> Operation:
+            return lambda: surveykit_push(http, make_batch(self.factory, supply))
+
+        ops = [operation(h, s) for h, s in zip(connections, supplies, strict=True)]
+        tally = run_clients(ops, args.warmup, args.seconds, args.max_records // BATCH_SIZE, self.meter)
+        for connection in connections:
+            connection.close()
+        topups = sum(s.reserved_blocks for s in supplies) - reserved
+        if topups:
+            tally.messages.append(f"(note) {topups} block(s) reserved during the run")
+        self.acked.update(tally.acked)
+        return tally
+
+    def pull(self, args: argparse.Namespace) -> Tally:
+        connection = self.http(self.puller)
+        tally = run_clients(
+            [surveykit_pull_pages(connection)], args.warmup, args.seconds, 100_000, self.meter
+        )
+        connection.close()
+        return tally
+
+    def stop(self) -> None:
+        if self.server is not None:
+            if not self.server.alive():
+                print(f"  {self.label}: the server died:\n{self.server.log_tail()}")
+            self.server.stop()
+
+
+def stored_uuids_sqlite(path: Path) -> set[str]:
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in connection.execute("SELECT uuid FROM interviews")}
+    finally:
+        connection.close()
+
+
+def stored_uuids_postgres(url: str, statement: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return {str(row[0]) for row in connection.execute(statement)}
+
+
+# ------------------------------------------------------------------------------------- bare insert
+
+BARE_TABLE = """
+CREATE TABLE bare_records (
+    uuid uuid PRIMARY KEY,
+    record json NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class BareInsert:
+    """The floor: each batch of 25 records inserted into one table in one committed transaction."""
+
+    def __init__(self, url: str, meter: CpuMeter) -> None:
+        import psycopg
+
+        self.url = url
+        self.meter = meter
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(BARE_TABLE)
+        self.factory = RecordFactory()
+        self.acked: set[str] = set()
+
+    def push(self, clients: int, args: argparse.Namespace, offset: int) -> Tally:
+        import psycopg
+
+        connections = [psycopg.connect(self.url) for _ in range(clients)]
+        supplies = [CounterSupply(COUNTRIES[i % 2], offset + i * args.max_records) for i in range(clients)]
+
+        def operation(connection: Any, supply: CounterSupply) -> Operation:
+            def insert() -> OpResult:
+                batch = make_batch(self.factory, supply)
+                with connection.cursor() as cursor:
+                    for record_uuid, record, _ in batch:
+                        cursor.execute(
+                            "INSERT INTO bare_records (uuid, record) VALUES (%s, %s)",
+                            (record_uuid, json.dumps(record, ensure_ascii=False)),
+                        )
+                connection.commit()
+                return OpResult(records=len(batch), acked=[u for u, _, _ in batch])
+
+            return insert
+
+        ops = [operation(c, s) for c, s in zip(connections, supplies, strict=True)]
+        try:
+            tally = run_clients(ops, args.warmup, args.seconds, args.max_records // BATCH_SIZE, self.meter)
+        finally:
+            for connection in connections:
+                connection.close()
+        self.acked.update(tally.acked)
+        return tally
+
+
+# ------------------------------------------------------------------------------------------ Kinto
+
+
+def kinto_ini(storage_url: str, threads: int) -> str:
+    return f"""\
+# Written by bench/bench_sync.py for one run.
+[app:main]
+use = egg:kinto
+kinto.includes =
+kinto.storage_backend = kinto.core.storage.postgresql
+kinto.storage_url = {storage_url}
+kinto.cache_backend = kinto.core.cache.postgresql
+kinto.cache_url = {storage_url}
+kinto.permission_backend = kinto.core.permission.postgresql
+kinto.permission_url = {storage_url}
+kinto.userid_hmac_secret = {secrets.token_hex(32)}
+multiauth.policies = basicauth
+kinto.bucket_create_principals = system.Authenticated
+kinto.batch_max_requests = {BATCH_SIZE}
+
+[server:main]
+use = egg:waitress#main
+host = {HOST}
+port = 0
+threads = {threads}
+
+[loggers]
+keys = root, waitress
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+# INFO for waitress only: its "Serving on" line tells the port; no per-request logging anywhere.
+[logger_waitress]
+level = INFO
+handlers = console
+qualname = waitress
+propagate = 0
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)s [%(name)s] %(message)s
+"""
+
+
+def ensure_kinto_venv(venv: Path, spec: str) -> Path:
+    """The kinto console script of a separate virtual environment, created on first use."""
+    kinto = venv / "bin" / "kinto"
+    if kinto.exists():
+        return kinto
+    print(f"  creating {venv} and installing {spec} (once; reused by later runs)")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m venv {venv} failed:\n{done.stdout}{done.stderr}")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", spec]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0 or not kinto.exists():
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise RuntimeError(f"pip install {spec} into {venv} failed ({done.returncode}):\n{tail}")
+    return kinto
+
+
+def kinto_push(http: Http, batch: list[Record]) -> OpResult:
+    """One /v1/batch of 25 PUTs to the records' own ids. A 201 inside a batch that has any failed
+    sub-request is not durable (the batch's transaction is rolled back), so any failure re-sends
+    the whole batch; PUT to an id makes the re-send idempotent."""
+    requests = [{"path": f"{KINTO_RECORDS}/{u}", "body": {"data": r}} for u, r, _ in batch]
+    body = json.dumps({"defaults": {"method": "PUT"}, "requests": requests}, ensure_ascii=False).encode()
+    result = OpResult()
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            result.retries += 1
+            backoff(attempt)
+        try:
+            status, _, data = http.request("POST", "/v1/batch", body, {"Content-Type": "application/json"})
+        except TransportError as exc:
+            result.statuses["transport"] += 1
+            result.messages.append(str(exc))
+            continue
+        if status in RETRY_STATUSES:
+            result.statuses[str(status)] += 1
+            continue
+        if status != 200:
+            result.errors = len(batch)
+            result.messages.append(f"batch answered {status}: {data[:300]!r}")
+            return result
+        responses = json.loads(data)["responses"]
+        failed = [r["status"] for r in responses if r["status"] not in (200, 201)]
+        if len(responses) != len(batch):
+            failed.append(0)
+        if not failed:
+            result.records = len(batch)
+            result.acked = [u for u, _, _ in batch]
+            return result
+        result.statuses.update(f"sub {code}" for code in failed)
+        if any(code not in RETRY_STATUSES for code in failed):
+            bad = next(r for r in responses if r["status"] not in (200, 201))
+            result.messages.append(f"sub-request answered {bad['status']}: {json.dumps(bad['body'])[:300]}")
+            if attempt >= 2:  # a permanent error: give up after a couple of tries
+                break
+    result.errors = len(batch)
+    result.messages.append(f"gave up after {attempt + 1} attempts")
+    return result
+
+
+def kinto_pull_pages(http: Http) -> Operation:
+    """Each call fetches the next page of 1,000 records (oldest first, following Next-Page)."""
+    first = f"{KINTO_RECORDS}?_sort=last_modified&_limit={PULL_PAGE}"
+    path = first
+
+    def page() -> OpResult:
+        nonlocal path
+        status, headers, data = http.request("GET", path)
+        if status != 200:
+            path = first
+            return OpResult(errors=1, messages=[f"records answered {status}: {data[:300]!r}"])
+        records = len(json.loads(data)["data"])
+        following = headers.get("next-page")
+        if following:
+            parts = urllib.parse.urlsplit(following)
+            path = f"{parts.path}?{parts.query}"
+        else:
+            path = first
+        return OpResult(records=records)
+
+    return page
+
+
+class KintoSite:
+    def __init__(self, kinto: Path, url: str, workdir: Path, threads: int, database: tuple[str, str]) -> None:
+        self.kinto = kinto
+        self.database = database
+        self.meter: CpuMeter | None = None
+        self.url = url
+        self.workdir = workdir
+        self.threads = threads
+        self.ini = workdir / "kinto.ini"
+        self.server: Server | None = None
+        self.port = 0
+        self.factory = RecordFactory()
+        self.acked: set[str] = set()
+        self.version = ""
+
+    def start(self) -> None:
+        self.ini.write_text(kinto_ini(self.url, self.threads))
+        env = child_env()
+        self.version = run_cli([str(self.kinto), "version"], env, cwd=self.workdir).strip()
+        run_cli([str(self.kinto), "migrate", "--ini", str(self.ini)], env, cwd=self.workdir)
+        self.server = Server("kinto", [str(self.kinto), "start", "--ini", str(self.ini)], self.workdir, env)
+        self.port = self.server.start()
+        assert self.server.process is not None
+        self.meter = CpuMeter(self.server.process.pid, *self.database)
+        admin = self.http("bench-setup")
+        admin.json("PUT", f"/v1/buckets/{KINTO_BUCKET}", {"data": {}}, expect=(200, 201))
+        permissions = {"read": ["system.Authenticated"], "write": ["system.Authenticated"]}
+        admin.json(
+            "PUT",
+            f"/v1/buckets/{KINTO_BUCKET}/collections/{KINTO_COLLECTION}",
+            {"data": {}, "permissions": permissions},
+            expect=(200, 201),
+        )
+        admin.close()
+
+    def http(self, user: str) -> Http:
+        token = base64.b64encode(f"{user}:{user}-secret".encode()).decode()
+        return Http(self.port, {"Authorization": f"Basic {token}"})
+
+    def push(self, clients: int, args: argparse.Namespace, offset: int) -> Tally:
+        connections = [self.http(f"device-{i + 1:02d}") for i in range(clients)]
+        supplies = [CounterSupply(COUNTRIES[i % 2], offset + i * args.max_records) for i in range(clients)]
+
+        def operation(http: Http, supply: CounterSupply) -> Operation:
+            return lambda: kinto_push(http, make_batch(self.factory, supply))
+
+        ops = [operation(h, s) for h, s in zip(connections, supplies, strict=True)]
+        tally = run_clients(ops, args.warmup, args.seconds, args.max_records // BATCH_SIZE, self.meter)
+        for connection in connections:
+            connection.close()
+        self.acked.update(tally.acked)
+        return tally
+
+    def pull(self, args: argparse.Namespace) -> Tally:
+        connection = self.http("device-puller")
+        tally = run_clients([kinto_pull_pages(connection)], args.warmup, args.seconds, 100_000, self.meter)
+        connection.close()
+        return tally
+
+    def stop(self) -> None:
+        if self.server is not None:
+            if not self.server.alive():
+                print(f"  kinto: the server died:\n{self.server.log_tail()}")
+            self.server.stop()
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass
+class Row:
+    system: str
+    operation: str
+    clients: int
+    tally: Tally
+
+    @property
+    def rate(self) -> float:
+        return self.tally.records / self.tally.elapsed if self.tally.elapsed else 0.0
+
+    def cpu_per_record(self, seconds: float | None) -> str:
+        if seconds is None or not self.tally.all_records:
+            return "-"
+        return f"{seconds * 1000 / self.tally.all_records:.2f}"
+
+    def cells(self) -> list[str]:
+        latencies = sorted(self.tally.latencies)
+        retry_causes = ", ".join(f"{k}: {v}" for k, v in sorted(self.tally.statuses.items()))
+        return [
+            self.system,
+            self.operation,
+            str(self.clients),
+            f"{self.tally.records:,}",
+            f"{self.rate:,.0f}",
+            f"{percentile(latencies, 0.5) * 1000:,.0f}",
+            f"{percentile(latencies, 0.95) * 1000:,.0f}",
+            self.cpu_per_record(self.tally.app_cpu),
+            self.cpu_per_record(self.tally.db_cpu),
+            f"{self.tally.retries:,}" + (f" ({retry_causes})" if retry_causes else ""),
+            f"{self.tally.errors:,}",
+        ]
+
+
+def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
+    """``align``: one letter per column, l or r."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            cell.ljust(width) if side == "l" else cell.rjust(width)
+            for cell, width, side in zip(cells, widths, align, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * width for width in widths))
+    for row in rows:
+        print(line(row))
+
+
+def report_row(row: Row) -> None:
+    latencies = sorted(row.tally.latencies)
+    print(
+        f"    {row.system} {row.operation} x{row.clients}: {row.rate:,.0f} records/s "
+        f"(p50 {percentile(latencies, 0.5) * 1000:,.0f} ms, retries {row.tally.retries}, "
+        f"errors {row.tally.errors})",
+        flush=True,
+    )
+    for message in row.tally.messages[:3]:
+        print(f"      {message}")
+
+
+def check_stored(label: str, acked: set[str], stored: set[str]) -> bool:
+    missing = len(acked - stored)
+    verdict = "all stored" if not missing else f"{missing} MISSING"
+    print(f"  {label}: {len(acked):,} records acknowledged, {len(stored):,} stored: {verdict}")
+    return missing == 0
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per scenario (default 15)")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="unmeasured lead-in per scenario (default 3)"
+    )
+    parser.add_argument(
+        "--clients", default="1,8", help="concurrent push clients, comma-separated (default 1,8)"
+    )
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads of each server (default 8)")
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=20_000,
+        help="at most this many records per client and scenario (default 20000)",
+    )
+    parser.add_argument("--skip-kinto", action="store_true", help="leave Kinto out")
+    parser.add_argument("--sqlite-only", action="store_true", help="only surveykit on SQLite")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES_URL,
+        metavar="ADMIN_URL",
+        help=f"where the throwaway databases are created and dropped (default {DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument(
+        "--kinto-venv",
+        type=Path,
+        default=DEFAULT_KINTO_VENV,
+        help=f"virtual environment for Kinto, created when missing (default {DEFAULT_KINTO_VENV})",
+    )
+    parser.add_argument("--kinto-spec", default=DEFAULT_KINTO_SPEC, help="what pip installs there")
+    parser.add_argument(
+        "--keep-logs", type=Path, metavar="DIR", help="copy the servers' logs to DIR at the end"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 on a missed target or errors")
+    args = parser.parse_args(argv)
+    try:
+        args.client_counts = sorted({int(part) for part in args.clients.split(",") if part.strip()})
+    except ValueError:
+        parser.error("--clients takes numbers such as 1,8")
+    if not args.client_counts or min(args.client_counts) < 1 or max(args.client_counts) > 32:
+        parser.error("--clients: between 1 and 32")
+    if args.seconds <= 0 or args.warmup < 0 or args.threads <= 0:
+        parser.error("--seconds and --threads must be positive, --warmup not negative")
+    if not BATCH_SIZE * 4 <= args.max_records <= 40_000:
+        parser.error(f"--max-records: between {BATCH_SIZE * 4} and 40000")
+    return args
+
+
+def surveykit_scenarios(site: SurveykitSite, args: argparse.Namespace, rows: list[Row]) -> None:
+    system = f"surveykit {site.label}"
+    rate: float | None = None
+    for clients in args.client_counts:
+        row = Row(system, "push", clients, site.push(clients, args, rate))
+        rate = max(rate or 0.0, row.rate * 2)
+        rows.append(row)
+        report_row(row)
+    row = Row(system, "pull", 1, site.pull(args))
+    rows.append(row)
+    report_row(row)
+
+
+def run_sqlite(args: argparse.Namespace, workdir: Path, rows: list[Row], env: dict[str, str]) -> bool:
+    data_dir = workdir / "sqlite-data"
+    base = [surveykit_command(), "--data-dir", str(data_dir)]
+    site = SurveykitSite("SQLite", base, env, workdir, args.threads)
+    print("surveykit on SQLite (embedded):")
+    site.prepare(max(args.client_counts))
+    try:
+        site.start()
+        surveykit_scenarios(site, args, rows)
+    finally:
+        site.stop()
+    return check_stored("surveykit SQLite", site.acked, stored_uuids_sqlite(data_dir / "surveykit.sqlite3"))
+
+
+def run_postgres(args: argparse.Namespace, workdir: Path, rows: list[Row], env: dict[str, str]) -> bool:
+    """surveykit, Kinto and the bare loop on one PostgreSQL server, scenario by scenario in turn."""
+    all_stored = True
+    with (
+        ThrowawayDatabase(args.postgres, "sk") as sk_db,
+        ThrowawayDatabase(args.postgres, "kinto") as kinto_db,
+        ThrowawayDatabase(args.postgres, "bare") as bare_db,
+    ):
+        print(f"PostgreSQL: throwaway databases {sk_db.name}, {kinto_db.name}, {bare_db.name}")
+        base = [surveykit_command(), "--data-dir", str(workdir / "pg-data"), "--database-url", sk_db.url]
+        site = SurveykitSite("PostgreSQL", base, env, workdir, args.threads)
+        site.database = (args.postgres, sk_db.name)
+        site.prepare(max(args.client_counts))
+        kinto: KintoSite | None = None
+        if args.skip_kinto:
+            print("  Kinto skipped (--skip-kinto)")
+        else:
+            try:
+                executable = ensure_kinto_venv(args.kinto_venv, args.kinto_spec)
+                kinto = KintoSite(
+                    executable, kinto_db.libpq_url(), workdir, args.threads, (args.postgres, kinto_db.name)
+                )
+                kinto.start()
+                print(
+                    f"  Kinto {kinto.version} from {args.kinto_venv}, PostgreSQL backends, port {kinto.port}"
+                )
+                print(
+                    "  Kinto clients PUT to the records' ids and re-send a whole batch when any sub-request "
+                    "fails (409/412/5xx), after 10 ms doubling up to 0.5 s (Retry-After not honoured)"
+                )
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                print(f"  KINTO NOT MEASURED: {exc}")
+                if kinto is not None:
+                    kinto.stop()
+                kinto = None
+        bare = BareInsert(bare_db.libpq_url(), CpuMeter(None, args.postgres, bare_db.name))
+        try:
+            site.start()
+            rate: float | None = None
+            offset = 1
+            for clients in args.client_counts:
+                row = Row("surveykit PostgreSQL", "push", clients, site.push(clients, args, rate))
+                rate = max(rate or 0.0, row.rate * 2)
+                rows.append(row)
+                report_row(row)
+                if kinto is not None:
+                    row = Row("Kinto PostgreSQL", "push", clients, kinto.push(clients, args, offset))
+                    rows.append(row)
+                    report_row(row)
+                row = Row("bare psycopg PostgreSQL", "insert", clients, bare.push(clients, args, offset))
+                rows.append(row)
+                report_row(row)
+                offset += clients * args.max_records
+            row = Row("surveykit PostgreSQL", "pull", 1, site.pull(args))
+            rows.append(row)
+            report_row(row)
+            if kinto is not None:
+                row = Row("Kinto PostgreSQL", "pull", 1, kinto.pull(args))
+                rows.append(row)
+                report_row(row)
+        finally:
+            site.stop()
+            if kinto is not None:
+                kinto.stop()
+        all_stored &= check_stored(
+            "surveykit PostgreSQL",
+            site.acked,
+            stored_uuids_postgres(sk_db.libpq_url(), "SELECT uuid FROM interviews"),
+        )
+        if kinto is not None:
+            statement = (
+                "SELECT id FROM objects WHERE resource_name = 'record' "
+                f"AND parent_id = '/buckets/{KINTO_BUCKET}/collections/{KINTO_COLLECTION}'"
+            )
+            all_stored &= check_stored(
+                "Kinto PostgreSQL", kinto.acked, stored_uuids_postgres(kinto_db.libpq_url(), statement)
+            )
+        all_stored &= check_stored(
+            "bare psycopg",
+            bare.acked,
+            stored_uuids_postgres(bare_db.libpq_url(), "SELECT uuid FROM bare_records"),
+        )
+    return all_stored
+
+
+def ratio_rows(rows: list[Row], clients: list[int]) -> tuple[list[list[str]], bool | None]:
+    def rate(system: str, operation: str, n: int) -> float | None:
+        for row in rows:
+            if row.system == system and row.operation == operation and row.clients == n:
+                return row.rate
+        return None
+
+    def cpu(system: str, operation: str, n: int) -> float | None:
+        for row in rows:
+            if row.system == system and row.operation == operation and row.clients == n:
+                tally = row.tally
+                if tally.app_cpu is None or tally.db_cpu is None or not tally.all_records:
+                    return None
+                return (tally.app_cpu + tally.db_cpu) / tally.all_records
+        return None
+
+    table = []
+    verdict: bool | None = None
+    for n in clients:
+        ours = rate("surveykit PostgreSQL", "push", n)
+        kinto = rate("Kinto PostgreSQL", "push", n)
+        bare = rate("bare psycopg PostgreSQL", "insert", n)
+        if ours is None:
+            continue
+        if kinto:
+            value = ours / kinto
+            target = n == 8
+            result = ("PASS" if value >= TARGET_KINTO_RATIO else "FAIL") if target else ""
+            if target:
+                verdict = value >= TARGET_KINTO_RATIO
+            table.append(
+                [
+                    f"surveykit / Kinto, push, {n} client(s)",
+                    f"{value:.2f}",
+                    f">= {TARGET_KINTO_RATIO:.1f}" if target else "",
+                    result,
+                ]
+            )
+        elif n == 8:
+            table.append(
+                [
+                    f"surveykit / Kinto, push, {n} client(s)",
+                    "n/a",
+                    f">= {TARGET_KINTO_RATIO:.1f}",
+                    "NOT MEASURED",
+                ]
+            )
+        if bare:
+            table.append([f"surveykit / bare insert, {n} client(s)", f"{ours / bare:.2f}", "", ""])
+    for n in clients:
+        ours_cpu, kinto_cpu = cpu("surveykit PostgreSQL", "push", n), cpu("Kinto PostgreSQL", "push", n)
+        if ours_cpu and kinto_cpu:
+            label = f"Kinto / surveykit CPU per record (app+db), {n} client(s)"
+            table.append([label, f"{kinto_cpu / ours_cpu:.2f}", "", ""])
+    ours_pull = rate("surveykit PostgreSQL", "pull", 1)
+    kinto_pull = rate("Kinto PostgreSQL", "pull", 1)
+    if ours_pull and kinto_pull:
+        table.append(["surveykit / Kinto, pull, 1 client", f"{ours_pull / kinto_pull:.2f}", "", ""])
+    return table, verdict
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> int:
+    env = child_env()
+    run_seconds = 8 * (args.warmup + args.seconds + 30) + 1200
+    env["SURVEYKIT_ACCESS_TOKEN_SECONDS"] = str(int(run_seconds))
+    env["SURVEYKIT_ENROLMENT_CODE_SECONDS"] = "3600"
+    env["SURVEYKIT_ADMIN_PASSWORD"] = secrets.token_urlsafe(18)
+    env["SURVEYKIT_BLOCK_SIZE"] = str(BLOCK_SIZE)
+    size = len(json.dumps(RecordFactory().make("KE", 1)[1], ensure_ascii=False).encode())
+    print(
+        f"records: {size:,} bytes of JSON, {len(template_record()['answers'])} answers "
+        f"(every question of {SLUG}), 2 quotes; batches of {BATCH_SIZE}; clients {args.client_counts}; "
+        f"{args.warmup:g} s warm-up + {args.seconds:g} s per scenario; {args.threads} waitress threads "
+        f"per server; {os.cpu_count()} CPUs; Python {platform.python_version()}"
+    )
+    print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    rows: list[Row] = []
+    stored_ok = run_sqlite(args, workdir, rows, env)
+    if not args.sqlite_only:
+        stored_ok &= run_postgres(args, workdir, rows, env)
+
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print()
+    print_table(
+        [
+            "system",
+            "op",
+            "clients",
+            "records",
+            "records/s",
+            "p50 ms",
+            "p95 ms",
+            "app CPU ms/rec",
+            "db CPU ms/rec",
+            "retries",
+            "errors",
+        ],
+        [row.cells() for row in rows],
+        "llrrrrrrrlr",
+    )
+    print(
+        "(latency: per batch of 25, retries included; pull: per page of up to 1,000 feed entries. "
+        "CPU: seconds used by the server's processes (app) and by the PostgreSQL backends of its "
+        "database (db) over the whole scenario, per record moved; for SQLite the database is in app. "
+        "surveykit pull pages hold an interview and a participant entry per record; records/s counts "
+        "interview records)"
+    )
+    verdict: bool | None = None
+    if not args.sqlite_only:
+        table, verdict = ratio_rows(rows, args.client_counts)
+        if table:
+            print()
+            print_table(["ratio (PostgreSQL)", "value", "target", "result"], table, "lrll")
+    errors = sum(row.tally.errors for row in rows)
+    if errors:
+        print(f"\n{errors} record(s) or page(s) failed")
+    if not stored_ok:
+        print("\nsome acknowledged records are not stored")
+    if args.strict and (errors or not stored_ok or verdict is False):
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="surveykit-bench-sync-") as tmp:
+        try:
+            return benchmark(args, Path(tmp))
+        except RuntimeError as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            if args.keep_logs is not None:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob("*.log"):
+                    shutil.copy(log, args.keep_logs / log.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

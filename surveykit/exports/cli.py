@@ -1,0 +1,128 @@
+"""``surveykit export``: write a country's (or the whole study's) consolidated workbook to a file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from surveykit.audit import services as audit
+from surveykit.config import is_sqlite
+from surveykit.console import operator
+from surveykit.exports import services
+from surveykit.studies import services as studies
+
+
+@click.command("export")
+@click.option("--study", required=True, help="Study slug.")
+@click.option("--country", help="The study's two-letter country code, or ALL for the study-wide workbook.")
+@click.option("--all-countries", is_flag=True, help="The study-wide workbook (the same as --country ALL).")
+@click.option("--activity", help="Only this research activity, e.g. RA1.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write under (default: SURVEYKIT_EXPORTS_DIR); files go to OUT/<study>/<country>/.",
+)
+@click.option(
+    "--skip-unchanged",
+    is_flag=True,
+    help="Write nothing when the folder already holds a workbook with the same content hash.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def export_command(
+    obj: Any,
+    study: str,
+    country: str | None,
+    all_countries: bool,
+    activity: str | None,
+    out: Path | None,
+    skip_unchanged: bool,
+    quiet: bool,
+) -> None:
+    """Write the consolidated .xlsx of one country of STUDY, or of all its countries.
+
+    The file is named <study>-<country>[-<activity>]-<UTC time>-<content hash>.xlsx; the content
+    hash covers the data, not the file, so an unchanged export keeps it.
+    """
+    if all_countries and country not in (None, services.ALL_COUNTRIES):
+        raise click.UsageError("give --country CC or --all-countries, not both")
+    if not all_countries and not country:
+        raise click.UsageError("give --country CC (or ALL), or --all-countries")
+    country = services.ALL_COUNTRIES if all_countries else country
+    obj.require_schema()
+    base = out if out is not None else Path(obj.settings["surveykit.exports_dir"])
+    with obj.session() as session:
+        if not is_sqlite(obj.settings["sqlalchemy.url"]):
+            # One snapshot for every query of the export.
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            scope = services.resolve_scope(session, study, country, activity)
+        except (studies.StudyNotFound, studies.CountryNotFound, studies.ActivityNotFound) as exc:
+            raise click.ClickException(str(exc)) from exc
+        folder = base / scope.study_slug / scope.label
+        if skip_unchanged:
+            tag = services.content_tag(session, scope)
+            existing = sorted(folder.glob(f"*-{tag[:12]}.xlsx")) if folder.is_dir() else []
+            if existing:
+                click.echo(f"unchanged (content hash {tag}): {existing[-1]}")
+                return
+        folder.mkdir(parents=True, exist_ok=True)
+        total = services.count_interviews(session, scope)
+        handle, partial = tempfile.mkstemp(prefix=".export-", suffix=".partial", dir=folder)
+        os.close(handle)
+        try:
+            with _progress(total, quiet) as progress:
+                result = services.write_workbook(session, scope, partial, operator(), progress=progress)
+            path = folder / services.file_name(scope, result)
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        audit.record(
+            session,
+            "export.create",
+            actor=operator(),
+            target=scope.target,
+            details={
+                "path": str(path),
+                "content_hash": result.content_hash,
+                "interviews": result.total.interviews,
+                "participants": result.total.participants,
+            },
+        )
+    total_counts = result.total
+    click.echo(f"wrote {path}")
+    click.echo(
+        f"{total_counts.interviews} interview(s), {total_counts.participants} participant(s), "
+        f"{total_counts.quotes} quote(s); content hash {result.content_hash}"
+    )
+    click.echo(total_counts.sentence())
+
+
+class _progress:
+    """A tqdm bar over interviews on stderr (silent when stderr is not a terminal or with --quiet)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc="exporting", unit="interview", file=sys.stderr, disable=None)
+        return self.bar.update
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+COMMANDS = [export_command]

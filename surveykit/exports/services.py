@@ -1,0 +1,1159 @@
+"""Consolidated Excel workbooks per country (or per study) built from the one registry.
+
+Plain functions over a SQLAlchemy session; the API view and the CLI are thin shells over
+``resolve_scope``, ``content_tag`` and ``write_workbook``.
+
+What goes in (see docs/exports.md for the sheets):
+
+- the interviews of the scope that have a record (``interviews``), with their current revision;
+- their participants from the registry, in ID order; a participant whose status is ``withdrawn``
+  is left out of every data sheet (and counted in the Summary), and so are the quotes attributed to
+  them; a registry letter the record does not list (status ``planned``) was not interviewed;
+- the instrument versions those interviews were recorded with.
+
+Reading streams: two Core queries ordered alike (interviews with their record JSON, and the
+participants joined to them) are merged in Python, through server-side cursors on PostgreSQL
+(``yield_per``), so memory stays flat however large the country is. Rows, not ORM objects: loading
+objects costs several times as much as the rows themselves.
+
+The content hash (the API's strong ETag) covers the data that goes in, never the xlsx bytes (which
+hold a timestamp): the interviews' current revisions and content hashes, the registry fields of
+their participants, the instrument versions' content hashes, the study and country names, the filter
+and ``EXPORT_FORMAT``. ``content_tag`` computes it with the same merge over light queries (no record
+JSON), so a client holding the current workbook is answered 304 without anything being built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import IO, Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from surveykit.db import utcnow
+from surveykit.exports.workbook import (
+    DATE,
+    EXCEL_MAX_CELL_UNITS,
+    EXCEL_MAX_ROWS,
+    LONG,
+    NUMBER,
+    TEXT,
+    Column,
+    Stats,
+    WorkbookWriter,
+)
+from surveykit.instruments.models import Instrument, InstrumentVersion
+from surveykit.participants.models import Participant
+from surveykit.studies import services as studies
+from surveykit.sync.models import Interview
+
+# Part of the content hash: bump it when the workbook's layout or rules change, so clients holding a
+# workbook of the old layout fetch the new one.
+EXPORT_FORMAT = "surveykit-export/1"
+ALL_COUNTRIES = "ALL"
+ACTIVITY = re.compile(r"^RA[1-9]$")
+YIELD_PER = 100
+MAX_ATTEMPTS = 3
+
+MODE_LABELS = {"in_person": "In person", "virtual": "Virtual", "phone": "Phone"}
+MODES = tuple(MODE_LABELS)
+RECORD_STATUSES = ("complete", "draft")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+METADATA_SECTION = "Interview metadata"
+SECTION_SEPARATOR = " > "
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ScopeChanged(RuntimeError):
+    """An interview with an instrument version not seen when the layout was fixed appeared while
+    the export was being written; the export is started again."""
+
+
+# ------------------------------------------------------------------------------------------- scope
+
+
+@dataclass(frozen=True)
+class CountryRef:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    study_id: int
+    study_slug: str
+    study_name: str
+    countries: tuple[CountryRef, ...]
+    all_countries: bool
+    activity: str | None
+
+    @property
+    def label(self) -> str:
+        """The country part of paths and targets: the code, or ``ALL``."""
+        return ALL_COUNTRIES if self.all_countries else self.countries[0].code
+
+    @property
+    def target(self) -> str:
+        return f"{self.study_slug}/{self.label}" + (f"/{self.activity}" if self.activity else "")
+
+    @property
+    def codes(self) -> list[str]:
+        return [country.code for country in self.countries]
+
+    @property
+    def filters(self) -> str:
+        return f"research activity = {self.activity}" if self.activity else "none (every research activity)"
+
+
+def resolve_scope(session: Session, study_slug: str, country: str, activity: str | None = None) -> Scope:
+    """The study, its country (or every country for ``ALL``) and the optional activity filter.
+
+    Raises ``studies.StudyNotFound``, ``CountryNotFound`` or ``ActivityNotFound``.
+    """
+    study = studies.get_study(session, study_slug)
+    if country == ALL_COUNTRIES:
+        rows = session.execute(
+            select(studies.Country.code, studies.Country.name)
+            .where(studies.Country.study_id == study.id)
+            .order_by(studies.Country.code)
+        ).all()
+        countries = tuple(CountryRef(code, name) for code, name in rows)
+    else:
+        found = studies.get_country(session, study, country)
+        countries = (CountryRef(found.code, found.name),)
+    if activity is not None:
+        if not ACTIVITY.match(activity):
+            raise studies.ActivityNotFound(f"{activity!r} is not a research activity code (RA1 to RA9)")
+        studies.get_activity(session, study, activity)
+    return Scope(study.id, study.slug, study.name, countries, country == ALL_COUNTRIES, activity)
+
+
+# ------------------------------------------------------------------------------------- instruments
+
+
+@dataclass(frozen=True)
+class Question:
+    slug: str
+    version: int
+    id: str
+    type: str
+    prompt: str
+    section_ids: tuple[str, ...]
+    section_titles: tuple[str, ...]
+    choices: dict[str, str]
+    required: bool
+    relevance: str | None
+    minimum: float | None
+    maximum: float | None
+    # Built once: the same string object on every row lets the writer skip re-checking it.
+    section_path: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "section_path", SECTION_SEPARATOR.join(self.section_titles))
+
+    @property
+    def section_id_path(self) -> str:
+        return "/".join(self.section_ids)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    slug: str
+    version: int
+    content_hash: str
+    questions: tuple[Question, ...]
+    by_id: dict[str, Question] = field(hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.slug} v{self.version}"
+
+
+def _text(value: Any, language: str) -> str:
+    if isinstance(value, dict):
+        return value.get(language) or next(iter(value.values()), "")
+    return "" if value is None else str(value)
+
+
+def version_info(slug: str, version: int, digest: str, definition: dict[str, Any]) -> VersionInfo:
+    language = definition.get("default_language", "en")
+    questions: list[Question] = []
+
+    def add(question: dict[str, Any], ids: tuple[str, ...], titles: tuple[str, ...]) -> None:
+        questions.append(
+            Question(
+                slug=slug,
+                version=version,
+                id=question["id"],
+                type=question["type"],
+                prompt=_text(question.get("prompt"), language),
+                section_ids=ids,
+                section_titles=titles,
+                choices={c["value"]: _text(c.get("label"), language) for c in question.get("choices") or []},
+                required=bool(question.get("required", False)),
+                relevance=question.get("relevance"),
+                minimum=question.get("min"),
+                maximum=question.get("max"),
+            )
+        )
+
+    for question in definition.get("metadata", []):
+        add(question, ("metadata",), (METADATA_SECTION,))
+
+    def walk(sections: list[dict[str, Any]], ids: tuple[str, ...], titles: tuple[str, ...]) -> None:
+        for section in sections:
+            here_ids = (*ids, section["id"])
+            here_titles = (*titles, _text(section.get("title"), language) or section["id"])
+            for question in section.get("questions", []):
+                add(question, here_ids, here_titles)
+            walk(section.get("sections", []), here_ids, here_titles)
+
+    walk(definition.get("sections", []), (), ())
+    return VersionInfo(slug, version, digest, tuple(questions), {q.id: q for q in questions})
+
+
+def load_versions(session: Session, refs: set[tuple[str, int]]) -> dict[tuple[str, int], VersionInfo]:
+    if not refs:
+        return {}
+    rows = session.execute(
+        select(
+            Instrument.slug,
+            InstrumentVersion.version,
+            InstrumentVersion.content_hash,
+            InstrumentVersion.definition,
+        )
+        .join(Instrument, Instrument.id == InstrumentVersion.instrument_id)
+        .where(Instrument.slug.in_(sorted({slug for slug, _ in refs})))
+    )
+    return {
+        (slug, version): version_info(slug, version, digest, definition)
+        for slug, version, digest, definition in rows
+        if (slug, version) in refs
+    }
+
+
+def _scope_filter(model: Any, scope: Scope) -> list[Any]:
+    conditions = [model.study_id == scope.study_id, model.country_code.in_(scope.codes)]
+    if scope.activity is not None:
+        conditions.append(model.activity == scope.activity)
+    return conditions
+
+
+def versions_used(session: Session, scope: Scope) -> set[tuple[str, int]]:
+    rows = session.execute(
+        select(Interview.instrument_slug, Interview.instrument_version)
+        .where(*_scope_filter(Interview, scope))
+        .distinct()
+    )
+    return {(slug, version) for slug, version in rows}
+
+
+@dataclass(frozen=True)
+class ResponseColumn:
+    slug: str
+    question: Question  # as in the newest version that has it
+
+
+def response_columns(versions: dict[tuple[str, int], VersionInfo]) -> list[ResponseColumn]:
+    """One column per question id per instrument, in instrument order across versions.
+
+    The newest version gives the order; a question that only older versions have keeps its column,
+    placed after the question that preceded it there.
+    """
+    columns: list[ResponseColumn] = []
+    for slug in sorted({slug for slug, _ in versions}):
+        chain = sorted((v for (s, _), v in versions.items() if s == slug), key=lambda v: -v.version)
+        order: list[str] = []
+        newest: dict[str, Question] = {}
+        for info in chain:
+            previous: str | None = None
+            for question in info.questions:
+                if question.id not in newest:
+                    newest[question.id] = question
+                    position = order.index(previous) + 1 if previous is not None else 0
+                    order.insert(position, question.id)
+                previous = question.id
+        columns += [ResponseColumn(slug, newest[qid]) for qid in order]
+    return columns
+
+
+# ----------------------------------------------------------------------------------------- streams
+
+
+def _interview_query(scope: Scope, with_record: bool) -> Any:
+    columns = [
+        Interview.activity,
+        Interview.country_code,
+        Interview.interview_number,
+        Interview.uuid,
+        Interview.revision,
+        Interview.content_hash,
+        Interview.status,
+        Interview.instrument_slug,
+        Interview.instrument_version,
+    ]
+    if with_record:
+        columns.append(Interview.record)
+    return (
+        select(*columns)
+        .where(*_scope_filter(Interview, scope))
+        .order_by(Interview.activity, Interview.country_code, Interview.interview_number)
+    )
+
+
+def _participant_query(scope: Scope) -> Any:
+    # Only participants of recorded interviews, ordered exactly as the interviews are.
+    return (
+        select(
+            Participant.activity,
+            Participant.country_code,
+            Participant.interview_number,
+            Participant.letter,
+            Participant.pid,
+            Participant.agency,
+            Participant.position,
+            Participant.status,
+        )
+        .join(
+            Interview,
+            and_(
+                Interview.study_id == Participant.study_id,
+                Interview.activity == Participant.activity,
+                Interview.country_code == Participant.country_code,
+                Interview.interview_number == Participant.interview_number,
+            ),
+        )
+        .where(*_scope_filter(Participant, scope))
+        .order_by(
+            Participant.activity, Participant.country_code, Participant.interview_number, Participant.letter
+        )
+    )
+
+
+def _stream(session: Session, statement: Any) -> Iterator[Any]:
+    # yield_per gives a server-side cursor on PostgreSQL and fetches in batches everywhere.
+    result = session.connection().execute(statement.execution_options(yield_per=YIELD_PER))
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
+def merged(interviews: Iterator[Any], participants: Iterator[Any]) -> Iterator[tuple[Any, list[Any]]]:
+    """Each interview with its registry participants (both streams in the same order)."""
+    pending = next(participants, None)
+    for interview in interviews:
+        key = _key(interview)
+        group = []
+        while pending is not None and _key(pending) == key:
+            group.append(pending)
+            pending = next(participants, None)
+        yield interview, group
+    if pending is not None:
+        # Every participant row joins an interview, so it must have been consumed; if not, the two
+        # orders disagree and rows would be lost: refuse rather than write an incomplete workbook.
+        raise RuntimeError("participants and interviews were not read in the same order")
+
+
+def _key(row: Any) -> tuple[str, str, int]:
+    return (row.activity, row.country_code, row.interview_number)
+
+
+class Fingerprint:
+    """The content hash of what a workbook holds (see the module docstring)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._hash = hashlib.sha256()
+        self._add(
+            EXPORT_FORMAT,
+            scope.study_slug,
+            scope.study_name,
+            scope.all_countries,
+            scope.activity,
+            [[country.code, country.name] for country in scope.countries],
+        )
+
+    def _add(self, *values: Any) -> None:
+        self._hash.update(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        self._hash.update(b"\n")
+
+    def interview(self, row: Any, participants: list[Any]) -> None:
+        self._add(
+            "i",
+            row.activity,
+            row.country_code,
+            row.interview_number,
+            row.uuid,
+            row.revision,
+            row.content_hash,
+            row.status,
+            row.instrument_slug,
+            row.instrument_version,
+        )
+        for person in participants:
+            self._add("p", person.pid, person.letter, person.agency, person.position, person.status)
+
+    def versions(self, digests: dict[tuple[str, int], str]) -> None:
+        self._add("v", sorted([slug, version, digest] for (slug, version), digest in digests.items()))
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def content_tag(session: Session, scope: Scope) -> str:
+    """The content hash of the workbook ``write_workbook`` would write now, without building it."""
+    fingerprint = Fingerprint(scope)
+    used: set[tuple[str, int]] = set()
+    interviews = _stream(session, _interview_query(scope, with_record=False))
+    participants = _stream(session, _participant_query(scope))
+    for interview, group in merged(interviews, participants):
+        fingerprint.interview(interview, group)
+        used.add((interview.instrument_slug, interview.instrument_version))
+    digests = {}
+    if used:
+        rows = session.execute(
+            select(Instrument.slug, InstrumentVersion.version, InstrumentVersion.content_hash)
+            .join(Instrument, Instrument.id == InstrumentVersion.instrument_id)
+            .where(Instrument.slug.in_(sorted({slug for slug, _ in used})))
+        )
+        digests = {(slug, version): digest for slug, version, digest in rows if (slug, version) in used}
+    fingerprint.versions(digests)
+    return fingerprint.hexdigest()
+
+
+def count_interviews(session: Session, scope: Scope) -> int:
+    return session.scalar(select(func.count()).select_from(Interview).where(*_scope_filter(Interview, scope)))
+
+
+# ------------------------------------------------------------------------------------- report text
+
+
+def month_year(day: date) -> str:
+    return f"{MONTHS[day.month - 1]} {day.year}"
+
+
+def methods_sentence(
+    place: str, interviews: int, participants: int, first: date | None, last: date | None
+) -> str:
+    """``In Kenya, 9 interviews with a total of 11 participants were conducted from May 2020 to July 2020.``
+
+    One interview: ``1 interview with a total of 2 participants was conducted in May 2020.`` (the
+    verb agrees with the interviews; one month is "in May 2020"); none: ``In Kenya, no interviews
+    have been recorded.``
+    """
+    if interviews == 0 or first is None or last is None:
+        return f"In {place}, no interviews have been recorded."
+    interview_noun = "interview" if interviews == 1 else "interviews"
+    participant_noun = "participant" if participants == 1 else "participants"
+    verb = "was" if interviews == 1 else "were"
+    if (first.year, first.month) == (last.year, last.month):
+        when = f"in {month_year(first)}"
+    else:
+        when = f"from {month_year(first)} to {month_year(last)}"
+    return (
+        f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} "
+        f"{verb} conducted {when}."
+    )
+
+
+def citation(pid: str, agency: str, position: str | None) -> str:
+    """``(RA1-KE-04-B, Director of Cyber Security, Ministry of ICT)``, or ``(RA1-KE-03-A, Ministry of
+    Justice)`` when the position is blank."""
+    position = (position or "").strip()
+    return f"({pid}, {position}, {agency})" if position else f"({pid}, {agency})"
+
+
+def short_citation(pid: str) -> str:
+    return f"({pid})"
+
+
+def interview_date(record: dict[str, Any]) -> date | None:
+    """The interview's date where it took place (the local date of ``started_at``)."""
+    started = record.get("started_at")
+    if not isinstance(started, str):
+        return None
+    try:
+        return datetime.fromisoformat(started).date()
+    except ValueError:
+        return None
+
+
+def display_value(question: Question | None, value: Any) -> Any:
+    """An answer as a reader wants it: labels for choices, Yes/No, real dates and numbers."""
+    kind = question.type if question is not None else None
+    if kind in ("long_text", "short_text") and isinstance(value, str):
+        return value
+    if kind == "yes_no" and isinstance(value, bool):
+        return "Yes" if value else "No"
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if kind == "date" and isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    if kind == "single_choice" and isinstance(value, str):
+        return question.choices.get(value, value)
+    if kind == "multiple_choice" and isinstance(value, list):
+        return "; ".join(question.choices.get(item, str(item)) for item in value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def stored_value(question: Question | None, value: Any) -> str | None:
+    """The value as stored, where the displayed answer differs from it (choices, yes/no)."""
+    kind = question.type if question is not None else None
+    if kind in ("single_choice",) and isinstance(value, str):
+        return value
+    if kind in ("multiple_choice", "yes_no") or kind is None:
+        return json.dumps(value, ensure_ascii=False)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ counts
+
+
+@dataclass
+class CountryCounts:
+    code: str
+    name: str
+    interviews: int = 0
+    participants: int = 0
+    withdrawn: int = 0
+    quotes: int = 0
+    quotes_excluded: int = 0
+    answers: int = 0
+    by_mode: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+    by_version: Counter = field(default_factory=Counter)
+    first: date | None = None
+    last: date | None = None
+
+    def add_interview(self, mode: str, status: str, version: str, day: date | None) -> None:
+        self.interviews += 1
+        self.by_mode[mode] += 1
+        self.by_status[status] += 1
+        self.by_version[version] += 1
+        if day is not None:
+            self.first = day if self.first is None or day < self.first else self.first
+            self.last = day if self.last is None or day > self.last else self.last
+
+    def merge(self, other: CountryCounts) -> None:
+        self.interviews += other.interviews
+        self.participants += other.participants
+        self.withdrawn += other.withdrawn
+        self.quotes += other.quotes
+        self.quotes_excluded += other.quotes_excluded
+        self.answers += other.answers
+        self.by_mode.update(other.by_mode)
+        self.by_status.update(other.by_status)
+        self.by_version.update(other.by_version)
+        for day in (other.first, other.last):
+            if day is not None:
+                self.first = day if self.first is None or day < self.first else self.first
+                self.last = day if self.last is None or day > self.last else self.last
+
+    def sentence(self) -> str:
+        return methods_sentence(self.name, self.interviews, self.participants, self.first, self.last)
+
+
+@dataclass
+class ExportResult:
+    scope: Scope
+    content_hash: str
+    generated_at: datetime
+    generated_by: str
+    countries: list[CountryCounts]
+    total: CountryCounts
+    stats: Stats
+    versions: list[str]
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+class _Builder:
+    """Lays the data out over the sheets while the rows stream past."""
+
+    def __init__(
+        self,
+        book: WorkbookWriter,
+        scope: Scope,
+        versions: dict[tuple[str, int], VersionInfo],
+    ) -> None:
+        self.book = book
+        self.scope = scope
+        self.versions = versions
+        self.multi = scope.all_countries
+        self.columns = response_columns(versions)
+        self.column_index = {(c.slug, c.question.id): i for i, c in enumerate(self.columns)}
+        self.counts = {country.code: CountryCounts(country.code, country.name) for country in scope.countries}
+        country = [Column("Country", TEXT, 9, key=True)] if self.multi else []
+
+        self.summary = book.sheet(
+            "Summary",
+            [
+                Column("Item", TEXT, 34),
+                Column("Value", LONG, 70),
+                *[Column("", NUMBER, 12) for _ in range(11)],
+            ],
+            header_rows=[],
+            autofilter=False,
+        )
+        self.participants = book.sheet(
+            "Participants",
+            [
+                Column("ID", TEXT, 16, key=True),
+                Column("Ministry/Government Agency", LONG, 45),
+                Column("Position", LONG, 32),
+                *country,
+                Column("Interview date", DATE, 13),
+                Column("Mode", TEXT, 10),
+                Column("Language", TEXT, 10),
+                Column("Instrument", TEXT, 20),
+                Column("Instrument version", NUMBER, 11),
+                Column("Status", TEXT, 10),
+                Column("Interview", TEXT, 13),
+                Column("Participants in interview", NUMBER, 12),
+                Column("Citation", LONG, 60),
+                Column("Short citation", TEXT, 16),
+            ],
+            freeze_columns=1,
+        )
+        fixed = [
+            Column("ID", TEXT, 16, key=True),
+            *country,
+            Column("Instrument", TEXT, 18, key=True),
+            Column("Version", NUMBER, 9, key=True),
+        ]
+        question_columns = [_question_column(c.question) for c in self.columns]
+        prefix_multi_slug = len({c.slug for c in self.columns}) > 1
+        sections = [
+            (f"{c.slug}: " if prefix_multi_slug else "") + c.question.section_path for c in self.columns
+        ]
+        self.fixed_count = len(fixed)
+        self.responses = book.sheet(
+            "Responses",
+            fixed + question_columns,
+            header_rows=[
+                ["Section", *[None] * (len(fixed) - 1), *sections],
+                ["Question id", *[None] * (len(fixed) - 1), *[c.question.id for c in self.columns]],
+                [c.header for c in fixed] + [_header(c.question.prompt, book) for c in self.columns],
+            ],
+            freeze_columns=1 + len(country),
+        )
+        self.answers = book.sheet(
+            "Answers",
+            [
+                Column("ID", TEXT, 16, key=True),
+                *country,
+                Column("Section", LONG, 30, key=True),
+                Column("Question id", TEXT, 22, key=True),
+                Column("Prompt", LONG, 40, key=True),
+                Column("Answer", LONG, 70),
+                Column("Stored value", TEXT, 18),
+                Column("Language", TEXT, 10),
+                Column("Revision", NUMBER, 9),
+            ],
+            freeze_columns=1,
+        )
+        self.quotes = book.sheet(
+            "Quotes",
+            [
+                Column("Participant", TEXT, 16, key=True),
+                *country,
+                Column("Section", LONG, 28, key=True),
+                Column("Question", TEXT, 22, key=True),
+                Column("Prompt", LONG, 36, key=True),
+                Column("Quote", LONG, 70),
+                Column("Tags", LONG, 20),
+                Column("Citation", LONG, 50, key=True),
+                Column("Short citation", TEXT, 16, key=True),
+            ],
+            freeze_columns=1,
+        )
+        self.codebook = book.sheet(
+            "Codebook",
+            [
+                Column("Instrument", TEXT, 20, key=True),
+                Column("Version", NUMBER, 9, key=True),
+                Column("Section ids", TEXT, 28),
+                Column("Section", LONG, 32),
+                Column("Question id", TEXT, 22, key=True),
+                Column("Prompt", LONG, 50),
+                Column("Type", TEXT, 15),
+                Column("Required", TEXT, 9),
+                Column("Relevance", LONG, 30),
+                Column("Choices", LONG, 40),
+                Column("Min", NUMBER, 8),
+                Column("Max", NUMBER, 8),
+            ],
+            freeze_columns=0,
+        )
+        self.readme = book.sheet(
+            "Readme", [Column("Topic", TEXT, 26), Column("Details", LONG, 110)], header_rows=None
+        )
+        self.withdrawn_quotes = 0
+        # Per version: (column index, question) for the Responses row, precomputed once.
+        self._response_slots: dict[tuple[str, int], list[tuple[int, Question]]] = {}
+
+    def _slots(self, info: VersionInfo) -> list[tuple[int, Question]]:
+        key = (info.slug, info.version)
+        slots = self._response_slots.get(key)
+        if slots is None:
+            slots = [
+                (self.column_index[(info.slug, q.id)] + self.fixed_count, q)
+                for q in info.questions
+                if (info.slug, q.id) in self.column_index
+            ]
+            self._response_slots[key] = slots
+        return slots
+
+    def interview(self, row: Any, people: list[Any]) -> None:
+        info = self.versions.get((row.instrument_slug, row.instrument_version))
+        if info is None:
+            raise ScopeChanged(f"{row.instrument_slug} v{row.instrument_version} appeared during the export")
+        record: dict[str, Any] = row.record or {}
+        counts = self.counts[row.country_code]
+        included = [person for person in people if person.status == "interviewed"]
+        counts.withdrawn += sum(1 for person in people if person.status == "withdrawn")
+        quotes = record.get("quotes") or []
+        if not included:
+            counts.quotes_excluded += len(quotes)
+            return
+        mode = record.get("mode")
+        day = interview_date(record)
+        counts.add_interview(MODE_LABELS.get(mode, str(mode)), row.status, info.label, day)
+        counts.participants += len(included)
+        language = record.get("language")
+        country = [row.country_code] if self.multi else []
+        interview_label = f"{row.activity}-{row.country_code}-{row.interview_number:02d}"
+
+        answers = record.get("answers") or {}
+        by_id = info.by_id
+        formatted: dict[str, tuple[Question | None, Any]] = {}
+        for qid, value in answers.items():
+            if value is None:
+                continue
+            question = by_id.get(qid)
+            formatted[qid] = (question, display_value(question, value))
+        # Answers in instrument order; an answer the version does not know (never stored by sync) last.
+        ordered = [(q.id, q, formatted[q.id][1], answers[q.id]) for q in info.questions if q.id in formatted]
+        ordered += [(qid, None, shown, answers[qid]) for qid, (q, shown) in formatted.items() if q is None]
+        response_cells: list[Any] = [None] * len(self.columns)
+        for index, question in self._slots(info):
+            entry = formatted.get(question.id)
+            if entry is not None:
+                response_cells[index - self.fixed_count] = entry[1]
+
+        by_letter: dict[str, list[dict[str, Any]]] = {}
+        for quote in quotes:
+            if isinstance(quote, dict):
+                by_letter.setdefault(quote.get("participant", "A"), []).append(quote)
+        letters = {person.letter for person in included}
+        counts.quotes_excluded += sum(len(q) for letter, q in by_letter.items() if letter not in letters)
+
+        for person in included:
+            pid = person.pid
+            full = citation(pid, person.agency, person.position)
+            short = short_citation(pid)
+            self.participants.append(
+                [
+                    pid,
+                    person.agency,
+                    person.position,
+                    *country,
+                    day,
+                    MODE_LABELS.get(mode, mode),
+                    language,
+                    row.instrument_slug,
+                    row.instrument_version,
+                    row.status,
+                    interview_label,
+                    len(included),
+                    full,
+                    short,
+                ]
+            )
+            self.responses.append(
+                [pid, *country, row.instrument_slug, row.instrument_version, *response_cells]
+            )
+            for qid, question, shown, value in ordered:
+                self.answers.append(
+                    [
+                        pid,
+                        *country,
+                        question.section_path if question is not None else "(not in the instrument)",
+                        qid,
+                        question.prompt if question is not None else None,
+                        shown,
+                        stored_value(question, value),
+                        language,
+                        row.revision,
+                    ]
+                )
+            counts.answers += len(ordered)
+            for quote in by_letter.get(person.letter, []):
+                question = by_id.get(quote.get("question_id"))
+                tags = quote.get("tags") or []
+                self.quotes.append(
+                    [
+                        pid,
+                        *country,
+                        question.section_path if question is not None else None,
+                        quote.get("question_id"),
+                        question.prompt if question is not None else None,
+                        quote.get("text"),
+                        ", ".join(str(tag) for tag in tags),
+                        full,
+                        short,
+                    ]
+                )
+                counts.quotes += 1
+
+    # ------------------------------------------------------------------------------ end sheets
+
+    def write_codebook(self) -> None:
+        for key in sorted(self.versions):
+            info = self.versions[key]
+            for q in info.questions:
+                choices = "; ".join(f"{value} = {label}" for value, label in q.choices.items())
+                self.codebook.append(
+                    [
+                        info.slug,
+                        info.version,
+                        q.section_id_path,
+                        q.section_path,
+                        q.id,
+                        q.prompt,
+                        q.type,
+                        "yes" if q.required else "no",
+                        q.relevance,
+                        choices or None,
+                        q.minimum,
+                        q.maximum,
+                    ]
+                )
+
+    def total(self) -> CountryCounts:
+        if self.multi:
+            with_data = [c for c in self.counts.values() if c.interviews]
+            place = f"{len(with_data)} {'country' if len(with_data) == 1 else 'countries'}"
+            total = CountryCounts(ALL_COUNTRIES, place)
+        else:
+            only = self.scope.countries[0]
+            total = CountryCounts(only.code, only.name)
+        for counts in self.counts.values():
+            total.merge(counts)
+        return total
+
+    def write_summary(self, result: ExportResult) -> None:
+        scope, total, sheet = self.scope, result.total, self.summary
+        sheet.append(["Consolidated interview workbook"])
+        sheet.append(["Study", f"{scope.study_name} ({scope.study_slug})"])
+        if scope.all_countries:
+            names = ", ".join(f"{c.name} ({c.code})" for c in scope.countries)
+            sheet.append(["Countries", f"all countries of the study: {names}" if names else "none"])
+        else:
+            sheet.append(["Country", f"{scope.countries[0].name} ({scope.countries[0].code})"])
+        sheet.append(["Research activity", scope.activity or "all"])
+        sheet.append(["Filters", scope.filters])
+        sheet.append(["Generated at (UTC)", result.generated_at.replace(tzinfo=None, microsecond=0)])
+        sheet.append(["Generated by", result.generated_by])
+        sheet.append(["Content hash (SHA-256)", result.content_hash])
+        versions = "; ".join(f"{label} ({n} {_plural(n, 'interview')})" for label, n in _by_version(total))
+        sheet.append(["Instrument versions used", versions or "none"])
+        sheet.append(["Interviews", total.interviews])
+        sheet.append(["Participants", total.participants])
+        for label in MODE_LABELS.values():
+            sheet.append([f"Interviews: {label.lower()}", total.by_mode.get(label, 0)])
+        for status in RECORD_STATUSES:
+            sheet.append([f"Interviews: {status}", total.by_status.get(status, 0)])
+        sheet.append(["Withdrawn participants (left out)", total.withdrawn])
+        sheet.append(["Quotes", total.quotes])
+        sheet.append(["First interview", total.first])
+        sheet.append(["Last interview", total.last])
+        sheet.append(["Methods sentence", total.sentence()])
+        sheet.append([])
+        header = [
+            "Country",
+            "Methods sentence",
+            "Code",
+            "Interviews",
+            "Participants",
+            "In person",
+            "Virtual",
+            "Phone",
+            "Complete",
+            "Draft",
+            "Withdrawn (left out)",
+            "First interview",
+            "Last interview",
+        ]
+        sheet.append(["Per country"])
+        sheet.append(header)
+        for counts in result.countries:
+            sheet.append(
+                [
+                    counts.name,
+                    counts.sentence(),
+                    counts.code,
+                    counts.interviews,
+                    counts.participants,
+                    *[counts.by_mode.get(MODE_LABELS[mode], 0) for mode in MODES],
+                    *[counts.by_status.get(status, 0) for status in RECORD_STATUSES],
+                    counts.withdrawn,
+                    counts.first,
+                    counts.last,
+                ]
+            )
+
+    def write_readme(self, result: ExportResult) -> None:
+        stats = result.stats
+        sheet = self.readme
+        country_note = " A Country column follows the participant's ID." if self.multi else ""
+        rows = [
+            (
+                "Summary",
+                "Study, country, filters, who generated the workbook and when, the instrument "
+                "versions used, counts of interviews (by mode and by record status) and participants, the "
+                "first and last interview date and the methods sentence, overall and per country.",
+            ),
+            (
+                "Participants",
+                "Every interviewed participant, sorted by ID (RA1-KE-100-A after RA1-KE-99-A): "
+                "ID | Ministry/Government Agency | Position as the reports print them, then the interview's "
+                "date, mode, language, instrument version and record status (complete or draft), and the "
+                "participant's citations." + country_note,
+            ),
+            (
+                "Responses",
+                "One row per participant, one column per question in instrument order (three "
+                "header rows: section, question id, prompt). Versions are aligned by question id; a question "
+                "dropped in a later version keeps its column. In a group interview the answers belong to the "
+                "interview, so each of its participants' rows repeats them.",
+            ),
+            (
+                "Answers",
+                "The same answers in long form: participant, section, question id, prompt, answer, "
+                "the stored value where the shown answer is a label (choices, yes/no), the interview's "
+                "language and the record's revision.",
+            ),
+            (
+                "Quotes",
+                "Verbatim quotes with the participant they are attributed to, section and question, "
+                "tags, the full citation (ID, Position, Agency) - or (ID, Agency) when the position is "
+                "blank - and the short citation (ID).",
+            ),
+            (
+                "Codebook",
+                "Every question of every instrument version used: section, id, prompt, type, "
+                "required, relevance, choices (value = label), bounds.",
+            ),
+            (
+                "Source",
+                "The participant registry and the current accepted revision of each interview "
+                "record, read in one pass. Agencies and positions in every sheet and citation come from the "
+                "registry, so the tables and citations cannot disagree.",
+            ),
+            (
+                "Left out",
+                f"{result.total.withdrawn} withdrawn participant(s) and "
+                f"{result.total.quotes_excluded} quote(s) attributed to them; participants the "
+                "registry still lists as planned (not interviewed).",
+            ),
+            (
+                "Interview dates",
+                "The local date of the record's started_at; the methods sentence gives the "
+                "months of the first and last interview.",
+            ),
+            (
+                "Formulas",
+                "None: every text is stored as text, including text beginning with =, +, -, @, "
+                "a tab or a carriage return, and reads back exactly as entered.",
+            ),
+            (
+                "Control characters",
+                f"Characters that an xlsx file cannot hold are shown as \ufffd: "
+                f"{stats.control_characters} replaced in {stats.cells_with_control_characters} cell(s).",
+            ),
+            (
+                "Long texts",
+                f"A text longer than Excel's limit of {self.book.max_cell_units:,} characters "
+                "(UTF-16 units) is split into parts marked [part 1/2], [part 2/2]... that continue in "
+                "the same column on the next row(s); the key columns repeat there. "
+                f"{stats.split_texts} text(s) split, {stats.continuation_rows} continuation row(s).",
+            ),
+            (
+                "Long sheets",
+                f"A sheet that reaches {self.book.max_rows:,} rows continues on a sheet of the "
+                "same name numbered (2), (3)... with the same header: "
+                + (", ".join(stats.continuation_sheets) if stats.continuation_sheets else "none needed")
+                + ".",
+            ),
+            (
+                "Generated",
+                f"{result.generated_at.isoformat(timespec='seconds')} by {result.generated_by}, "
+                f"surveykit ({EXPORT_FORMAT}); filters: {self.scope.filters}.",
+            ),
+            (
+                "Content hash",
+                f"{result.content_hash}: SHA-256 over the data in this workbook (not the file's "
+                "bytes); an unchanged export has the same hash (the API's ETag).",
+            ),
+        ]
+        for topic, details in rows:
+            sheet.append([topic, details])
+
+
+def _header(text: str, book: WorkbookWriter) -> str:
+    # A prompt is a header here (and whole in the Codebook); a header cell must fit in one cell.
+    limit = book.max_cell_units // 2
+    return text if len(text) <= limit else text[: limit - 20] + " [cut; see Codebook]"
+
+
+def _plural(n: int, noun: str) -> str:
+    return noun if n == 1 else f"{noun}s"
+
+
+def _by_version(total: CountryCounts) -> list[tuple[str, int]]:
+    return sorted(total.by_version.items())
+
+
+def _question_column(question: Question) -> Column:
+    if question.type == "long_text":
+        return Column(question.id, LONG, 50)
+    if question.type == "short_text":
+        return Column(question.id, LONG, 24)
+    if question.type == "date":
+        return Column(question.id, DATE, 12)
+    if question.type == "number":
+        return Column(question.id, NUMBER, 10)
+    return Column(question.id, TEXT, 22)
+
+
+def write_workbook(
+    session: Session,
+    scope: Scope,
+    target: str | IO[bytes],
+    generated_by: str,
+    *,
+    generated_at: datetime | None = None,
+    max_rows: int = EXCEL_MAX_ROWS,
+    max_cell_units: int = EXCEL_MAX_CELL_UNITS,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Stream the scope's data into a new workbook at ``target`` (a path or a binary file)."""
+    for attempt in range(MAX_ATTEMPTS):
+        if hasattr(target, "seek"):
+            target.seek(0)
+            target.truncate()
+        try:
+            return _write(
+                session, scope, target, generated_by, generated_at, max_rows, max_cell_units, progress
+            )
+        except ScopeChanged:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _write(
+    session: Session,
+    scope: Scope,
+    target: str | IO[bytes],
+    generated_by: str,
+    generated_at: datetime | None,
+    max_rows: int,
+    max_cell_units: int,
+    progress: Callable[[int], None] | None,
+) -> ExportResult:
+    generated_at = generated_at or utcnow()
+    versions = load_versions(session, versions_used(session, scope))
+    book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units)
+    try:
+        result = _fill(book, session, scope, versions, generated_by, generated_at, progress)
+        book.save(target)
+    except BaseException:
+        book.discard()
+        raise
+    return result
+
+
+def _fill(
+    book: WorkbookWriter,
+    session: Session,
+    scope: Scope,
+    versions: dict[tuple[str, int], VersionInfo],
+    generated_by: str,
+    generated_at: datetime,
+    progress: Callable[[int], None] | None,
+) -> ExportResult:
+    builder = _Builder(book, scope, versions)
+    fingerprint = Fingerprint(scope)
+    used: set[tuple[str, int]] = set()
+    interviews = _stream(session, _interview_query(scope, with_record=True))
+    participants = _stream(session, _participant_query(scope))
+    for interview, group in merged(interviews, participants):
+        fingerprint.interview(interview, group)
+        used.add((interview.instrument_slug, interview.instrument_version))
+        builder.interview(interview, group)
+        if progress is not None:
+            progress(1)
+    fingerprint.versions({key: versions[key].content_hash for key in used})
+    # Versions seen when the layout was fixed but no longer used (a record moved on) stay in the
+    # Codebook; the hash covers the versions actually used, as content_tag does.
+    countries = list(builder.counts.values())
+    result = ExportResult(
+        scope=scope,
+        content_hash=fingerprint.hexdigest(),
+        generated_at=generated_at,
+        generated_by=generated_by,
+        countries=countries,
+        total=builder.total(),
+        stats=book.stats,
+        versions=[versions[key].label for key in sorted(used)],
+    )
+    builder.write_codebook()
+    builder.write_summary(result)
+    builder.write_readme(result)
+    properties = book.workbook.properties
+    place = "all countries" if scope.all_countries else scope.countries[0].name
+    properties.title = f"{scope.study_name}: {place}" + (f" ({scope.activity})" if scope.activity else "")
+    properties.subject = "Consolidated interview workbook"
+    properties.creator = "surveykit"
+    properties.lastModifiedBy = generated_by
+    properties.created = generated_at.replace(tzinfo=None)
+    properties.modified = generated_at.replace(tzinfo=None)
+    properties.identifier = result.content_hash
+    properties.keywords = " ".join([scope.study_slug, scope.label, scope.activity or "all activities"])
+    properties.description = result.total.sentence()
+    return result
+
+
+def file_name(scope: Scope, result: ExportResult) -> str:
+    """``ocsea-KE-RA1-20260504T093000Z-3f2a9c1b7e4d.xlsx``: scope, UTC time and the start of the hash."""
+    parts = [scope.study_slug, scope.label, *([scope.activity] if scope.activity else [])]
+    stamp = result.generated_at.strftime("%Y%m%dT%H%M%SZ")
+    return f"{'-'.join(parts)}-{stamp}-{result.content_hash[:12]}.xlsx"

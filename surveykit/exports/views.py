@@ -1,0 +1,117 @@
+"""GET /api/v1/exports/{study}/{country}.xlsx and /api/v1/exports/{study}/ALL.xlsx.
+
+The ETag is the content hash of the data that goes in (``services.content_tag``), computed from
+light queries before anything is built: a client sending it back in ``If-None-Match`` is answered
+304 at once. A 200 carries the hash computed while the workbook was written, so the tag always
+names exactly what the body holds. Both are audited (``export.download``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import colander
+from pyramid.request import Request
+from pyramid.response import FileIter, Response
+from pyramid.view import view_config
+
+from surveykit.audit import services as audit
+from surveykit.errors import APIError, ErrorCode, field_error
+from surveykit.exports import services
+from surveykit.instruments.schemas import StrictString
+from surveykit.security import Permission
+from surveykit.studies import services as studies
+from surveykit.web import query_params
+
+CACHE_CONTROL = "private, no-cache"
+
+
+class ExportQuerySchema(colander.MappingSchema):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
+
+    activity = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(services.ACTIVITY.pattern, "must be a research activity, RA1 to RA9"),
+        missing=None,
+    )
+
+
+def _scope(request: Request, country: str) -> services.Scope:
+    query = query_params(request, ExportQuerySchema())
+    study = request.matchdict["study"]
+    try:
+        return services.resolve_scope(request.dbsession, study, country, query["activity"])
+    except studies.StudyNotFound as exc:
+        raise APIError(
+            404, ErrorCode.STUDY_NOT_FOUND, str(exc), [field_error("study", str(exc), "path")]
+        ) from exc
+    except studies.CountryNotFound as exc:
+        raise APIError(
+            404, ErrorCode.COUNTRY_NOT_FOUND, str(exc), [field_error("country", str(exc), "path")]
+        ) from exc
+    except studies.ActivityNotFound as exc:
+        raise APIError(
+            404, ErrorCode.ACTIVITY_NOT_FOUND, str(exc), [field_error("activity", str(exc), "querystring")]
+        ) from exc
+
+
+def _client_holds(request: Request, tag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    # A weak comparison is right for If-None-Match (RFC 9110 13.1.2).
+    candidates = [part.strip().removeprefix("W/").strip('"') for part in header.split(",")]
+    return tag in candidates
+
+
+def _export(request: Request, country: str) -> Response:
+    scope = _scope(request, country)
+    session = request.dbsession
+    tag = services.content_tag(session, scope)
+    if _client_holds(request, tag):
+        audit.record_in_request(request, "export.download", target=scope.target, not_modified=True, etag=tag)
+        response = Response(status=304)
+        response.headers["ETag"] = f'"{tag}"'
+        response.headers["Cache-Control"] = CACHE_CONTROL
+        response.headers["Vary"] = "Authorization"
+        return response
+    body = tempfile.TemporaryFile(prefix="surveykit-export-")
+    try:
+        result = services.write_workbook(session, scope, body, request.identity.username)
+        size = body.tell()
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    audit.record_in_request(
+        request,
+        "export.download",
+        target=scope.target,
+        not_modified=False,
+        etag=result.content_hash,
+        interviews=result.total.interviews,
+        participants=result.total.participants,
+    )
+    response = Response(content_type=services.XLSX_MEDIA_TYPE)
+    response.app_iter = FileIter(body)
+    response.content_length = size
+    response.headers["ETag"] = f'"{result.content_hash}"'
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["Vary"] = "Authorization"
+    response.headers["Content-Disposition"] = f'attachment; filename="{services.file_name(scope, result)}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@view_config(route_name="export_country", request_method="GET", permission=Permission.EXPORTS_READ)
+def export_country(request: Request) -> Response:
+    return _export(request, request.matchdict["country"])
+
+
+@view_config(route_name="export_study", request_method="GET", permission=Permission.EXPORTS_READ)
+def export_study(request: Request) -> Response:
+    return _export(request, services.ALL_COUNTRIES)

@@ -1,0 +1,1021 @@
+"""The OpenAPI 3.1 document of the API, built from the application itself.
+
+- the operations are the app's own routes and views, read from Pyramid's introspector;
+- request bodies and query parameters are the colander schemas the views validate with, converted
+  to JSON Schema here (``colander_to_json_schema``), so the two cannot drift apart;
+- what the views do not expose (which schema a view passes to ``json_body``, what it answers) is in
+  ``OPERATIONS``, one row per (route, method). ``tests/test_openapi.py`` checks that the table covers
+  exactly the app's operations: a new route fails the suite until it is documented here.
+
+Served at ``GET /api/v1/openapi.json`` to everyone, and written to ``docs/openapi.json`` by
+``surveykit openapi --out docs/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import colander
+from pyramid.authorization import Allow, Everyone
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from surveykit.accounts import schemas as accounts_schemas
+from surveykit.audit.schemas import AuditQuerySchema
+from surveykit.errors import ErrorCode
+from surveykit.exports.views import ExportQuerySchema
+from surveykit.instruments import schemas as instrument_schemas
+from surveykit.participants import schemas as participant_schemas
+from surveykit.security import Permission
+from surveykit.studies import schemas as study_schemas
+from surveykit.sync import schemas as sync_schemas
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv"
+
+# ------------------------------------------------------------------------ colander -> JSON Schema
+
+
+def _not_blank() -> dict[str, Any]:
+    # StrictString strips the text and refuses what is left empty.
+    return {"type": "string", "pattern": r"\S"}
+
+
+def _type_schema(node: colander.SchemaNode) -> dict[str, Any]:
+    typ = node.typ
+    # Most specific first: several of the project's types subclass others.
+    if isinstance(typ, study_schemas.NullableText):
+        return {"type": ["string", "null"]}
+    if isinstance(typ, instrument_schemas.StrictString):
+        return _not_blank()
+    if isinstance(typ, instrument_schemas.TranslatableText):
+        return {
+            "anyOf": [
+                _not_blank(),
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": {"pattern": instrument_schemas.LANGUAGE_PATTERN},
+                    "additionalProperties": _not_blank(),
+                },
+            ],
+            "description": "text in the default language, or a mapping of language code to text",
+        }
+    if isinstance(typ, participant_schemas.NullableBoolean):
+        return {"type": ["boolean", "null"]}
+    if isinstance(typ, instrument_schemas.StrictBoolean):
+        return {"type": "boolean"}
+    if isinstance(typ, instrument_schemas.StrictNumber):
+        return {"type": "number"}
+    if isinstance(typ, sync_schemas.StrictInt):
+        return {"type": ["integer", "null"]}
+    if isinstance(typ, participant_schemas.StrictInteger):
+        return {"type": "integer"}
+    if isinstance(typ, sync_schemas.JSONArray):
+        return {"type": "array"}
+    if isinstance(typ, sync_schemas.JSONObject):
+        return {"type": ["object", "null"]}
+    if isinstance(typ, participant_schemas.ISODate):
+        return {"type": ["string", "null"], "format": "date"}
+    if isinstance(typ, participant_schemas.QueryBoolean):
+        return {"type": "boolean"}
+    if isinstance(typ, participant_schemas.AnyValue):
+        return {}
+    if isinstance(typ, colander.Mapping):
+        properties = {child.name: colander_to_json_schema(child) for child in node.children}
+        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        required = [child.name for child in node.children if child.required]
+        if required:
+            schema["required"] = required
+        if typ.unknown == "raise":
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(typ, colander.Sequence):
+        return {"type": "array", "items": colander_to_json_schema(node.children[0])}
+    if isinstance(typ, colander.DateTime):
+        return {"type": "string", "format": "date-time"}
+    if isinstance(typ, colander.Integer):
+        return {"type": "integer"}
+    if isinstance(typ, colander.String):
+        return {"type": "string"}
+    # A new type must be described here before the document can be built (and the suite pass).
+    raise TypeError(f"no JSON Schema for colander type {type(typ).__name__} (node {node.name!r})")
+
+
+def _apply_validator(schema: dict[str, Any], validator: Any) -> None:
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    if isinstance(validator, colander.All):
+        for inner in validator.validators:
+            _apply_validator(schema, inner)
+    elif isinstance(validator, colander.Length):
+        low, high = ("minItems", "maxItems") if "array" in kinds else ("minLength", "maxLength")
+        if validator.min is not None:
+            schema[low] = validator.min
+        if validator.max is not None:
+            schema[high] = validator.max
+    elif isinstance(validator, colander.Range):
+        if validator.min is not None:
+            schema["minimum"] = validator.min
+        if validator.max is not None:
+            schema["maximum"] = validator.max
+    elif isinstance(validator, colander.Regex):
+        schema["pattern"] = validator.match_object.pattern
+    elif isinstance(validator, colander.OneOf):
+        schema["enum"] = list(validator.choices)
+    # Other validators are functions (cross-field rules); the descriptions in docs/ cover them.
+
+
+def colander_to_json_schema(node: colander.SchemaNode) -> dict[str, Any]:
+    """The JSON Schema of what ``node.deserialize`` accepts (as closely as JSON Schema can say)."""
+    schema = _type_schema(node)
+    if node.validator is not None:
+        _apply_validator(schema, node.validator)
+    missing = node.missing
+    if missing not in (colander.required, colander.drop, colander.null, None) and isinstance(
+        missing, str | int | float | bool
+    ):
+        schema["default"] = missing
+    return schema
+
+
+def query_parameters(schema: colander.SchemaNode) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": child.name,
+            "in": "query",
+            "required": child.required,
+            "schema": colander_to_json_schema(child),
+        }
+        for child in schema.children
+    ]
+
+
+# ----------------------------------------------------------------------------- response shapes
+
+ERROR_ENVELOPE = {
+    "type": "object",
+    "required": ["status", "code", "message", "details"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "code": {"type": "string", "enum": [str(code) for code in ErrorCode]},
+        "message": {"type": "string"},
+        "details": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["location", "path", "message"],
+                "properties": {
+                    # "file": a row or column of an uploaded sheet (participants import).
+                    "location": {"type": "string", "enum": ["body", "querystring", "path", "file"]},
+                    "path": {"type": "string"},
+                    "message": {"type": "string"},
+                    "row": {"type": ["integer", "null"]},
+                    "column": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _obj(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """An object with these keys always present (and maybe more: clients must ignore unknown keys)."""
+    return {"type": "object", "required": list(required), "properties": {**required, **optional}}
+
+
+def _list_of(key: str, item: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    return _obj({key: {"type": "array", "items": item}}, **optional)
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+DATETIME = {"type": "string", "format": "date-time"}
+NULLABLE_STR = {"type": ["string", "null"]}
+NULLABLE_DATETIME = {"type": ["string", "null"], "format": "date-time"}
+ANY_OBJECT = {"type": "object"}
+
+TOKEN_PAIR = _obj(
+    {
+        "token_type": {"const": "Bearer"},
+        "access_token": STR,
+        "expires_in": INT,
+        "refresh_token": STR,
+        "refresh_expires_at": DATETIME,
+    }
+)
+GRANT = _obj(
+    {
+        "role": {"enum": ["fieldworker", "coordinator", "analyst", "admin"]},
+        "study": STR,
+        "countries": {"anyOf": [{"const": "*"}, {"type": "array", "items": STR}]},
+    }
+)
+DEVICE = _obj(
+    {
+        "id": STR,
+        "label": STR,
+        "user": STR,
+        "status": STR,
+        "created_at": DATETIME,
+        "activated_at": NULLABLE_DATETIME,
+        "revoked_at": NULLABLE_DATETIME,
+        "last_seen_at": NULLABLE_DATETIME,
+    }
+)
+AUDIT_EVENT = _obj(
+    {
+        "id": INT,
+        "at": DATETIME,
+        "action": STR,
+        "outcome": STR,
+        "actor": NULLABLE_STR,
+        "device_id": NULLABLE_STR,
+        "target": NULLABLE_STR,
+        "remote_addr": NULLABLE_STR,
+        "details": {},
+    }
+)
+INSTRUMENT_SUMMARY = _obj(
+    {
+        "slug": STR,
+        "title": {},
+        "activity": STR,
+        "study": NULLABLE_STR,
+        "current_version": INT,
+        "languages": {"type": "array", "items": STR},
+        "default_language": STR,
+    }
+)
+INSTRUMENT_VERSION = {
+    **_obj({"slug": STR, "version": INT, "content_hash": STR, "definition": ANY_OBJECT}),
+    "description": "the published definition (docs/instruments.md), localised when `lang` is given",
+}
+COUNTRY = _obj({"code": STR, "name": STR, "region": NULLABLE_STR, "languages": {"type": "array"}})
+ACTIVITY = _obj({"code": STR, "name": STR})
+STUDY = _obj(
+    {
+        "slug": STR,
+        "name": NULLABLE_STR,
+        "created_at": DATETIME,
+        "activities": {"type": "array", "items": ACTIVITY},
+        "countries": {"type": "array", "items": COUNTRY},
+    }
+)
+STUDY_SUMMARY = _obj(
+    {
+        "slug": STR,
+        "name": NULLABLE_STR,
+        "created_at": DATETIME,
+        "countries": {"type": "array", "items": STR},
+        "activities": {"type": "array"},
+    }
+)
+PARTICIPANT = _obj(
+    {
+        "pid": STR,
+        "study": STR,
+        "activity": STR,
+        "country": STR,
+        "interview_number": INT,
+        "letter": STR,
+        "agency": STR,
+        "position": NULLABLE_STR,
+        "consent_given": {"type": ["boolean", "null"]},
+        "consent_date": {"type": ["string", "null"], "format": "date"},
+        "consent_recorded_how": NULLABLE_STR,
+        "status": STR,
+        "created_at": DATETIME,
+        "updated_at": DATETIME,
+        "change_seq": {"type": ["integer", "null"]},
+    }
+)
+BLOCK = _obj(
+    {
+        "id": INT,
+        "study": STR,
+        "country": STR,
+        "activity": STR,
+        "first_number": INT,
+        "last_number": INT,
+        "size": INT,
+        "first_id": STR,
+        "created_at": DATETIME,
+    }
+)
+IMPORT_SUMMARY = _obj(
+    {
+        "dry_run": BOOL,
+        "file_type": {"enum": ["csv", "xlsx", "json"]},
+        "rows": INT,
+        "interview_count": INT,
+        "participant_count": INT,
+    },
+    participants={"type": "array", "items": PARTICIPANT},
+)
+SYNC_RESULT = _obj(
+    {
+        "index": INT,
+        "uuid": NULLABLE_STR,
+        "result": STR,
+        "revision": {"type": ["integer", "null"]},
+        "content_hash": NULLABLE_STR,
+    },
+    code=STR,
+    message=STR,
+    errors={"type": "array"},
+    conflict_id=INT,
+    conflict_status=STR,
+    current=ANY_OBJECT,
+)
+SYNC_OUTCOME = _obj(
+    {"results": {"type": "array", "items": SYNC_RESULT}, "counts": {"type": "object"}},
+)
+FEED_PAGE = _obj(
+    {
+        "study": STR,
+        "cursor": INT,
+        "next_cursor": INT,
+        "has_more": BOOL,
+        "changes": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "seq": INT,
+                    "kind": STR,
+                    "key": STR,
+                    "country": NULLABLE_STR,
+                    "at": DATETIME,
+                    "object": {},
+                }
+            ),
+        },
+    }
+)
+CONFLICT = _obj({"id": INT, "uuid": STR, "study": STR, "country": STR, "status": STR})
+CONFLICT_PAGE = _obj({"conflicts": {"type": "array", "items": CONFLICT}, "has_more": BOOL, "next_after": INT})
+
+
+# -------------------------------------------------------------------------------- the operations
+
+
+@dataclass(frozen=True)
+class Reply:
+    description: str
+    schema: dict[str, Any] | None = None
+    media_type: str | None = JSON
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the views do not expose about one (route, method)."""
+
+    summary: str
+    tag: str
+    success: dict[int, Reply]
+    body: Callable[[], colander.SchemaNode] | dict[str, Any] | None = None
+    body_media_types: tuple[str, ...] = (JSON,)
+    body_required: bool = True
+    query: Callable[[Any], colander.SchemaNode] | None = None
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    path_patterns: dict[str, str] = field(default_factory=dict)
+
+
+def _pull_query(settings: Any) -> colander.SchemaNode:
+    return sync_schemas.pull_query_schema(settings["surveykit.sync_max_pull"])
+
+
+def _no_settings(schema_class: type) -> Callable[[Any], colander.SchemaNode]:
+    return lambda settings: schema_class()
+
+
+NOT_MODIFIED = Reply("the client's copy (If-None-Match) is current", None, None, ("ETag",))
+INSTRUMENT_DEFINITION_BODY = instrument_schemas.InstrumentDefinitionSchema
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("openapi", "GET"): Operation(
+        "This document", "meta", {200: Reply("the OpenAPI 3.1 document", {"type": "object"})}
+    ),
+    # ------------------------------------------------------------------- accounts (docs/accounts.md)
+    ("auth_token", "POST"): Operation(
+        "Log in with a username and password",
+        "auth",
+        {200: Reply("an access token and a rotating refresh token", TOKEN_PAIR)},
+        body=accounts_schemas.LoginSchema,
+        description="Failed logins are counted; too many lock the account (`account_locked`, Retry-After).",
+    ),
+    ("auth_refresh", "POST"): Operation(
+        "Exchange a refresh token for a new pair",
+        "auth",
+        {200: Reply("a new access token and refresh token; the old refresh token is spent", TOKEN_PAIR)},
+        body=accounts_schemas.RefreshSchema,
+        description="Presenting a spent refresh token again ends its whole session (`refresh_refused`).",
+    ),
+    ("auth_logout", "POST"): Operation(
+        "End a session",
+        "auth",
+        {204: Reply("the session is ended", None, None)},
+        body=accounts_schemas.LogoutSchema,
+        body_required=False,
+        description="Send the refresh token in the body, or the access token in Authorization, or both.",
+    ),
+    ("me", "GET"): Operation(
+        "Who the caller is",
+        "auth",
+        {
+            200: Reply(
+                "the caller's username, device and grants",
+                _obj(
+                    {
+                        "username": STR,
+                        "device_id": NULLABLE_STR,
+                        "grants": {"type": "array", "items": GRANT},
+                    }
+                ),
+            )
+        },
+    ),
+    ("devices", "GET"): Operation(
+        "List the devices the caller may see",
+        "devices",
+        {
+            200: Reply(
+                "the caller's own devices and those of fieldworkers they manage", _list_of("devices", DEVICE)
+            )
+        },
+        query=_no_settings(accounts_schemas.DeviceQuerySchema),
+    ),
+    ("devices", "POST"): Operation(
+        "Enrol a tablet for a fieldworker",
+        "devices",
+        {
+            201: Reply(
+                "the pending device, its one-time enrolment code and a QR code carrying it",
+                _obj(
+                    {
+                        "device": DEVICE,
+                        "enrolment_code": STR,
+                        "qr": _obj({"payload": STR, "png_base64": STR, "svg": STR}),
+                    }
+                ),
+            )
+        },
+        body=accounts_schemas.EnrolSchema,
+        errors=(404,),
+    ),
+    ("device_activate", "POST"): Operation(
+        "Exchange an enrolment code for the tablet's tokens",
+        "devices",
+        {
+            200: Reply(
+                "the device id and its token pair",
+                {
+                    **TOKEN_PAIR,
+                    "required": [*TOKEN_PAIR["required"], "device_id"],
+                    "properties": {**TOKEN_PAIR["properties"], "device_id": STR},
+                },
+            )
+        },
+        body=accounts_schemas.ActivateSchema,
+    ),
+    ("device", "DELETE"): Operation(
+        "Revoke a device",
+        "devices",
+        {200: Reply("the revoked device; it is refused from its next request", DEVICE)},
+        errors=(404,),
+    ),
+    ("audit", "GET"): Operation(
+        "Read the audit log, newest first",
+        "audit",
+        {
+            200: Reply(
+                "a page of events; `next_before` is given when there may be more",
+                _list_of("events", AUDIT_EVENT, next_before=INT),
+            )
+        },
+        query=_no_settings(AuditQuerySchema),
+    ),
+    # ------------------------------------------------------------ instruments (docs/instruments.md)
+    ("instruments", "GET"): Operation(
+        "List the instruments of the caller's studies",
+        "instruments",
+        {200: Reply("current versions", _list_of("instruments", INSTRUMENT_SUMMARY))},
+    ),
+    ("instruments", "POST"): Operation(
+        "Publish an instrument definition as its next version",
+        "instruments",
+        {
+            201: Reply(
+                "a new version was published",
+                _obj({"slug": STR, "version": INT, "content_hash": STR, "created": BOOL}),
+            ),
+            200: Reply(
+                "the definition equals the current version: nothing was published",
+                _obj({"slug": STR, "version": INT, "content_hash": STR, "created": BOOL}),
+            ),
+        },
+        body=INSTRUMENT_DEFINITION_BODY,
+        errors=(409,),
+        description="The body is an instrument definition (docs/instruments.md), validated in full.",
+    ),
+    ("instruments_validate", "POST"): Operation(
+        "Check an instrument definition without publishing it",
+        "instruments",
+        {
+            200: Reply(
+                "the definition is valid", _obj({"valid": {"const": True}, "slug": STR, "content_hash": STR})
+            )
+        },
+        body=INSTRUMENT_DEFINITION_BODY,
+    ),
+    ("instrument", "GET"): Operation(
+        "The current version of an instrument",
+        "instruments",
+        {
+            200: Reply(
+                "the current version (ETag; revalidate with If-None-Match)",
+                INSTRUMENT_VERSION,
+                JSON,
+                ("ETag",),
+            ),
+            304: NOT_MODIFIED,
+        },
+        query=lambda settings: _lang_query(),
+    ),
+    ("instrument_version", "GET"): Operation(
+        "One numbered version of an instrument (immutable)",
+        "instruments",
+        {
+            200: Reply("that version; it never changes", INSTRUMENT_VERSION, JSON, ("ETag",)),
+            304: NOT_MODIFIED,
+        },
+        query=lambda settings: _lang_query(),
+    ),
+    ("instrument_retire", "POST"): Operation(
+        "Retire an instrument",
+        "instruments",
+        {200: Reply("retired", _obj({"slug": STR, "retired": {"const": True}, "retired_at": DATETIME}))},
+        body=None,
+        errors=(404,),
+    ),
+    # ------------------------------------------------------------------- studies (docs/participants.md)
+    ("studies", "GET"): Operation(
+        "List the studies the caller holds a grant in",
+        "studies",
+        {200: Reply("the studies", _list_of("studies", STUDY_SUMMARY))},
+    ),
+    ("studies", "POST"): Operation(
+        "Create a study",
+        "studies",
+        {201: Reply("the new study", STUDY)},
+        body=study_schemas.StudyCreateSchema,
+        errors=(409,),
+    ),
+    ("study", "GET"): Operation("A study's configuration", "studies", {200: Reply("the study", STUDY)}),
+    ("study_countries", "POST"): Operation(
+        "Add a country to a study",
+        "studies",
+        {201: Reply("the new country", COUNTRY)},
+        body=study_schemas.CountryCreateSchema,
+        errors=(409,),
+    ),
+    ("study_country", "PATCH"): Operation(
+        "Change a country of a study",
+        "studies",
+        {200: Reply("the country", COUNTRY)},
+        body=study_schemas.CountryUpdateSchema,
+        path_patterns={"cc": r"^[A-Z]{2}$"},
+    ),
+    ("study_activities", "POST"): Operation(
+        "Add a research activity to a study",
+        "studies",
+        {201: Reply("the new activity", ACTIVITY)},
+        body=study_schemas.ActivityCreateSchema,
+        errors=(409,),
+    ),
+    ("study_activity", "PATCH"): Operation(
+        "Rename a research activity",
+        "studies",
+        {200: Reply("the activity", ACTIVITY)},
+        body=study_schemas.ActivityUpdateSchema,
+    ),
+    # ----------------------------------------------------------- participants (docs/participants.md)
+    ("participants", "GET"): Operation(
+        "The participants of one country of a study",
+        "participants",
+        {200: Reply("the participants", _list_of("participants", PARTICIPANT))},
+        query=_no_settings(participant_schemas.ListQuerySchema),
+    ),
+    ("participants", "POST"): Operation(
+        "Register one planned interview and its participants",
+        "participants",
+        {
+            201: Reply(
+                "the interview number and the new participants",
+                _list_of("participants", PARTICIPANT, interview_number=INT),
+            )
+        },
+        body=participant_schemas.RegisterSchema,
+        errors=(409,),
+    ),
+    ("participants_import", "POST"): Operation(
+        "Import a planned sample (CSV, XLSX or JSON rows): all rows or none",
+        "participants",
+        {
+            200: Reply("a dry run: what would be imported", IMPORT_SUMMARY),
+            201: Reply("imported", IMPORT_SUMMARY),
+        },
+        body=participant_schemas.ImportRowsSchema,
+        body_media_types=(JSON, CSV, XLSX, "multipart/form-data"),
+        query=_no_settings(participant_schemas.ImportQuerySchema),
+        errors=(409,),
+        description=(
+            "A CSV or XLSX sheet (raw, or in the multipart form field `file`, with `activity` and "
+            '`dry_run` as form fields or in the query string), or JSON `{"rows": [...]}`.'
+        ),
+    ),
+    ("participant", "GET"): Operation(
+        "One participant by ID", "participants", {200: Reply("the participant", PARTICIPANT)}
+    ),
+    ("participant", "PATCH"): Operation(
+        "Change a participant's consent, status or details",
+        "participants",
+        {200: Reply("the participant", PARTICIPANT)},
+        body=participant_schemas.ParticipantUpdateSchema,
+        errors=(409,),
+    ),
+    ("blocks", "GET"): Operation(
+        "The interview-number blocks reserved by this device",
+        "participants",
+        {200: Reply("the blocks", _list_of("blocks", BLOCK))},
+        query=_no_settings(participant_schemas.BlockQuerySchema),
+    ),
+    ("blocks", "POST"): Operation(
+        "Reserve a block of interview numbers for offline use (tablets only)",
+        "participants",
+        {201: Reply("the block", BLOCK)},
+        body=participant_schemas.BlockRequestSchema,
+        errors=(409,),
+    ),
+    # ------------------------------------------------------------------------- sync (docs/sync.md)
+    ("sync", "POST"): Operation(
+        "Push a batch of interview records",
+        "sync",
+        {200: Reply("one result per change, in order", SYNC_OUTCOME)},
+        body=sync_schemas.SyncBatchSchema,
+        errors=(409,),
+        description=(
+            "Each change is checked on its own: a bad change is answered `rejected`, the others are stored."
+        ),
+    ),
+    ("sync_changes", "GET"): Operation(
+        "Pull the change feed of a study after a cursor",
+        "sync",
+        {200: Reply("a page of changes", FEED_PAGE)},
+        query=_pull_query,
+        errors=(409,),
+    ),
+    ("conflicts", "GET"): Operation(
+        "List sync conflicts",
+        "sync",
+        {200: Reply("a page of conflicts", CONFLICT_PAGE)},
+        query=_no_settings(sync_schemas.ConflictsQuerySchema),
+    ),
+    ("conflict_resolve", "POST"): Operation(
+        "Resolve a sync conflict",
+        "sync",
+        {
+            200: Reply(
+                "the resolved conflict and the record as it now is",
+                _obj({"conflict": ANY_OBJECT, "current": ANY_OBJECT}),
+            )
+        },
+        body=sync_schemas.ResolveSchema,
+        errors=(409,),
+    ),
+    # ----------------------------------------------------------------------- exports (docs/exports.md)
+    ("export_country", "GET"): Operation(
+        "The workbook of one country",
+        "exports",
+        {
+            200: Reply("the workbook", {"type": "string", "format": "binary"}, XLSX, ("ETag",)),
+            304: NOT_MODIFIED,
+        },
+        query=_no_settings(ExportQuerySchema),
+    ),
+    ("export_study", "GET"): Operation(
+        "The workbook of the whole study",
+        "exports",
+        {
+            200: Reply("the workbook", {"type": "string", "format": "binary"}, XLSX, ("ETag",)),
+            304: NOT_MODIFIED,
+        },
+        query=_no_settings(ExportQuerySchema),
+    ),
+}
+
+
+def _lang_query() -> colander.SchemaNode:
+    # The views read ``lang`` themselves (instruments.views._language); this mirrors their check.
+    schema = colander.MappingSchema()
+    schema.add(
+        colander.SchemaNode(
+            instrument_schemas.StrictString(),
+            name="lang",
+            missing=None,
+            validator=colander.Regex(instrument_schemas.LANGUAGE_PATTERN),
+        )
+    )
+    return schema
+
+
+# --------------------------------------------------------------------------------- the document
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})+))?\}")
+
+
+def split_pattern(pattern: str) -> tuple[str, dict[str, str | None]]:
+    """``/x/{country:[A-Z]{2}}.xlsx`` -> (``/x/{country}.xlsx``, {"country": "[A-Z]{2}"})."""
+    names: dict[str, str | None] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        names[match.group(1)] = match.group(2)
+        return "{" + match.group(1) + "}"
+
+    return _PLACEHOLDER.sub(replace, pattern), names
+
+
+def app_operations(registry: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(route, method) -> {pattern, permission} for every routed view, from the introspector."""
+    introspector = registry.introspector
+    patterns = {
+        item["introspectable"]["name"]: item["introspectable"]["pattern"]
+        for item in introspector.get_category("routes") or []
+    }
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in introspector.get_category("views") or []:
+        view = item["introspectable"]
+        route = view["route_name"]
+        if route is None:
+            continue
+        methods = view["request_methods"]
+        methods = ("*",) if methods is None else (methods,) if isinstance(methods, str) else methods
+        permissions = [rel["value"] for rel in item["related"] if rel.category_name == "permissions"]
+        for method in methods:
+            if method == "HEAD":
+                continue
+            found[(route, method)] = {
+                "pattern": patterns[route],
+                "permission": permissions[0] if permissions else None,
+            }
+    return found
+
+
+def _error_statuses(operation: Operation, public: bool, has_path_params: bool) -> list[int]:
+    statuses = {400, 401}  # 400: a URL that is not UTF-8; 401: no or a bad token (public: refused)
+    if not public:
+        statuses.add(403)
+    if has_path_params or operation.query is not None or operation.body is not None:
+        statuses.add(404)
+    if operation.body is not None:
+        statuses |= {413, 415, 422}
+    if operation.query is not None:
+        statuses.add(422)
+    statuses |= set(operation.errors)
+    return sorted(statuses)
+
+
+def _operation_object(
+    key: tuple[str, str], operation: Operation, info: dict[str, Any], settings: Any
+) -> tuple[str, dict[str, Any]]:
+    route, method = key
+    path, placeholders = split_pattern(info["pattern"])
+    public = info["permission"] == Permission.PUBLIC
+    parameters = []
+    for name, regex in placeholders.items():
+        schema: dict[str, Any] = {"type": "string"}
+        pattern = operation.path_patterns.get(name) or (f"^{regex}$" if regex else None)
+        if pattern:
+            schema["pattern"] = pattern
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    if operation.query is not None:
+        parameters += query_parameters(operation.query(settings))
+    for reply in operation.success.values():
+        if "ETag" in reply.headers:
+            parameters.append(
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "an ETag from an earlier answer: 304 when it is still current",
+                }
+            )
+            break
+    out: dict[str, Any] = {
+        "operationId": f"{route}_{method.lower()}",
+        "summary": operation.summary,
+        "tags": [operation.tag],
+        "x-permission": str(info["permission"]),
+    }
+    if operation.description:
+        out["description"] = operation.description
+    if parameters:
+        out["parameters"] = parameters
+    if operation.body is not None:
+        body_schema = (
+            operation.body if isinstance(operation.body, dict) else colander_to_json_schema(operation.body())
+        )
+        content: dict[str, Any] = {}
+        for media_type in operation.body_media_types:
+            if media_type == JSON:
+                content[media_type] = {"schema": body_schema}
+            elif media_type == "multipart/form-data":
+                content[media_type] = {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "activity": {"type": "string"},
+                            "dry_run": {"type": "string"},
+                        },
+                    }
+                }
+            else:
+                content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+        out["requestBody"] = {"required": operation.body_required, "content": content}
+    responses: dict[str, Any] = {}
+    for status, reply in sorted(operation.success.items()):
+        response: dict[str, Any] = {"description": reply.description}
+        if reply.media_type is not None:
+            response["content"] = {reply.media_type: {"schema": reply.schema or {}}}
+        if reply.headers:
+            response["headers"] = {name: {"schema": {"type": "string"}} for name in reply.headers}
+        responses[str(status)] = response
+    for status in _error_statuses(operation, public, bool(placeholders)):
+        responses[str(status)] = {"$ref": f"#/components/responses/Error{status}"}
+    out["responses"] = responses
+    out["security"] = [] if public else [{"bearerAuth": []}]
+    return path, out
+
+
+ERROR_DESCRIPTIONS = {
+    400: "a malformed request (URL not UTF-8, body not JSON)",
+    401: "no valid credentials (or, on the public endpoints, credentials refused)",
+    403: "the caller's grants do not allow this here",
+    404: "the target does not exist (or is not visible to the caller)",
+    409: "a conflict with stored data",
+    413: "the body (or the batch) is too large",
+    415: "the body's media type is not accepted",
+    422: "the body or query string is invalid: `details` lists every problem with its path",
+}
+
+
+class UndocumentedOperations(RuntimeError):
+    """The app has operations ``OPERATIONS`` does not describe, or the other way round."""
+
+
+def build_document(registry: Any) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the application behind ``registry``."""
+    found = app_operations(registry)
+    missing = sorted(set(found) - set(OPERATIONS))
+    stale = sorted(set(OPERATIONS) - set(found))
+    if missing or stale:
+        raise UndocumentedOperations(
+            f"surveykit.openapi.OPERATIONS is out of date: undocumented {missing}, stale {stale}"
+        )
+    settings = registry.settings
+    paths: dict[str, dict[str, Any]] = {}
+    for key in sorted(found, key=lambda k: (found[k]["pattern"], k[1])):
+        path, operation = _operation_object(key, OPERATIONS[key], found[key], settings)
+        paths.setdefault(path, {})[key[1].lower()] = operation
+    error_statuses = sorted(
+        {
+            int(ref["$ref"].removeprefix("#/components/responses/Error"))
+            for item in paths.values()
+            for op in item.values()
+            for ref in op["responses"].values()
+            if "$ref" in ref
+        }
+    )
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "surveykit API",
+            "version": "1",
+            "summary": "Server for offline field research: instruments, registry, sync and exports",
+            "description": (
+                "See docs/api.md for authentication, device enrolment, sync, exports and the error "
+                "envelope. Every error is answered with the `Error` envelope."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an access token from POST /api/v1/auth/token or /api/v1/devices/activate",
+                }
+            },
+            "schemas": {"Error": ERROR_ENVELOPE},
+            "responses": {
+                f"Error{status}": {
+                    "description": ERROR_DESCRIPTIONS.get(status, "an error"),
+                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+                for status in error_statuses
+            },
+        },
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """The document as written to docs/openapi.json (stable key order, trailing newline)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def default_settings() -> dict[str, Any]:
+    """The settings the published docs/openapi.json is built with (no database is touched)."""
+    from surveykit.config import load_settings
+
+    return load_settings({}, {"SURVEYKIT_DATABASE_URL": "sqlite://", "SURVEYKIT_ENV": "development"})
+
+
+def build_default_document() -> dict[str, Any]:
+    from surveykit import make_app
+
+    return build_document(make_app(default_settings()).registry)
+
+
+# --------------------------------------------------------------------------------------- the view
+
+
+class PublicDocument:
+    __acl__ = [(Allow, Everyone, Permission.PUBLIC)]
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+@view_config(route_name="openapi", request_method="GET", permission=Permission.PUBLIC)
+def openapi_document(request: Request) -> Response:
+    registry = request.registry
+    body = registry.get("surveykit.openapi_body")
+    if body is None:
+        body = render(build_document(registry)).encode("utf-8")
+        registry["surveykit.openapi_body"] = body
+    response = Response(content_type=JSON, charset="utf-8")
+    response.body = body
+    response.cache_control = "public, max-age=300"
+    return response
+
+
+def includeme(config: Any) -> None:
+    config.add_route("openapi", "/api/v1/openapi.json", factory=PublicDocument)
+    config.scan("surveykit.openapi")
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+@click.command("openapi")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the document to this file (docs/openapi.json) instead of standard output.",
+)
+@click.option("--check", is_flag=True, help="Only compare with --out; exit 1 if it is out of date.")
+def openapi_command(out: str | None, check: bool) -> None:
+    """Print or write the OpenAPI 3.1 document of the API (built with the default settings)."""
+    text = render(build_default_document())
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            raise click.ClickException(f"{out} is out of date: run `surveykit openapi --out {out}`")
+        click.echo(f"{out} is up to date")
+        return
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(OPERATIONS)} operations)")
+
+
+COMMANDS = [openapi_command]

@@ -1,0 +1,131 @@
+"""``surveykit participants``: import the planned sample from a sheet, list a country's registry."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from surveykit.audit import services as audit
+from surveykit.console import format_table, operator
+from surveykit.participants import importer, services
+from surveykit.participants.models import PARTICIPANT_STATUSES
+from surveykit.studies import services as studies
+
+# Files above this size get progress bars (on a terminal; tqdm stays quiet when output is piped).
+LARGE_FILE_BYTES = 64 * 1024
+
+
+@contextmanager
+def progress_bar(
+    enabled: bool, description: str, unit: str, total: int | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None, leave=False) as bar:
+        yield bar.update
+
+
+def error_table(errors: list[importer.RowError]) -> str:
+    rows = [["row", "column", "problem"]]
+    rows += [[str(e.row) if e.row is not None else "-", e.column or "-", e.message] for e in errors]
+    return format_table(rows)
+
+
+@click.group("participants")
+def participants_group() -> None:
+    """The participant registry: anonymised IDs such as RA1-KE-04-B, and no names."""
+
+
+@participants_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--study", required=True, help="Study slug.")
+@click.option("--country", required=True, help="The study's two-letter country code.")
+@click.option("--activity", required=True, help="Research activity, e.g. RA1.")
+@click.option("--dry-run", is_flag=True, help="Check the file and report; store nothing.")
+@click.pass_obj
+def participants_import(obj: Any, file: Path, study: str, country: str, activity: str, dry_run: bool) -> None:
+    """Register the planned sample in FILE (CSV or XLSX): all rows, or none.
+
+    Columns: agency (required), position (optional), interview (optional: rows with the same value
+    become one group interview, lettered A, B, ... in row order).
+    """
+    obj.require_schema()
+    data = file.read_bytes()
+    large = len(data) > LARGE_FILE_BYTES
+    try:
+        kind = importer.file_kind(data, None, file.name)
+        with progress_bar(large, "reading", "row") as progress:
+            plan = importer.parse(data, kind, progress)
+    except importer.ImportRejected as exc:
+        more = f"\n(showing {len(exc.errors)} of {exc.total} problems)" if exc.total > len(exc.errors) else ""
+        raise click.ClickException(
+            f"{file.name} cannot be imported:\n{error_table(exc.errors)}{more}\nnothing was imported"
+        ) from exc
+    summary = (
+        f"{plan.participants} participant(s) in {len(plan.interviews)} interview(s) from {plan.rows} row(s)"
+    )
+    try:
+        with obj.session() as session:
+            target = studies.get_study(session, study)
+            services.check_scope(session, target, country, activity)
+            if dry_run:
+                click.echo(f"{file.name} is valid: {summary}; nothing was stored (dry run)")
+                return
+            with progress_bar(large, "registering", "interview", len(plan.interviews)) as progress:
+                created = services.import_plan(session, target, country, activity, plan, operator(), progress)
+            numbers = [rows[0].interview_number for rows in created]
+            audit.record(
+                session,
+                "participant.import",
+                actor=operator(),
+                target=f"{study}/{country}/{activity}",
+                details={
+                    "file": file.name,
+                    "file_type": kind,
+                    "rows": plan.rows,
+                    "interviews": len(created),
+                    "participants": plan.participants,
+                    "first_number": min(numbers),
+                    "last_number": max(numbers),
+                },
+            )
+    except (studies.StudyNotFound, studies.CountryNotFound, studies.ActivityNotFound) as exc:
+        raise click.ClickException(f"{exc}; nothing was imported") from exc
+    except services.RegistryError as exc:
+        raise click.ClickException(f"{exc}; nothing was imported") from exc
+    first, last = created[0][0], created[-1][0]
+    click.echo(
+        f"imported {summary}: interviews {first.pid.rsplit('-', 1)[0]} to {last.pid.rsplit('-', 1)[0]}"
+    )
+
+
+@participants_group.command("list")
+@click.option("--study", required=True, help="Study slug.")
+@click.option("--country", required=True, help="The study's two-letter country code.")
+@click.option("--activity", help="Only this research activity, e.g. RA1.")
+@click.option("--status", type=click.Choice(PARTICIPANT_STATUSES), help="Only participants in this status.")
+@click.pass_obj
+def participants_list(obj: Any, study: str, country: str, activity: str | None, status: str | None) -> None:
+    """The country's participants as reports print them: ID, agency, position (and status)."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            target = studies.get_study(session, study)
+            studies.get_country(session, target, country)
+            rows = services.list_participants(session, target, country, activity, status)
+            table = [["ID", "Ministry/Government Agency", "Position", "status"]]
+            table += [[p.pid, p.agency, p.position or "", p.status] for p in rows]
+    except (studies.StudyNotFound, studies.CountryNotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_table(table) if len(table) > 1 else "no participants")
+
+
+COMMANDS = [participants_group]

@@ -1,0 +1,452 @@
+"""Reading a planned sample from a CSV or XLSX sheet, all or nothing.
+
+The sheet's first row names the columns: ``agency`` (required), ``position`` (optional) and
+``interview`` (optional: rows sharing a value become one group interview, lettered A, B, ... in row
+order; a row with no value is an interview of its own). Any problem with any row rejects the whole
+file with a report of every bad row, so a half-imported sample never has to be untangled.
+
+A column that looks like it holds people's names is refused before any row is read: the registry
+stores no names, and the error report never repeats what a cell contains.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+CSV = "csv"
+XLSX = "xlsx"
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_CONTENT_TYPES = {"text/csv", "application/csv", "text/comma-separated-values"}
+
+COLUMNS = ("agency", "position", "interview")
+REQUIRED_COLUMNS = ("agency",)
+AGENCY_MAX = 500
+POSITION_MAX = 300
+INTERVIEW_KEY_MAX = 100
+MAX_PARTICIPANTS_PER_INTERVIEW = 26
+MAX_ROWS = 10_000
+# Blank rows included; and columns read from a workbook (a planned sample needs three).
+MAX_SHEET_ROWS = 50_000
+MAX_COLUMNS = 50
+MAX_ERRORS = 200
+
+# A heading made of any of these words is taken for a column of people's names.
+NAME_WORDS = {
+    "name",
+    "names",
+    "surname",
+    "surnames",
+    "firstname",
+    "lastname",
+    "fullname",
+    "forename",
+    "forenames",
+    "givenname",
+    "familyname",
+    "nom",
+    "nombre",
+    "nome",
+    "prenom",
+    "jina",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A problem in the file: ``row`` is the sheet's row number (the headings are row 1)."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def as_detail(self) -> dict[str, Any]:
+        """A detail of the error envelope; ``rows[N]`` names sheet row N (or list index N for JSON)."""
+        if self.row is None:
+            path = self.column or ""
+        else:
+            path = f"rows[{self.row}]" + (f".{self.column}" if self.column else "")
+        return {
+            "location": "file",
+            "path": path,
+            "message": self.message,
+            "row": self.row,
+            "column": self.column,
+        }
+
+
+class ImportRejected(ValueError):
+    """The file cannot be imported; ``errors`` lists every problem found (up to ``MAX_ERRORS``)."""
+
+    def __init__(self, errors: list[RowError], total: int | None = None) -> None:
+        self.errors = errors[:MAX_ERRORS]
+        self.total = total if total is not None else len(errors)
+        first = errors[0].message if errors else "the file cannot be imported"
+        more = f" (and {self.total - 1} more problem(s))" if self.total > 1 else ""
+        super().__init__(first + more)
+
+
+class UnsupportedFile(ImportRejected):
+    """Not a CSV or XLSX file at all (answered with 415 over HTTP)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([RowError(None, None, message)])
+
+
+@dataclass(frozen=True)
+class PlannedParticipant:
+    row: int
+    agency: str
+    position: str | None
+
+
+@dataclass
+class ImportPlan:
+    """The interviews the file describes, each a list of participants in letter order."""
+
+    interviews: list[list[PlannedParticipant]] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def participants(self) -> int:
+        return sum(len(interview) for interview in self.interviews)
+
+
+# ------------------------------------------------------------------------------------- file types
+
+
+def file_kind(data: bytes, content_type: str | None = None, filename: str | None = None) -> str:
+    """CSV or XLSX, from the declared type or file name, checked against the bytes themselves."""
+    declared = (content_type or "").split(";")[0].strip().lower()
+    suffix = (filename or "").rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
+    is_zip = data[:4] == b"PK\x03\x04"
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" or suffix == "xls":
+        raise UnsupportedFile("old Excel .xls files are not supported: save the sheet as .xlsx or CSV")
+    if declared == XLSX_CONTENT_TYPE or suffix == "xlsx":
+        kind = XLSX
+    elif declared in CSV_CONTENT_TYPES or suffix == "csv":
+        kind = CSV
+    elif declared in ("", "application/octet-stream", "text/plain"):
+        kind = XLSX if is_zip else CSV
+    else:
+        raise UnsupportedFile(f"expected a CSV or XLSX file, got {declared}")
+    if kind == CSV and is_zip:
+        raise UnsupportedFile("this is a zip archive (perhaps an XLSX workbook), not a CSV file")
+    if kind == XLSX and not is_zip:
+        raise UnsupportedFile("this is not an XLSX workbook")
+    return kind
+
+
+# ------------------------------------------------------------------------------------------ cells
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text: numbers without a spurious ``.0``, dates in ISO form, formulas as typed."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    text = getattr(value, "text", None)  # openpyxl's ArrayFormula and DataTableFormula
+    return text if isinstance(text, str) else str(value)
+
+
+def normalise_text(text: str) -> str:
+    """Runs of whitespace (including line breaks inside a cell) become one space."""
+    return " ".join(text.split())
+
+
+def text_problem(text: str, max_length: int) -> str | None:
+    if _CONTROL.search(text):
+        return "contains control characters"
+    if len(text) > max_length:
+        return f"is longer than {max_length} characters ({len(text)})"
+    return None
+
+
+def column_letter(index: int) -> str:
+    """1 -> A, 27 -> AA, as spreadsheets name columns."""
+    letters = ""
+    while index > 0:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _heading(value: Any) -> str:
+    return " ".join(cell_text(value).strip().lower().replace("_", " ").split())
+
+
+def looks_like_names(heading: str) -> bool:
+    words = re.split(r"[^a-z]+", heading)
+    joined = "".join(words)
+    return any(word in NAME_WORDS for word in words) or joined in NAME_WORDS
+
+
+# ------------------------------------------------------------------------------------------- rows
+
+
+def _csv_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
+    if b"\x00" in data:
+        raise UnsupportedFile("this is not a CSV text file (it contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRejected(
+            [RowError(None, None, f"the file is not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'")]
+        ) from exc
+    first_line = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first_line.count) if first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    number = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ImportRejected([RowError(number + 1, None, f"not valid CSV: {exc}")]) from exc
+        number += 1
+        yield number, cells
+
+
+def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
+    import openpyxl  # imported when needed: it takes a while to import
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
+    except Exception as exc:  # zipfile, XML and openpyxl's own errors for malformed parts
+        raise UnsupportedFile("this is not a readable XLSX workbook") from exc
+    try:
+        if not workbook.worksheets:
+            return
+        sheet = workbook.worksheets[0]
+        # The declared dimensions are not trusted: a sheet claiming A1:XFD1048576 would otherwise
+        # have every row padded to 16,384 cells. One column beyond the limit is read to notice it.
+        sheet.reset_dimensions()
+        rows = sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS + 1)
+        number = 0
+        while True:
+            try:
+                cells = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise UnsupportedFile("the workbook's first sheet cannot be read") from exc
+            number += 1
+            if number > MAX_SHEET_ROWS:
+                raise ImportRejected(
+                    [RowError(number, None, f"the sheet has more than {MAX_SHEET_ROWS} rows")]
+                )
+            if len(cells) > MAX_COLUMNS and cells[MAX_COLUMNS] not in (None, ""):
+                raise ImportRejected(
+                    [RowError(number, None, f"the sheet is wider than {MAX_COLUMNS} columns")]
+                )
+            yield number, list(cells[:MAX_COLUMNS])
+    finally:
+        workbook.close()
+
+
+def iter_rows(data: bytes, kind: str) -> Iterator[tuple[int, list[Any]]]:
+    return _csv_rows(data) if kind == CSV else _xlsx_rows(data)
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+class _Planner:
+    """Checks rows one by one, grouping them into interviews; collects every problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[RowError] = []
+        self.total_errors = 0
+        self.groups: dict[str, list[PlannedParticipant]] = {}
+        self.interviews: list[list[PlannedParticipant]] = []
+        self.rows = 0
+
+    def problem(self, row: int | None, column: str | None, message: str) -> None:
+        self.total_errors += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(RowError(row, column, message))
+
+    def too_many(self, number: int) -> bool:
+        self.rows += 1
+        if self.rows > MAX_ROWS:
+            self.problem(number, None, f"the {self.source} has more than {MAX_ROWS} rows; split it")
+            return True
+        return False
+
+    def add(self, number: int, row: dict[str, str]) -> None:
+        agency = row.get("agency", "")
+        position = row.get("position", "") or None
+        key = row.get("interview", "")
+        bad = False
+        if not agency:
+            self.problem(number, "agency", "agency is required")
+            bad = True
+        elif message := text_problem(agency, AGENCY_MAX):
+            self.problem(number, "agency", f"agency {message}")
+            bad = True
+        if position and (message := text_problem(position, POSITION_MAX)):
+            self.problem(number, "position", f"position {message}")
+            bad = True
+        if key and (message := text_problem(key, INTERVIEW_KEY_MAX)):
+            self.problem(number, "interview", f"interview {message}")
+            bad = True
+        if key and len(self.groups.get(key, ())) >= MAX_PARTICIPANTS_PER_INTERVIEW:
+            self.problem(
+                number,
+                "interview",
+                f"an interview has at most {MAX_PARTICIPANTS_PER_INTERVIEW} participants (letters A to Z); "
+                f"this row would be the {len(self.groups[key]) + 1}th of its interview",
+            )
+            bad = True
+        if bad:
+            return
+        participant = PlannedParticipant(number, agency, position)
+        if not key:
+            self.interviews.append([participant])
+        elif key in self.groups:
+            self.groups[key].append(participant)
+        else:
+            self.groups[key] = [participant]
+            self.interviews.append(self.groups[key])
+
+    def plan(self, empty_message: str) -> ImportPlan:
+        if self.total_errors:
+            raise ImportRejected(self.errors, self.total_errors)
+        if self.rows == 0:
+            raise ImportRejected([RowError(None, None, empty_message)])
+        return ImportPlan(interviews=self.interviews, rows=self.rows)
+
+
+def parse(data: bytes, kind: str, progress: Callable[[int], None] | None = None) -> ImportPlan:
+    """The interviews a sheet describes, or ``ImportRejected`` listing every problem."""
+    if not data:
+        raise ImportRejected([RowError(None, None, "the file is empty")])
+    rows = iter_rows(data, kind)
+    header = next(rows, None)
+    if header is None:
+        raise ImportRejected([RowError(None, None, "the file is empty")])
+    columns = _columns(header[1])
+    planner = _Planner("file")
+    for number, cells in rows:
+        if progress is not None:
+            progress(1)
+        values = [normalise_text(cell_text(cell)) for cell in cells]
+        if not any(values):
+            continue
+        if planner.too_many(number):
+            break
+        if any(
+            value and (index >= len(columns) or columns[index] is None) for index, value in enumerate(values)
+        ):
+            planner.problem(number, None, "a cell lies in a column without a heading")
+        planner.add(
+            number,
+            {
+                name: values[index] if index < len(values) else ""
+                for index, name in enumerate(columns)
+                if name
+            },
+        )
+    return planner.plan("the file has headings but no participant rows")
+
+
+def parse_records(records: Any) -> ImportPlan:
+    """The same import from JSON: ``[{"agency": ..., "position": ..., "interview": ...}, ...]``.
+
+    Problems are reported by index into the list (``rows[0]`` is the first record).
+    """
+    if not isinstance(records, list):
+        raise ImportRejected([RowError(None, "rows", "rows must be a list of objects")])
+    planner = _Planner("list")
+    for index, record in enumerate(records):
+        if planner.too_many(index):
+            break
+        if not isinstance(record, dict):
+            planner.problem(index, None, "must be an object with agency, position, interview")
+            continue
+        row: dict[str, str] = {}
+        for key, value in record.items():
+            heading = _heading(key)
+            if looks_like_names(heading):
+                # Refused at once, and not echoed: the value may well be a person's name.
+                raise ImportRejected(
+                    [RowError(index, str(key), "unknown field: surveykit stores no names of participants")]
+                )
+            if heading not in COLUMNS:
+                planner.problem(index, str(key), "unknown field; the fields are agency, position, interview")
+            elif heading in row:
+                planner.problem(index, heading, f"{heading} is given twice")
+            elif value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+                planner.problem(index, heading, f"{heading} must be text")
+            else:
+                row[heading] = normalise_text(cell_text(value))
+        planner.add(index, row)
+    return planner.plan("rows is empty: nothing to import")
+
+
+def _columns(cells: list[Any]) -> list[str | None]:
+    """Column names by position (None for a blank heading); refuses unknown and name-like headings."""
+    headings = [_heading(cell) for cell in cells]
+    while headings and not headings[-1]:
+        headings.pop()
+    if not headings:
+        raise ImportRejected(
+            [RowError(1, None, "the first row must name the columns: agency, position, interview")]
+        )
+    name_like = [heading for heading in headings if heading and looks_like_names(heading)]
+    if name_like:
+        raise ImportRejected(
+            [
+                RowError(
+                    1,
+                    None,
+                    "the file has a column that looks like people's names; surveykit stores no names of "
+                    "participants: delete that column (and keep names out of the file) before importing",
+                )
+            ]
+        )
+    errors: list[RowError] = []
+    seen: set[str] = set()
+    columns: list[str | None] = []
+    for index, heading in enumerate(headings, start=1):
+        if not heading:
+            columns.append(None)
+            continue
+        if heading not in COLUMNS:
+            errors.append(
+                RowError(
+                    1,
+                    None,
+                    f"column {column_letter(index)} has an unknown heading; "
+                    f"the columns are {', '.join(COLUMNS)}",
+                )
+            )
+        elif heading in seen:
+            errors.append(RowError(1, heading, f"column {heading} appears twice"))
+        seen.add(heading)
+        columns.append(heading if heading in COLUMNS else None)
+    for required in REQUIRED_COLUMNS:
+        if required not in seen:
+            errors.append(RowError(1, required, f"the {required} column is missing"))
+    if errors:
+        raise ImportRejected(errors)
+    return columns

@@ -1,0 +1,333 @@
+"""HTTP views for the participant registry and device number blocks: thin wrappers over ``services``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import colander
+from pyramid.request import Request
+from pyramid.view import view_config
+
+from surveykit.audit import services as audit
+from surveykit.errors import APIError, ErrorCode, field_error
+from surveykit.participants import importer, schemas, services
+from surveykit.security import Permission
+from surveykit.studies import services as studies
+from surveykit.studies.models import Study
+from surveykit.studies.views import load_study
+from surveykit.web import JSON_CONTENT_TYPES, invalid_input, json_body, query_params
+
+
+def _scope_error(exc: LookupError, field: str, location: str = "path") -> APIError:
+    code = {
+        studies.CountryNotFound: ErrorCode.COUNTRY_NOT_FOUND,
+        studies.ActivityNotFound: ErrorCode.ACTIVITY_NOT_FOUND,
+        studies.StudyNotFound: ErrorCode.STUDY_NOT_FOUND,
+    }[type(exc)]
+    return APIError(404, code, str(exc), [field_error(field, str(exc), location)])
+
+
+def _check_scope(request: Request, study: Study, activity: str, activity_location: str) -> None:
+    try:
+        studies.get_country(request.dbsession, study, request.matchdict["cc"])
+    except studies.CountryNotFound as exc:
+        raise _scope_error(exc, "cc") from exc
+    try:
+        studies.get_activity(request.dbsession, study, activity)
+    except studies.ActivityNotFound as exc:
+        raise _scope_error(exc, "activity", activity_location) from exc
+
+
+def _registry_error(exc: services.RegistryError) -> APIError:
+    if isinstance(exc, services.InvalidTransition):
+        return APIError(409, ErrorCode.INVALID_STATUS_TRANSITION, str(exc), [field_error("status", str(exc))])
+    return APIError(422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))])
+
+
+# ------------------------------------------------------------------------------------ participants
+
+
+@view_config(
+    route_name="participants", request_method="GET", renderer="json", permission=Permission.PARTICIPANTS_READ
+)
+def list_participants(request: Request) -> dict[str, Any]:
+    query = query_params(request, schemas.ListQuerySchema())
+    study = load_study(request)
+    country = request.matchdict["cc"]
+    try:
+        studies.get_country(request.dbsession, study, country)
+    except studies.CountryNotFound as exc:
+        raise _scope_error(exc, "cc") from exc
+    rows = services.list_participants(request.dbsession, study, country, query["activity"], query["status"])
+    return {"participants": [services.describe_participant(row, study.slug) for row in rows]}
+
+
+@view_config(
+    route_name="participants",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.PARTICIPANTS_WRITE,
+)
+def register(request: Request) -> dict[str, Any]:
+    """One planned interview: the next interview number and participants lettered A, B, ..."""
+    study = load_study(request)
+    body = json_body(request, schemas.RegisterSchema())
+    _check_scope(request, study, body["activity"], "body")
+    people = [services.NewParticipant(p["agency"], p["position"]) for p in body["participants"]]
+    try:
+        created = services.register_interview(
+            request.dbsession,
+            study,
+            request.matchdict["cc"],
+            body["activity"],
+            people,
+            request.identity.actor,
+        )
+    except services.RegistryError as exc:
+        raise _registry_error(exc) from exc
+    first = created[0]
+    audit.record_in_request(
+        request,
+        "participant.register",
+        target=f"{study.slug}/{first.activity}-{first.country_code}-{first.interview_number:02d}",
+        pids=[person.pid for person in created],
+    )
+    request.response.status = 201
+    return {
+        "interview_number": first.interview_number,
+        "participants": [services.describe_participant(person, study.slug) for person in created],
+    }
+
+
+@view_config(
+    route_name="participants_import",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.PARTICIPANTS_WRITE,
+)
+def import_participants(request: Request) -> dict[str, Any]:
+    """A planned sample from a CSV or XLSX sheet (or JSON rows): all rows, or none with a report
+    per bad row."""
+    study = load_study(request)
+    kind, plan, params = _read_plan(request, study)
+    summary = {
+        "dry_run": params["dry_run"],
+        "file_type": kind,
+        "rows": plan.rows,
+        "interview_count": len(plan.interviews),
+        "participant_count": plan.participants,
+    }
+    if params["dry_run"]:
+        return summary
+    country, activity = request.matchdict["cc"], params["activity"]
+    try:
+        created = services.import_plan(
+            request.dbsession, study, country, activity, plan, request.identity.actor
+        )
+    except services.RegistryError as exc:
+        raise _registry_error(exc) from exc
+    numbers = [rows[0].interview_number for rows in created]
+    audit.record_in_request(
+        request,
+        "participant.import",
+        target=f"{study.slug}/{country}/{activity}",
+        file_type=kind,
+        rows=plan.rows,
+        interviews=len(created),
+        participants=plan.participants,
+        first_number=min(numbers),
+        last_number=max(numbers),
+    )
+    request.response.status = 201
+    return {
+        **summary,
+        "participants": [
+            services.describe_participant(person, study.slug) for rows in created for person in rows
+        ],
+    }
+
+
+def _read_plan(request: Request, study: Study) -> tuple[str, importer.ImportPlan, dict[str, Any]]:
+    """The sheet (multipart, raw CSV or XLSX) or JSON rows, checked all the way: (type, plan, params)."""
+    if request.content_type in JSON_CONTENT_TYPES:
+        rows = json_body(request, schemas.ImportRowsSchema())["rows"]
+        data, content_type, filename, form = b"", None, None, {}
+    else:
+        data, content_type, filename, form = _uploaded_file(request)
+    params = _import_params(request, form)
+    _check_scope(request, study, params["activity"], "querystring")
+    try:
+        if request.content_type in JSON_CONTENT_TYPES:
+            return "json", importer.parse_records(rows), params
+        kind = importer.file_kind(data, content_type, filename)
+        return kind, importer.parse(data, kind), params
+    except importer.UnsupportedFile as exc:
+        raise APIError(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, str(exc), [error.as_detail() for error in exc.errors]
+        ) from exc
+    except importer.ImportRejected as exc:
+        raise APIError(
+            422,
+            ErrorCode.IMPORT_INVALID,
+            f"nothing was imported: {exc}",
+            [error.as_detail() for error in exc.errors],
+        ) from exc
+
+
+def _uploaded_file(request: Request) -> tuple[bytes, str | None, str | None, dict[str, str]]:
+    """The file's bytes, declared type and name, and other form fields (multipart only)."""
+    if request.content_type == "multipart/form-data":
+        form: dict[str, str] = {}
+        upload = None
+        for key, value in request.POST.items():
+            if hasattr(value, "file"):
+                if key != "file" or upload is not None:
+                    raise APIError(
+                        422,
+                        ErrorCode.INVALID_INPUT,
+                        "send exactly one file, in the form field 'file'",
+                        [field_error(key, "unexpected file", "body")],
+                    )
+                upload = value
+            elif key in form:
+                raise APIError(
+                    422,
+                    ErrorCode.INVALID_INPUT,
+                    f"form field {key!r} is given twice",
+                    [field_error(key, "given twice", "body")],
+                )
+            else:
+                form[key] = value
+        if upload is None:
+            raise APIError(
+                422,
+                ErrorCode.INVALID_INPUT,
+                "no file: send the sheet in the multipart form field 'file'",
+                [field_error("file", "required", "body")],
+            )
+        return upload.file.read(), upload.type, upload.filename, form
+    if (
+        request.content_type in importer.CSV_CONTENT_TYPES
+        or request.content_type == importer.XLSX_CONTENT_TYPE
+    ):
+        return request.body, request.content_type, None, {}
+    raise APIError(
+        415,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        f"send a CSV or XLSX file (Content-Type text/csv, {importer.XLSX_CONTENT_TYPE} or "
+        f"multipart/form-data), not {request.content_type or 'no content type'}",
+    )
+
+
+def _import_params(request: Request, form: dict[str, str]) -> dict[str, Any]:
+    """``activity`` and ``dry_run`` from the query string, or from the form of a multipart upload."""
+    both = set(form) & set(request.GET)
+    if both:
+        name = sorted(both)[0]
+        raise APIError(
+            422,
+            ErrorCode.INVALID_INPUT,
+            f"{name!r} is given both in the query string and in the form",
+            [field_error(name, "given twice", "querystring")],
+        )
+    schema = schemas.ImportQuerySchema()
+    if form:
+        try:
+            return schema.deserialize({**dict(request.GET), **form})
+        except colander.Invalid as invalid:
+            raise invalid_input(invalid, "body") from invalid
+    return query_params(request, schema)
+
+
+@view_config(
+    route_name="participant", request_method="GET", renderer="json", permission=Permission.PARTICIPANTS_READ
+)
+def get_participant(request: Request) -> dict[str, Any]:
+    study = load_study(request)
+    participant = _load_participant(request, study)
+    return services.describe_participant(participant, study.slug)
+
+
+@view_config(
+    route_name="participant",
+    request_method="PATCH",
+    renderer="json",
+    permission=Permission.PARTICIPANTS_WRITE,
+)
+def update_participant(request: Request) -> dict[str, Any]:
+    study = load_study(request)
+    body = json_body(request, schemas.ParticipantUpdateSchema())
+    participant = _load_participant(request, study, for_update=True)
+    try:
+        changed = services.update_participant(request.dbsession, participant, body)
+    except services.RegistryError as exc:
+        raise _registry_error(exc) from exc
+    if changed:
+        audit.record_in_request(request, "participant.update", target=participant.pid, changed=changed)
+    return services.describe_participant(participant, study.slug)
+
+
+def _load_participant(request: Request, study: Study, for_update: bool = False) -> Any:
+    pid = request.matchdict["pid"]
+    if request.context.country is None:
+        raise APIError(
+            404,
+            ErrorCode.PARTICIPANT_NOT_FOUND,
+            f"{pid!r} is not a participant ID like RA1-KE-04-B",
+            [field_error("pid", "not an ID like RA1-KE-04-B", "path")],
+        )
+    try:
+        return services.get_participant(request.dbsession, study, pid, for_update=for_update)
+    except services.ParticipantNotFound as exc:
+        raise APIError(404, ErrorCode.PARTICIPANT_NOT_FOUND, str(exc)) from exc
+
+
+# ----------------------------------------------------------------------------------- number blocks
+
+
+@view_config(
+    route_name="blocks", request_method="POST", renderer="json", permission=Permission.BLOCKS_RESERVE
+)
+def reserve_block(request: Request) -> dict[str, Any]:
+    body = json_body(request, schemas.BlockRequestSchema())
+    identity = request.identity
+    study_slug, country, activity = body["study"], body["country"], body["activity"]
+    target = f"{study_slug}/{country}/{activity}"
+    if not identity.has_role("fieldworker", study_slug, country):
+        audit.record_refusal(request, "block.reserve", target=target, reason="out_of_scope")
+        raise APIError(
+            403,
+            ErrorCode.FORBIDDEN,
+            f"this device's fieldworker grants do not cover {country} in {study_slug}",
+        )
+    try:
+        study = studies.get_study(request.dbsession, study_slug)
+    except studies.StudyNotFound as exc:
+        raise _scope_error(exc, "study", "body") from exc
+    size = body["size"] or request.registry.settings["surveykit.block_size"]
+    try:
+        block = services.reserve_block(request.dbsession, identity.device_id, study, country, activity, size)
+    except (studies.CountryNotFound, studies.ActivityNotFound) as exc:
+        field = "country" if isinstance(exc, studies.CountryNotFound) else "activity"
+        raise _scope_error(exc, field, "body") from exc
+    except services.RegistryError as exc:
+        raise _registry_error(exc) from exc
+    audit.record_in_request(
+        request,
+        "block.reserve",
+        target=target,
+        block=block.id,
+        first_number=block.first_number,
+        last_number=block.last_number,
+    )
+    request.response.status = 201
+    return services.describe_block(block, study.slug)
+
+
+@view_config(route_name="blocks", request_method="GET", renderer="json", permission=Permission.BLOCKS_READ)
+def list_blocks(request: Request) -> dict[str, Any]:
+    query = query_params(request, schemas.BlockQuerySchema())
+    rows = services.list_blocks(
+        request.dbsession, request.identity.device_id, query["study"], query["country"], query["activity"]
+    )
+    return {"blocks": [services.describe_block(block, slug) for block, slug in rows]}

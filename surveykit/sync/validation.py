@@ -1,0 +1,533 @@
+"""Checking an interview record against the exact instrument version it was collected with.
+
+Pure functions: the database lookups (the study, its countries and activities, the instrument
+version) are done by ``surveykit.sync.services``, which hands a ``CompiledInstrument`` in. Every
+problem is reported as ``(path, message)`` with the path inside the record (``answers.budget``,
+``participants[1].agency``); the caller prefixes where the record sits in the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid as uuid_module
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from surveykit.instruments.relevance import Expression
+from surveykit.instruments.relevance import parse as parse_relevance
+from surveykit.instruments.services import iter_questions
+
+Problem = tuple[str, str]
+
+MODES = ("in_person", "virtual", "phone")
+STATUSES = ("draft", "complete")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ACTIVITY = re.compile(r"^RA[1-9]$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+STUDY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+# Sizes the registry columns hold (surveykit.participants.models).
+AGENCY_MAX = 500
+POSITION_MAX = 300
+CONSENT_HOW_MAX = 100
+TAG_MAX = 100
+MAX_INTERVIEW_NUMBER = 99_999
+MAX_OFFSET = 2**31 - 1
+TIME_FORMAT = "must be an ISO 8601 time with a time zone, e.g. 2026-05-04T09:30:00+03:00"
+
+RECORD_REQUIRED = (
+    "study",
+    "country",
+    "activity",
+    "interview_number",
+    "participants",
+    "instrument",
+    "language",
+    "mode",
+    "started_at",
+    "status",
+    "answers",
+)
+RECORD_OPTIONAL = ("ended_at", "quotes", "notes")
+PARTICIPANT_KEYS = ("letter", "agency", "position", "consent_given", "consent_date", "consent_recorded_how")
+QUOTE_KEYS = ("id", "question_id", "text", "start", "end", "tags")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 (not ``\\u`` escapes): the bytes the content hash covers."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def content_hash(record: Any) -> str:
+    return hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+def safe_hash(record: Any) -> str | None:
+    """The content hash, or None for data that has no UTF-8 form (lone surrogates)."""
+    try:
+        return content_hash(record)
+    except (UnicodeEncodeError, ValueError):
+        return None
+
+
+def check_text(value: Any, path: str = "") -> list[Problem]:
+    """Text the databases cannot store: NUL characters and lone surrogates, in keys or values;
+    and numbers that are not finite (JSON has none, but ``1e999`` parses as infinity)."""
+    problems: list[Problem] = []
+    if isinstance(value, str):
+        if "\x00" in value:
+            problems.append((path, "contains a NUL character"))
+        elif not _encodes(value):
+            problems.append((path, "is not valid Unicode text (a lone surrogate)"))
+    elif isinstance(value, float) and not math.isfinite(value):
+        problems.append((path, "is not a finite number"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if not _encodes(str(key)) or "\x00" in str(key):
+                problems.append((path, "has a key that is not valid text"))
+                continue
+            problems.extend(check_text(item, child))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems.extend(check_text(item, f"{path}[{index}]"))
+    return problems
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_uuid(value: Any) -> str | None:
+    """The canonical lower-case form of a hyphenated UUID, or None when ``value`` is not one."""
+    if not isinstance(value, str) or not UUID_TEXT.match(value):
+        return None
+    return str(uuid_module.UUID(value))
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def answered(value: Any) -> bool:
+    """As the relevance function ``answered()``: present and not an empty string or list."""
+    return value is not None and value != "" and value != []
+
+
+def _key_path(prefix: str, key: Any) -> str:
+    if isinstance(key, str) and QUESTION_ID.match(key):
+        return f"{prefix}.{key}"
+    return f"{prefix}[{json.dumps(str(key), ensure_ascii=False)[:80]}]"
+
+
+def _parse_date(value: Any) -> date | None:
+    if not isinstance(value, str) or not DATE.match(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40 or not value[:4].isdigit():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+# ------------------------------------------------------------------------------------ instruments
+
+
+@dataclass(frozen=True)
+class QuestionRule:
+    id: str
+    type: str
+    required: bool
+    choices: frozenset[str] | None
+    minimum: float | None
+    maximum: float | None
+    relevance: Expression | None
+    relevance_source: str | None
+
+
+@dataclass(frozen=True)
+class CompiledInstrument:
+    slug: str
+    version: int
+    content_hash: str
+    activity: str
+    study: str | None
+    languages: tuple[str, ...]
+    questions: tuple[QuestionRule, ...]
+    by_id: dict[str, QuestionRule] = field(hash=False, compare=False)
+
+
+def compile_instrument(
+    definition: dict[str, Any], slug: str, version: int, digest: str, study: str | None
+) -> CompiledInstrument:
+    rules = []
+    for _path, question in iter_questions(definition):
+        source = question.get("relevance")
+        choices = question.get("choices")
+        rules.append(
+            QuestionRule(
+                id=question["id"],
+                type=question["type"],
+                required=bool(question.get("required", False)),
+                choices=frozenset(choice["value"] for choice in choices) if choices else None,
+                minimum=question.get("min"),
+                maximum=question.get("max"),
+                relevance=parse_relevance(source) if source else None,
+                relevance_source=source,
+            )
+        )
+    return CompiledInstrument(
+        slug=slug,
+        version=version,
+        content_hash=digest,
+        activity=definition["activity"],
+        study=study,
+        languages=tuple(definition["languages"]),
+        questions=tuple(rules),
+        by_id={rule.id: rule for rule in rules},
+    )
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """Where a record belongs: enough to check the caller's scope before anything else."""
+
+    study: str
+    country: str
+    activity: str
+    interview_number: int
+
+
+@dataclass(frozen=True)
+class InstrumentRef:
+    slug: str
+    version: int
+
+
+def read_key(record: Any) -> tuple[RecordKey | None, list[Problem]]:
+    """The record's study, country, activity and interview number, or the problems with them."""
+    if not isinstance(record, dict):
+        return None, [("", "a record must be a JSON object")]
+    problems: list[Problem] = []
+    study = record.get("study")
+    if not isinstance(study, str) or not STUDY.match(study):
+        problems.append(("study", "required: the study's slug"))
+    country = record.get("country")
+    if not isinstance(country, str) or not COUNTRY.match(country):
+        problems.append(("country", "required: the study's two-letter country code, e.g. KE"))
+    activity = record.get("activity")
+    if not isinstance(activity, str) or not ACTIVITY.match(activity):
+        problems.append(("activity", "required: the research activity, RA1 to RA9"))
+    number = record.get("interview_number")
+    if not is_int(number) or not 1 <= number <= MAX_INTERVIEW_NUMBER:
+        problems.append(("interview_number", f"required: a whole number from 1 to {MAX_INTERVIEW_NUMBER}"))
+    if problems:
+        return None, problems
+    return RecordKey(study, country, activity, number), []
+
+
+def read_instrument_ref(record: dict[str, Any]) -> tuple[InstrumentRef | None, list[Problem]]:
+    ref = record.get("instrument")
+    if not isinstance(ref, dict):
+        return None, [("instrument", 'required: {"slug": ..., "version": ...}')]
+    problems: list[Problem] = [
+        (f"instrument.{key}" if isinstance(key, str) else "instrument", "unknown field")
+        for key in ref
+        if key not in ("slug", "version")
+    ]
+    slug, version = ref.get("slug"), ref.get("version")
+    if not isinstance(slug, str) or not SLUG.match(slug):
+        problems.append(("instrument.slug", "required: the instrument's slug"))
+    if not is_int(version) or not 1 <= version <= MAX_OFFSET:
+        problems.append(("instrument.version", "required: the version number the interview used"))
+    if problems:
+        return None, problems
+    return InstrumentRef(slug, version), []
+
+
+def check_record(record: dict[str, Any], instrument: CompiledInstrument | None) -> list[Problem]:
+    """Everything about a record but its key and the database: shape, participants, times, answers.
+
+    With ``instrument`` None (it could not be found) the answers and the language are not checked.
+    """
+    problems: list[Problem] = []
+    for key in record:
+        if key not in RECORD_REQUIRED and key not in RECORD_OPTIONAL:
+            problems.append((_key_path("", key).lstrip("."), "unknown field"))
+    for key in RECORD_REQUIRED:
+        if key not in record:
+            problems.append((key, "required"))
+
+    status = record.get("status")
+    if "status" in record and status not in STATUSES:
+        problems.append(("status", "must be 'draft' or 'complete'"))
+    complete = status == "complete"
+
+    mode = record.get("mode")
+    if "mode" in record and mode not in MODES:
+        problems.append(("mode", "must be one of in_person, virtual, phone"))
+
+    if "language" in record:
+        language = record["language"]
+        if not isinstance(language, str):
+            problems.append(("language", "must be a language code"))
+        elif instrument is not None and language not in instrument.languages:
+            offered = ", ".join(instrument.languages)
+            problems.append(("language", f"{language!r} is not a language of the instrument ({offered})"))
+
+    problems.extend(_check_times(record, complete))
+    if "participants" in record:
+        problems.extend(_check_participants(record["participants"], complete))
+    if "notes" in record and record["notes"] is not None and not isinstance(record["notes"], str):
+        problems.append(("notes", "must be text"))
+
+    answers = record.get("answers")
+    if "answers" in record and not isinstance(answers, dict):
+        problems.append(("answers", "must be an object keyed by question id"))
+        answers = None
+    if answers is not None and instrument is not None:
+        problems.extend(check_answers(answers, instrument, complete))
+    if "quotes" in record:
+        problems.extend(_check_quotes(record["quotes"], answers if isinstance(answers, dict) else {}))
+    return problems
+
+
+def _check_times(record: dict[str, Any], complete: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    started = ended = None
+    if "started_at" in record:
+        started = _parse_datetime(record["started_at"])
+        if started is None:
+            problems.append(("started_at", TIME_FORMAT))
+    if record.get("ended_at") is not None:
+        ended = _parse_datetime(record["ended_at"])
+        if ended is None:
+            problems.append(("ended_at", TIME_FORMAT))
+    elif complete:
+        problems.append(("ended_at", "required in a complete record"))
+    if started is not None and ended is not None and ended < started:
+        problems.append(("ended_at", "is before started_at"))
+    return problems
+
+
+def _check_participants(participants: Any, complete: bool) -> list[Problem]:
+    if not isinstance(participants, list) or not participants:
+        return [("participants", "required: a list of one or more participants (letters A, B, ...)")]
+    if len(participants) > len(LETTERS):
+        return [("participants", f"an interview has at most {len(LETTERS)} participants")]
+    problems: list[Problem] = []
+    for index, entry in enumerate(participants):
+        path = f"participants[{index}]"
+        if not isinstance(entry, dict):
+            problems.append((path, "must be an object"))
+            continue
+        for key in entry:
+            if key not in PARTICIPANT_KEYS:
+                problems.append((_key_path(path, key), "unknown field (a participant has no name field)"))
+        if entry.get("letter") != LETTERS[index]:
+            problems.append((f"{path}.letter", f"must be {LETTERS[index]!r}: letters run A, B, C... in turn"))
+        agency = entry.get("agency")
+        if not isinstance(agency, str) or not agency.strip():
+            problems.append((f"{path}.agency", "required: the participant's ministry or agency"))
+        elif len(agency) > AGENCY_MAX:
+            problems.append((f"{path}.agency", f"longer than {AGENCY_MAX} characters"))
+        position = entry.get("position")
+        if position is not None and not isinstance(position, str):
+            problems.append((f"{path}.position", "must be text or null"))
+        elif isinstance(position, str) and len(position) > POSITION_MAX:
+            problems.append((f"{path}.position", f"longer than {POSITION_MAX} characters"))
+        consent = entry.get("consent_given")
+        if "consent_given" not in entry:
+            problems.append((f"{path}.consent_given", "required: true, false, or null while not yet asked"))
+        elif consent is not None and not isinstance(consent, bool):
+            problems.append((f"{path}.consent_given", "must be true, false or null"))
+        elif consent is None and complete:
+            problems.append((f"{path}.consent_given", "must be true or false in a complete record"))
+        if entry.get("consent_date") is not None:
+            if _parse_date(entry["consent_date"]) is None:
+                problems.append((f"{path}.consent_date", "must be a date YYYY-MM-DD"))
+            elif consent is not True:
+                problems.append((f"{path}.consent_date", "only when consent_given is true"))
+        how = entry.get("consent_recorded_how")
+        if how is not None:
+            if not isinstance(how, str) or not how.strip():
+                problems.append((f"{path}.consent_recorded_how", "must be text or null"))
+            elif len(how) > CONSENT_HOW_MAX:
+                problems.append((f"{path}.consent_recorded_how", f"longer than {CONSENT_HOW_MAX} characters"))
+            elif consent is not True:
+                problems.append((f"{path}.consent_recorded_how", "only when consent_given is true"))
+    return problems
+
+
+def check_value(rule: QuestionRule, value: Any) -> str | None:
+    """What is wrong with ``value`` as an answer to ``rule`` (None: nothing)."""
+    qtype = rule.type
+    if qtype in ("long_text", "short_text"):
+        return None if isinstance(value, str) else f"a {qtype} answer must be text"
+    if qtype == "single_choice":
+        if not isinstance(value, str):
+            return "a single_choice answer must be one choice value (text)"
+        if rule.choices is not None and value not in rule.choices:
+            return f"{value!r} is not a choice of this question ({', '.join(sorted(rule.choices))})"
+        return None
+    if qtype == "multiple_choice":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return "a multiple_choice answer must be a list of choice values"
+        unknown = [item for item in value if rule.choices is not None and item not in rule.choices]
+        if unknown:
+            offered = ", ".join(sorted(rule.choices or ()))
+            return f"{unknown[0]!r} is not a choice of this question ({offered})"
+        if len(set(value)) != len(value):
+            return "a choice is selected twice"
+        return None
+    if qtype == "yes_no":
+        return None if isinstance(value, bool) else "a yes_no answer must be true or false"
+    if qtype == "number":
+        if not is_number(value):
+            return "a number answer must be a number"
+        if rule.minimum is not None and value < rule.minimum:
+            return f"{value} is below the minimum {rule.minimum}"
+        if rule.maximum is not None and value > rule.maximum:
+            return f"{value} is above the maximum {rule.maximum}"
+        return None
+    if qtype == "date":
+        return None if _parse_date(value) is not None else "a date answer must be a date YYYY-MM-DD"
+    return f"questions of type {qtype} cannot be answered by sync"
+
+
+def check_answers(answers: dict[str, Any], instrument: CompiledInstrument, complete: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    valid: dict[str, Any] = {}
+    invalid: set[str] = set()
+    for qid, value in answers.items():
+        path = _key_path("answers", qid)
+        rule = instrument.by_id.get(qid)
+        if rule is None:
+            problems.append((path, f"not a question of {instrument.slug} version {instrument.version}"))
+            continue
+        if value is None:
+            continue  # explicitly unanswered
+        problem = check_value(rule, value)
+        if problem is not None:
+            problems.append((path, problem))
+            invalid.add(qid)
+            continue
+        valid[qid] = value
+    # In asking order: a question is asked only when its relevance holds on the answers before it.
+    for rule in instrument.questions:
+        if rule.relevance is not None and rule.relevance.references & invalid:
+            continue  # undecidable until the answers it depends on are fixed
+        relevant = rule.relevance is None or rule.relevance.evaluate(valid)
+        path = f"answers.{rule.id}"
+        if not relevant and answered(valid.get(rule.id)):
+            why = f"answered, but the question is not asked: its relevance {rule.relevance_source!r} is false"
+            problems.append((path, why))
+        elif relevant and complete and rule.required and not answered(answers.get(rule.id)):
+            if rule.id not in answers or answers[rule.id] is None or rule.id in valid:
+                problems.append((path, "required in a complete record"))
+    return problems
+
+
+def _check_quotes(quotes: Any, answers: dict[str, Any]) -> list[Problem]:
+    if quotes is None:
+        return []
+    if not isinstance(quotes, list):
+        return [("quotes", "must be a list of quotes")]
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, quote in enumerate(quotes):
+        path = f"quotes[{index}]"
+        if not isinstance(quote, dict):
+            problems.append((path, "must be an object"))
+            continue
+        for key in quote:
+            if key not in QUOTE_KEYS:
+                problems.append((_key_path(path, key), "unknown field"))
+        quote_id = parse_uuid(quote.get("id"))
+        if quote_id is None:
+            problems.append((f"{path}.id", "required: the quote's UUID"))
+        elif quote_id in seen:
+            problems.append((f"{path}.id", f"the same id as quotes[{seen[quote_id]}]"))
+        else:
+            seen[quote_id] = index
+        question_id = quote.get("question_id")
+        answer = answers.get(question_id) if isinstance(question_id, str) else None
+        if not isinstance(question_id, str) or not answered(answer):
+            problems.append((f"{path}.question_id", "must name a question answered in this record"))
+        text = quote.get("text")
+        if not isinstance(text, str) or not text.strip():
+            problems.append((f"{path}.text", "required: the quoted words"))
+        start, end = quote.get("start"), quote.get("end")
+        if start is not None or end is not None:
+            if not (is_int(start) and is_int(end) and 0 <= start < end <= MAX_OFFSET):
+                problems.append((f"{path}.start", "start and end go together: whole numbers, start < end"))
+            elif isinstance(answer, str):
+                if end > len(answer):
+                    problems.append((f"{path}.end", f"beyond the answer's {len(answer)} characters"))
+                elif isinstance(text, str) and answer[start:end] != text:
+                    problems.append((f"{path}.text", "differs from the answer's text between start and end"))
+            elif answered(answer):
+                problems.append((f"{path}.start", "offsets apply only to quotes taken from a text answer"))
+        tags = quote.get("tags", [])
+        if not isinstance(tags, list) or not all(
+            isinstance(tag, str) and tag.strip() and len(tag) <= TAG_MAX for tag in tags
+        ):
+            problems.append((f"{path}.tags", f"must be a list of short texts (up to {TAG_MAX} characters)"))
+    return problems
+
+
+def quote_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The quotes of a valid record as rows (id, question_id, text, offsets, tags)."""
+    return [
+        {
+            "id": parse_uuid(quote["id"]),
+            "question_id": quote["question_id"],
+            "text": quote["text"],
+            "start_offset": quote.get("start"),
+            "end_offset": quote.get("end"),
+            "tags": list(quote.get("tags") or []),
+        }
+        for quote in record.get("quotes") or []
+    ]
+
+
+def participant_values(entry: dict[str, Any]) -> dict[str, Any]:
+    """The registry fields of one participant of a valid record."""
+    consent_date = entry.get("consent_date")
+    position = entry.get("position")
+    how = entry.get("consent_recorded_how")
+    return {
+        "agency": entry["agency"].strip(),
+        "position": position.strip() or None if isinstance(position, str) else None,
+        "consent_given": entry.get("consent_given"),
+        "consent_date": date.fromisoformat(consent_date) if consent_date else None,
+        "consent_recorded_how": how.strip() if isinstance(how, str) else None,
+    }

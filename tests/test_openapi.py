@@ -1,0 +1,230 @@
+"""The OpenAPI document: complete, valid OpenAPI 3.1, built from the validating schemas, published.
+
+- ``OPERATIONS`` covers exactly the app's (route, method) pairs: a new route fails here until it
+  is documented in ``surveykit/openapi.py``;
+- every request schema in the document is the conversion of the colander schema the view validates
+  with, and both agree on sample bodies (what colander refuses, the JSON Schema refuses too);
+- ``docs/openapi.json`` is the document the code builds (regenerate with
+  ``surveykit openapi --out docs/openapi.json``), and ``GET /api/v1/openapi.json`` serves it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import colander
+import jsonschema
+import pytest
+from click.testing import CliRunner
+from openapi_spec_validator import validate
+from test_route_matrix import app_routes
+
+from surveykit import openapi
+from surveykit.accounts import schemas as accounts_schemas
+from surveykit.cli import cli
+from surveykit.instruments import schemas as instrument_schemas
+from surveykit.participants import schemas as participant_schemas
+from surveykit.security import Permission
+from surveykit.studies import schemas as study_schemas
+from surveykit.sync import schemas as sync_schemas
+
+DOCS_FILE = Path(__file__).parent.parent / "docs" / "openapi.json"
+
+
+@pytest.fixture(scope="module")
+def document(app: Any) -> dict[str, Any]:
+    return openapi.build_document(app.registry)
+
+
+def test_the_table_covers_exactly_the_apps_operations(app: Any) -> None:
+    routes = set(app_routes(app))
+    missing = sorted(routes - set(openapi.OPERATIONS))
+    stale = sorted(set(openapi.OPERATIONS) - routes)
+    assert not missing, f"operations missing from surveykit.openapi.OPERATIONS: {missing}"
+    assert not stale, f"surveykit.openapi.OPERATIONS names operations the app lacks: {stale}"
+    assert openapi.app_operations(app.registry).keys() == routes
+
+
+def test_an_undocumented_route_stops_the_build(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = dict(openapi.OPERATIONS)
+    del table[("me", "GET")]
+    monkeypatch.setattr(openapi, "OPERATIONS", table)
+    with pytest.raises(openapi.UndocumentedOperations, match="'me', 'GET'"):
+        openapi.build_document(app.registry)
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+def test_every_operation_is_in_the_document_with_its_security(app: Any, document: dict[str, Any]) -> None:
+    found = openapi.app_operations(app.registry)
+    operations = {
+        (op["operationId"], path) for path, item in document["paths"].items() for op in item.values()
+    }
+    assert len(operations) == len(found)
+    for (route, method), info in found.items():
+        path, _ = openapi.split_pattern(info["pattern"])
+        op = document["paths"][path][method.lower()]
+        assert op["operationId"] == f"{route}_{method.lower()}"
+        public = info["permission"] == Permission.PUBLIC
+        assert op["security"] == ([] if public else [{"bearerAuth": []}]), (route, method)
+        assert "401" in op["responses"]
+        assert any(status.startswith("2") for status in op["responses"]), (route, method)
+
+
+def test_export_paths_keep_the_country_pattern(document: dict[str, Any]) -> None:
+    op = document["paths"]["/api/v1/exports/{study}/{country}.xlsx"]["get"]
+    (country,) = [p for p in op["parameters"] if p["name"] == "country"]
+    assert country["schema"]["pattern"] == "^[A-Z]{2}$"
+
+
+# (route, method) -> the colander schema its view validates the body (or query string) with.
+BODY_SCHEMAS = {
+    ("auth_token", "POST"): accounts_schemas.LoginSchema,
+    ("auth_refresh", "POST"): accounts_schemas.RefreshSchema,
+    ("auth_logout", "POST"): accounts_schemas.LogoutSchema,
+    ("devices", "POST"): accounts_schemas.EnrolSchema,
+    ("device_activate", "POST"): accounts_schemas.ActivateSchema,
+    ("instruments", "POST"): instrument_schemas.InstrumentDefinitionSchema,
+    ("instruments_validate", "POST"): instrument_schemas.InstrumentDefinitionSchema,
+    ("studies", "POST"): study_schemas.StudyCreateSchema,
+    ("study_countries", "POST"): study_schemas.CountryCreateSchema,
+    ("study_country", "PATCH"): study_schemas.CountryUpdateSchema,
+    ("study_activities", "POST"): study_schemas.ActivityCreateSchema,
+    ("study_activity", "PATCH"): study_schemas.ActivityUpdateSchema,
+    ("participants", "POST"): participant_schemas.RegisterSchema,
+    ("participants_import", "POST"): participant_schemas.ImportRowsSchema,
+    ("participant", "PATCH"): participant_schemas.ParticipantUpdateSchema,
+    ("blocks", "POST"): participant_schemas.BlockRequestSchema,
+    ("sync", "POST"): sync_schemas.SyncBatchSchema,
+    ("conflict_resolve", "POST"): sync_schemas.ResolveSchema,
+}
+
+
+def _operation(document: dict[str, Any], app: Any, route: str, method: str) -> dict[str, Any]:
+    path, _ = openapi.split_pattern(openapi.app_operations(app.registry)[(route, method)]["pattern"])
+    return document["paths"][path][method.lower()]
+
+
+@pytest.mark.parametrize(("route", "method"), sorted(BODY_SCHEMAS), ids=str)
+def test_request_bodies_are_the_views_colander_schemas(
+    route: str, method: str, app: Any, document: dict[str, Any]
+) -> None:
+    op = _operation(document, app, route, method)
+    published = op["requestBody"]["content"]["application/json"]["schema"]
+    assert published == openapi.colander_to_json_schema(BODY_SCHEMAS[(route, method)]())
+    # The views really use these schemas: the table's body factory is the same class.
+    assert openapi.OPERATIONS[(route, method)].body is BODY_SCHEMAS[(route, method)]
+
+
+def test_operations_without_a_body_document_none(app: Any, document: dict[str, Any]) -> None:
+    for route, method in openapi.app_operations(app.registry):
+        op = _operation(document, app, route, method)
+        if (route, method) not in BODY_SCHEMAS:
+            assert "requestBody" not in op, (route, method)
+
+
+def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dict[str, Any]) -> None:
+    from surveykit.audit.schemas import AuditQuerySchema
+
+    expected = {
+        ("audit", "GET"): AuditQuerySchema(),
+        ("devices", "GET"): accounts_schemas.DeviceQuerySchema(),
+        ("participants", "GET"): participant_schemas.ListQuerySchema(),
+        ("blocks", "GET"): participant_schemas.BlockQuerySchema(),
+        ("sync_changes", "GET"): sync_schemas.pull_query_schema(
+            app.registry.settings["surveykit.sync_max_pull"]
+        ),
+        ("conflicts", "GET"): sync_schemas.ConflictsQuerySchema(),
+    }
+    for (route, method), schema in expected.items():
+        op = _operation(document, app, route, method)
+        query = [p for p in op["parameters"] if p["in"] == "query"]
+        assert query == openapi.query_parameters(schema), route
+        assert {p["name"] for p in query} == {child.name for child in schema.children}
+
+
+# Bodies and whether colander accepts them; the JSON Schema must refuse whatever colander refuses
+# for a reason JSON Schema can express (types, required keys, unknown keys, lengths, patterns).
+SAMPLES = [
+    (accounts_schemas.LoginSchema, {"username": "amina", "password": "x"}, True),
+    (accounts_schemas.LoginSchema, {"username": "amina"}, False),
+    (accounts_schemas.LoginSchema, {"username": "amina", "password": "x", "extra": 1}, False),
+    (accounts_schemas.LoginSchema, {"username": 12, "password": "x"}, False),
+    (accounts_schemas.LoginSchema, {"username": "a" * 65, "password": "x"}, False),
+    (study_schemas.StudyCreateSchema, {"slug": "ocsea"}, True),
+    (study_schemas.StudyCreateSchema, {"slug": "OCSEA"}, False),
+    (study_schemas.CountryCreateSchema, {"code": "KE", "name": "Kenya", "region": None}, True),
+    (study_schemas.CountryCreateSchema, {"code": "Kenya", "name": "Kenya"}, False),
+    (participant_schemas.RegisterSchema, {"activity": "RA1", "participants": [{"agency": "x"}]}, True),
+    (participant_schemas.RegisterSchema, {"activity": "RA1", "participants": []}, False),
+    (participant_schemas.RegisterSchema, {"activity": "RA0", "participants": [{"agency": "x"}]}, False),
+    (participant_schemas.ParticipantUpdateSchema, {"consent_given": None}, True),
+    (participant_schemas.ParticipantUpdateSchema, {"consent_given": "yes"}, False),
+    (participant_schemas.ParticipantUpdateSchema, {"status": "gone"}, False),
+    (participant_schemas.BlockRequestSchema, {"study": "ocsea", "country": "KE", "activity": "RA1"}, True),
+    (
+        participant_schemas.BlockRequestSchema,
+        {"study": "ocsea", "country": "KE", "activity": "RA1", "size": 0},
+        False,
+    ),
+    (sync_schemas.SyncBatchSchema, {"changes": []}, True),
+    (sync_schemas.SyncBatchSchema, {"changes": {}}, False),
+    (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 2}, None),
+    (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 0}, False),
+    (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": True}, False),
+]
+
+
+@pytest.mark.parametrize(("schema_class", "body", "accepted"), SAMPLES)
+def test_json_schema_and_colander_agree(schema_class: Any, body: Any, accepted: bool | None) -> None:
+    schema = schema_class()
+    try:
+        schema.deserialize(body)
+        colander_ok = True
+    except colander.Invalid:
+        colander_ok = False
+    if accepted is not None:
+        assert colander_ok is accepted
+    json_ok = jsonschema.Draft202012Validator(openapi.colander_to_json_schema(schema)).is_valid(body)
+    assert json_ok is colander_ok, (body, colander_ok)
+
+
+def test_unknown_colander_types_must_be_described() -> None:
+    class Odd(colander.SchemaType):
+        pass
+
+    with pytest.raises(TypeError, match="Odd"):
+        openapi.colander_to_json_schema(colander.SchemaNode(Odd(), name="odd"))
+
+
+def test_docs_openapi_json_is_up_to_date() -> None:
+    expected = openapi.render(openapi.build_default_document())
+    assert DOCS_FILE.read_text("utf-8") == expected, (
+        "docs/openapi.json is out of date: run `surveykit openapi --out docs/openapi.json`"
+    )
+
+
+def test_the_cli_writes_and_checks_the_document(tmp_path: Path) -> None:
+    out = tmp_path / "openapi.json"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["openapi", "--check", "--out", str(out)])
+    assert result.exit_code == 1 and "out of date" in result.output
+    result = runner.invoke(cli, ["openapi", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text("utf-8") == DOCS_FILE.read_text("utf-8")
+    result = runner.invoke(cli, ["openapi", "--check", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_the_document_is_served_to_anyone(testapp: Any) -> None:
+    response = testapp.get("/api/v1/openapi.json")
+    assert response.status_int == 200
+    assert response.content_type == "application/json"
+    served = response.json
+    assert served == json.loads(DOCS_FILE.read_text("utf-8"))
+    assert "/api/v1/openapi.json" in served["paths"]

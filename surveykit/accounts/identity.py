@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pyramid.authorization import Authenticated, Everyone
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
-from zope.sqlalchemy import mark_changed
 
 from surveykit.accounts.models import AuthSession, Device, Grant, User
 from surveykit.db import UTCDateTime
@@ -118,8 +117,9 @@ _TOUCH_DEVICE = (
 )
 
 
-def load_identity(session: Session, claims: dict, now: datetime) -> Identity:
-    """The identity behind verified token claims, checked against revocation on every request."""
+def load_identity(session: Session, claims: dict, now: datetime) -> tuple[Identity, bool]:
+    """The identity behind verified token claims, checked against revocation on every request,
+    and whether the device's last-seen time is due for an update."""
     user_id = int(claims["sub"])
     connection = session.connection()
     rows = connection.execute(_IDENTITY_QUERY, {"sid": claims["sid"], "user_id": user_id}).all()
@@ -134,14 +134,16 @@ def load_identity(session: Session, claims: dict, now: datetime) -> Identity:
         raise IdentityRefused("inactive", user_id, device_id, row.username)
     if row.revoked_at is not None:
         raise IdentityRefused("session_revoked", user_id, device_id, row.username)
-    if device_id is not None and (row.last_seen_at is None or now - row.last_seen_at > LAST_SEEN_RESOLUTION):
-        connection.execute(_TOUCH_DEVICE, {"device_id": device_id, "now": now})
-        # A write through the connection is invisible to zope.sqlalchemy, which would roll back a
-        # session it believes untouched.
-        mark_changed(session)
+    stale = row.last_seen_at is None or now - row.last_seen_at > LAST_SEEN_RESOLUTION
     scopes = tuple(
         GrantScope(r.role, r.slug or ALL, tuple(r.countries) if r.countries is not None else None)
         for r in rows
         if r.role is not None and (device_id is None or r.role == "fieldworker")
     )
-    return Identity(user_id, row.username, claims["sid"], device_id, scopes)
+    identity = Identity(user_id, row.username, claims["sid"], device_id, scopes)
+    return identity, device_id is not None and stale
+
+
+def touch_device(session: Session, device_id: str, now: datetime) -> None:
+    """Record when a device was last seen (called in a transaction of its own, see the policy)."""
+    session.connection().execute(_TOUCH_DEVICE, {"device_id": device_id, "now": now})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.request import Request, RequestLocalCache
 
-from surveykit.accounts.identity import Identity, IdentityRefused, load_identity
-from surveykit.accounts.tokens import TokenRejected, TokenSettings, decode_access_token
+from surveykit.accounts.identity import Identity, IdentityRefused, load_identity, touch_device
+from surveykit.accounts.tokens import TokenRejected, TokenSettings, VerifiedTokens
 from surveykit.audit import services as audit
-from surveykit.db import utcnow
+from surveykit.db import SQLITE_IMMEDIATE, utcnow
+
+log = logging.getLogger(__name__)
 
 AUTH_PROBLEM = "surveykit.auth_problem"
 
@@ -25,6 +28,7 @@ _REFUSAL_MESSAGES = {
 class TokenSecurityPolicy:
     def __init__(self, tokens: TokenSettings) -> None:
         self.tokens = tokens
+        self.verified = VerifiedTokens(tokens)
         self.acl = ACLHelper()
         self._identity_cache = RequestLocalCache(self._load_identity)
 
@@ -39,19 +43,22 @@ class TokenSecurityPolicy:
         if scheme.lower() != "bearer" or not token.strip():
             return self._refuse(request, "bad_scheme", "send 'Authorization: Bearer <access token>'")
         try:
-            claims = decode_access_token(self.tokens, token.strip())
+            claims = self.verified.decode(token.strip())
         except TokenRejected as exc:
             return self._refuse(request, exc.reason, exc.message)
         try:
-            return load_identity(request.dbsession, claims, utcnow())
+            identity, touch = load_identity(request.dbsession, claims, utcnow())
         except IdentityRefused as exc:
             return self._refuse(
                 request,
                 exc.reason,
                 _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
-                actor=f"user:{exc.user_id}",
+                actor=exc.username or f"user:{exc.user_id}",
                 device_id=exc.device_id,
             )
+        if touch:
+            request.add_finished_callback(_touch_device)
+        return identity
 
     def _refuse(
         self,
@@ -98,3 +105,20 @@ class AllowEveryonePolicy(TokenSecurityPolicy):
         from pyramid.security import Allowed
 
         return Allowed("authorisation off (benchmark)")
+
+
+def _touch_device(request: Request) -> None:
+    """Update the device's last-seen time after the response, in a short write transaction of its
+    own: a tablet's read must neither take SQLite's write lock nor fail because it is busy."""
+    identity = request.identity
+    session = request.registry["dbsession_factory"]()
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        touch_device(session, identity.device_id, utcnow())
+        session.commit()
+    except Exception:
+        log.warning("could not record last-seen time of device %s", identity.device_id, exc_info=True)
+        session.rollback()
+    finally:
+        session.close()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import jwt
 
 ALGORITHM = "HS256"
+LEEWAY = 5
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "typ"]
 
 
@@ -95,7 +99,7 @@ def decode_access_token(config: TokenSettings, token: str) -> dict[str, Any]:
             audience=config.audience,
             issuer=config.issuer,
             options={"require": REQUIRED_CLAIMS},
-            leeway=5,
+            leeway=LEEWAY,
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenRejected("expired", "the access token has expired; refresh it") from exc
@@ -114,6 +118,31 @@ def decode_access_token(config: TokenSettings, token: str) -> dict[str, Any]:
     if claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
         raise TokenRejected("invalid", "the token is not an access token")
     return claims
+
+
+class VerifiedTokens:
+    """Claims of access tokens this process has already verified, so a tablet's repeated requests
+    skip the signature check. A token's bytes fix its claims, so only time needs re-checking; the
+    revocation checks that follow run on every request regardless."""
+
+    def __init__(self, config: TokenSettings, capacity: int = 4096) -> None:
+        self.config = config
+        self.capacity = capacity
+        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def decode(self, token: str) -> dict[str, Any]:
+        now = time.time()
+        with self._lock:
+            claims = self._claims.get(token)
+        if claims is not None and claims["nbf"] - LEEWAY <= now < claims["exp"] + LEEWAY:
+            return claims
+        claims = decode_access_token(self.config, token)
+        with self._lock:
+            self._claims[token] = claims
+            while len(self._claims) > self.capacity:
+                self._claims.popitem(last=False)
+        return claims
 
 
 def new_opaque_token() -> str:

@@ -53,22 +53,29 @@ class StudyInstrumentContext:
 
 
 class InstrumentResource:
-    """One instrument by slug; its ACL comes from its study, looked up once when first needed."""
+    """One instrument by slug; its ACL comes from its study. One query, made when first needed,
+    answers both the access check and the current version the view serves."""
 
     def __init__(self, request: Any) -> None:
         self.request = request
         self.slug = request.matchdict["slug"]
-        self._acl: list[tuple[str, str, str]] | None = None
+        self._looked_up = False
+        self._current: Any = None
+
+    def current(self) -> Any:
+        """The instrument's study and current version (``services.CurrentInstrument``), or None."""
+        if not self._looked_up:
+            from surveykit.instruments.services import current_instrument
+
+            self._current = current_instrument(self.request.dbsession, self.slug)
+            self._looked_up = True
+        return self._current
 
     @property
     def __acl__(self) -> list[tuple[str, str, str]]:
-        if self._acl is None:
-            from surveykit.instruments.services import instrument_study
-
-            exists, study = instrument_study(self.request.dbsession, self.slug)
-            # An unknown slug gets the shared ACL, so the view can answer a plain 404.
-            self._acl = instrument_acl(study if exists else None)
-        return self._acl
+        current = self.current()
+        # An unknown slug gets the shared ACL, so the view can answer a plain 404.
+        return instrument_acl(current.study if current is not None else None)
 
 
 def includeme(config: Any) -> None:

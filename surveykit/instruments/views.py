@@ -38,7 +38,13 @@ def _language(request: Request) -> str | None:
 
 def _serve(request: Request, slug: str, version: int | None, cache_control: str) -> Response:
     try:
-        ref = services.find_version(request.dbsession, slug, version)
+        if version is None:
+            current = request.context.current()
+            if current is None:
+                raise services.InstrumentNotFound(slug)
+            ref = current.current
+        else:
+            ref = services.find_version(request.dbsession, slug, version)
     except services.VersionNotFound as exc:
         raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
     except services.InstrumentNotFound as exc:

@@ -203,6 +203,11 @@ CASES: list[tuple[str, Mutation, dict[str, str]]] = [
     ("quote without id", _quote(id=_DROP), {f"{P}.quotes[0].id": "UUID"}),
     ("quote id twice", _second_quote_same_id, {f"{P}.quotes[1].id": "same id as quotes[0]"}),
     ("quote empty text", _quote(text="", start=_DROP, end=_DROP), {f"{P}.quotes[0].text": "required"}),
+    (
+        "quote by a participant not in the interview",
+        _quote(participant="Z"),
+        {f"{P}.quotes[0].participant": "letter"},
+    ),
     ("quote tags", _quote(tags=["ok", ""]), {f"{P}.quotes[0].tags": "list of short texts"}),
     ("quote unknown field", _quote(speaker="A"), {f"{P}.quotes[0].speaker": "unknown field"}),
     (

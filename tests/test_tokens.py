@@ -371,3 +371,34 @@ def test_jwt_keys_setting_is_parsed_in_order() -> None:
         load_settings({}, {"SURVEYKIT_DATABASE_URL": "sqlite:///x.db", "SURVEYKIT_JWT_KEYS": "k1"})
     with pytest.raises(ConfigurationError, match="twice"):
         load_settings({}, {"SURVEYKIT_DATABASE_URL": "sqlite:///x.db", "SURVEYKIT_JWT_KEYS": "k1:aaa,k1:bbb"})
+
+
+def test_a_remembered_token_is_verified_again_once_its_lifetime_is_over(monkeypatch, settings) -> None:
+    """The memory of verified tokens only skips the signature check while the token is in date;
+    past its expiry the full decode runs again (and refuses it, as the expiry tests show)."""
+    import time as time_module
+    from datetime import UTC, datetime
+
+    from surveykit.accounts import tokens as token_module
+
+    config = token_module.TokenSettings.from_settings(settings)
+    start = time_module.time()
+    token, _expires = token_module.issue_access_token(
+        config, user_id=1, session_id="s", device_id=None, now=datetime.fromtimestamp(start, UTC)
+    )
+    full_decodes: list[str] = []
+    real_decode = token_module.decode_access_token
+
+    def counting_decode(config_arg, token_arg):
+        full_decodes.append(token_arg)
+        return real_decode(config_arg, token_arg)
+
+    monkeypatch.setattr(token_module, "decode_access_token", counting_decode)
+    verified = token_module.VerifiedTokens(config)
+    assert verified.decode(token)["sub"] == "1"
+    assert verified.decode(token)["sub"] == "1"
+    assert len(full_decodes) == 1
+    later = start + config.access_seconds + token_module.LEEWAY + 1
+    monkeypatch.setattr(token_module.time, "time", lambda: later)
+    verified.decode(token)
+    assert len(full_decodes) == 2

@@ -58,7 +58,7 @@ RECORD_REQUIRED = (
 )
 RECORD_OPTIONAL = ("ended_at", "quotes", "notes")
 PARTICIPANT_KEYS = ("letter", "agency", "position", "consent_given", "consent_date", "consent_recorded_how")
-QUOTE_KEYS = ("id", "question_id", "text", "start", "end", "tags")
+QUOTE_KEYS = ("id", "question_id", "participant", "text", "start", "end", "tags")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -316,7 +316,10 @@ def check_record(record: dict[str, Any], instrument: CompiledInstrument | None) 
     if answers is not None and instrument is not None:
         problems.extend(check_answers(answers, instrument, complete))
     if "quotes" in record:
-        problems.extend(_check_quotes(record["quotes"], answers if isinstance(answers, dict) else {}))
+        letters = _participant_letters(record.get("participants"))
+        problems.extend(
+            _check_quotes(record["quotes"], answers if isinstance(answers, dict) else {}, letters)
+        )
     return problems
 
 
@@ -456,7 +459,13 @@ def check_answers(answers: dict[str, Any], instrument: CompiledInstrument, compl
     return problems
 
 
-def _check_quotes(quotes: Any, answers: dict[str, Any]) -> list[Problem]:
+def _participant_letters(participants: Any) -> set[str]:
+    if not isinstance(participants, list):
+        return set()
+    return {p["letter"] for p in participants if isinstance(p, dict) and isinstance(p.get("letter"), str)}
+
+
+def _check_quotes(quotes: Any, answers: dict[str, Any], letters: set[str]) -> list[Problem]:
     if quotes is None:
         return []
     if not isinstance(quotes, list):
@@ -482,6 +491,13 @@ def _check_quotes(quotes: Any, answers: dict[str, Any]) -> list[Problem]:
         answer = answers.get(question_id) if isinstance(question_id, str) else None
         if not isinstance(question_id, str) or not answered(answer):
             problems.append((f"{path}.question_id", "must name a question answered in this record"))
+        # Who said it, for the citation: a participant's letter; without one, participant A.
+        speaker = quote.get("participant")
+        if speaker is not None and speaker not in letters:
+            known = ", ".join(sorted(letters)) or "none"
+            problems.append(
+                (f"{path}.participant", f"must be the letter of a participant of the interview ({known})")
+            )
         text = quote.get("text")
         if not isinstance(text, str) or not text.strip():
             problems.append((f"{path}.text", "required: the quoted words"))

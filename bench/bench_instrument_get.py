@@ -259,6 +259,7 @@ class Tally:
     ok: int = 0  # conforming answers inside the measured window
     errors: int = 0  # failed or unexpected answers inside the window
     completed: int = 0  # every request finished during the run, warm-up included
+    closed: int = 0  # answers inside the window after which the server closed the connection
     server_cpu: float | None = None  # CPU seconds the server process used during the run
     latencies: list[float] | None = None
 
@@ -266,6 +267,7 @@ class Tally:
         self.ok += other.ok
         self.errors += other.errors
         self.completed += other.completed
+        self.closed += other.closed
         assert self.latencies is not None and other.latencies is not None
         self.latencies.extend(other.latencies)
 
@@ -293,6 +295,7 @@ def drive_connection(scenario: Scenario, start_at: float, warmup: float, seconds
             began = time.monotonic()
             if began >= measure_to:
                 break
+            closed = False
             try:
                 if connection is None:
                     connection = http.client.HTTPConnection(HOST, scenario.port, timeout=REQUEST_TIMEOUT_S)
@@ -301,6 +304,8 @@ def drive_connection(scenario: Scenario, start_at: float, warmup: float, seconds
                 body = response.read()
                 ok = _conforms(scenario, response, body)
                 if response.will_close:
+                    # The next request pays for a new TCP connection, as a real client would.
+                    closed = True
                     connection.close()
                     connection = None
             except (OSError, http.client.HTTPException):
@@ -312,6 +317,7 @@ def drive_connection(scenario: Scenario, start_at: float, warmup: float, seconds
             ended = time.monotonic()
             tally.completed += 1
             if began >= measure_from and ended <= measure_to:
+                tally.closed += closed
                 if ok:
                     tally.ok += 1
                     tally.latencies.append(ended - began)
@@ -453,6 +459,7 @@ class Row:
     p50_ms: float
     p95_ms: float
     cpu_us: float | None  # server CPU per request, over all rounds
+    closed: int  # answers followed by the server closing the connection
 
 
 def summarise(scenario: Scenario, tallies: list[Tally], seconds: float) -> Row:
@@ -470,6 +477,7 @@ def summarise(scenario: Scenario, tallies: list[Tally], seconds: float) -> Row:
         p50_ms=percentile(latencies, 0.50) * 1000,
         p95_ms=percentile(latencies, 0.95) * 1000,
         cpu_us=cpu_us,
+        closed=sum(t.closed for t in tallies),
     )
 
 
@@ -658,6 +666,13 @@ def benchmark(args: argparse.Namespace, database_url: str | None, workdir: Path,
             ]
         )
     print_table(["ratio of req/s", "value", "target", "result", "same by server CPU"], ratio_rows)
+    for row in rows:
+        if row.closed:
+            print(
+                f"\nnote: {row.scenario.label}: the server closed the connection after {row.closed:,} of "
+                f"{row.ok + row.errors:,} answers (Connection: close), so those requests also paid "
+                "for a new TCP connection"
+            )
     errors = sum(row.errors for row in rows)
     if errors:
         print(f"\n{errors} request(s) failed or answered unexpectedly")

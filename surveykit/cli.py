@@ -288,8 +288,10 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         obj.require_schema()
         click.echo(f"data: {obj.engine.url.render_as_string(hide_password=True)}")
     app = make_app({**settings, "surveykit.engine": obj.engine})
+    listeners: dict[Any, Any] = {}
     server = waitress.create_server(
         app,
+        map=listeners,
         host=host,
         port=port,
         threads=threads,
@@ -298,6 +300,7 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
         clear_untrusted_proxy_headers=True,
     )
+    use_json_errors(listeners.values())
     bound_port = server.effective_port
     click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
     sys.stdout.flush()
@@ -305,6 +308,43 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         server.run()
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+def use_json_errors(listeners: Any) -> None:
+    """Make waitress's own refusals (a body over its cap, a request line it cannot parse, ...), which
+    never reach the application, answer in the API's JSON error envelope instead of text/plain."""
+    import json
+
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer
+    from waitress.task import ErrorTask
+
+    from surveykit.errors import ErrorCode
+
+    codes = {413: ErrorCode.BODY_TOO_LARGE}
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self) -> None:
+            error = self.request.error
+            status = int(error.code)
+            code = codes.get(status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST)
+            message = f"{error.reason.lower()}: {error.body}"
+            body = json.dumps({"status": status, "code": str(code), "message": message, "details": []})
+            data = body.encode("utf-8")
+            self.status = f"{status} {error.reason}"
+            self.response_headers.extend(
+                [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")]
+            )
+            self.set_close_on_finish()
+            self.content_length = len(data)
+            self.write(data)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel
 
 
 def _register_capability_commands() -> None:

@@ -150,9 +150,7 @@ def test_on_postgresql_the_rows_stream_through_server_side_cursors(
     dbsession: Session, world: ExportWorld, backend: str
 ) -> None:
     scope = services.resolve_scope(dbsession, "exp", "KE")
-    interviews = services._stream(dbsession, services._interview_query(scope, with_record=True))
-    participants = services._stream(dbsession, services._participant_query(scope))
-    pairs = services.merged(interviews, participants)
+    pairs = services.rows_in_order(dbsession, scope, with_record=True)
     first, group = next(pairs)
     assert first.interview_number == 95 and [p.letter for p in group] == ["A"]
     if backend == "postgresql":

@@ -27,6 +27,7 @@ from surveykit.sync.models import Interview
 STUDY = "exp"
 STUDY_NAME = "Disrupting Harm"
 SLUG = "exp-ra1"
+SLUG_RA2 = "exp-ra2"
 COUNTRIES = {"KE": "Kenya", "TZ": "Tanzania", "KH": "Cambodia", "ET": "Ethiopia", "TH": "Thailand"}
 # Whether interview records carry the quote's participant letter yet (being added to sync).
 QUOTES_NAME_PARTICIPANT = "participant" in validation.QUOTE_KEYS
@@ -40,9 +41,10 @@ def _question(qid: str, qtype: str, prompt: str, **extra: Any) -> dict[str, Any]
     return {"id": qid, "type": qtype, "prompt": prompt, **extra}
 
 
-def definition(version: int) -> dict[str, Any]:
+def definition(version: int, activity: str = "RA1") -> dict[str, Any]:
     """The RA1 schedule in small: version 2 drops ``laws_gaps`` and adds ``laws_future`` after
-    ``laws_main``, and rewords the first prompt."""
+    ``laws_main``, and rewords the first prompt. With ``activity`` RA2: the same questions as
+    another instrument, ``exp-ra2``."""
     laws = [_question("laws_main", "long_text", "Which laws apply, and where are the gaps?")]
     laws.append(
         _question("laws_gaps", "long_text", "Which gaps matter most?")
@@ -55,10 +57,10 @@ def definition(version: int) -> dict[str, Any]:
         else "How well do officials, parents, teachers and children understand online child abuse?"
     )
     return {
-        "slug": SLUG,
+        "slug": SLUG if activity == "RA1" else SLUG_RA2,
         "study": STUDY,
-        "title": "RA1 duty bearers (export tests)",
-        "activity": "RA1",
+        "title": f"{activity} (export tests)",
+        "activity": activity,
         "default_language": "en",
         "languages": ["en", "sw", "km", "am", "th"],
         "metadata": [_question("agency", "short_text", "Ministry or agency")],
@@ -146,6 +148,7 @@ class ExportWorld:
             studies.add_activity(self.session, self.study, "RA2", "Frontline workers")
             for version in (1, 2):
                 instruments.publish(self.session, instruments.validate_definition(definition(version)))
+            instruments.publish(self.session, instruments.validate_definition(definition(1, "RA2")))
         user = self.accounts.user(None, "coordinator", STUDY, None)
         self.caller = sync.Caller(user.id, user.username, None, (GrantScope("coordinator", STUDY, None),))
         self.session.flush()
@@ -166,13 +169,14 @@ class ExportWorld:
         answers: dict[str, Any] | None = None,
         quotes: list[dict[str, Any]] | None = None,
         status: str = "complete",
+        activity: str = "RA1",
     ) -> Recorded:
         """Register a planned interview, then push its record as a coordinator at a desk would."""
         planned = registry.register_interview(
             self.session,
             self.study,
             country,
-            "RA1",
+            activity,
             [registry.NewParticipant(agency, position) for agency, position in people],
             "tests",
         )
@@ -180,7 +184,7 @@ class ExportWorld:
         record: dict[str, Any] = {
             "study": STUDY,
             "country": country,
-            "activity": "RA1",
+            "activity": activity,
             "interview_number": number,
             "participants": [
                 {
@@ -193,7 +197,7 @@ class ExportWorld:
                 }
                 for index, (agency, position) in enumerate(people)
             ],
-            "instrument": {"slug": SLUG, "version": version},
+            "instrument": {"slug": SLUG if activity == "RA1" else SLUG_RA2, "version": version},
             "language": language,
             "mode": mode,
             "started_at": started,

@@ -275,6 +275,32 @@ def test_two_instrument_versions_are_aligned_by_question_id(dbsession: Session, 
     assert partners[9] == "ngo = NGOs; un = UN agencies; police = Foreign police"
 
 
+def test_two_research_activities_and_two_instruments(dbsession: Session, world: ExportWorld) -> None:
+    kenya(world)
+    ra2 = world.interview(
+        "KE", [("Ministry of Health", None)], activity="RA2", answers={"awareness_main": "RA2 answer"}
+    )
+    world.interview("TZ", [("Police", None)], activity="RA2", started="2020-06-01T09:00:00+03:00")
+    book, result = export(dbsession, "KE")
+    pids = [row[0] for row in rows(book, "Participants")]
+    assert pids[-1] == ra2.pids[0] == "RA2-KE-01-A"
+    assert pids[:-1] == sorted(pids[:-1], key=parse_pid)
+    sections = header(book, "Responses", 1)[3:]
+    assert sections[0] == "exp-ra1: Interview metadata" and "exp-ra2: Public awareness" in sections
+    responses = {row[0]: row for row in rows(book, "Responses", header_rows=3)}
+    ids_row = header(book, "Responses", 2)
+    ra2_column = 3 + sections.index("exp-ra2: Public awareness")
+    assert ids_row[ra2_column] == "awareness_main"
+    assert responses[ra2.pids[0]][ra2_column] == "RA2 answer"
+    assert responses[ra2.pids[0]][1:3] == ["exp-ra2", 1]
+    assert {row[0] for row in rows(book, "Codebook")} == {"exp-ra1", "exp-ra2"}
+    assert result.total.interviews == 10
+    assert export(dbsession, "KE", "RA2")[1].total.interviews == 1
+    study_wide, _ = export(dbsession, "ALL")
+    order = [(row[0][:6], row[3]) for row in rows(study_wide, "Participants")]
+    assert order == [("RA1-KE", "KE")] * 11 + [("RA2-KE", "KE"), ("RA2-TZ", "TZ")]
+
+
 def test_an_empty_country_gives_a_valid_workbook_with_zero_counts(
     dbsession: Session, world: ExportWorld
 ) -> None:

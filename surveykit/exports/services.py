@@ -252,10 +252,15 @@ def load_versions(session: Session, refs: set[tuple[str, int]]) -> dict[tuple[st
     }
 
 
-def _scope_filter(model: Any, scope: Scope) -> list[Any]:
-    conditions = [model.study_id == scope.study_id, model.country_code.in_(scope.codes)]
-    if scope.activity is not None:
-        conditions.append(model.activity == scope.activity)
+def _scope_filter(model: Any, scope: Scope, activity: str | None = None) -> list[Any]:
+    # Equalities only, and the study-wide scope needs no country condition (every interview of a
+    # study is in one of its countries): see ``rows_in_order``.
+    conditions = [model.study_id == scope.study_id]
+    if not scope.all_countries:
+        conditions.append(model.country_code == scope.countries[0].code)
+    activity = activity or scope.activity
+    if activity is not None:
+        conditions.append(model.activity == activity)
     return conditions
 
 
@@ -300,7 +305,15 @@ def response_columns(versions: dict[tuple[str, int], VersionInfo]) -> list[Respo
 # ----------------------------------------------------------------------------------------- streams
 
 
-def _interview_query(scope: Scope, with_record: bool) -> Any:
+def activities(session: Session, scope: Scope) -> list[str]:
+    """The research activities the scope's interviews belong to, in order (RA1 before RA2)."""
+    if scope.activity is not None:
+        return [scope.activity]
+    found = session.scalars(select(Interview.activity).where(*_scope_filter(Interview, scope)).distinct())
+    return sorted(found)
+
+
+def _interview_query(scope: Scope, with_record: bool, activity: str) -> Any:
     columns = [
         Interview.activity,
         Interview.country_code,
@@ -316,12 +329,12 @@ def _interview_query(scope: Scope, with_record: bool) -> Any:
         columns.append(Interview.record)
     return (
         select(*columns)
-        .where(*_scope_filter(Interview, scope))
+        .where(*_scope_filter(Interview, scope, activity))
         .order_by(Interview.activity, Interview.country_code, Interview.interview_number)
     )
 
 
-def _participant_query(scope: Scope) -> Any:
+def _participant_query(scope: Scope, activity: str) -> Any:
     # Only participants of recorded interviews, ordered exactly as the interviews are.
     return (
         select(
@@ -343,7 +356,7 @@ def _participant_query(scope: Scope) -> Any:
                 Interview.interview_number == Participant.interview_number,
             ),
         )
-        .where(*_scope_filter(Participant, scope))
+        .where(*_scope_filter(Participant, scope, activity))
         .order_by(
             Participant.activity, Participant.country_code, Participant.interview_number, Participant.letter
         )
@@ -357,6 +370,21 @@ def _stream(session: Session, statement: Any) -> Iterator[Any]:
         yield from result
     finally:
         result.close()
+
+
+def rows_in_order(session: Session, scope: Scope, with_record: bool) -> Iterator[tuple[Any, list[Any]]]:
+    """Every interview of the scope with its participants, in ID order, streamed.
+
+    One pair of queries per research activity: with the study, the activity and (for one country)
+    the country all fixed by equalities, the unique indexes (study, activity, country, number
+    [, letter]) give the rows already in order, and the database streams them without sorting (a
+    sort of the interviews would first copy every record to temporary files, and on SQLite the
+    sorter's memory grows with the country).
+    """
+    for activity in activities(session, scope):
+        interviews = _stream(session, _interview_query(scope, with_record, activity))
+        participants = _stream(session, _participant_query(scope, activity))
+        yield from merged(interviews, participants)
 
 
 def merged(interviews: Iterator[Any], participants: Iterator[Any]) -> Iterator[tuple[Any, list[Any]]]:
@@ -424,9 +452,7 @@ def content_tag(session: Session, scope: Scope) -> str:
     """The content hash of the workbook ``write_workbook`` would write now, without building it."""
     fingerprint = Fingerprint(scope)
     used: set[tuple[str, int]] = set()
-    interviews = _stream(session, _interview_query(scope, with_record=False))
-    participants = _stream(session, _participant_query(scope))
-    for interview, group in merged(interviews, participants):
+    for interview, group in rows_in_order(session, scope, with_record=False):
         fingerprint.interview(interview, group)
         used.add((interview.instrument_slug, interview.instrument_version))
     digests = {}
@@ -759,8 +785,16 @@ class _Builder:
             question = by_id.get(qid)
             formatted[qid] = (question, display_value(question, value))
         # Answers in instrument order; an answer the version does not know (never stored by sync) last.
-        ordered = [(q.id, q, formatted[q.id][1], answers[q.id]) for q in info.questions if q.id in formatted]
-        ordered += [(qid, None, shown, answers[qid]) for qid, (q, shown) in formatted.items() if q is None]
+        ordered = [
+            (q.section_path, q.id, q.prompt, formatted[q.id][1], stored_value(q, answers[q.id]))
+            for q in info.questions
+            if q.id in formatted
+        ]
+        ordered += [
+            ("(not in the instrument)", qid, None, shown, stored_value(None, answers[qid]))
+            for qid, (q, shown) in formatted.items()
+            if q is None
+        ]
         response_cells: list[Any] = [None] * len(self.columns)
         for index, question in self._slots(info):
             entry = formatted.get(question.id)
@@ -799,20 +833,10 @@ class _Builder:
             self.responses.append(
                 [pid, *country, row.instrument_slug, row.instrument_version, *response_cells]
             )
-            for qid, question, shown, value in ordered:
-                self.answers.append(
-                    [
-                        pid,
-                        *country,
-                        question.section_path if question is not None else "(not in the instrument)",
-                        qid,
-                        question.prompt if question is not None else None,
-                        shown,
-                        stored_value(question, value),
-                        language,
-                        row.revision,
-                    ]
-                )
+            append_answer = self.answers.append
+            revision = row.revision
+            for section, qid, prompt, shown, stored in ordered:
+                append_answer([pid, *country, section, qid, prompt, shown, stored, language, revision])
             counts.answers += len(ordered)
             for quote in by_letter.get(person.letter, []):
                 question = by_id.get(quote.get("question_id"))
@@ -1113,9 +1137,7 @@ def _fill(
     builder = _Builder(book, scope, versions)
     fingerprint = Fingerprint(scope)
     used: set[tuple[str, int]] = set()
-    interviews = _stream(session, _interview_query(scope, with_record=True))
-    participants = _stream(session, _participant_query(scope))
-    for interview, group in merged(interviews, participants):
+    for interview, group in rows_in_order(session, scope, with_record=True):
         fingerprint.interview(interview, group)
         used.add((interview.instrument_slug, interview.instrument_version))
         builder.interview(interview, group)

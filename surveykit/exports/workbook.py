@@ -306,6 +306,7 @@ class SheetWriter:
     def _new_cell(self, index: int, style: str) -> Cell:
         cell = Cell(self.book._style_host, row=1, column=index + 1)
         cell._style = self.book._styles[style]
+        cell.data_type = "n" if style == NUMBER else "d" if style in (DATE, "datetime") else "s"
         self._cells[(index, style)] = cell
         return cell
 
@@ -350,16 +351,18 @@ class SheetWriter:
         """
         row: list[Cell | None] = [None] * len(values)
         parts: dict[int, list[str]] | None = None
-        text_cells = self._text_cells
+        text_cells, number_cells = self._text_cells, self._number_cells
         checked = self.book._checked
         for index, value in enumerate(values):
+            if value is None:
+                continue
             kind = type(value)
-            if kind is str or (value is not None and kind is not int and isinstance(value, str)):
-                if not value:
-                    continue
-                if kind is not str:
-                    value = str(value)
+            if kind is str or (kind is not int and kind is not float and isinstance(value, str)):
                 if checked.get(id(value)) is not value:
+                    if not value:
+                        continue
+                    if kind is not str:
+                        value = str(value)
                     if needs_care(value):
                         value = self._clean(value)
                     if len(value) > self._half_limit and utf16_units(value) > self._limit:
@@ -372,19 +375,14 @@ class SheetWriter:
                         if len(checked) >= CHECKED_MAX:
                             checked.clear()
                         checked[id(value)] = value
+                # The column's text cell is always a string cell ("s"), its number cell a number.
                 cell = text_cells[index]
                 cell._value = value
-                cell.data_type = "s"
-            elif value is None:
-                continue
             elif kind is int or kind is float:
-                cell = self._number_cells[index]
+                cell = number_cells[index]
                 cell._value = value
-                cell.data_type = "n"
             else:
                 cell = self._other(index, value)
-                if cell is None:
-                    continue
             row[index] = cell
         extra = max(len(pieces) for pieces in parts.values()) if parts else 0
         if self._row + 1 + extra > self.book.max_rows and self._row > len(self.header_rows):
@@ -395,8 +393,8 @@ class SheetWriter:
         if parts:
             self._continuation_rows(row, parts, extra)
 
-    def _other(self, index: int, value: Any) -> Cell | None:
-        """Values other than plain str, int and float: the rare path."""
+    def _other(self, index: int, value: Any) -> Cell:
+        """Values other than str, int and float: the rare path."""
         if isinstance(value, bool):
             return self._cell(index, TEXT, "Yes" if value else "No")
         if isinstance(value, datetime):

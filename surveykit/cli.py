@@ -300,7 +300,7 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
         clear_untrusted_proxy_headers=True,
     )
-    use_json_errors(listeners.values())
+    adapt_waitress(listeners.values())
     bound_port = server.effective_port
     click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
     sys.stdout.flush()
@@ -310,14 +310,21 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         click.echo("stopped")
 
 
-def use_json_errors(listeners: Any) -> None:
-    """Make waitress's own refusals (a body over its cap, a request line it cannot parse, ...), which
-    never reach the application, answer in the API's JSON error envelope instead of text/plain."""
+def adapt_waitress(listeners: Any) -> None:
+    """Two changes to waitress's connections, made through its own extension points:
+
+    - its own refusals (a body over its cap, a request line it cannot parse, ...), which never reach
+      the application, answer in the API's JSON error envelope instead of text/plain;
+    - a keep-alive connection stays open after an answer without a body (a 304 to a tablet's
+      revalidation, a 204). waitress 3.0 closes it because such an answer carries no
+      Content-Length (Pylons/waitress PR #502), so every revalidation paid for a new TCP
+      connection; without a body there is nothing to delimit, so the connection can go on.
+    """
     import json
 
     from waitress.channel import HTTPChannel
     from waitress.server import BaseWSGIServer
-    from waitress.task import ErrorTask
+    from waitress.task import ErrorTask, WSGITask
 
     from surveykit.errors import ErrorCode
 
@@ -339,12 +346,33 @@ def use_json_errors(listeners: Any) -> None:
             self.content_length = len(data)
             self.write(data)
 
-    class JsonErrorChannel(HTTPChannel):
+    class KeepAliveTask(WSGITask):
+        _building_header = False
+
+        def build_response_header(self) -> bytes:
+            self._building_header = True
+            try:
+                return super().build_response_header()
+            finally:
+                self._building_header = False
+
+        def set_close_on_finish(self) -> None:
+            bodiless_keep_alive = (
+                self._building_header
+                and not self.has_body
+                and self.version == "1.1"
+                and self.request.headers.get("CONNECTION", "").lower() != "close"
+            )
+            if not bodiless_keep_alive:
+                super().set_close_on_finish()
+
+    class SurveykitChannel(HTTPChannel):
+        task_class = KeepAliveTask
         error_task_class = JsonErrorTask
 
     for listener in listeners:
         if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = JsonErrorChannel
+            listener.channel_class = SurveykitChannel
 
 
 def _register_capability_commands() -> None:

@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
+from pyramid.decorator import reify
+from pyramid.request import Request
+from pyramid.tweens import EXCVIEW
 from pyramid_retry import mark_error_retryable
+from pyramid_tm import create_tm, explicit_manager
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from transaction._transaction import Status as TransactionStatus
+from zope.sqlalchemy.datamanager import join_transaction
 
 from surveykit.config import is_sqlite
 
@@ -65,12 +71,21 @@ def make_engine(settings: dict[str, Any]) -> Engine:
     url = settings["sqlalchemy.url"]
     if is_sqlite(url):
         return _make_sqlite_engine(url, settings["surveykit.sqlite_busy_timeout_ms"])
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings["surveykit.db_pool_size"],
         max_overflow=settings["surveykit.db_pool_size"],
-        pool_pre_ping=True,
     )
+
+    @event.listens_for(engine, "handle_error")
+    def _mark_disconnect_retryable(context: Any) -> None:
+        # No ping before each checkout (a round trip on every request): a connection the server
+        # dropped fails on first use, the pool discards it and its siblings, and the request is
+        # replayed on a fresh one.
+        if context.is_disconnect and context.sqlalchemy_exception is not None:
+            mark_error_retryable(context.sqlalchemy_exception)
+
+    return engine
 
 
 def _make_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
@@ -109,21 +124,122 @@ def _make_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+TRANSACTION_MANAGER = "surveykit_transaction_manager"
+
+
+class RequestSession(Session):
+    """A session that joins the transaction manager kept in its ``info``, if it has one.
+
+    zope.sqlalchemy's ``register`` adds seven event listeners to every session it is given, which
+    costs more than a tablet's whole instrument check; these listeners are added once, to the class,
+    and find the request's manager on the session itself. A session without one (the CLI, audit
+    refusals, last-seen updates) behaves as a plain session.
+    """
+
+
+def _manager(session: Session) -> Any:
+    return session.info.get(TRANSACTION_MANAGER)
+
+
+@event.listens_for(RequestSession, "after_begin")
+def _join_on_begin(session: Session, _transaction: Any, _connection: Any) -> None:
+    if (manager := _manager(session)) is not None:
+        join_transaction(session, transaction_manager=manager)
+
+
+@event.listens_for(RequestSession, "after_attach")
+def _join_on_attach(session: Session, _instance: Any) -> None:
+    if (manager := _manager(session)) is not None:
+        join_transaction(session, transaction_manager=manager)
+
+
+@event.listens_for(RequestSession, "after_flush")
+def _changed_on_flush(session: Session, _flush_context: Any) -> None:
+    if (manager := _manager(session)) is not None:
+        zope.sqlalchemy.mark_changed(session, transaction_manager=manager)
+
+
+@event.listens_for(RequestSession, "do_orm_execute")
+def _changed_on_dml(state: Any) -> None:
+    manager = _manager(state.session)
+    if (
+        manager is not None
+        and state.is_orm_statement
+        and (state.is_update or state.is_insert or state.is_delete)
+    ):
+        zope.sqlalchemy.mark_changed(state.session, transaction_manager=manager)
+
+
+@event.listens_for(RequestSession, "before_commit")
+def _commit_through_manager(session: Session) -> None:
+    manager = _manager(session)
+    if manager is None or session.in_nested_transaction():
+        return
+    if manager.get().status != TransactionStatus.COMMITTING:
+        raise RuntimeError("a request's session is committed by its transaction manager, not directly")
+
+
+def make_session_factory(bind: Any, **options: Any) -> sessionmaker[Session]:
+    """Sessions on ``bind`` (an engine, or in tests a connection) that can join a request."""
+    return sessionmaker(bind=bind, class_=RequestSession, expire_on_commit=False, **options)
 
 
 def tm_session(session_factory: sessionmaker[Session], transaction_manager: Any) -> Session:
     """A session that commits and rolls back with the given transaction manager."""
     session = session_factory()
-    zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
+    if isinstance(session, RequestSession):
+        session.info[TRANSACTION_MANAGER] = transaction_manager
+    else:
+        zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
     return session
+
+
+def bind_to_connection(registry: Any, connection: Any) -> dict[str, Any]:
+    """Run an application's sessions and cache-epoch reads on one connection (tests roll it back).
+
+    Returns what it replaced, for ``registry.update`` afterwards.
+    """
+    from surveykit.cache_epoch import EpochReader
+
+    replaced = {key: registry[key] for key in ("dbsession_factory", "cache_epoch_reader")}
+    registry["dbsession_factory"] = make_session_factory(connection, join_transaction_mode="create_savepoint")
+    registry["cache_epoch_reader"] = EpochReader(connection)
+    return replaced
+
+
+class SurveykitRequest(Request):
+    """The request, with its transaction manager, database session and cache epoch made on first use.
+
+    They are attributes of this class rather than ``add_request_method`` extensions: for those,
+    Pyramid builds a new subclass of the request for every request, which alone costs as much as a
+    tablet's whole (remembered) instrument check.
+    """
+
+    @reify
+    def tm(self) -> Any:
+        return create_tm(self)
+
+    @reify
+    def dbsession(self) -> Session:
+        # Looked up per request so tests can bind the factory to a connection they roll back.
+        session = tm_session(self.registry["dbsession_factory"], self.tm)
+        if self.method in WRITE_METHODS and session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        return session
+
+    @reify
+    def cache_epoch(self) -> int | None:
+        """The cache epoch this request works under (``surveykit.cache_epoch``), read once."""
+        return self.registry["cache_epoch_reader"]()
 
 
 def includeme(config: Any) -> None:
     settings = config.get_settings()
-    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
-    config.include("pyramid_tm")
+    config.set_request_factory(SurveykitRequest)
+    # pyramid_tm's own includeme would add ``request.tm`` as a per-request extension; its tween and
+    # explicit manager are used as they are, with ``tm`` defined on the request class above.
+    settings["tm.manager_hook"] = explicit_manager
+    config.add_tween("pyramid_tm.tm_tween_factory", over=EXCVIEW)
     config.include("pyramid_retry")
     # A double submit that loses a unique-constraint race is replayed, and then sees the winner.
     mark_error_retryable(IntegrityError)
@@ -132,12 +248,4 @@ def includeme(config: Any) -> None:
     session_factory = make_session_factory(engine)
     config.registry["db_engine"] = engine
     config.registry["dbsession_factory"] = session_factory
-
-    def dbsession(request: Any) -> Session:
-        # Looked up per request so tests can bind the factory to a connection they roll back.
-        session = tm_session(request.registry["dbsession_factory"], request.tm)
-        if request.method in WRITE_METHODS and session.get_bind().dialect.name == "sqlite":
-            session.connection(execution_options={SQLITE_IMMEDIATE: True})
-        return session
-
-    config.add_request_method(dbsession, reify=True)
+    config.include("surveykit.cache_epoch")

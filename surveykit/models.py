@@ -2,6 +2,7 @@
 
 from surveykit.accounts.models import AuthSession, Device, Grant, RefreshToken, User
 from surveykit.audit.models import AuditEvent
+from surveykit.cache_epoch import CacheEpoch
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
 from surveykit.studies.feed import ChangeLogEntry, StudyChangeCounter
@@ -11,6 +12,7 @@ from surveykit.sync.models import Interview, InterviewRevision, Quote
 __all__ = [
     "AuditEvent",
     "AuthSession",
+    "CacheEpoch",
     "ChangeLogEntry",
     "Country",
     "Device",

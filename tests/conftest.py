@@ -20,11 +20,11 @@ import pytest
 import webtest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from surveykit import make_app, migrate
 from surveykit.config import load_settings
-from surveykit.db import make_engine
+from surveykit.db import bind_to_connection, make_engine
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -132,18 +132,16 @@ def app(settings: dict[str, Any], engine: Engine):
 def connection(engine: Engine, app: Any) -> Iterator[Any]:
     """One connection per test inside a transaction that is rolled back at the end.
 
-    The application's sessions are bound to it too; their commits become savepoint releases.
+    The application's sessions and cache-epoch reads are bound to it too; their commits become
+    savepoint releases.
     """
     connection = engine.connect()
     outer = connection.begin()
-    original_factory = app.registry["dbsession_factory"]
-    app.registry["dbsession_factory"] = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    replaced = bind_to_connection(app.registry, connection)
     try:
         yield connection
     finally:
-        app.registry["dbsession_factory"] = original_factory
+        app.registry.update(replaced)
         if outer.is_active:
             outer.rollback()
         connection.close()

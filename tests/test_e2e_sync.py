@@ -389,6 +389,8 @@ def test_a_flaky_network_that_loses_repeats_and_reorders_requests(databases: Any
         engine.dispose()
     assert report["interviews"] == 3 * 6
     assert conflicts > 0
-    for transport in flaky:
-        for what in ("refused", "lost", "duplicated", "replayed"):
-            assert transport.counts[what] > 0, (what, transport.counts)
+    # Every kind of fault happened. Counted over the three tablets together: how many requests each
+    # one makes depends on how its edits met the others', so one tablet alone may miss a kind.
+    faults = sum((transport.counts for transport in flaky), Counter())
+    for what in ("refused", "lost", "duplicated", "replayed"):
+        assert faults[what] > 0, (what, [transport.counts for transport in flaky])

@@ -10,9 +10,10 @@ import pytest
 import webob
 import webtest
 from instrument_samples import RA1_FILE, RA1_SLUG, minimal_definition
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from surveykit import make_app
+from surveykit.db import bind_to_connection
 from surveykit.instruments import services
 from surveykit.security import Permission
 
@@ -392,9 +393,7 @@ def test_body_over_the_limit_is_413(
 ) -> None:
     small = make_app({**settings, "surveykit.engine": engine, "surveykit.max_body_bytes": 1000})
     # Share the test's connection, so the account below exists for this app too and is rolled back.
-    small.registry["dbsession_factory"] = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    bind_to_connection(small.registry, connection)
     client = webtest.TestApp(small, extra_environ={"HTTP_HOST": "surveykit.test"})
     client.authorization = ("Bearer", accounts.token(accounts.user("reader")))
     json_type = {"Content-Type": "application/json"}

@@ -19,13 +19,14 @@ import webtest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from surveykit import make_app
 from surveykit.accounts import services
 from surveykit.accounts.tokens import REQUIRED_CLAIMS
 from surveykit.audit.models import AuditEvent
 from surveykit.config import DEVELOPMENT_SECRET, ConfigurationError, load_settings
+from surveykit.db import bind_to_connection
 
 ME = "/api/v1/me"
 ENVELOPE_KEYS = {"status", "code", "message", "details"}
@@ -296,9 +297,7 @@ def _app_with_keys(
     settings: dict[str, Any], engine: Engine, connection: Connection, keys: dict[str, str]
 ) -> webtest.TestApp:
     app = make_app({**settings, "surveykit.engine": engine, "surveykit.jwt_keys": keys})
-    app.registry["dbsession_factory"] = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    bind_to_connection(app.registry, connection)
     return webtest.TestApp(app, extra_environ={"HTTP_HOST": "surveykit.test"})
 
 

@@ -117,9 +117,9 @@ _TOUCH_DEVICE = (
 )
 
 
-def load_identity(session: Session, claims: dict, now: datetime) -> tuple[Identity, bool]:
-    """The identity behind verified token claims, checked against revocation on every request,
-    and whether the device's last-seen time is due for an update."""
+def load_identity(session: Session, claims: dict) -> tuple[Identity, datetime | None]:
+    """The identity behind verified token claims, checked against revocation, and when its device
+    (if any) was last seen."""
     user_id = int(claims["sub"])
     connection = session.connection()
     rows = connection.execute(_IDENTITY_QUERY, {"sid": claims["sid"], "user_id": user_id}).all()
@@ -134,14 +134,17 @@ def load_identity(session: Session, claims: dict, now: datetime) -> tuple[Identi
         raise IdentityRefused("inactive", user_id, device_id, row.username)
     if row.revoked_at is not None:
         raise IdentityRefused("session_revoked", user_id, device_id, row.username)
-    stale = row.last_seen_at is None or now - row.last_seen_at > LAST_SEEN_RESOLUTION
     scopes = tuple(
         GrantScope(r.role, r.slug or ALL, tuple(r.countries) if r.countries is not None else None)
         for r in rows
         if r.role is not None and (device_id is None or r.role == "fieldworker")
     )
-    identity = Identity(user_id, row.username, claims["sid"], device_id, scopes)
-    return identity, device_id is not None and stale
+    return Identity(user_id, row.username, claims["sid"], device_id, scopes), row.last_seen_at
+
+
+def device_seen_long_ago(last_seen: datetime | None, now: datetime) -> bool:
+    """Whether a device's last-seen time is worth writing again (once a minute at most)."""
+    return last_seen is None or now - last_seen > LAST_SEEN_RESOLUTION
 
 
 def touch_device(session: Session, device_id: str, now: datetime) -> None:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.request import Request, RequestLocalCache
 
-from surveykit.accounts.identity import Identity, IdentityRefused, load_identity, touch_device
+from surveykit.accounts.identity import (
+    Identity,
+    IdentityRefused,
+    device_seen_long_ago,
+    load_identity,
+    touch_device,
+)
 from surveykit.accounts.tokens import TokenRejected, TokenSettings, VerifiedTokens
 from surveykit.audit import services as audit
+from surveykit.cache_epoch import MISSING, EpochCache
 from surveykit.db import SQLITE_IMMEDIATE, utcnow
 
 log = logging.getLogger(__name__)
@@ -25,11 +33,27 @@ _REFUSAL_MESSAGES = {
 }
 
 
+class KnownIdentity:
+    """An identity that passed the revocation check under some cache epoch."""
+
+    __slots__ = ("identity", "device_seen_at")
+
+    def __init__(self, identity: Identity, device_seen_at: datetime | None) -> None:
+        self.identity = identity
+        self.device_seen_at = device_seen_at
+
+
 class TokenSecurityPolicy:
+    """Bearer tokens: the signature is checked once per token while it is in date, and the session,
+    account, device and grants behind it on every request, against the database or against what
+    this process remembers from an earlier request under the same cache epoch (see
+    ``surveykit.cache_epoch``): either way, a revocation committed before the request is seen."""
+
     def __init__(self, tokens: TokenSettings) -> None:
         self.tokens = tokens
         self.verified = VerifiedTokens(tokens)
         self.acl = ACLHelper()
+        self.known = EpochCache()
         self._identity_cache = RequestLocalCache(self._load_identity)
 
     def identity(self, request: Request) -> Identity | None:
@@ -46,19 +70,31 @@ class TokenSecurityPolicy:
             claims = self.verified.decode(token.strip())
         except TokenRejected as exc:
             return self._refuse(request, exc.reason, exc.message)
-        try:
-            identity, touch = load_identity(request.dbsession, claims, utcnow())
-        except IdentityRefused as exc:
-            return self._refuse(
-                request,
-                exc.reason,
-                _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
-                actor=exc.username or f"user:{exc.user_id}",
-                device_id=exc.device_id,
-            )
-        if touch:
-            request.add_finished_callback(_touch_device)
+        epoch = request.cache_epoch
+        key = (claims["sid"], claims["sub"], claims.get("dev"))
+        known = self.known.get(key, epoch)
+        if known is MISSING:
+            try:
+                known = KnownIdentity(*load_identity(request.dbsession, claims))
+            except IdentityRefused as exc:
+                return self._refused_identity(request, exc)
+            self.known.put(key, epoch, known)
+        identity = known.identity
+        if identity.device_id is not None:
+            now = utcnow()
+            if device_seen_long_ago(known.device_seen_at, now):
+                known.device_seen_at = now
+                request.add_finished_callback(_touch_device)
         return identity
+
+    def _refused_identity(self, request: Request, exc: IdentityRefused) -> None:
+        return self._refuse(
+            request,
+            exc.reason,
+            _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
+            actor=exc.username or f"user:{exc.user_id}",
+            device_id=exc.device_id,
+        )
 
     def _refuse(
         self,

@@ -53,8 +53,10 @@ class StudyInstrumentContext:
 
 
 class InstrumentResource:
-    """One instrument by slug; its ACL comes from its study. One query, made when first needed,
-    answers both the access check and the current version the view serves."""
+    """One instrument by slug; its ACL comes from its study. One lookup, made when first needed,
+    answers both the access check and the current version the view serves; it is remembered
+    between requests under the cache epoch (``surveykit.cache_epoch``), so a tablet's re-check
+    usually costs no query beyond reading the epoch."""
 
     def __init__(self, request: Any) -> None:
         self.request = request
@@ -65,9 +67,17 @@ class InstrumentResource:
     def current(self) -> Any:
         """The instrument's study and current version (``services.CurrentInstrument``), or None."""
         if not self._looked_up:
+            from surveykit.cache_epoch import MISSING
             from surveykit.instruments.services import current_instrument
 
-            self._current = current_instrument(self.request.dbsession, self.slug)
+            request = self.request
+            remembered = request.registry["current_instruments"]
+            epoch = request.cache_epoch
+            current = remembered.get(self.slug, epoch)
+            if current is MISSING:
+                current = current_instrument(request.dbsession, self.slug)
+                remembered.put(self.slug, epoch, current)
+            self._current = current
             self._looked_up = True
         return self._current
 
@@ -79,6 +89,9 @@ class InstrumentResource:
 
 
 def includeme(config: Any) -> None:
+    from surveykit.cache_epoch import EpochCache
+
+    config.registry["current_instruments"] = EpochCache(max_entries=1000)
     config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)
     config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=InstrumentsResource)
     config.add_route("instrument", "/api/v1/instruments/{slug}", factory=InstrumentResource)

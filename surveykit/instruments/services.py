@@ -396,7 +396,7 @@ _CURRENT_QUERY = (
 def current_instrument(session: Session, slug: str) -> CurrentInstrument | None:
     """The study and the current version of ``slug`` in one query (None: no such instrument):
     what both the access check and the tablet's GET need."""
-    row = session.execute(_CURRENT_QUERY, {"slug": slug}).first()
+    row = session.connection().execute(_CURRENT_QUERY, {"slug": slug}).first()
     if row is None:
         return None
     return CurrentInstrument(
@@ -526,6 +526,11 @@ def serving_payload(
 # The key (and the ETag) includes the version number: republishing earlier content creates a new
 # version with the same content hash, and its body names a different version.
 _rendered: dict[tuple[str, int, str, str | None], Representation] = {}
+
+
+def remembered_representation(ref: VersionRef, language: str | None) -> Representation | None:
+    """The served form of a version if this process has rendered it before (no database needed)."""
+    return _rendered.get((ref.slug, ref.version, ref.content_hash, language))
 
 
 def version_representation(session: Session, ref: VersionRef, language: str | None) -> Representation:

@@ -49,8 +49,11 @@ def _serve(request: Request, slug: str, version: int | None, cache_control: str)
         raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
     except services.InstrumentNotFound as exc:
         raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    language = _language(request)
     try:
-        rep = services.version_representation(request.dbsession, ref, _language(request))
+        rep = services.remembered_representation(ref, language) or services.version_representation(
+            request.dbsession, ref, language
+        )
     except services.LanguageNotOffered as exc:
         raise APIError(
             422, ErrorCode.INVALID_INPUT, str(exc), [field_error("lang", str(exc), "querystring")]

@@ -1,0 +1,219 @@
+"""The cache epoch: what renews it, what does not, and that processes remembering access checks and
+current instrument versions still see a revocation or a new version on the very next request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import webtest
+from conftest import settings_for
+from instrument_samples import minimal_definition
+from sqlalchemy import event, text, update
+from sqlalchemy.orm import Session
+
+from surveykit import make_app, migrate
+from surveykit.accounts import services as account_services
+from surveykit.accounts.models import AuthSession, Device, Grant, User
+from surveykit.accounts.tokens import TokenSettings
+from surveykit.cache_epoch import MISSING, EpochCache
+from surveykit.db import make_engine, make_session_factory, utcnow
+from surveykit.instruments import services as instruments
+from surveykit.studies.models import Study
+
+
+def epoch(session: Session) -> int:
+    return session.execute(text("SELECT value FROM cache_epoch WHERE id = 1")).scalar_one()
+
+
+def renews(session: Session, change: Callable[[], Any]) -> bool:
+    before = epoch(session)
+    change()
+    session.flush()
+    return epoch(session) != before
+
+
+@pytest.fixture
+def fieldworker(dbsession: Session, accounts: Any) -> User:
+    return accounts.user("wanjiru", "fieldworker", "ocsea", ["KE"])
+
+
+def test_each_change_an_access_check_depends_on_renews_the_epoch(
+    dbsession: Session, accounts: Any, fieldworker: User
+) -> None:
+    policy = accounts.policy
+    device, _code = accounts_enrolment(dbsession, fieldworker, policy)
+    accounts.token(fieldworker)
+    session_row = dbsession.query(AuthSession).filter_by(user_id=fieldworker.id).one()
+    grant = dbsession.query(Grant).filter_by(user_id=fieldworker.id).one()
+    study = dbsession.query(Study).filter_by(slug="ocsea").one()
+
+    assert renews(dbsession, lambda: setattr(session_row, "revoked_at", utcnow()))
+    assert renews(dbsession, lambda: account_services.revoke_device(dbsession, device))
+    assert renews(dbsession, lambda: setattr(grant, "countries", ["KE", "TZ"]))
+    assert renews(
+        dbsession, lambda: account_services.add_grant(dbsession, fieldworker, "analyst", "ocsea", None, "t")
+    )
+    assert renews(dbsession, lambda: dbsession.delete(grant))
+    assert renews(dbsession, lambda: setattr(fieldworker, "username", "wanjiru-k"))
+    assert renews(dbsession, lambda: setattr(study, "slug", "ocsea-2"))
+    assert renews(dbsession, lambda: account_services.deactivate_user(dbsession, fieldworker))
+
+
+def test_publishing_and_retiring_an_instrument_renew_the_epoch(dbsession: Session) -> None:
+    definition = instruments.validate_definition(minimal_definition("epoch-sample"))
+    assert renews(dbsession, lambda: instruments.publish(dbsession, definition))
+    changed = minimal_definition("epoch-sample")
+    changed["title"] = {"en": "A second version"}
+    assert renews(dbsession, lambda: instruments.publish(dbsession, instruments.validate_definition(changed)))
+    assert renews(dbsession, lambda: instruments.retire(dbsession, "epoch-sample"))
+
+
+def test_everyday_writes_leave_the_epoch_alone(dbsession: Session, accounts: Any, fieldworker: User) -> None:
+    """Logins, token refreshes, last-seen times and failed-login counters happen all day long; if
+    they renewed the epoch, no process could keep anything in memory."""
+    device, _code = accounts_enrolment(dbsession, fieldworker, accounts.policy)
+    assert not renews(dbsession, lambda: accounts.token(fieldworker))
+    assert not renews(
+        dbsession,
+        lambda: dbsession.execute(update(Device).where(Device.id == device.id).values(last_seen_at=utcnow())),
+    )
+    assert not renews(dbsession, lambda: setattr(fieldworker, "failed_logins", 3))
+    assert not renews(
+        dbsession, lambda: setattr(fieldworker, "locked_until", utcnow() + timedelta(minutes=5))
+    )
+    assert not renews(dbsession, lambda: setattr(fieldworker, "last_login_at", utcnow()))
+    # Naming a column in SET without changing it is no change either.
+    assert not renews(dbsession, lambda: dbsession.execute(update(User).values(active=User.active)))
+
+
+def test_the_epoch_cache_only_answers_under_the_epoch_a_value_was_stored_under() -> None:
+    cache = EpochCache(max_entries=2)
+    cache.put("a", 7, "seven")
+    assert cache.get("a", 7) == "seven"
+    assert cache.get("a", 8) is MISSING
+    assert cache.get("b", 7) is MISSING
+    cache.put("none", None, "never kept")  # an unmigrated database has no epoch: nothing is kept
+    assert cache.get("none", None) is MISSING
+    cache.put("b", 7, "b")
+    cache.put("c", 7, "c")  # over the limit: the cache starts again rather than grow
+    assert len(cache) == 1 and cache.get("c", 7) == "c"
+
+
+def accounts_enrolment(session: Session, user: User, policy: Any) -> tuple[Device, str]:
+    device, code = account_services.enrol_device(session, user, "tablet", "tests", policy)
+    session.flush()
+    return device, code
+
+
+# ------------------------------------------------------------- two processes on one committed database
+
+
+class Process:
+    """One application with its own engine, pools and memory, as a second server process has."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.engine = make_engine(settings)
+        self.app = make_app({**settings, "surveykit.engine": self.engine})
+        self.client = webtest.TestApp(self.app, extra_environ={"HTTP_HOST": "surveykit.test"})
+        self.statements: list[str] = []
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        self.reader = self.app.registry["cache_epoch_reader"]
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def close(self) -> None:
+        self.reader.dispose()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def two_processes(fresh_database: Callable[[], str], tmp_path: Any) -> Iterator[tuple[Process, Process, Any]]:
+    settings = settings_for(fresh_database(), tmp_path)
+    setup_engine = make_engine(settings)
+    migrate.upgrade(setup_engine)
+    factory = make_session_factory(setup_engine)
+    policy = account_services.AccountPolicy.from_settings(settings)
+    tokens = TokenSettings.from_settings(settings)
+    with factory() as session:
+        from surveykit.studies import services as studies
+
+        study = studies.create_study(session, "ocsea", "OCSEA")
+        studies.add_country(session, study, "KE", "Kenya")
+        fieldworker = account_services.create_user(session, "wanjiru", None, policy)
+        account_services.add_grant(session, fieldworker, "fieldworker", "ocsea", ["KE"], "tests")
+        admin = account_services.create_user(session, "root", None, policy)
+        account_services.add_grant(session, admin, "admin", None, None, "tests")
+        session.flush()
+        _device, code = account_services.enrol_device(session, fieldworker, "tablet", "tests", policy)
+        device, pair = account_services.activate_device(session, code, tokens, policy)
+        admin_pair = account_services.start_session(session, admin, tokens, policy)
+        definition = minimal_definition("two-process-sample")
+        definition["study"] = "ocsea"
+        instruments.publish(session, instruments.validate_definition(definition))
+        session.commit()
+        state = {
+            "device": device.id,
+            "tablet": {"Authorization": f"Bearer {pair.access_token}"},
+            "admin": {"Authorization": f"Bearer {admin_pair.access_token}"},
+            "definition": definition,
+        }
+    setup_engine.dispose()
+    first, second = Process(settings), Process(settings)
+    try:
+        yield first, second, state
+    finally:
+        first.close()
+        second.close()
+
+
+PATH = "/api/v1/instruments/two-process-sample"
+
+
+def test_a_remembered_check_costs_one_epoch_read_and_no_other_statement(two_processes: Any) -> None:
+    first, _second, state = two_processes
+    etag = first.client.get(PATH, headers=state["tablet"]).headers["ETag"]
+    first.statements.clear()
+    first.client.get(PATH, headers={**state["tablet"], "If-None-Match": etag}, status=304)
+    # The epoch is read on the reader's own connection; the request opens no transaction at all.
+    assert first.statements == [] or all("cache_epoch" in s for s in first.statements)
+    assert sum("cache_epoch" in s for s in first.statements) <= 1
+
+
+def test_a_device_revoked_through_one_process_is_refused_by_the_other_at_once(two_processes: Any) -> None:
+    first, second, state = two_processes
+    assert second.client.get(PATH, headers=state["tablet"]).status_int == 200
+    assert second.client.get(PATH, headers=state["tablet"]).status_int == 200  # now remembered
+
+    first.client.delete(f"/api/v1/devices/{state['device']}", headers=state["admin"], status=200)
+
+    body = second.client.get(PATH, headers=state["tablet"], status=401).json
+    assert body["code"] == "unauthenticated" and "revoked" in body["message"]
+
+
+def test_a_version_published_through_one_process_is_served_by_the_other_at_once(two_processes: Any) -> None:
+    first, second, state = two_processes
+    old = second.client.get(PATH, headers=state["tablet"])
+    assert old.json["version"] == 1
+    second.client.get(PATH, headers={**state["tablet"], "If-None-Match": old.headers["ETag"]}, status=304)
+
+    changed = dict(state["definition"], title={"en": "Second version"})
+    first.client.post_json("/api/v1/instruments", changed, headers=state["admin"], status=201)
+
+    # The tablet's ETag no longer matches: it gets the new version, not a 304.
+    new = second.client.get(PATH, headers={**state["tablet"], "If-None-Match": old.headers["ETag"]})
+    assert new.status_int == 200 and new.json["version"] == 2
+    assert new.headers["ETag"] != old.headers["ETag"]
+
+
+def test_a_grant_taken_away_directly_in_the_database_is_seen_at_once(two_processes: Any) -> None:
+    """The triggers, not the services, renew the epoch: even a change made by hand is seen."""
+    _first, second, state = two_processes
+    second.client.get(PATH, headers=state["tablet"], status=200)
+    with second.engine.begin() as connection:
+        connection.execute(text("DELETE FROM grants WHERE role = 'fieldworker'"))
+    body = second.client.get(PATH, headers=state["tablet"], status=403).json
+    assert body["code"] == "forbidden"

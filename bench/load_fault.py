@@ -118,6 +118,9 @@ PHRASES = (
 TABLET_RETRY = RetryPolicy(attempts=9, base=0.1, cap=2.0)
 
 
+READ_SECONDS = 5  # SURVEYKIT_REQUEST_READ_SECONDS of the servers under test
+
+
 class Fatal(Exception):
     """The run itself could not be carried out (exit status 2)."""
 
@@ -133,6 +136,8 @@ def child_env(workdir: Path) -> dict[str, str]:
     # No access token needs a refresh during the run: a refresh whose answer is lost in a SIGKILL
     # ends that tablet's session by design (docs/client.md), which is not what is measured here.
     env["SURVEYKIT_ACCESS_TOKEN_SECONDS"] = "7200"
+    # Short, so the slow-body probe meets it within the hostile phase.
+    env["SURVEYKIT_REQUEST_READ_SECONDS"] = str(READ_SECONDS)
     return env
 
 
@@ -1166,7 +1171,10 @@ def run_on(args: argparse.Namespace, url: str, workdir: Path, servers: list[AppS
             slow_seconds = int(max(8, min(20, args.seconds * 0.4 - 6)))
             slow: list[probes.Probe] = []
             slow_thread = threading.Thread(
-                target=lambda: slow.append(probes.slow_body(target.port, token(), slow_seconds)), daemon=True
+                target=lambda: slow.append(
+                    probes.slow_body(target.port, token(), slow_seconds, READ_SECONDS)
+                ),
+                daemon=True,
             )
             slow_thread.start()
             port, tok = target.port, token()
@@ -1187,7 +1195,7 @@ def run_on(args: argparse.Namespace, url: str, workdir: Path, servers: list[AppS
             probes_done.append(
                 probes.huge_batch(port, tok, STUDY, plans[0].country, args.batch_records, limit)
             )
-            probes_done.append(probes.stalled_body(port, tok, 1000, min(5, slow_seconds)))
+            probes_done.append(probes.stalled_body(port, tok, 1000, min(READ_SECONDS - 1, slow_seconds)))
             slow_thread.join(timeout=slow_seconds + 60)
             probes_done.extend(slow)
             stop_sampling.set()

@@ -149,9 +149,11 @@ def is_envelope(answer: Answer, status: int, codes: tuple[str, ...]) -> bool:
 # ------------------------------------------------------------------------------------------ probes
 
 
-def slow_body(port: int, token: str, seconds: int) -> Probe:
+def slow_body(port: int, token: str, seconds: int, deadline: int) -> Probe:
     """A valid (empty) sync batch, padded with JSON whitespace to ``seconds`` bytes and sent one byte
-    per second: waitress buffers it without holding a worker thread, then the app answers."""
+    per second. The server (``SURVEYKIT_REQUEST_READ_SECONDS`` = ``deadline``, shorter than the
+    trickle) must cut it off with a JSON 408 once the deadline has passed, without having held a
+    worker thread meanwhile."""
     core = b'{"changes":[]}'
     body = core + b" " * max(0, seconds - len(core))
 
@@ -162,10 +164,10 @@ def slow_body(port: int, token: str, seconds: int) -> Probe:
             yield body[index : index + 1]
 
     answer = raw_request(port, json_head(SYNC.encode(), token, len(body)), chunks=pieces, timeout=30)
-    ok = answer.status == 200 and answer.error is None and answer.elapsed >= len(body) - 2
+    ok = is_envelope(answer, 408, ("request_timeout",)) and deadline <= answer.elapsed <= deadline + 3
     return Probe(
         f"slow body, 1 byte/s ({len(body)} bytes)",
-        "200 once the last byte is in; no worker thread held meanwhile",
+        f"408 request_timeout about {deadline} s after the first byte",
         answer,
         ok,
         note=f"answered {answer.elapsed:.0f} s after the first byte",
@@ -173,9 +175,10 @@ def slow_body(port: int, token: str, seconds: int) -> Probe:
 
 
 def stalled_body(port: int, token: str, declared: int, seconds: int) -> Probe:
-    """Declares ``declared`` bytes, sends one byte per second for ``seconds`` seconds, then gives up.
-    waitress has no limit on the time a body may take (only on inactivity, ``channel_timeout``), so
-    the expected outcome is that the server waits without answering, and serves others meanwhile."""
+    """Declares ``declared`` bytes, sends one byte per second for ``seconds`` seconds (less than the
+    read deadline), then falls silent. The deadline is checked when bytes arrive; a connection that
+    sends nothing more is closed after ``channel_timeout`` (120 s) of silence, so the expected
+    outcome is that the server waits without answering, and serves others meanwhile."""
     body = b'{"changes":[' + b" " * declared
 
     def pieces() -> Any:

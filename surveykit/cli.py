@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -300,7 +301,7 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
         clear_untrusted_proxy_headers=True,
     )
-    adapt_waitress(listeners.values())
+    adapt_waitress(listeners.values(), read_seconds=settings["surveykit.request_read_seconds"])
     bound_port = server.effective_port
     click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
     sys.stdout.flush()
@@ -310,11 +311,14 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         click.echo("stopped")
 
 
-def adapt_waitress(listeners: Any) -> None:
-    """Two changes to waitress's connections, made through its own extension points:
+def adapt_waitress(listeners: Any, read_seconds: float) -> None:
+    """Three changes to waitress's connections, made through its own extension points:
 
     - its own refusals (a body over its cap, a request line it cannot parse, ...), which never reach
       the application, answer in the API's JSON error envelope instead of text/plain;
+    - a request still incomplete ``read_seconds`` after its first byte (a client trickling its body
+      a byte at a time) is answered ``408 request_timeout`` and its connection closed; waitress by
+      itself only drops connections that send nothing at all for ``channel_timeout`` (120 s);
     - a keep-alive connection stays open after an answer without a body (a 304 to a tablet's
       revalidation, a 204). waitress 3.0 closes it because such an answer carries no
       Content-Length (Pylons/waitress PR #502), so every revalidation paid for a new TCP
@@ -325,10 +329,15 @@ def adapt_waitress(listeners: Any) -> None:
     from waitress.channel import HTTPChannel
     from waitress.server import BaseWSGIServer
     from waitress.task import ErrorTask, WSGITask
+    from waitress.utilities import Error
+
+    class RequestTimeout(Error):
+        code = 408
+        reason = "Request Timeout"
 
     from surveykit.errors import ErrorCode
 
-    codes = {413: ErrorCode.BODY_TOO_LARGE}
+    codes = {408: ErrorCode.REQUEST_TIMEOUT, 413: ErrorCode.BODY_TOO_LARGE}
 
     class JsonErrorTask(ErrorTask):
         def execute(self) -> None:
@@ -369,6 +378,28 @@ def adapt_waitress(listeners: Any) -> None:
     class SurveykitChannel(HTTPChannel):
         task_class = KeepAliveTask
         error_task_class = JsonErrorTask
+        _request_started = 0.0
+
+        def received(self, data: bytes) -> bool:
+            # Runs on waitress's I/O thread whenever bytes arrive.
+            now = time.monotonic()
+            if self.request is None:
+                self._request_started = now
+            elif data and now - self._request_started > read_seconds:
+                with self.requests_lock:
+                    if self.will_close or self.close_when_flushed:
+                        return False
+                    late = self.request
+                    late.error = RequestTimeout(
+                        f"the request was not complete {read_seconds:g} s after its first byte"
+                    )
+                    late.completed = True
+                    self.request = None
+                    self.requests.append(late)
+                    if len(self.requests) == 1:
+                        self.server.add_task(self)
+                return True
+            return super().received(data)
 
     for listener in listeners:
         if isinstance(listener, BaseWSGIServer):

@@ -98,6 +98,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("surveykit.exports_dir", "SURVEYKIT_EXPORTS_DIR", as_path, str(PROJECT_ROOT / "exports")),
     Setting("surveykit.max_body_bytes", "SURVEYKIT_MAX_BODY_BYTES", as_positive_int, 10 * 1024 * 1024),
+    # A request (headers and body) still incomplete this long after its first byte gets 408.
+    Setting("surveykit.request_read_seconds", "SURVEYKIT_REQUEST_READ_SECONDS", as_positive_int, 30),
     Setting("surveykit.sqlite_busy_timeout_ms", "SURVEYKIT_SQLITE_BUSY_TIMEOUT_MS", as_positive_int, 10_000),
     Setting("surveykit.db_pool_size", "SURVEYKIT_DB_POOL_SIZE", as_positive_int, 10),
     Setting("surveykit.secret", "SURVEYKIT_SECRET", as_str, DEVELOPMENT_SECRET),
@@ -182,6 +184,13 @@ def check_production_safety(settings: Mapping[str, Any]) -> None:
         )
     if len(secret) < 32:
         raise ConfigurationError("SURVEYKIT_SECRET must be at least 32 characters in production")
+    public_url = settings["surveykit.public_url"]
+    if not public_url.startswith("https://") or len(public_url) <= len("https://"):
+        # Without it, enrolment QR codes carry whatever Host header the request came with.
+        raise ConfigurationError(
+            "production needs SURVEYKIT_PUBLIC_URL, the https:// address tablets reach the server at "
+            f"(got {public_url!r})"
+        )
     for kid, key in settings["surveykit.jwt_keys"].items():
         if key == DEVELOPMENT_SECRET:
             raise ConfigurationError(f"production refuses to start with the development signing key ({kid})")

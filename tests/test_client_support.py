@@ -84,11 +84,19 @@ def child_env(**extra: str) -> dict[str, str]:
 class ServerProcess:
     """One `surveykit serve` process on a database; it can be killed and started again on its port."""
 
-    def __init__(self, database_url: str, workdir: Path, name: str = "server", threads: int = 8) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        name: str = "server",
+        threads: int = 8,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.workdir = workdir
         self.name = name
         self.threads = threads
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.port: int | None = None
         self.url: str | None = None
@@ -100,7 +108,7 @@ class ServerProcess:
         assert self.process is None, "already running"
         self.starts += 1
         log = (self.workdir / f"{self.name}-{self.starts}.log").open("w")
-        env = child_env(SURVEYKIT_DATA_DIR=str(self.workdir / "data"))
+        env = child_env(SURVEYKIT_DATA_DIR=str(self.workdir / "data"), **self.env)
         args = [sys.executable, "-m", "surveykit.cli", "--database-url", self.database_url, "serve"]
         args += ["--port", str(port if port is not None else self.port or 0), "--threads", str(self.threads)]
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env)

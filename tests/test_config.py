@@ -120,6 +120,9 @@ def test_bad_ini_value_names_the_setting() -> None:
     assert str(caught.value).startswith("setting surveykit.db_pool_size: ")
 
 
+PUBLIC_URL = "https://surveykit.example.org"
+
+
 def test_production_refuses_the_development_secret() -> None:
     with pytest.raises(ConfigurationError, match="development secret"):
         load_settings({}, {"SURVEYKIT_ENV": "production"})
@@ -133,9 +136,23 @@ def test_production_refuses_a_short_secret() -> None:
 
 
 def test_production_accepts_a_long_secret() -> None:
-    settings = load_settings({}, {"SURVEYKIT_ENV": "production", "SURVEYKIT_SECRET": GOOD_SECRET})
+    settings = load_settings(
+        {},
+        {"SURVEYKIT_ENV": "production", "SURVEYKIT_SECRET": GOOD_SECRET, "SURVEYKIT_PUBLIC_URL": PUBLIC_URL},
+    )
     assert settings["surveykit.environment"] == "production"
     assert settings["surveykit.secret"] == GOOD_SECRET
+
+
+@pytest.mark.parametrize("public_url", [None, "", "http://surveykit.example", "https://"])
+def test_production_needs_an_https_public_url(public_url: str | None) -> None:
+    """Enrolment QR codes carry the server's address: without a configured one they would carry
+    whatever Host header a request came with."""
+    environ = {"SURVEYKIT_ENV": "production", "SURVEYKIT_SECRET": GOOD_SECRET}
+    if public_url is not None:
+        environ["SURVEYKIT_PUBLIC_URL"] = public_url
+    with pytest.raises(ConfigurationError, match="SURVEYKIT_PUBLIC_URL"):
+        load_settings({}, environ)
 
 
 @pytest.mark.parametrize("environment", ["development", "test"])
@@ -150,7 +167,14 @@ def test_production_ini_alone_does_not_start(tmp_path: Path) -> None:
     ini = dict(get_appsettings(str(PROJECT_ROOT / "production.ini")))
     with pytest.raises(ConfigurationError, match="development secret"):
         load_settings(ini, {"SURVEYKIT_DATA_DIR": str(tmp_path)})
-    settings = load_settings(ini, {"SURVEYKIT_DATA_DIR": str(tmp_path), "SURVEYKIT_SECRET": GOOD_SECRET})
+    settings = load_settings(
+        ini,
+        {
+            "SURVEYKIT_DATA_DIR": str(tmp_path),
+            "SURVEYKIT_SECRET": GOOD_SECRET,
+            "SURVEYKIT_PUBLIC_URL": PUBLIC_URL,
+        },
+    )
     assert settings["surveykit.environment"] == "production"
 
 

@@ -311,17 +311,21 @@ def test_roles_that_do_not_manage_devices_are_forbidden(
 def test_enrolment_needs_an_active_fieldworker(
     testapp: webtest.TestApp, dbsession: Session, team: Team, accounts: Any
 ) -> None:
-    assert_envelope(
-        testapp.post_json(DEVICES, {"username": "nobody", "label": "x"}, headers=team.ke, status=404),
-        404,
-        "user_not_found",
-    )
     accounts.user("only-analyst", "analyst", countries=["KE"])
-    assert_envelope(
+    analyst = assert_envelope(
         testapp.post_json(DEVICES, {"username": "only-analyst", "label": "x"}, headers=team.ke, status=403),
         403,
         "forbidden",
     )
+    # An unknown username looks exactly like someone else's: no probing for usernames.
+    nobody = assert_envelope(
+        testapp.post_json(DEVICES, {"username": "nobody", "label": "x"}, headers=team.ke, status=403),
+        403,
+        "forbidden",
+    )
+    assert nobody["message"] == analyst["message"].replace("only-analyst", "nobody")
+    reasons = {(e.target, e.details["reason"]) for e in audit_events(dbsession, "device.enrol")}
+    assert {("nobody", "unknown_user"), ("only-analyst", "out_of_scope")} <= reasons
     admin = bearer(accounts.token(accounts.user(role="admin", study=None)))
     body = assert_envelope(
         testapp.post_json(DEVICES, {"username": "only-analyst", "label": "x"}, headers=admin, status=403),
@@ -329,6 +333,12 @@ def test_enrolment_needs_an_active_fieldworker(
         "forbidden",
     )
     assert body["message"]
+    # An admin of every study may see every account anyway, so is told plainly.
+    assert_envelope(
+        testapp.post_json(DEVICES, {"username": "nobody", "label": "x"}, headers=admin, status=404),
+        404,
+        "user_not_found",
+    )
     assert_envelope(
         testapp.post_json(DEVICES, {"username": "wanjiru", "label": "   "}, headers=team.ke, status=422),
         422,

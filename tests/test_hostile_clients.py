@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from test_client_support import STUDY, ServerProcess, Setup, running, tablet
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
+READ_SECONDS = 3
 
 
 def exchange(port: int, head: bytes, body: bytes = b"", body_size: int = 0) -> tuple[int, str, Any]:
@@ -65,7 +68,9 @@ def server(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     url = databases.create()
     setup = Setup(url).prepare()
     workdir: Path = tmp_path_factory.mktemp("hostile")
-    process = ServerProcess(url, workdir, threads=4)
+    process = ServerProcess(
+        url, workdir, threads=4, env={"SURVEYKIT_REQUEST_READ_SECONDS": str(READ_SECONDS)}
+    )
     with running(process):
         client = tablet(workdir / "tablet.sqlite3", process.url, setup.enrol(setup.fieldworker()))
         client.me()
@@ -167,3 +172,35 @@ def test_ten_thousand_records_in_one_batch_are_refused_whole(server: Any) -> Non
         "POST", b"/api/v1/sync", server.token, Content_Type="application/json", Content_Length=str(len(body))
     )
     assert_envelope(exchange(server.port, request, body), 413, "batch_too_large")
+
+
+def test_a_request_trickled_past_the_read_deadline_gets_a_json_408(server: Any) -> None:
+    """One byte every half second: once the request is READ_SECONDS old, the next byte is answered
+    with 408 in the envelope and the connection closed; other clients are served meanwhile."""
+    body = b'{"changes":[]}' + b" " * 30
+    request = head(
+        "POST", b"/api/v1/sync", server.token, Content_Type="application/json", Content_Length=str(len(body))
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        started = time.monotonic()
+        sock.sendall(request)
+        for index in range(len(body)):
+            if select.select([sock], [], [], 0.5)[0]:
+                break  # the server answered
+            sock.sendall(body[index : index + 1])
+            if index == 1:
+                # A trickling client holds no worker thread: others are answered at once.
+                other = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                other.request("GET", "/api/v1/me", headers={"Authorization": f"Bearer {server.token}"})
+                assert other.getresponse().status == 200
+                other.close()
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        answer = (response.status, response.getheader("Content-Type") or "", json.loads(response.read()))
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    assert_envelope(answer, 408, "request_timeout")
+    assert READ_SECONDS <= elapsed < READ_SECONDS + 5, elapsed
+    assert response.getheader("Connection") == "close"

@@ -204,6 +204,7 @@ BAD_DEFINITIONS: dict[str, tuple[Mutation, str, str]] = {
         "must be non-empty text",
     ),
     "bad slug": (_set(_top, "slug", "Not A Slug"), "slug", "lower-case"),
+    "slug the API reserves": (_set(_top, "slug", "validate"), "slug", "reserved by the API"),
     "bad activity": (_set(_top, "activity", "RA10"), "activity", "RA1 to RA9"),
     "bad question id": (_set(_consent, "id", "Consent"), "sections[0].questions[0].id", "lower-case"),
     "no sections": (_set(_top, "sections", []), "sections", "at least one section"),

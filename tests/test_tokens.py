@@ -347,7 +347,13 @@ def test_key_rotation(
 
 def _production(**environ: str) -> dict[str, Any]:
     return load_settings(
-        {}, {"SURVEYKIT_ENV": "production", "SURVEYKIT_DATABASE_URL": "sqlite:///x.db", **environ}
+        {},
+        {
+            "SURVEYKIT_ENV": "production",
+            "SURVEYKIT_DATABASE_URL": "sqlite:///x.db",
+            "SURVEYKIT_PUBLIC_URL": "https://surveykit.example.org",
+            **environ,
+        },
     )
 
 

@@ -225,19 +225,26 @@ def _qr(payload: str) -> dict[str, str]:
 def enrol(request: Request) -> dict[str, Any]:
     body = json_body(request, schemas.EnrolSchema())
     owner = request.dbsession.scalar(select(User).where(User.username == body["username"]))
-    if owner is None:
+    if owner is None and request.identity.is_global_admin:
         raise APIError(
             404,
             ErrorCode.USER_NOT_FOUND,
             f"no user {body['username']!r}",
             [field_error("username", "unknown user")],
         )
-    if not covers_fieldworker(request.identity, _owner_grants(request, owner.id)):
-        audit.record_refusal(request, "device.enrol", target=owner.username, reason="out_of_scope")
+    # A coordinator gets the same answer for an unknown username as for someone else's fieldworker,
+    # so enrolment cannot be used to find out which usernames exist.
+    if owner is None or not covers_fieldworker(request.identity, _owner_grants(request, owner.id)):
+        audit.record_refusal(
+            request,
+            "device.enrol",
+            target=body["username"],
+            reason="unknown_user" if owner is None else "out_of_scope",
+        )
         raise APIError(
             403,
             ErrorCode.FORBIDDEN,
-            f"{owner.username} is not a fieldworker in a study and country you coordinate",
+            f"{body['username']} is not a fieldworker in a study and country you coordinate",
         )
     try:
         device, code = services.enrol_device(

@@ -187,10 +187,20 @@ class LanguagesSchema(colander.SequenceSchema):
     )
 
 
+# Path segments the API gives a meaning of its own under /api/v1/instruments/.
+RESERVED_SLUGS = frozenset({"validate"})
+
+
 class InstrumentDefinitionSchema(colander.MappingSchema):
     slug = colander.SchemaNode(
         StrictString(),
-        validator=colander.Regex(SLUG_PATTERN, "must be 2-64 lower-case letters, digits or hyphens"),
+        validator=colander.All(
+            colander.Regex(SLUG_PATTERN, "must be 2-64 lower-case letters, digits or hyphens"),
+            colander.Function(
+                lambda slug: slug not in RESERVED_SLUGS,
+                "is reserved by the API (/api/v1/instruments/validate); choose another slug",
+            ),
+        ),
     )
     title = _text("title")
     activity = colander.SchemaNode(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from pyramid.authorization import Authenticated, Everyone
 from sqlalchemy import bindparam, select, update
@@ -47,7 +48,12 @@ class Identity:
     def actor(self) -> str:
         return self.username
 
-    def principals(self) -> list[str]:
+    def principals(self) -> tuple[str, ...]:
+        return self._principals
+
+    @cached_property
+    def _principals(self) -> tuple[str, ...]:
+        # Worked out once: a process remembers an identity across requests (see the policy).
         principals = {Everyone, Authenticated, f"user:{self.user_id}"}
         if self.device_id:
             principals.add("device")
@@ -57,7 +63,7 @@ class Identity:
             principals.add(f"role:{grant.role}:{grant.study}")
             for country in grant.countries or (ALL,):
                 principals.add(f"role:{grant.role}:{grant.study}:{country}")
-        return sorted(principals)
+        return tuple(sorted(principals))
 
     def has_role(self, roles: set[str] | str, study: str | None = None, country: str | None = None) -> bool:
         roles = {roles} if isinstance(roles, str) else roles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pyramid.authorization import Allow, Authenticated
@@ -9,7 +10,8 @@ from pyramid.authorization import Allow, Authenticated
 from surveykit.security import Permission
 
 
-def instrument_acl(study: str | None) -> list[tuple[str, str, str]]:
+@lru_cache(maxsize=256)
+def instrument_acl(study: str | None) -> tuple[tuple[str, str, str], ...]:
     """Grant holders of the instrument's study read it; its coordinators and admins publish and retire.
 
     A shared instrument (no study) is read by every authenticated caller and published by global admins.
@@ -26,7 +28,7 @@ def instrument_acl(study: str | None) -> list[tuple[str, str, str]]:
             (Allow, f"role:coordinator:{study}", Permission.INSTRUMENTS_PUBLISH),
             (Allow, f"role:admin:{study}", Permission.INSTRUMENTS_PUBLISH),
         ]
-    return acl
+    return tuple(acl)
 
 
 class InstrumentsResource:
@@ -82,7 +84,7 @@ class InstrumentResource:
         return self._current
 
     @property
-    def __acl__(self) -> list[tuple[str, str, str]]:
+    def __acl__(self) -> tuple[tuple[str, str, str], ...]:
         current = self.current()
         # An unknown slug gets the shared ACL, so the view can answer a plain 404.
         return instrument_acl(current.study if current is not None else None)

@@ -20,11 +20,13 @@ transaction).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Integer, create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from surveykit.db import Base
 
@@ -42,48 +44,77 @@ class CacheEpoch(Base):
 class EpochReader:
     """Reads the current epoch with one indexed read outside any request transaction.
 
-    It uses a small pool of driver connections of its own in autocommit mode, so a read costs no
-    BEGIN and no ROLLBACK. In tests it may be bound to the test's own connection, so that it sees
-    the test's uncommitted changes.
+    Each thread keeps one driver connection of its own in autocommit mode, so a read is a single
+    statement: no pool checkout, no BEGIN, no ROLLBACK. A connection the server has dropped (a
+    restart, an idle timeout) is replaced once, at once. In tests the reader may be bound to the
+    test's own connection, so that it sees the test's uncommitted changes.
     """
 
-    def __init__(self, bind: Engine | Connection, pool_size: int = 5) -> None:
+    def __init__(self, bind: Engine | Connection) -> None:
         self._connection: Connection | None = None
         self._engine: Engine | None = None
+        self._local = threading.local()
+        self._kept: list[Any] = []
+        self._lock = threading.Lock()
+        self._pooled = False
         if isinstance(bind, Connection):
             self._connection = bind
         elif bind.dialect.name == "sqlite" and bind.url.database in (None, "", ":memory:"):
-            self._engine = bind  # an in-memory database exists only on the application's own connection
+            self._engine = bind  # an in-memory database exists only on the application's own connections
+            self._pooled = True
         else:
-            # A pool of its own: its connections stay in autocommit mode, so returning one to the
-            # pool needs no ROLLBACK.
-            self._engine = create_engine(
-                bind.url,
-                isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-            )
-            self._owns_engine = True
+            self._engine = create_engine(bind.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+            self._pooled = False
 
     def __call__(self) -> int | None:
         if self._connection is not None:
             return self._connection.exec_driver_sql(READ_EPOCH).scalar()
-        raw = self._engine.raw_connection()
-        try:
-            cursor = raw.cursor()
+        if self._pooled:
+            raw = self._engine.raw_connection()
             try:
-                cursor.execute(READ_EPOCH)
-                row = cursor.fetchone()
+                return _read(raw)
             finally:
-                cursor.close()
-        finally:
-            raw.close()
-        return None if row is None else row[0]
+                raw.close()
+        raw = getattr(self._local, "raw", None)
+        if raw is not None:
+            try:
+                return _read(raw)
+            except self._engine.dialect.loaded_dbapi.Error:
+                self._forget(raw)
+        raw = self._engine.raw_connection()
+        self._local.raw = raw
+        with self._lock:
+            self._kept.append(raw)
+        return _read(raw)
+
+    def _forget(self, raw: Any) -> None:
+        self._local.raw = None
+        with self._lock:
+            if raw in self._kept:
+                self._kept.remove(raw)
+        raw.invalidate()
 
     def dispose(self) -> None:
-        if getattr(self, "_owns_engine", False):
+        """Close every thread's connection (when the application shuts down)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for raw in kept:
+            try:
+                raw.invalidate()
+            except Exception:  # noqa: BLE001 - closing a connection that is already gone
+                pass
+        if not self._pooled and self._engine is not None:
             self._engine.dispose()
+
+
+def _read(raw: Any) -> int | None:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(READ_EPOCH)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else row[0]
 
 
 MISSING = object()
@@ -120,6 +151,4 @@ class EpochCache:
 def includeme(config: Any) -> None:
     # ``request.cache_epoch`` itself is defined on the request class (``surveykit.db``).
     engine = config.registry["db_engine"]
-    config.registry["cache_epoch_reader"] = EpochReader(
-        engine, pool_size=config.get_settings()["surveykit.db_pool_size"]
-    )
+    config.registry["cache_epoch_reader"] = EpochReader(engine)

@@ -217,3 +217,22 @@ def test_a_grant_taken_away_directly_in_the_database_is_seen_at_once(two_process
         connection.execute(text("DELETE FROM grants WHERE role = 'fieldworker'"))
     body = second.client.get(PATH, headers=state["tablet"], status=403).json
     assert body["code"] == "forbidden"
+
+
+def test_the_epoch_reader_replaces_a_connection_the_server_dropped(two_processes: Any, backend: str) -> None:
+    """Each thread keeps its reader connection; when the server drops it (a restart, an idle
+    timeout), the next read opens another at once instead of failing the request."""
+    first, _second, state = two_processes
+    reader = first.reader
+    value = reader()
+    assert value is not None and first.client.get(PATH, headers=state["tablet"]).status_int == 200
+    kept = reader._local.raw
+    if backend == "postgresql":
+        pid = kept.driver_connection.info.backend_pid
+        with first.engine.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        kept.driver_connection.close()  # what a dropped file handle looks like to sqlite3
+    assert reader() == value
+    assert reader._local.raw is not kept
+    assert first.client.get(PATH, headers=state["tablet"]).status_int == 200

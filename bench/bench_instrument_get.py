@@ -44,6 +44,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import ThrowawayDatabase
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SLUG = "ra1-duty-bearers"
 DEFINITION_FILE = PROJECT_ROOT / "instruments" / f"{SLUG}.yaml"
@@ -207,36 +209,6 @@ def run_cli(argv: list[str], env: dict[str, str], stdin: str | None = None) -> N
         raise RuntimeError(f"{' '.join(argv[1:])} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     for line in done.stdout.splitlines():
         print(f"  {line}")
-
-
-class ThrowawayDatabase:
-    """A uniquely named PostgreSQL database, created on entry and dropped on exit."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"surveykit_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        self.url = ""
-
-    def _execute(self, statement: str) -> None:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(statement))
-        finally:
-            engine.dispose()
-
-    def __enter__(self) -> ThrowawayDatabase:
-        from sqlalchemy.engine import make_url
-
-        self._execute(f'CREATE DATABASE "{self.name}"')
-        self.url = make_url(self.admin_url).set(database=self.name).render_as_string(hide_password=False)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 # ----------------------------------------------------------------------------- load generation

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import ThrowawayDatabase
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SLUG = "ra1-duty-bearers"
 DEFINITION_FILE = PROJECT_ROOT / "instruments" / f"{SLUG}.yaml"
@@ -394,42 +396,6 @@ def run_cli_batch(
             f"surveykit {' '.join(last['argv'])} failed:\n{last['output']}{done.stderr[-3000:]}"
         )
     return [result["output"] for result in results]
-
-
-class ThrowawayDatabase:
-    """A uniquely named PostgreSQL database, created on entry and dropped on exit."""
-
-    def __init__(self, admin_url: str, purpose: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"surveykit_bench_{purpose}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        self.url = ""
-
-    def _execute(self, statement: str) -> None:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(statement))
-        finally:
-            engine.dispose()
-
-    def __enter__(self) -> ThrowawayDatabase:
-        from sqlalchemy.engine import make_url
-
-        self._execute(f'CREATE DATABASE "{self.name}"')
-        self.url = make_url(self.admin_url).set(database=self.name).render_as_string(hide_password=False)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    def libpq_url(self) -> str:
-        """The same database as a plain postgresql:// URL (psycopg, psycopg2, Kinto)."""
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 # ---------------------------------------------------------------------------------------- HTTP

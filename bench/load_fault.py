@@ -51,7 +51,6 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid as uuid_module
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +65,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load_fault_probes as probes  # noqa: E402
+from harness import DatabaseUnavailable, ThrowawayDatabase  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from surveykit.client import (  # noqa: E402
@@ -254,39 +254,6 @@ class AppServer:
             found["tracebacks"] += text.count("Traceback (most recent call last)")
             found["ERROR lines"] += len(re.findall(r"^.*\bERROR\b.*$", text, re.MULTILINE))
         return found
-
-
-class ThrowawayDatabase:
-    """A uniquely named PostgreSQL database, created on entry and dropped (WITH FORCE) on exit."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"surveykit_loadfault_{os.getpid()}_{uuid_module.uuid4().hex[:8]}"
-        self.url = ""
-
-    def _execute(self, statement: str) -> None:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
-
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(statement))
-        finally:
-            engine.dispose()
-
-    def __enter__(self) -> ThrowawayDatabase:
-        from sqlalchemy.engine import make_url
-
-        try:
-            self._execute(f'CREATE DATABASE "{self.name}"')
-        except Exception as exc:
-            raise Fatal(f"cannot create a database through {self.admin_url}: {exc}") from exc
-        self.url = make_url(self.admin_url).set(database=self.name).render_as_string(hide_password=False)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -980,9 +947,12 @@ def database(args: argparse.Namespace) -> Iterator[str]:
     if args.database_url:
         yield args.database_url
         return
-    with ThrowawayDatabase(args.admin_url) as throwaway:
-        print(f"database: {throwaway.name} (throwaway, dropped at the end)")
-        yield throwaway.url
+    try:
+        with ThrowawayDatabase(args.admin_url, "loadfault") as throwaway:
+            print(f"database: {throwaway.name} (throwaway, dropped at the end)")
+            yield throwaway.url
+    except DatabaseUnavailable as exc:  # raised only when the database cannot be created
+        raise Fatal(str(exc)) from exc
 
 
 def workdir_root() -> str | None:

@@ -198,7 +198,7 @@ def stalled_body(port: int, token: str, declared: int, seconds: int) -> Probe:
     )
     return Probe(
         f"stalled body ({seconds} of {declared} bytes, 1 byte/s)",
-        "no answer until the body is complete (waitress: no total body timeout)",
+        "no answer while it is silent (the read deadline is checked as bytes arrive)",
         answer,
         ok,
         note=note,

@@ -11,10 +11,11 @@ What goes in (see docs/exports.md for the sheets):
   them; a registry letter the record does not list (status ``planned``) was not interviewed;
 - the instrument versions those interviews were recorded with.
 
-Reading streams: two Core queries ordered alike (interviews with their record JSON, and the
-participants joined to them) are merged in Python, through server-side cursors on PostgreSQL
-(``yield_per``), so memory stays flat however large the country is. Rows, not ORM objects: loading
-objects costs several times as much as the rows themselves.
+Reading streams: per research activity, two Core queries ordered alike (interviews with their
+record JSON, and the participants joined to them) are merged in Python, through server-side cursors
+on PostgreSQL (``yield_per``); the unique indexes give the rows in order, so the database does not
+sort them either, and memory stays flat however large the country is (``rows_in_order``). Rows,
+not ORM objects: loading objects costs several times as much as the rows themselves.
 
 The content hash (the API's strong ETag) covers the data that goes in, never the xlsx bytes (which
 hold a timestamp): the interviews' current revisions and content hashes, the registry fields of

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     ENROLMENT_REFUSED = "enrolment_refused"
     USER_NOT_FOUND = "user_not_found"
     DEVICE_NOT_FOUND = "device_not_found"
+    DEVICE_REVOKED = "device_revoked"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     INSTRUMENT_NOT_FOUND = "instrument_not_found"

@@ -234,6 +234,13 @@ DEVICE = _obj(
         "last_seen_at": NULLABLE_DATETIME,
     }
 )
+ENROLMENT = _obj(
+    {
+        "device": DEVICE,
+        "enrolment_code": STR,
+        "qr": _obj({"payload": STR, "png_base64": STR, "svg": STR}),
+    }
+)
 AUDIT_EVENT = _obj(
     {
         "id": INT,
@@ -464,13 +471,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             201: Reply(
                 "the pending device, its one-time enrolment code and a QR code carrying it",
-                _obj(
-                    {
-                        "device": DEVICE,
-                        "enrolment_code": STR,
-                        "qr": _obj({"payload": STR, "png_base64": STR, "svg": STR}),
-                    }
-                ),
+                ENROLMENT,
             )
         },
         body=accounts_schemas.EnrolSchema,
@@ -496,6 +497,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "devices",
         {200: Reply("the revoked device; it is refused from its next request", DEVICE)},
         errors=(404,),
+    ),
+    ("device_enrolment", "POST"): Operation(
+        "Re-enrol an existing device: a new one-time enrolment code for the same device id",
+        "devices",
+        {
+            200: Reply(
+                "the device, a new one-time enrolment code and a QR code carrying it",
+                ENROLMENT,
+            )
+        },
+        errors=(404, 409, 422),
+        description=(
+            "For a tablet whose session ended (a lost refresh answer, an expired refresh token). "
+            "Activating the code (POST /api/v1/devices/activate) ends every earlier session of the "
+            "device and starts a new one for the same device id, so its number blocks stay valid. "
+            "A revoked device is refused (`device_revoked`)."
+        ),
     ),
     ("audit", "GET"): Operation(
         "Read the audit log, newest first",

@@ -315,6 +315,73 @@ def test_devices_enrol_list_and_revoke(run: CLI, db: Session, tmp_path: Path) ->
     assert [a for a in audit_actions(db) if a.startswith("device.")] == ["device.enrol", "device.revoke"]
 
 
+def test_devices_reenrol_prints_a_code_for_the_same_device(run: CLI, db: Session, tmp_path: Path) -> None:
+    seed(run)
+    run.ok("users", "add", "wanjiru", "--password-stdin", input=GOOD_PASSWORD)
+    run.ok("users", "grant", "wanjiru", "fieldworker", "--study", "ocsea", "--country", "KE")
+    output = run.ok("devices", "enrol", "wanjiru", "--label", "KE tablet 3")
+    device_id = re.search(r"device (\S+) enrolled", output).group(1)
+    first = re.search(r"enrolment code: (\S+)", output).group(1)
+
+    png, svg = tmp_path / "again.png", tmp_path / "again.svg"
+    output = run.ok(
+        "devices",
+        "reenrol",
+        device_id,
+        "--server-url",
+        "https://surveys.example.org",
+        "--qr-png",
+        str(png),
+        "--qr-svg",
+        str(svg),
+    )
+    assert f"device {device_id} re-enrolled for wanjiru (KE tablet 3)" in output
+    code = re.search(r"enrolment code: ([A-Z0-9]{5}-[A-Z0-9]{5})  \(one use, expires", output).group(1)
+    assert code != first
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    assert "<svg" in svg.read_text(encoding="utf-8")
+    assert f"QR code written to {png.resolve()}" in output
+
+    # The new code activates the same device over the API; the replaced one does not.
+    settings = load_settings(
+        {},
+        {
+            "SURVEYKIT_ENV": "test",
+            "SURVEYKIT_DATABASE_URL": run.url,
+            "SURVEYKIT_DATA_DIR": str(tmp_path / "app-data"),
+            "SURVEYKIT_SECRET": "cli-test-secret-" + "q" * 40,
+        },
+    )
+    app = make_app(settings)
+    engine: Engine = app.registry["db_engine"]
+    try:
+        testapp = webtest.TestApp(app)
+        refused = testapp.post_json("/api/v1/devices/activate", {"code": first}, status=401).json
+        assert refused["code"] == "enrolment_refused"
+        activated = testapp.post_json("/api/v1/devices/activate", {"code": code}).json
+        assert activated["device_id"] == device_id
+    finally:
+        engine.dispose()
+    assert table(run.ok("devices", "list"))[1][:4] == [device_id, "wanjiru", "KE tablet 3", "active"]
+
+    before = snapshot(db)
+    assert "no device" in run.fails("devices", "reenrol", "not-a-device")
+    assert snapshot(db) == before
+    run.ok("devices", "revoke", device_id)
+    assert "stays revoked" in run.fails("devices", "reenrol", device_id)
+    db.rollback()
+    revoked = db.get(Device, device_id)
+    db.refresh(revoked)
+    assert revoked.enrolment_code_hash is None
+    events = db.scalars(
+        select(AuditEvent).where(AuditEvent.action == "device.reenrol").order_by(AuditEvent.id)
+    ).all()
+    assert [(e.outcome, e.target, e.details) for e in events] == [
+        ("success", device_id, {"owner": "wanjiru", "label": "KE tablet 3"}),
+        ("refused", device_id, {"reason": "revoked"}),
+    ]
+
+
 # --- audit ------------------------------------------------------------------------------------
 
 

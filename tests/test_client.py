@@ -27,6 +27,7 @@ from test_client_support import (
     tablet,
 )
 
+from surveykit.accounts.models import AuthSession
 from surveykit.audit.models import AuditEvent
 from surveykit.client import (
     ApiError,
@@ -566,9 +567,10 @@ def test_a_planned_interview_is_recorded_under_its_registered_number(
         client.close()
 
 
-def test_after_a_new_activation_the_old_devices_numbers_are_refused_and_kept(
+def test_after_a_brand_new_enrolment_the_old_devices_numbers_are_refused_and_kept(
     world: World, rng: random.Random
 ) -> None:
+    """Why a tablet whose session ended is re-enrolled (below) rather than enrolled anew."""
     username = world.setup.fieldworker()
     client = world.tablet(user=username)
     try:
@@ -578,7 +580,7 @@ def test_after_a_new_activation_the_old_devices_numbers_are_refused_and_kept(
         client.store.set(refresh_state="in_doubt")  # as after a lost refresh answer
         with pytest.raises(RefreshInDoubt):
             client.push()
-        client.activate(world.setup.enrol(username))  # the only way back: a new device id
+        client.activate(world.setup.enrol(username))  # a new enrolment: a new device id
         assert client.blocks() == []  # the old device's blocks are not usable any more
         report = client.push()
         # The server accepts new numbers only from the pushing device's own blocks, so the
@@ -586,5 +588,129 @@ def test_after_a_new_activation_the_old_devices_numbers_are_refused_and_kept(
         assert report.rejected == 1
         [entry] = client.outbox()
         assert entry.uuid == uuid and entry.error["code"] == "interview_number_refused"
+    finally:
+        client.close()
+
+
+def device_sessions(world: World, device_id: str) -> list[Any]:
+    with world.engine.connect() as connection:
+        return connection.execute(
+            select(AuthSession.id, AuthSession.revoked_at, AuthSession.revoked_reason).where(
+                AuthSession.device_id == device_id
+            )
+        ).all()
+
+
+def test_after_a_lost_refresh_the_same_device_is_reenrolled_and_every_interview_accepted(
+    world: World, rng: random.Random
+) -> None:
+    inner = HttpTransport()
+
+    class LoseRefresh:
+        enabled = False
+
+        def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Any:
+            response = inner.request(method, url, headers, body)
+            if self.enabled and url.endswith("/api/v1/auth/refresh"):
+                raise NetworkError("simulated: the refresh answer was lost", sent=True)
+            return response
+
+    lose = LoseRefresh()
+    username = world.setup.fieldworker()
+    coordinator = world.setup.coordinator(("KE",))
+    client = world.tablet(user=username, transport=lose)
+    try:
+        device_id = client.device_id
+        client.fetch_instruments()
+        block = client.reserve_block(STUDY, "KE", "RA1", size=10)
+        synced = new_interview(client, rng)
+        assert client.push().created == 1
+        # Offline: new interviews minted from the device's block, and an edit of a synced one.
+        pending = [new_interview(client, rng) for _ in range(4)]
+        client.edit(synced, notes="edited offline")
+        # The refresh reaches the server, which rotates the token; the answer is lost.
+        lose.enabled = True
+        client.store.set(access_expires_at="0")
+        with pytest.raises(RefreshInDoubt):
+            client.push()
+        assert client.store.get("refresh_state") == "in_doubt"
+        assert len(client.outbox()) == 5
+        before = device_sessions(world, device_id)
+        assert [row.revoked_at for row in before] == [None]  # the server's copy of it is live
+
+        # A coordinator re-enrols the same device; the tablet activates the code.
+        token = staff_token(world, coordinator)
+        answer = HttpTransport().request(
+            "POST",
+            f"{world.url}/api/v1/devices/{device_id}/enrolment",
+            {"Authorization": f"Bearer {token}"},
+            None,
+        )
+        assert answer.status == 200, answer.body
+        assert answer.header("cache-control") == "no-store"
+        lose.enabled = False
+        assert client.activate(answer.json()["enrolment_code"]) == device_id
+        assert client.device_id == device_id and client.store.get("refresh_state") == "ok"
+        assert client.store.get("previous_device_id") is None
+        assert [b.id for b in client.blocks()] == [block.id] and len(client.outbox()) == 5
+
+        # The old session (and the refresh token only the server saw) is ended; one session is live.
+        sessions = device_sessions(world, device_id)
+        assert {row.revoked_reason for row in sessions if row.revoked_at is not None} == {
+            "device re-enrolled"
+        }
+        assert len([row for row in sessions if row.revoked_at is None]) == 1 and len(sessions) == 2
+
+        report = client.push()
+        assert (report.created, report.updated, report.rejected, report.conflict) == (4, 1, 0, 0)
+        assert client.outbox() == []
+        assert all(client.state(uuid).state == "synced" for uuid in [synced, *pending])
+        # The block is still the device's own: the rest of its numbers are minted and accepted.
+        later = new_interview(client, rng)
+        assert client.push().created == 1
+        numbers = {client.record(uuid)["interview_number"] for uuid in [synced, *pending, later]}
+        assert numbers == set(range(block.first_number, block.first_number + 6))
+
+        # Every record is on the server, once, as the tablet holds it.
+        counts = audit(world.engine, [client], converged=True)
+        with world.engine.connect() as connection:
+            stored = connection.execute(
+                select(Interview.uuid).where(Interview.uuid.in_([synced, *pending, later]))
+            ).all()
+        assert sorted(row.uuid for row in stored) == sorted([synced, *pending, later])
+        assert counts["receipts"] >= 7
+        batches = [e.details for e in world.events("sync.batch") if e.details.get("device") == device_id]
+        assert len(batches) >= 3
+        assert sum(details["counts"].get("rejected", 0) for details in batches) == 0
+        reenrolments = [e for e in world.events("device.reenrol") if e.target == device_id]
+        assert [(e.actor, e.outcome) for e in reenrolments] == [(coordinator, "success")]
+    finally:
+        client.close()
+
+
+def test_a_tablet_whose_session_ended_is_reenrolled_from_the_command_line(
+    world: World, rng: random.Random
+) -> None:
+    username = world.setup.fieldworker()
+    client = world.tablet(user=username)
+    path = client.store.path
+    try:
+        device_id = client.device_id
+        client.fetch_instruments()
+        client.reserve_block(STUDY, "KE", "RA1", size=3)
+        uuids = [new_interview(client, rng) for _ in range(3)]
+        # The app died while a refresh was on its way: on the next start it is in doubt.
+        client.store.set(refresh_state="in_flight")
+    finally:
+        client.close()
+    client = Client(path, retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
+    try:
+        with pytest.raises(RefreshInDoubt):
+            client.push()
+        assert client.activate(world.setup.reenrol(device_id)) == device_id
+        report = client.push()
+        assert (report.created, report.rejected) == (3, 0)
+        audit(world.engine, [client], converged=True)
+        assert {uuid for uuid, _, _ in client.receipts()} == set(uuids)
     finally:
         client.close()

@@ -257,6 +257,14 @@ class Setup:
         assert match, output
         return match.group(1)
 
+    def reenrol(self, device_id: str) -> str:
+        """A coordinator's re-enrolment code for an existing device (`surveykit devices reenrol`)."""
+        output = self.cli("devices", "reenrol", device_id)
+        assert f"device {device_id} re-enrolled" in output, output
+        match = re.search(r"enrolment code: (\S+)", output)
+        assert match, output
+        return match.group(1)
+
 
 def tablet(
     path: Path,

@@ -401,3 +401,235 @@ def test_enrol_body_is_strict(testapp: webtest.TestApp, team: Team) -> None:
         "invalid_input",
     )
     assert_envelope(testapp.post_json(ACTIVATE, {"code": 12345}, status=422), 422, "invalid_input")
+
+
+# ------------------------------------------------------------------------------------ re-enrolment
+
+
+def reenrol(testapp: webtest.TestApp, device_id: str, headers: dict[str, str], **kw: Any) -> Any:
+    return testapp.post(f"{DEVICES}/{device_id}/enrolment", headers=headers, **kw)
+
+
+def device_sessions(dbsession: Session, device_id: str) -> list[AuthSession]:
+    dbsession.expire_all()
+    return list(
+        dbsession.scalars(
+            select(AuthSession).where(AuthSession.device_id == device_id).order_by(AuthSession.created_at)
+        )
+    )
+
+
+def test_reenrolment_keeps_the_device_id_and_ends_its_earlier_sessions(
+    testapp: webtest.TestApp, dbsession: Session, team: Team, accounts: Any
+) -> None:
+    from surveykit.participants import ids
+    from surveykit.studies import services as studies
+
+    tokens = enrolled_and_active(testapp, team)
+    device_id = tokens["device_id"]
+    # A block of interview numbers the tablet minted from while offline.
+    study = studies.get_study(dbsession, "ocsea")
+    studies.add_activity(dbsession, study, "RA1", "Duty bearers")
+    block = ids.reserve_block(dbsession, device_id, study.id, "RA1", "KE", 5)
+    dbsession.flush()
+    # The tablet refreshed, but the answer was lost: the server holds a new refresh token the tablet
+    # never saw (and the old one is spent). Neither may ever work again after re-enrolment.
+    lost = testapp.post_json(REFRESH, {"refresh_token": tokens["refresh_token"]}).json
+
+    response = reenrol(testapp, device_id, team.ke, status=200)
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json
+    assert body["device"]["id"] == device_id and body["device"]["status"] == "active"
+    assert body["device"]["enrolment_expires_at"] is not None
+    code = body["enrolment_code"]
+    assert len(code) == 11 and code[5] == "-"
+    assert base64.b64decode(body["qr"]["png_base64"]).startswith(PNG_MAGIC)
+    assert "<svg" in body["qr"]["svg"]
+    assert parse_qs(urlsplit(body["qr"]["payload"]).query) == {
+        "server": ["http://surveykit.test"],
+        "code": [code],
+    }
+    stored = dbsession.get(Device, device_id)
+    dbsession.refresh(stored)
+    assert stored.enrolment_code_hash and code not in stored.enrolment_code_hash
+    assert stored.enrolled_by == "coord-ke"  # the original enrolment is not rewritten
+    # Issuing the code ends nothing: the tablet keeps working until the code is activated.
+    assert testapp.get(ME, headers=bearer(lost["access_token"])).status_int == 200
+
+    activated = activate(testapp, code).json
+    assert activated["device_id"] == device_id
+    new = bearer(activated["access_token"])
+    assert testapp.get(ME, headers=new).json["device_id"] == device_id
+    # The device's number blocks are still its own.
+    blocks = testapp.get("/api/v1/blocks", headers=new).json["blocks"]
+    assert [(b["id"], b["first_number"], b["last_number"]) for b in blocks] == [
+        (block.id, block.first_number, block.last_number)
+    ]
+    assert ids.device_owns_number(dbsession, device_id, study.id, "RA1", "KE", block.first_number)
+
+    # Every earlier token of the device is refused: access tokens at once, refresh tokens for good.
+    for access in (tokens["access_token"], lost["access_token"]):
+        body = assert_envelope(testapp.get(ME, headers=bearer(access), status=401), 401, "unauthenticated")
+    assert_envelope(
+        testapp.post_json(REFRESH, {"refresh_token": lost["refresh_token"]}, status=401),
+        401,
+        "refresh_refused",
+    )
+    old, current = device_sessions(dbsession, device_id)
+    assert old.revoked_reason == "device re-enrolled" and old.revoked_at is not None
+    assert current.revoked_at is None and current.id != old.id
+    # The old spent token, presented again, is reuse of the old session: the new one is untouched.
+    assert_envelope(
+        testapp.post_json(REFRESH, {"refresh_token": tokens["refresh_token"]}, status=401),
+        401,
+        "refresh_refused",
+    )
+    assert testapp.get(ME, headers=new).status_int == 200
+    assert testapp.post_json(REFRESH, {"refresh_token": activated["refresh_token"]}).status_int == 200
+
+    [event] = audit_events(dbsession, "device.reenrol")
+    assert (event.actor, event.outcome, event.target) == ("coord-ke", "success", device_id)
+    assert event.details == {"owner": "wanjiru", "label": "KE tablet 3"}
+    assert code not in str(event.details)
+    first, second = audit_events(dbsession, "device.activate")
+    assert first.details == {}
+    assert (second.actor, second.outcome, second.target) == (f"device:{device_id}", "success", device_id)
+    assert second.details == {"reenrolment": True, "sessions_ended": 1}
+    # Still one device for the fieldworker.
+    assert [d["id"] for d in testapp.get(DEVICES, headers=team.ke).json["devices"]] == [device_id]
+
+
+def test_a_reenrolment_code_works_once_and_a_second_use_ends_nothing(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    code = reenrol(testapp, tokens["device_id"], team.ke).json["enrolment_code"]
+    activated = activate(testapp, code).json
+    body = assert_envelope(activate(testapp, code, status=401), 401, "enrolment_refused")
+    assert "already used" in body["message"]
+    # The refused second activation did not end the session the first one started.
+    assert testapp.get(ME, headers=bearer(activated["access_token"])).status_int == 200
+    assert [s.revoked_at is None for s in device_sessions(dbsession, tokens["device_id"])] == [False, True]
+    refused = [e for e in audit_events(dbsession, "device.activate") if e.outcome == "refused"]
+    assert [e.details for e in refused] == [{"reason": "unknown_or_used"}]
+
+
+def test_a_newer_reenrolment_code_replaces_an_unused_one(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    first = reenrol(testapp, tokens["device_id"], team.ke).json["enrolment_code"]
+    second = reenrol(testapp, tokens["device_id"], team.ke).json["enrolment_code"]
+    assert_envelope(activate(testapp, first, status=401), 401, "enrolment_refused")
+    # The refused code ended nothing either.
+    assert testapp.get(ME, headers=bearer(tokens["access_token"])).status_int == 200
+    assert activate(testapp, second).json["device_id"] == tokens["device_id"]
+
+
+def test_an_expired_reenrolment_code_is_refused_and_the_session_kept(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    code = reenrol(testapp, tokens["device_id"], team.ke).json["enrolment_code"]
+    dbsession.execute(
+        update(Device)
+        .where(Device.id == tokens["device_id"])
+        .values(enrolment_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    dbsession.flush()
+    body = assert_envelope(activate(testapp, code, status=401), 401, "enrolment_refused")
+    assert "expired" in body["message"]
+    assert testapp.get(ME, headers=bearer(tokens["access_token"])).status_int == 200
+    # Spent by the attempt: it does not come back with a later expiry.
+    dbsession.execute(
+        update(Device)
+        .where(Device.id == tokens["device_id"])
+        .values(enrolment_expires_at=utcnow() + timedelta(hours=1))
+    )
+    dbsession.flush()
+    assert_envelope(activate(testapp, code, status=401), 401, "enrolment_refused")
+
+
+def test_a_revoked_device_cannot_be_reenrolled(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    testapp.delete(f"{DEVICES}/{tokens['device_id']}", headers=team.ke, status=200)
+    body = assert_envelope(reenrol(testapp, tokens["device_id"], team.ke, status=409), 409, "device_revoked")
+    assert "revoked" in body["message"]
+    dbsession.expire_all()
+    stored = dbsession.get(Device, tokens["device_id"])
+    assert stored.revoked_at is not None and stored.enrolment_code_hash is None
+    [event] = audit_events(dbsession, "device.reenrol")
+    assert (event.actor, event.outcome, event.target, event.details) == (
+        "coord-ke",
+        "refused",
+        tokens["device_id"],
+        {"reason": "revoked"},
+    )
+    # The service refuses too, whoever calls it.
+    with pytest.raises(services.ReenrolmentRefused):
+        services.reenrol_device(
+            dbsession, stored, "tests", services.AccountPolicy.from_settings(testapp.app.registry.settings)
+        )
+
+
+def test_revoking_a_device_spends_its_outstanding_reenrolment_code(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    code = reenrol(testapp, tokens["device_id"], team.ke).json["enrolment_code"]
+    testapp.delete(f"{DEVICES}/{tokens['device_id']}", headers=team.ke, status=200)
+    assert_envelope(activate(testapp, code, status=401), 401, "enrolment_refused")
+    assert all(s.revoked_at is not None for s in device_sessions(dbsession, tokens["device_id"]))
+
+
+def test_reenrolment_is_scoped_like_revocation(
+    testapp: webtest.TestApp, dbsession: Session, team: Team, accounts: Any
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    assert_envelope(reenrol(testapp, tokens["device_id"], team.tz, status=403), 403, "forbidden")
+    assert_envelope(reenrol(testapp, "no-such-device", team.ke, status=404), 404, "device_not_found")
+    assert_envelope(reenrol(testapp, "x" * 100, team.ke, status=404), 404, "device_not_found")
+    # Neither the tablet itself nor its owner may give themselves a code.
+    for headers in (bearer(tokens["access_token"]), bearer(accounts.token(team.fieldworker))):
+        assert_envelope(reenrol(testapp, tokens["device_id"], headers, status=403), 403, "forbidden")
+    refusals = [e for e in audit_events(dbsession) if e.outcome == "refused"]
+    assert [(e.action, e.actor, e.target, e.details) for e in refusals][0] == (
+        "device.reenrol",
+        "coord-tz",
+        tokens["device_id"],
+        {"reason": "out_of_scope"},
+    )
+    assert {e.action for e in refusals[1:]} == {"authz.forbidden"}
+    dbsession.expire_all()
+    assert dbsession.get(Device, tokens["device_id"]).enrolment_code_hash is None
+    # An admin of every study may.
+    admin = bearer(accounts.token(accounts.user(role="admin", study=None)))
+    assert (
+        reenrol(testapp, tokens["device_id"], admin, status=200).json["device"]["id"] == tokens["device_id"]
+    )
+
+
+def test_a_deactivated_fieldworkers_device_is_not_reenrolled(
+    testapp: webtest.TestApp, dbsession: Session, team: Team
+) -> None:
+    tokens = enrolled_and_active(testapp, team)
+    services.deactivate_user(dbsession, dbsession.get(User, team.fieldworker.id))
+    dbsession.flush()
+    body = assert_envelope(reenrol(testapp, tokens["device_id"], team.ke, status=422), 422, "invalid_input")
+    assert "deactivated" in body["message"]
+    [event] = audit_events(dbsession, "device.reenrol")
+    assert event.outcome == "refused"
+
+
+def test_a_pending_device_gets_a_new_code(testapp: webtest.TestApp, dbsession: Session, team: Team) -> None:
+    """The first code was lost or expired before the tablet used it."""
+    enrolled = enrol(testapp, team)
+    again = reenrol(testapp, enrolled["device"]["id"], team.ke).json
+    assert again["device"]["status"] == "pending"
+    assert_envelope(activate(testapp, enrolled["enrolment_code"], status=401), 401, "enrolment_refused")
+    activated = activate(testapp, again["enrolment_code"]).json
+    assert activated["device_id"] == enrolled["device"]["id"]
+    [activation] = [e for e in audit_events(dbsession, "device.activate") if e.outcome == "success"]
+    assert activation.details == {}

@@ -59,6 +59,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("devices", "GET"): AUTHENTICATED,
     ("devices", "POST"): MANAGERS_KE,
     ("device", "DELETE"): MANAGERS_KE,
+    ("device_enrolment", "POST"): MANAGERS_KE,
     ("audit", "GET"): GLOBAL_ADMIN,
     ("instruments", "GET"): AUTHENTICATED,
     ("instruments_validate", "POST"): AUTHENTICATED,
@@ -108,9 +109,13 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # A fieldworker in TZ: the KE coordinator is out of scope, the TZ one in.
     ("devices", "POST", "tz_fieldworker"): frozenset({"coordinator_tz", "study_admin", "global_admin"}),
     ("device", "DELETE", "tz_fieldworker"): frozenset({"coordinator_tz", "study_admin", "global_admin"}),
+    ("device_enrolment", "POST", "tz_fieldworker"): frozenset(
+        {"coordinator_tz", "study_admin", "global_admin"}
+    ),
     # A fieldworker of another study.
     ("devices", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
     ("device", "DELETE", "other_study_fieldworker"): GLOBAL_ADMIN,
+    ("device_enrolment", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
     # The registry of TZ: the KE callers (and the KE tablet) are out of scope, the TZ coordinator in.
     ("participants", "GET", "tz_country"): MANAGERS_TZ,
     ("participants", "POST", "tz_country"): MANAGERS_TZ,
@@ -249,6 +254,9 @@ def _device_calls(target: str) -> dict[tuple[str, str], Callable[[World], Call]]
             "POST", "/api/v1/devices", {"username": w.targets[target].username, "label": "new tablet"}
         ),
         ("device", "DELETE"): lambda w: Call("DELETE", f"/api/v1/devices/{w.pending_device(target)[0]}"),
+        ("device_enrolment", "POST"): lambda w: Call(
+            "POST", f"/api/v1/devices/{w.pending_device(target)[0]}/enrolment"
+        ),
     }
 
 

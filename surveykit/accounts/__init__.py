@@ -26,7 +26,7 @@ class AccountResource:
 
 
 class DevicesResource:
-    """Coordinators and admins enrol and revoke; whose devices exactly is checked per fieldworker."""
+    """Coordinators and admins enrol, re-enrol and revoke; whose devices is checked per fieldworker."""
 
     __acl__ = [
         (Allow, "role:coordinator", Permission.DEVICES_ENROL),
@@ -46,4 +46,5 @@ def includeme(config: Any) -> None:
     config.add_route("devices", "/api/v1/devices", factory=DevicesResource)
     config.add_route("device_activate", "/api/v1/devices/activate", factory=PublicResource)
     config.add_route("device", "/api/v1/devices/{device_id}", factory=DevicesResource)
+    config.add_route("device_enrolment", "/api/v1/devices/{device_id}/enrolment", factory=DevicesResource)
     config.scan(".views")

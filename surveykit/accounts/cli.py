@@ -161,7 +161,7 @@ def ensure_first_admin(session: Any, policy: services.AccountPolicy, password: s
 
 @click.group("devices")
 def devices_group() -> None:
-    """Field devices (tablets): enrol, list, revoke."""
+    """Field devices (tablets): enrol, re-enrol, list, revoke."""
 
 
 @devices_group.command("enrol")
@@ -175,8 +175,6 @@ def devices_enrol(
     obj: Any, username: str, label: str, server_url: str | None, qr_png: str | None, qr_svg: str | None
 ) -> None:
     """Enrol a tablet for fieldworker USERNAME and print its one-time enrolment code."""
-    import segno
-
     obj.require_schema()
     server_url = server_url or obj.settings["surveykit.public_url"] or "http://127.0.0.1:6543"
     try:
@@ -192,14 +190,70 @@ def devices_enrol(
             )
     except services.AccountError as exc:
         raise _fail(exc) from exc
-    payload = services.enrolment_payload(server_url, code)
-    qr = segno.make(payload, error="m")
+    _write_qr(server_url, code, qr_png, qr_svg)
+    click.echo(f"device {device.id} enrolled for {username} ({label})")
+    click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
+
+
+def _write_qr(server_url: str, code: str, qr_png: str | None, qr_svg: str | None) -> None:
+    import segno
+
+    qr = segno.make(services.enrolment_payload(server_url, code), error="m")
     for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
         if path:
             qr.save(path, kind=kind, scale=8, border=4)
             click.echo(f"QR code written to {Path(path).resolve()}")
-    click.echo(f"device {device.id} enrolled for {username} ({label})")
+
+
+@devices_group.command("reenrol")
+@click.argument("device_id")
+@click.option("--server-url", help="URL the tablet reaches the server at (default: SURVEYKIT_PUBLIC_URL).")
+@click.option("--qr-png", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as PNG.")
+@click.option("--qr-svg", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as SVG.")
+@click.pass_obj
+def devices_reenrol(
+    obj: Any, device_id: str, server_url: str | None, qr_png: str | None, qr_svg: str | None
+) -> None:
+    """Print a new one-time enrolment code for DEVICE_ID, keeping its device id and number blocks.
+
+    For a tablet whose session ended (a refresh answer lost, an expired refresh token): activating
+    the code ends every earlier session of the device and starts a new one for the same device.
+    """
+    obj.require_schema()
+    server_url = server_url or obj.settings["surveykit.public_url"] or "http://127.0.0.1:6543"
+    try:
+        with obj.session() as session:
+            device = session.get(Device, device_id) if len(device_id) <= 36 else None
+            if device is None:
+                raise click.ClickException(f"no device {device_id!r}")
+            code = services.reenrol_device(session, device, operator(), _policy(obj))
+            owner = session.get(User, device.user_id).username
+            audit.record(
+                session,
+                "device.reenrol",
+                actor=operator(),
+                target=device.id,
+                details={"owner": owner, "label": device.label},
+            )
+    except services.ReenrolmentRefused as exc:
+        with obj.session() as session:
+            audit.record(
+                session,
+                "device.reenrol",
+                actor=operator(),
+                target=device_id,
+                outcome="refused",
+                details={"reason": exc.reason},
+            )
+        raise click.ClickException(
+            f"device {device_id} was revoked and stays revoked; enrol a new device instead"
+        ) from exc
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    _write_qr(server_url, code, qr_png, qr_svg)
+    click.echo(f"device {device.id} re-enrolled for {owner} ({device.label})")
     click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
+    click.echo("activating it ends the device's current session; its device id and number blocks stay")
 
 
 @devices_group.command("list")

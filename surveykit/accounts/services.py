@@ -64,6 +64,15 @@ class EnrolmentRefused(Exception):
         self.device_id = device_id
 
 
+class ReenrolmentRefused(Exception):
+    """A re-enrolment code cannot be issued for this device; ``reason`` is for the audit log."""
+
+    def __init__(self, reason: str, device_id: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.device_id = device_id
+
+
 @dataclass(frozen=True)
 class AccountPolicy:
     password_min_length: int
@@ -418,16 +427,90 @@ def enrol_device(
     return device, code
 
 
+def reenrol_device(
+    session: Session,
+    device: Device,
+    actor: str | None,
+    policy: AccountPolicy,
+    now: datetime | None = None,
+) -> str:
+    """A fresh one-time enrolment code for an existing ``device`` (returned once, stored hashed).
+
+    Activating it starts a new session for the same device id, so the device's number blocks stay
+    its own; it also ends every earlier session of the device (an in-doubt refresh token included).
+    A new code replaces any unused earlier one. A revoked device stays revoked (``ReenrolmentRefused``);
+    a deactivated owner, or one without a fieldworker grant, is an ``AccountError`` as for enrolment.
+    ``actor`` (who asked) is not stored on the device, which keeps its original ``enrolled_by``:
+    callers record it in the audit log (``device.reenrol``).
+    """
+    now = now or utcnow()
+    if device.revoked_at is not None:
+        raise ReenrolmentRefused("revoked", device.id)
+    owner = session.get(User, device.user_id)
+    if not owner.active:
+        raise AccountError(f"user {owner.username} is deactivated", "device")
+    if not any(grant.role == "fieldworker" for grant in owner.grants):
+        raise AccountError(f"{owner.username} has no fieldworker grant", "device")
+    code = new_enrolment_code()
+    expires = now + timedelta(seconds=policy.enrolment_seconds)
+    # In SQL, on the condition that the device is still not revoked: a revocation committed since the
+    # device was read (PostgreSQL re-checks the condition once the revoking transaction commits)
+    # leaves no usable code behind.
+    issued = session.execute(
+        update(Device)
+        .where(Device.id == device.id, Device.revoked_at.is_(None))
+        .values(enrolment_code_hash=opaque_token_hash(code), enrolment_expires_at=expires)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(device)
+    if issued != 1:
+        raise ReenrolmentRefused("revoked", device.id)
+    return code
+
+
+@dataclass(frozen=True)
+class Activation:
+    device: Device
+    pair: TokenPair
+    # Whether the device had been activated before (a re-enrolment), and how many of its sessions
+    # the activation ended.
+    reenrolment: bool
+    sessions_ended: int
+
+
 def activate_device(
     session: Session, code: str, tokens: TokenSettings, policy: AccountPolicy, now: datetime | None = None
 ) -> tuple[Device, TokenPair]:
+    activation = activate(session, code, tokens, policy, now)
+    return activation.device, activation.pair
+
+
+def activate(
+    session: Session, code: str, tokens: TokenSettings, policy: AccountPolicy, now: datetime | None = None
+) -> Activation:
+    """Exchange a one-time enrolment code (a first one, or a re-enrolment's) for a device session.
+
+    Every earlier session of the device is ended first, so after a re-enrolment only the newly
+    activated tablet holds a working token for the device id; its number blocks stay valid.
+    """
     now = now or utcnow()
     code_hash = opaque_token_hash(normalise_code(code))
     device = session.scalar(select(Device).where(Device.enrolment_code_hash == code_hash))
     if device is None:
         raise EnrolmentRefused("unknown_or_used")
-    # The code is spent whatever happens next.
-    device.enrolment_code_hash = None
+    # The code is spent whatever happens next. Claimed in SQL, as a refresh token is: of two
+    # concurrent activations with one code (or an activation racing a revocation or a newer
+    # re-enrolment code), only the one whose UPDATE still finds the code goes on.
+    claimed = session.execute(
+        update(Device)
+        .where(Device.id == device.id, Device.enrolment_code_hash == code_hash)
+        .values(enrolment_code_hash=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    # The row as it is now (and, on PostgreSQL, locked by the claim until commit).
+    session.refresh(device)
+    if claimed != 1:
+        raise EnrolmentRefused("unknown_or_used", device.id)
     if device.revoked_at is not None:
         raise EnrolmentRefused("revoked", device.id)
     if device.enrolment_expires_at is None or device.enrolment_expires_at <= now:
@@ -435,9 +518,12 @@ def activate_device(
     owner = session.get(User, device.user_id)
     if owner is None or not owner.active:
         raise EnrolmentRefused("inactive", device.id)
+    reenrolment = device.activated_at is not None
+    ended = revoke_sessions(session, AuthSession.device_id == device.id, "device re-enrolled", now)
     device.activated_at = now
     device.last_seen_at = now
-    return device, start_session(session, owner, tokens, policy, device=device, now=now)
+    pair = start_session(session, owner, tokens, policy, device=device, now=now)
+    return Activation(device, pair, reenrolment, ended)
 
 
 def revoke_device(session: Session, device: Device, now: datetime | None = None) -> Device:
@@ -459,9 +545,11 @@ def describe_device(device: Device, username: str) -> dict[str, Any]:
         "activated_at": device.activated_at.isoformat() if device.activated_at else None,
         "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,
         "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+        # Until a pending device is activated, or while a re-enrolment code is outstanding.
         "enrolment_expires_at": (
             device.enrolment_expires_at.isoformat()
-            if device.enrolment_expires_at and device.activated_at is None
+            if device.enrolment_expires_at
+            and (device.activated_at is None or device.enrolment_code_hash is not None)
             else None
         ),
     }

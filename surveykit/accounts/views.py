@@ -254,14 +254,18 @@ def enrol(request: Request) -> dict[str, Any]:
         raise APIError(
             422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
         ) from exc
-    server_url = request.registry.settings["surveykit.public_url"] or request.application_url
     audit.record_in_request(
         request, "device.enrol", target=device.id, owner=owner.username, label=device.label
     )
     request.response.status = 201
+    return _enrolment_answer(request, device, owner.username, code)
+
+
+def _enrolment_answer(request: Request, device: Device, username: str, code: str) -> dict[str, Any]:
+    server_url = request.registry.settings["surveykit.public_url"] or request.application_url
     _secret_response(request)
     return {
-        "device": services.describe_device(device, owner.username),
+        "device": services.describe_device(device, username),
         "enrolment_code": code,
         "qr": _qr(services.enrolment_payload(server_url, code)),
     }
@@ -273,9 +277,7 @@ def enrol(request: Request) -> dict[str, Any]:
 def activate(request: Request) -> Any:
     body = json_body(request, schemas.ActivateSchema())
     try:
-        device, pair = services.activate_device(
-            request.dbsession, body["code"], _tokens(request), _policy(request)
-        )
+        activation = services.activate(request.dbsession, body["code"], _tokens(request), _policy(request))
     except services.EnrolmentRefused as refused:
         audit.record_in_request(
             request,
@@ -290,9 +292,15 @@ def activate(request: Request) -> Any:
             "revoked": "this device was revoked before it was activated",
         }.get(refused.reason, "the enrolment code is unknown or was already used")
         return error_response(401, ErrorCode.ENROLMENT_REFUSED, message)
-    audit.record_in_request(request, "device.activate", actor=f"device:{device.id}", target=device.id)
+    device = activation.device
+    details = (
+        {"reenrolment": True, "sessions_ended": activation.sessions_ended} if activation.reenrolment else {}
+    )
+    audit.record_in_request(
+        request, "device.activate", actor=f"device:{device.id}", target=device.id, **details
+    )
     _secret_response(request)
-    return {"device_id": device.id, **pair.as_json(utcnow())}
+    return {"device_id": device.id, **activation.pair.as_json(utcnow())}
 
 
 @view_config(route_name="devices", request_method="GET", renderer="json", permission=Permission.DEVICES_READ)
@@ -315,18 +323,54 @@ def list_devices(request: Request) -> dict[str, Any]:
     return {"devices": visible}
 
 
-@view_config(
-    route_name="device", request_method="DELETE", renderer="json", permission=Permission.DEVICES_ENROL
-)
-def revoke(request: Request) -> dict[str, Any]:
+def _managed_device(request: Request, action: str) -> Device:
+    """The device named in the URL, if the caller manages its owner (404 unknown, 403 out of scope)."""
     device_id = request.matchdict["device_id"]
     device = request.dbsession.get(Device, device_id) if len(device_id) <= 36 else None
     if device is None:
         raise APIError(404, ErrorCode.DEVICE_NOT_FOUND, f"no device {device_id!r}")
     if not covers_fieldworker(request.identity, _owner_grants(request, device.user_id)):
-        audit.record_refusal(request, "device.revoke", target=device.id, reason="out_of_scope")
+        audit.record_refusal(request, action, target=device.id, reason="out_of_scope")
         raise APIError(403, ErrorCode.FORBIDDEN, "this device belongs to a fieldworker outside your grants")
+    return device
+
+
+@view_config(
+    route_name="device", request_method="DELETE", renderer="json", permission=Permission.DEVICES_ENROL
+)
+def revoke(request: Request) -> dict[str, Any]:
+    device = _managed_device(request, "device.revoke")
     services.revoke_device(request.dbsession, device)
     owner = request.dbsession.get(User, device.user_id)
     audit.record_in_request(request, "device.revoke", target=device.id, owner=owner.username)
     return services.describe_device(device, owner.username)
+
+
+@view_config(
+    route_name="device_enrolment",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.DEVICES_ENROL,
+)
+def reenrol(request: Request) -> dict[str, Any]:
+    """A new one-time enrolment code for an existing device: its activation keeps the device id."""
+    device = _managed_device(request, "device.reenrol")
+    try:
+        code = services.reenrol_device(request.dbsession, device, request.identity.actor, _policy(request))
+    except services.ReenrolmentRefused as refused:
+        audit.record_refusal(request, "device.reenrol", target=device.id, reason=refused.reason)
+        raise APIError(
+            409,
+            ErrorCode.DEVICE_REVOKED,
+            "this device was revoked and stays revoked; enrol a new device instead",
+        ) from refused
+    except services.AccountError as exc:
+        audit.record_refusal(request, "device.reenrol", target=device.id, reason="owner_not_enrollable")
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error("device_id", str(exc), "path")]
+        ) from exc
+    owner = request.dbsession.get(User, device.user_id)
+    audit.record_in_request(
+        request, "device.reenrol", target=device.id, owner=owner.username, label=device.label
+    )
+    return _enrolment_answer(request, device, owner.username, code)

@@ -99,7 +99,9 @@ class NotActivated(ClientError):
 class SessionEnded(ClientError):
     """The server ended this device's session (revoked, expired, or its refresh token refused).
 
-    Ask a coordinator for a new enrolment code and call ``activate`` again; local data is kept.
+    Unless the device was revoked, ask a coordinator to re-enrol this device (``surveykit devices
+    reenrol DEVICE_ID`` or ``POST /api/v1/devices/{id}/enrolment``) and call ``activate`` with the
+    code: the device keeps its id, number blocks and everything stored locally.
     """
 
 
@@ -109,7 +111,8 @@ class RefreshInDoubt(SessionEnded):
     If the server rotated the token, the old refresh token is spent and presenting it again would
     end the session (and raise a token-theft alarm); if it did not, the token still works, but the
     client cannot tell which. It therefore never presents it again: the device must be activated
-    again with a new enrolment code. Local data (outbox, records, blocks) is kept.
+    again with a re-enrolment code for this same device (activating it ends the old session on the
+    server, whichever token it holds). Local data (outbox, records, blocks) is kept.
     """
 
 
@@ -301,6 +304,13 @@ class Client:
         A code is spent by the server as soon as it sees it. A retry after a lost answer is harmless
         (the server refuses the spent code; no session is ended), so network errors are retried; a
         refusal after such a retry means the answer was lost: ask for a new code.
+
+        On a store that already belongs to a device (its session ended or in doubt), a re-enrolment
+        code of the same device answers with the same device id: the new tokens replace the old,
+        the refresh state is ``ok`` again, and the outbox, records and number blocks stay usable.
+        A code of another device (a brand-new enrolment) switches the store to that device id; the
+        old device's blocks can no longer be minted from, and new interviews already minted from
+        them are refused by the server (``interview_number_refused``).
         """
         if server_url is not None:
             self.set_server_url(server_url)
@@ -331,6 +341,7 @@ class Client:
             with self.store.transaction():
                 self._save_tokens(body)
                 self.store.set(device_id=body["device_id"], refresh_state="ok", session_end_reason=None)
+            # Same device id (a re-enrolment): nothing else changes, its blocks are still its own.
             if previous and previous != body["device_id"]:
                 # Numbers of the old device's blocks are not this device's: the server refuses them.
                 self.store.set(previous_device_id=previous)

@@ -564,3 +564,21 @@ def edit_notes(client: Client, uuid: str, text: str) -> None:
 
 def as_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+@contextmanager
+def serving_one_tablet(
+    database_url: str, workdir: Path, threads: int = 4, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A running `surveykit serve` on a prepared database, with one activated tablet whose access
+    token is the process's ``token`` attribute (for raw-socket and raw-HTTP tests)."""
+    setup = Setup(database_url).prepare()
+    process = ServerProcess(database_url, workdir, threads=threads, env=env)
+    with running(process):
+        client = tablet(workdir / "tablet.sqlite3", process.url, setup.enrol(setup.fieldworker()))
+        client.me()
+        process.token = client.store.get("access_token")
+        try:
+            yield process
+        finally:
+            client.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client_support import STUDY, ServerProcess, Setup, running, tablet
+from test_client_support import STUDY, serving_one_tablet
 
 pytestmark = pytest.mark.e2e
 
@@ -65,20 +65,10 @@ def assert_envelope(answer: tuple[int, str, Any], status: int, code: str) -> Non
 
 @pytest.fixture(scope="module")
 def server(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    url = databases.create()
-    setup = Setup(url).prepare()
     workdir: Path = tmp_path_factory.mktemp("hostile")
-    process = ServerProcess(
-        url, workdir, threads=4, env={"SURVEYKIT_REQUEST_READ_SECONDS": str(READ_SECONDS)}
-    )
-    with running(process):
-        client = tablet(workdir / "tablet.sqlite3", process.url, setup.enrol(setup.fieldworker()))
-        client.me()
-        process.token = client.store.get("access_token")
-        try:
-            yield process
-        finally:
-            client.close()
+    env = {"SURVEYKIT_REQUEST_READ_SECONDS": str(READ_SECONDS)}
+    with serving_one_tablet(databases.create(), workdir, threads=4, env=env) as process:
+        yield process
     assert "Traceback" not in process.log_text()
 
 

@@ -4,11 +4,10 @@ keep-alive connection (waitress alone closes it after every answer without a bod
 from __future__ import annotations
 
 import http.client
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client_support import ServerProcess, Setup, running, tablet
+from test_client_support import serving_one_tablet
 
 pytestmark = pytest.mark.e2e
 
@@ -17,18 +16,8 @@ PATH = "/api/v1/instruments/ra1-duty-bearers"
 
 @pytest.fixture(scope="module")
 def server(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    url = databases.create()
-    setup = Setup(url).prepare()
-    workdir: Path = tmp_path_factory.mktemp("keepalive")
-    process = ServerProcess(url, workdir, threads=2)
-    with running(process):
-        client = tablet(workdir / "tablet.sqlite3", process.url, setup.enrol(setup.fieldworker()))
-        client.me()
-        process.token = client.store.get("access_token")
-        try:
-            yield process
-        finally:
-            client.close()
+    with serving_one_tablet(databases.create(), tmp_path_factory.mktemp("keepalive"), threads=2) as process:
+        yield process
 
 
 def get(connection: http.client.HTTPConnection, token: str, **headers: str) -> http.client.HTTPResponse:

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from surveykit import make_app, migrate
 from surveykit.config import load_settings
-from surveykit.db import make_engine
+from surveykit.db import TRANSACTION_MANAGER, make_engine
 
 
 @pytest.fixture
@@ -88,3 +88,30 @@ def test_concurrent_writers_on_one_sqlite_file_all_succeed(sqlite_settings: dict
         assert len(statuses) == 18
     finally:
         engine.dispose()
+
+
+def test_a_request_makes_its_session_transaction_manager_and_epoch_read_once(
+    app: Any, connection: Any
+) -> None:
+    """Views hand ``request.dbsession`` to a service and then mark it changed: were a second access
+    to give a second session, the service's writes would be rolled back after a 200."""
+    reader = app.registry["cache_epoch_reader"]
+    reads: list[int] = []
+
+    def counting_reader() -> Any:
+        reads.append(1)
+        return reader()
+
+    app.registry["cache_epoch_reader"] = counting_reader
+    try:
+        request = app.request_factory.blank("/api/v1/instruments")
+        request.registry = app.registry
+        session = request.dbsession
+        assert request.dbsession is session
+        assert request.tm is request.tm
+        assert session.info[TRANSACTION_MANAGER] is request.tm
+        assert request.cache_epoch == request.cache_epoch
+        assert len(reads) == 1
+        session.close()
+    finally:
+        app.registry["cache_epoch_reader"] = reader

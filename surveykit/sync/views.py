@@ -65,10 +65,11 @@ def push(request: Request) -> dict[str, Any]:
             [field_error("changes", f"at most {limit} changes per request")],
         )
     caller = Caller.from_identity(request.identity)
-    outcome = services.push_batch(request.dbsession, caller, changes)
+    session = request.dbsession
+    outcome = services.push_batch(session, caller, changes)
     # The writes went through Core statements, which zope.sqlalchemy does not notice: without this
     # the request's transaction would roll back a session it believes untouched.
-    zope.sqlalchemy.mark_changed(request.dbsession, request.tm)
+    zope.sqlalchemy.mark_changed(session, request.tm)
     for refusal in outcome.refusals:
         details = dict(refusal)
         audit.record_refusal(request, details.pop("action"), **details)
@@ -142,9 +143,10 @@ def resolve(request: Request) -> dict[str, Any]:
         wanted = request.matchdict["conflict_id"]
         raise APIError(404, ErrorCode.SYNC_CONFLICT_NOT_FOUND, f"no conflict {wanted!r}")
     caller = Caller.from_identity(request.identity)
+    session = request.dbsession
     try:
         resolution = services.resolve_conflict(
-            request.dbsession, caller, conflict_id, body["resolution"], body["record"], body["base_revision"]
+            session, caller, conflict_id, body["resolution"], body["record"], body["base_revision"]
         )
     except services.ConflictNotFound as exc:
         raise APIError(404, ErrorCode.SYNC_CONFLICT_NOT_FOUND, str(exc)) from exc
@@ -161,7 +163,7 @@ def resolve(request: Request) -> dict[str, Any]:
         raise APIError(
             422, ErrorCode.SYNC_RECORD_INVALID, f"invalid resolution: {exc}", exc.as_details()
         ) from exc
-    zope.sqlalchemy.mark_changed(request.dbsession, request.tm)
+    zope.sqlalchemy.mark_changed(session, request.tm)
     audit.record_in_request(
         request,
         "sync.conflict_resolved",

@@ -81,6 +81,11 @@ from surveykit.client import (  # noqa: E402
     SessionEnded,
 )
 from surveykit.console import format_table  # noqa: E402
+from surveykit.instruments.services import (  # noqa: E402
+    iter_section_questions,
+    read_definition_file,
+    validate_definition,
+)
 
 STUDY = "ocsea"
 ACTIVITY = "RA1"
@@ -92,27 +97,20 @@ SERVING = re.compile(r"serving on (http://127\.0\.0\.1:(\d+))")
 SECRET = "load-fault-bench-secret-" + "s" * 32
 PASSWORD = "load-fault-password-" + "p" * 8
 START_TIMEOUT = 90.0
-# Each tablet's own answer in the records its group shares (merging keeps every tablet's edit).
-LONG_TEXT_QUESTIONS = (
-    "pa_understanding",
-    "pa_awareness_raising",
-    "gov_capacity",
-    "gov_budget",
-    "gov_good_practices",
-    "pol_assessment",
-    "pol_challenges",
-    "pol_future",
-    "le_mechanisms",
-    "le_challenges",
-    "successes_main",
-    "challenges_main",
+# Each tablet's own answer in the records its group shares (merging keeps every tablet's edit):
+# the RA1 schedule's open questions that every interview asks (no relevance condition).
+LONG_TEXT_QUESTIONS = tuple(
+    question["id"]
+    for _path, question in iter_section_questions(validate_definition(read_definition_file(RA1_FILE)))
+    if question["type"] == "long_text" and "relevance" not in question
 )
+# What field notes look like: several scripts, so every layer is exercised beyond ASCII.
 PHRASES = (
-    "Officers are trained every year on online exploitation; ",
-    "ክፍሉ በየዓመቱ ስልጠና ይሰጣል; ",
-    "ការបណ្តុះបណ្តាលប្រចាំឆ្នាំ; ",
-    "Formação anual para a polícia — “ciber” ",
-    "no budget line, partners fund the hotline 🙂 ",
+    "The unit reports cases to the national hotline each month; ",
+    "ፖሊስ ከአጋሮች ጋር ይሰራል; ",
+    "ក្រសួងបានរៀបចំផែនការសកម្មភាពជាតិ; ",
+    "กระทรวงมีแผนปฏิบัติการระดับชาติ; ",
+    "Há um plano nacional, ainda sem orçamento próprio — ",
 )
 # Tablets retry quickly enough to ride out a restart of a few seconds (about 5 s in all).
 TABLET_RETRY = RetryPolicy(attempts=9, base=0.1, cap=2.0)
@@ -496,17 +494,28 @@ def long_answers(rng: random.Random) -> dict[str, Any]:
     return chosen
 
 
+AGENCIES = (
+    ("Ministry of ICT", "Director of Cyber Security"),
+    ("Ministry of Justice", None),
+    ("National Police, Child Protection Unit", "Inspector"),
+)
+
+
 def participants(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "agency": "National Council for Children, Ministry of Social Affairs",
-            "position": "Director" if index == 0 else None,
-            "consent_given": True,
-            "consent_date": "2026-05-04",
-            "consent_recorded_how": "verbal",
-        }
-        for index in range(count)
-    ]
+    """A group interview's officials: the first with a position, the others often without."""
+    group = []
+    for index in range(count):
+        agency, position = AGENCIES[index % len(AGENCIES)]
+        group.append(
+            {
+                "agency": agency,
+                "position": position,
+                "consent_given": True,
+                "consent_date": "2026-05-04",
+                "consent_recorded_how": "written" if index else "verbal",
+            }
+        )
+    return group
 
 
 class Control:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from surveykit import make_app, migrate
 from surveykit.config import load_settings
-from surveykit.db import bind_to_connection, make_engine
+from surveykit.db import bind_to_connection, make_engine, make_session_factory
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -98,6 +98,18 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFact
 @pytest.fixture(scope="session")
 def backend(databases: DatabaseFactory) -> str:
     return databases.backend
+
+
+class CommittingApp:
+    """The application on a real, migrated database whose requests really commit (for races between
+    threads, which a rolled-back test connection cannot show)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.engine = make_engine(settings)
+        migrate.upgrade(self.engine)
+        self.app = make_app({**settings, "surveykit.engine": self.engine})
+        self.factory = make_session_factory(self.engine)
+        self.settings = settings
 
 
 def settings_for(database_url: str, data_dir: Path, **extra: Any) -> dict[str, Any]:

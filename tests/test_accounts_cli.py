@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,31 @@ def table(output: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in [header, *rows]]
 
 
+@contextmanager
+def api_on(run: CLI, tmp_path: Path) -> Iterator[webtest.TestApp]:
+    """The API application on the database the CLI wrote to (to check what a command printed)."""
+    settings = load_settings(
+        {},
+        {
+            "SURVEYKIT_ENV": "test",
+            "SURVEYKIT_DATABASE_URL": run.url,
+            "SURVEYKIT_DATA_DIR": str(tmp_path / "app-data"),
+            "SURVEYKIT_SECRET": "cli-test-secret-" + "q" * 40,
+        },
+    )
+    app = make_app(settings)
+    engine: Engine = app.registry["db_engine"]
+    try:
+        yield webtest.TestApp(app)
+    finally:
+        engine.dispose()
+
+
+def qr_options(png: Path, svg: Path) -> list[str]:
+    """The server URL and both QR files, as `devices enrol` and `devices reenrol` take them."""
+    return ["--server-url", "https://surveys.example.org", "--qr-png", str(png), "--qr-svg", str(svg)]
+
+
 def seed(run: CLI) -> None:
     run.ok("studies", "add", "ocsea", "--name", "Online child sexual exploitation and abuse")
     run.ok("studies", "add-country", "ocsea", "KE", "--name", "Kenya", "--language", "en", "--language", "sw")
@@ -149,24 +175,10 @@ def test_users_add_prints_a_generated_password_once_that_logs_in(
     run.ok("users", "grant", "amina", "coordinator", "--study", "ocsea", "--country", "KE")
 
     # The printed password works against the API on the same database.
-    settings = load_settings(
-        {},
-        {
-            "SURVEYKIT_ENV": "test",
-            "SURVEYKIT_DATABASE_URL": run.url,
-            "SURVEYKIT_DATA_DIR": str(tmp_path / "app-data"),
-            "SURVEYKIT_SECRET": "cli-test-secret-" + "q" * 40,
-        },
-    )
-    app = make_app(settings)
-    engine: Engine = app.registry["db_engine"]
-    try:
-        testapp = webtest.TestApp(app)
+    with api_on(run, tmp_path) as testapp:
         tokens = testapp.post_json("/api/v1/auth/token", {"username": "amina", "password": password}).json
         me = testapp.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json
         assert me["grants"] == [{"role": "coordinator", "study": "ocsea", "countries": ["KE"]}]
-    finally:
-        engine.dispose()
 
 
 def test_users_add_with_password_stdin(run: CLI, db: Session) -> None:
@@ -276,12 +288,7 @@ def test_devices_enrol_list_and_revoke(run: CLI, db: Session, tmp_path: Path) ->
         "wanjiru",
         "--label",
         "KE tablet 3",
-        "--server-url",
-        "https://surveys.example.org",
-        "--qr-png",
-        str(png),
-        "--qr-svg",
-        str(svg),
+        *qr_options(png, svg),
     )
     device_id = re.search(r"device (\S+) enrolled for wanjiru \(KE tablet 3\)", output).group(1)
     code = re.search(r"enrolment code: ([A-Z0-9]{5}-[A-Z0-9]{5})", output).group(1)
@@ -328,12 +335,7 @@ def test_devices_reenrol_prints_a_code_for_the_same_device(run: CLI, db: Session
         "devices",
         "reenrol",
         device_id,
-        "--server-url",
-        "https://surveys.example.org",
-        "--qr-png",
-        str(png),
-        "--qr-svg",
-        str(svg),
+        *qr_options(png, svg),
     )
     assert f"device {device_id} re-enrolled for wanjiru (KE tablet 3)" in output
     code = re.search(r"enrolment code: ([A-Z0-9]{5}-[A-Z0-9]{5})  \(one use, expires", output).group(1)
@@ -343,25 +345,11 @@ def test_devices_reenrol_prints_a_code_for_the_same_device(run: CLI, db: Session
     assert f"QR code written to {png.resolve()}" in output
 
     # The new code activates the same device over the API; the replaced one does not.
-    settings = load_settings(
-        {},
-        {
-            "SURVEYKIT_ENV": "test",
-            "SURVEYKIT_DATABASE_URL": run.url,
-            "SURVEYKIT_DATA_DIR": str(tmp_path / "app-data"),
-            "SURVEYKIT_SECRET": "cli-test-secret-" + "q" * 40,
-        },
-    )
-    app = make_app(settings)
-    engine: Engine = app.registry["db_engine"]
-    try:
-        testapp = webtest.TestApp(app)
+    with api_on(run, tmp_path) as testapp:
         refused = testapp.post_json("/api/v1/devices/activate", {"code": first}, status=401).json
         assert refused["code"] == "enrolment_refused"
         activated = testapp.post_json("/api/v1/devices/activate", {"code": code}).json
         assert activated["device_id"] == device_id
-    finally:
-        engine.dispose()
     assert table(run.ok("devices", "list"))[1][:4] == [device_id, "wanjiru", "KE tablet 3", "active"]
 
     before = snapshot(db)

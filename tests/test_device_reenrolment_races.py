@@ -11,29 +11,22 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import settings_for
+from conftest import CommittingApp, settings_for
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from surveykit import make_app, migrate
 from surveykit.accounts import services as accounts
 from surveykit.accounts.models import AuthSession, Device
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit.models import AuditEvent
-from surveykit.db import make_engine, make_session_factory
 from surveykit.studies import services as studies
 
 ROUNDS = 3
 THREADS = 4
 
 
-class Server:
+class Server(CommittingApp):
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.engine = make_engine(settings)
-        migrate.upgrade(self.engine)
-        self.app = make_app({**settings, "surveykit.engine": self.engine})
-        self.factory: sessionmaker[Session] = make_session_factory(self.engine)
-        self.settings = settings
+        super().__init__(settings)
         self.policy = accounts.AccountPolicy.from_settings(settings)
         self.client = webtest.TestApp(self.app, extra_environ={"HTTP_HOST": "surveykit.test"})
         self._count = 0

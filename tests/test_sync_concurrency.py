@@ -12,15 +12,12 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import settings_for
+from conftest import CommittingApp, settings_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 from test_sync_support import change, make_record, new_uuid, sync_definition
 
-from surveykit import make_app, migrate
 from surveykit.accounts import services as accounts
 from surveykit.accounts.tokens import TokenSettings
-from surveykit.db import make_engine, make_session_factory
 from surveykit.instruments import services as instruments
 from surveykit.participants import ids
 from surveykit.studies import services as studies
@@ -31,13 +28,9 @@ from surveykit.sync.models import Interview, InterviewRevision
 THREADS = 4
 
 
-class Server:
+class Server(CommittingApp):
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.engine = make_engine(settings)
-        migrate.upgrade(self.engine)
-        self.app = make_app({**settings, "surveykit.engine": self.engine})
-        self.factory: sessionmaker[Session] = make_session_factory(self.engine)
-        self.settings = settings
+        super().__init__(settings)
         with self.factory() as session:
             study = studies.create_study(session, "ocsea")
             studies.add_country(session, study, "KE", "Kenya")

@@ -12,7 +12,8 @@ of one participant each, every question answered with 50 to 1,500 characters of 
 inserted with Core bulk inserts in exactly the shape sync stores them (the export reads only the
 registry and the interviews table, so the revision history is not seeded).
 
-Then, per round, in the same process:
+Then, after ``--warmup`` untimed rounds (default 1: a process's first run of each kind pays for
+memory pages it has not touched yet), per round, in the same process:
 
 - ``export``: ``surveykit.exports.services.write_workbook`` end to end (stream from the database,
   lay out, write the .xlsx);
@@ -469,7 +470,7 @@ def measure_memory(url: str, folder: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- main
 
 
-def measure_speed(backend: str, url: str, rounds: int, work: Path) -> dict[str, Any]:
+def measure_speed(backend: str, url: str, rounds: int, warmup: int, work: Path) -> dict[str, Any]:
     print(f"\n{backend}: recording the cell matrix", flush=True)
     matrix = record_matrix(url, work / "record.xlsx")
     # The recorded matrix is millions of objects a real export process does not have: keep the
@@ -484,6 +485,12 @@ def measure_speed(backend: str, url: str, rounds: int, work: Path) -> dict[str, 
     }
     walls: dict[str, list[float]] = {name: [] for name in runs}
     cpus: dict[str, list[float]] = {name: [] for name in runs}
+    for number in range(1, warmup + 1):
+        # The first run of each kind pays for memory and temporary-file pages the process has not
+        # touched yet (on a virtual machine, often more than a quarter of the time): not timed.
+        print(f"{backend}, warm-up {number} (not counted):", flush=True)
+        for name, run in runs.items():
+            timed(LABELS[name], run)
     for number in range(1, rounds + 1):
         print(f"{backend}, round {number}:", flush=True)
         for name, run in runs.items():
@@ -527,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--postgres", default=DEFAULT_PG, help="admin URL of the PostgreSQL server")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     parser.add_argument("--memory-sizes", default="5000,50000", help="participants; empty: no memory runs")
     parser.add_argument("--memory-backends", default="sqlite,postgresql")
     parser.add_argument("--seed", type=int, default=1)
@@ -561,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for backend in backends:
-            speed[backend] = measure_speed(backend, database(backend, args.participants), args.rounds, work)
+            speed[backend] = measure_speed(
+                backend, database(backend, args.participants), args.rounds, args.warmup, work
+            )
         for backend in memory_backends:
             for size in memory_sizes:
                 url = database(backend, size)
@@ -576,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\nExport of {args.participants:,} participants x {args.questions} questions "
-        f"({args.min_chars}-{args.max_chars} characters per answer), medians of {args.rounds} round(s)"
+        f"({args.min_chars}-{args.max_chars} characters per answer), medians of {args.rounds} round(s) "
+        f"after {args.warmup} warm-up round(s)"
     )
     ratio_head = "ceiling/this"
     header = (

@@ -225,3 +225,106 @@ def test_timezone_aware_datetimes_are_refused() -> None:
     with pytest.raises(ValueError):
         sheet.append([datetime.fromisoformat("2020-05-04T10:00:00+03:00")])
     book.discard()
+
+
+# ------------------------------------------------------------------------------- streamed sheet
+
+
+def _streaming_book(target: object, **kw: object) -> tuple[WorkbookWriter, list]:
+    book = WorkbookWriter(target=target, **kw)  # type: ignore[arg-type]
+    sheets = [
+        book.sheet("Participants", [Column("ID", TEXT, key=True)]),
+        book.sheet("Answers", [Column("ID", TEXT, key=True), Column("Text", LONG)], stream=True),
+        book.sheet("Readme", [Column("Topic", TEXT)]),
+    ]
+    return book, sheets
+
+
+def test_a_streamed_sheet_goes_into_the_file_as_it_is_written_and_reads_back_like_the_others(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "book.xlsx"
+    book, (participants, answers, readme) = _streaming_book(str(target))
+    # Several MiB of XML, so that many pieces pass through the worker, interleaved with a spooled sheet.
+    written = []
+    for number in range(1, 3001):
+        text = DANGEROUS[number % len(DANGEROUS)] + f" answer {number} " + "word " * 300
+        answers.append([f"RA1-KE-{number:02d}-A", text])
+        participants.append([f"RA1-KE-{number:02d}-A"])
+        written.append([f"RA1-KE-{number:02d}-A", text])
+    readme.append(["after"])
+    book.save()
+    with zipfile.ZipFile(target) as archive:
+        names = archive.namelist()
+        assert "xl/worksheets/streamed1.xml" in names
+        assert archive.testzip() is None  # every entry's CRC matches its content
+    workbook = openpyxl.load_workbook(target)
+    assert workbook.sheetnames == ["Participants", "Answers", "Readme"]
+    assert [list(row) for row in workbook["Answers"].iter_rows(min_row=2, values_only=True)] == written
+    assert workbook["Answers"].freeze_panes == "A2"
+    assert workbook["Answers"].auto_filter.ref == "A1:B3001"
+    assert [row[0] for row in workbook["Participants"].iter_rows(min_row=2, values_only=True)] == [
+        row[0] for row in written
+    ]
+    assert workbook["Readme"]["A2"].value == "after"
+
+
+def test_a_streamed_sheet_past_the_row_limit_continues_in_a_new_entry() -> None:
+    out = io.BytesIO()
+    book, (participants, answers, readme) = _streaming_book(out, max_rows=4)
+    for number in range(1, 8):
+        answers.append([f"RA1-KE-{number:02d}-A", f"answer {number}"])
+    participants.append(["RA1-KE-01-A"])
+    book.save()
+    workbook = openpyxl.load_workbook(out)
+    assert workbook.sheetnames == ["Participants", "Answers", "Answers (2)", "Answers (3)", "Readme"]
+    seen = []
+    for title in ["Answers", "Answers (2)", "Answers (3)"]:
+        rows = [list(row) for row in workbook[title].iter_rows(values_only=True)]
+        assert rows[0] == ["ID", "Text"]
+        seen += rows[1:]
+    assert seen == [[f"RA1-KE-{n:02d}-A", f"answer {n}"] for n in range(1, 8)]
+    assert workbook["Answers (3)"].auto_filter.ref == "A1:B2"
+    names = zipfile.ZipFile(out).namelist()
+    assert {
+        "xl/worksheets/streamed1.xml",
+        "xl/worksheets/streamed2.xml",
+        "xl/worksheets/streamed3.xml",
+    } <= set(names)
+
+
+def test_streaming_needs_the_target_up_front_and_one_sheet_at_most() -> None:
+    with pytest.raises(ValueError, match="target up front"):
+        WorkbookWriter().sheet("Answers", [Column("ID")], stream=True)
+    out = io.BytesIO()
+    book = WorkbookWriter(target=out)
+    book.sheet("Answers", [Column("ID")], stream=True).append(["a"])
+    with pytest.raises(ValueError, match="only one sheet"):
+        book.sheet("Quotes", [Column("ID")], stream=True)
+    with pytest.raises(ValueError, match="given to the constructor"):
+        book.save(io.BytesIO())
+    book.save()
+    assert openpyxl.load_workbook(out)["Answers"]["A2"].value == "a"
+
+
+class _FullDisk(io.BytesIO):
+    """A file that refuses writes past 200 KB, as a full disk would."""
+
+    def write(self, data: object) -> int:
+        if self.tell() + len(data) > 200_000:  # type: ignore[arg-type]
+            raise OSError(28, "No space left on device")
+        return super().write(data)  # type: ignore[arg-type]
+
+
+def test_a_failure_in_the_streaming_worker_reaches_the_writer_and_giving_up_does_not_hang() -> None:
+    import random
+
+    rng = random.Random(5)
+    book, (_, answers, _) = _streaming_book(_FullDisk())
+    with pytest.raises(OSError, match="No space left"):
+        # Text that does not compress, so the entry outgrows the "disk" long before the end.
+        for number in range(20_000):
+            answers.append([f"RA1-KE-{number:02d}-A", "".join(rng.choices("abcdefghij0123456789", k=1000))])
+        book.save()
+    book.discard()
+    assert answers.entry is None or answers.entry._done

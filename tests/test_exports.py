@@ -421,6 +421,24 @@ def test_the_study_wide_workbook_has_a_country_column_and_a_summary_per_country(
     assert result.scope.label == "ALL"
 
 
+def test_the_study_wide_workbook_keeps_a_record_whose_country_the_study_no_longer_lists(
+    dbsession: Session, world: ExportWorld
+) -> None:
+    kenya(world)
+    world.interview("KH", [("Ministry of Interior", "Police Colonel")], started="2020-08-03T09:00:00+07:00")
+    # Sync only accepts the study's countries; an edit by hand can still take one off the list.
+    country = studies.get_country(dbsession, world.study, "KH")
+    country.code = "KX"
+    dbsession.flush()
+    book, result = export(dbsession, "ALL")
+    participants = rows(book, "Participants")
+    assert [row[0] for row in participants if row[3] == "KH"] == ["RA1-KH-01-A"]
+    assert any(row[0] == "RA1-KH-01-A" for row in rows(book, "Answers"))
+    table = {row["Code"]: row for row in per_country(book)}
+    assert table["KH"]["Interviews"] == 1 and table["KX"]["Interviews"] == 0
+    assert result.total.interviews == 10 and result.total.participants == 12
+
+
 def test_withdrawn_participants_and_their_quotes_are_left_out(dbsession: Session, world: ExportWorld) -> None:
     made = kenya(world)
     withdrawn = registry.get_participant(dbsession, world.study, "RA1-KE-97-B", for_update=True)

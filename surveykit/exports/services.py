@@ -254,8 +254,8 @@ def load_versions(session: Session, refs: set[tuple[str, int]]) -> dict[tuple[st
 
 
 def _scope_filter(model: Any, scope: Scope, activity: str | None = None) -> list[Any]:
-    # Equalities only, and the study-wide scope needs no country condition (every interview of a
-    # study is in one of its countries): see ``rows_in_order``.
+    # Equalities only: see ``rows_in_order``. The study-wide scope has no country condition, so it
+    # also holds a record whose country the study does not list (``_Builder.interview``).
     conditions = [model.study_id == scope.study_id]
     if not scope.all_countries:
         conditions.append(model.country_code == scope.countries[0].code)
@@ -704,6 +704,8 @@ class _Builder:
                 Column("Revision", NUMBER, 9),
             ],
             freeze_columns=1,
+            # The largest sheet (a row per answer): deflated while the rows are generated.
+            stream=True,
         )
         self.quotes = book.sheet(
             "Quotes",
@@ -762,7 +764,11 @@ class _Builder:
         if info is None:
             raise ScopeChanged(f"{row.instrument_slug} v{row.instrument_version} appeared during the export")
         record: dict[str, Any] = row.record or {}
-        counts = self.counts[row.country_code]
+        counts = self.counts.get(row.country_code)
+        if counts is None:
+            # Sync only accepts the study's countries, so this is a record whose country is not
+            # (or no longer) listed in the study: keep it under its code rather than lose it.
+            counts = self.counts[row.country_code] = CountryCounts(row.country_code, row.country_code)
         included = [person for person in people if person.status == "interviewed"]
         counts.withdrawn += sum(1 for person in people if person.status == "withdrawn")
         quotes = record.get("quotes") or []
@@ -1116,10 +1122,10 @@ def _write(
 ) -> ExportResult:
     generated_at = generated_at or utcnow()
     versions = load_versions(session, versions_used(session, scope))
-    book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units)
+    book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units, target=target)
     try:
         result = _fill(book, session, scope, versions, generated_by, generated_at, progress)
-        book.save(target)
+        book.save()
     except BaseException:
         book.discard()
         raise

@@ -596,3 +596,30 @@ def test_citations() -> None:
         services.citation("RA1-KE-03-A", "Ministry of Justice", "  ") == "(RA1-KE-03-A, Ministry of Justice)"
     )
     assert services.short_citation("RA1-KE-04-B") == "(RA1-KE-04-B)"
+
+
+@pytest.mark.parametrize("to_path", [False, True])
+def test_an_export_started_again_after_a_new_instrument_version_appeared_is_complete(
+    dbsession: Session, world: ExportWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, to_path: bool
+) -> None:
+    kenya(world)
+    expected, _ = export(dbsession, "KE")
+    original = services._Builder.interview
+    calls = {"n": 0}
+
+    def appears_once(self: Any, row: Any, people: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-way through the first attempt, with the Answers entry open
+            raise services.ScopeChanged("a version appeared")
+        original(self, row, people)
+
+    monkeypatch.setattr(services._Builder, "interview", appears_once)
+    scope = services.resolve_scope(dbsession, "exp", "KE")
+    target: Any = str(tmp_path / "again.xlsx") if to_path else io.BytesIO()
+    result = services.write_workbook(dbsession, scope, target, "analyst-jane")
+    assert calls["n"] > 9  # the first attempt was given up, the second one read every interview
+    book = load((tmp_path / "again.xlsx").read_bytes() if to_path else target.getvalue())
+    assert book.sheetnames == expected.sheetnames
+    for title in ("Participants", "Answers", "Quotes"):
+        assert rows(book, title) == rows(expected, title)
+    assert result.total.interviews == 9

@@ -222,12 +222,24 @@ GRANT = _obj(
         "countries": {"anyOf": [{"const": "*"}, {"type": "array", "items": STR}]},
     }
 )
+DEVICE_SCOPE = _obj(
+    {
+        "study": STR,
+        "countries": {"anyOf": [{"const": "*"}, {"type": "array", "items": STR}]},
+    }
+)
 DEVICE = _obj(
     {
         "id": STR,
         "label": STR,
         "user": STR,
         "status": STR,
+        "scope": {
+            "type": "array",
+            "items": DEVICE_SCOPE,
+            "description": "the studies and countries the device was enrolled for: its sessions carry "
+            "the owner's fieldworker grants within them, and managing it needs grants covering all of it",
+        },
         "created_at": DATETIME,
         "activated_at": NULLABLE_DATETIME,
         "revoked_at": NULLABLE_DATETIME,
@@ -460,7 +472,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "devices",
         {
             200: Reply(
-                "the caller's own devices and those of fieldworkers they manage", _list_of("devices", DEVICE)
+                "the caller's own devices and those whose whole scope the caller manages",
+                _list_of("devices", DEVICE),
             )
         },
         query=_no_settings(accounts_schemas.DeviceQuerySchema),
@@ -476,6 +489,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         body=accounts_schemas.EnrolSchema,
         errors=(404,),
+        description=(
+            "The device is bound to a scope: by default every study and country that both the "
+            "owner's fieldworker grants and the caller's coordinator or admin grants cover; `study` "
+            "(and `countries` of it) narrow it. Asking for more than the caller manages is `403` "
+            "(`forbidden`), for more than the owner holds `422`, each with the field in `details`."
+        ),
     ),
     ("device_activate", "POST"): Operation(
         "Exchange an enrolment code for the tablet's tokens",
@@ -497,6 +516,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "devices",
         {200: Reply("the revoked device; it is refused from its next request", DEVICE)},
         errors=(404,),
+        description="The caller's grants must cover the device's whole scope.",
     ),
     ("device_enrolment", "POST"): Operation(
         "Re-enrol an existing device: a new one-time enrolment code for the same device id",
@@ -512,7 +532,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "For a tablet whose session ended (a lost refresh answer, an expired refresh token). "
             "Activating the code (POST /api/v1/devices/activate) ends every earlier session of the "
             "device and starts a new one for the same device id, so its number blocks stay valid. "
-            "A revoked device is refused (`device_revoked`)."
+            "A revoked device is refused (`device_revoked`). The caller's grants must cover the "
+            "device's whole scope, which re-enrolment keeps."
         ),
     ),
     ("audit", "GET"): Operation(

@@ -167,20 +167,40 @@ def devices_group() -> None:
 @devices_group.command("enrol")
 @click.argument("username")
 @click.option("--label", required=True, help="How people recognise the tablet, e.g. 'KE tablet 3'.")
+@click.option("--study", help="Bind the tablet to this study only (default: every study of the owner).")
+@click.option(
+    "--country",
+    "countries",
+    multiple=True,
+    help="Bind the tablet to this country of --study only (repeatable; default: all the owner's).",
+)
 @click.option("--server-url", help="URL the tablet reaches the server at (default: SURVEYKIT_PUBLIC_URL).")
 @click.option("--qr-png", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as PNG.")
 @click.option("--qr-svg", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as SVG.")
 @click.pass_obj
 def devices_enrol(
-    obj: Any, username: str, label: str, server_url: str | None, qr_png: str | None, qr_svg: str | None
+    obj: Any,
+    username: str,
+    label: str,
+    study: str | None,
+    countries: tuple[str, ...],
+    server_url: str | None,
+    qr_png: str | None,
+    qr_svg: str | None,
 ) -> None:
-    """Enrol a tablet for fieldworker USERNAME and print its one-time enrolment code."""
+    """Enrol a tablet for fieldworker USERNAME and print its one-time enrolment code.
+
+    The tablet reaches what USERNAME's fieldworker grants cover, within --study and --country when
+    given, and never more, even if grants are added later.
+    """
     obj.require_schema()
     server_url = server_url or obj.settings["surveykit.public_url"] or "http://127.0.0.1:6543"
     try:
         with obj.session() as session:
             owner = services.get_user(session, username)
-            device, code = services.enrol_device(session, owner, label, operator(), _policy(obj))
+            scope = services.enrolment_scope(session, owner, None, study, list(countries) or None)
+            device, code = services.enrol_device(session, owner, label, operator(), _policy(obj), scope=scope)
+            scope_text = _scope_text(services.scope_by_slug(scope, services.study_slugs(session)))
             audit.record(
                 session,
                 "device.enrol",
@@ -192,7 +212,15 @@ def devices_enrol(
         raise _fail(exc) from exc
     _write_qr(server_url, code, qr_png, qr_svg)
     click.echo(f"device {device.id} enrolled for {username} ({label})")
+    click.echo(f"scope: {scope_text}")
     click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
+
+
+def _scope_text(scope: list[tuple[str, tuple[str, ...] | None]]) -> str:
+    return "; ".join(
+        f"{study} {', '.join(countries) if countries is not None else '(all countries)'}"
+        for study, countries in scope
+    )
 
 
 def _write_qr(server_url: str, code: str, qr_png: str | None, qr_svg: str | None) -> None:

@@ -3,7 +3,9 @@
 Principals, for a grant of ROLE in study S (``*`` for every study) over country C (``*`` for all):
 ``study:S`` (may read the study's instruments), ``role:ROLE`` (holds the role somewhere),
 ``role:ROLE:S`` and ``role:ROLE:S:C``. A device's session carries only its owner's fieldworker
-grants, so a lost tablet can never act as its owner's coordinator account.
+grants, and of those only what lies inside the scope the device was enrolled for (the study and
+countries its enroller could manage), so a lost tablet can never act as its owner's coordinator
+account, and no one reaches through a tablet they enrolled more than they reach themselves.
 """
 
 from __future__ import annotations
@@ -22,6 +24,38 @@ from surveykit.studies.models import Study
 
 ALL = "*"
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+# Roles whose holders enrol, list, re-enrol and revoke tablets.
+DEVICE_MANAGING_ROLES = frozenset({"coordinator", "admin"})
+
+# Countries of one study: None means every country of the study, an empty tuple none of them.
+Countries = tuple[str, ...] | None
+
+
+def common_countries(first: Countries, second: Countries) -> Countries:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return tuple(sorted(set(first) & set(second)))
+
+
+def countries_within(inner: Countries, outer: Countries) -> bool:
+    if outer is None:
+        return True
+    return inner is not None and set(inner) <= set(outer)
+
+
+def grants_coverage(
+    grants: tuple[GrantScope, ...] | list[GrantScope], roles: frozenset[str], study: str
+) -> Countries:
+    """The countries of ``study`` that grants of ``roles`` cover together (None: all, (): none)."""
+    covered: set[str] = set()
+    for grant in grants:
+        if grant.role in roles and grant.study in (ALL, study):
+            if grant.countries is None:
+                return None
+            covered.update(grant.countries)
+    return tuple(sorted(covered))
 
 
 @dataclass(frozen=True)
@@ -80,6 +114,17 @@ class Identity:
         slugs = {grant.study for grant in self.grants}
         return None if ALL in slugs else slugs
 
+    def manages_scope(self, scope: list[tuple[str, Countries]]) -> bool:
+        """Whether this caller's coordinator and admin grants cover the whole of a device's scope
+        (pairs of study slug and countries). Only a global admin manages a device that reaches
+        nothing: an empty scope must not be everyone's to take over."""
+        if not scope:
+            return self.is_global_admin
+        return all(
+            countries_within(countries, grants_coverage(self.grants, DEVICE_MANAGING_ROLES, study))
+            for study, countries in scope
+        )
+
 
 class IdentityRefused(Exception):
     def __init__(
@@ -106,7 +151,9 @@ _IDENTITY_QUERY = (
         User.active,
         Device.revoked_at.label("device_revoked_at"),
         Device.last_seen_at,
+        Device.scope.label("device_scope"),
         Grant.role,
+        Grant.study_id,
         Study.slug,
         Grant.countries,
     )
@@ -140,12 +187,33 @@ def load_identity(session: Session, claims: dict) -> tuple[Identity, datetime | 
         raise IdentityRefused("inactive", user_id, device_id, row.username)
     if row.revoked_at is not None:
         raise IdentityRefused("session_revoked", user_id, device_id, row.username)
-    scopes = tuple(
-        GrantScope(r.role, r.slug or ALL, tuple(r.countries) if r.countries is not None else None)
-        for r in rows
-        if r.role is not None and (device_id is None or r.role == "fieldworker")
-    )
+    if device_id is None:
+        scopes = tuple(
+            GrantScope(r.role, r.slug or ALL, tuple(r.countries) if r.countries is not None else None)
+            for r in rows
+            if r.role is not None
+        )
+    else:
+        scopes = _device_grants(rows, row.device_scope or [])
     return Identity(user_id, row.username, claims["sid"], device_id, scopes), row.last_seen_at
+
+
+def _device_grants(rows: list, device_scope: list[dict]) -> tuple[GrantScope, ...]:
+    """The owner's current fieldworker grants, each narrowed to the device's scope: taking a grant
+    away shrinks the device at once, and the device never gains what it was not enrolled for."""
+    bound: dict[int, Countries] = {
+        entry["study_id"]: tuple(entry["countries"]) if entry["countries"] is not None else None
+        for entry in device_scope
+    }
+    grants = []
+    for r in rows:
+        if r.role != "fieldworker" or r.study_id not in bound:
+            continue
+        owned = tuple(r.countries) if r.countries is not None else None
+        countries = common_countries(owned, bound[r.study_id])
+        if countries is None or countries:
+            grants.append(GrantScope("fieldworker", r.slug, countries))
+    return tuple(grants)
 
 
 def device_seen_long_ago(last_seen: datetime | None, now: datetime) -> bool:

@@ -86,6 +86,10 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(String(200))
+    # What the device may ever reach: ``[{"study_id": 1, "countries": ["KE"] or null (all)}]``, fixed
+    # at enrolment within both the enroller's and the owner's grants. A session of the device carries
+    # the owner's current fieldworker grants narrowed to it (``identity.load_identity``).
+    scope: Mapped[list[Any]] = mapped_column(JSON)
     enrolled_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     enrolment_code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)

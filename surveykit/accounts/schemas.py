@@ -7,6 +7,7 @@ from typing import Any
 import colander
 
 from surveykit.instruments.schemas import StrictString
+from surveykit.studies.services import COUNTRY_CODE, STUDY_SLUG
 
 
 class _Strict(colander.MappingSchema):
@@ -32,9 +33,23 @@ class LogoutSchema(_Strict):
     refresh_token = _text("refresh_token", 200, missing=None)
 
 
+class _Countries(colander.SequenceSchema):
+    country = colander.SchemaNode(
+        StrictString(), validator=colander.Regex(COUNTRY_CODE.pattern, "must be two capital letters")
+    )
+
+
 class EnrolSchema(_Strict):
     username = _text("username", 64)
     label = _text("label", 200)
+    # The scope the device is bound to; by default all the owner's fieldworker grants that the
+    # caller manages. Countries need their study.
+    study = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(STUDY_SLUG.pattern, "must be the slug of a study"),
+        missing=None,
+    )
+    countries = _Countries(validator=colander.Length(min=1, max=100), missing=None)
 
 
 class ActivateSchema(_Strict):

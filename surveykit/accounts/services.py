@@ -14,6 +14,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from surveykit.accounts import passwords
+from surveykit.accounts.identity import (
+    DEVICE_MANAGING_ROLES,
+    Countries,
+    Identity,
+    common_countries,
+    countries_within,
+    grants_coverage,
+)
 from surveykit.accounts.models import ROLES, AuthSession, Device, Grant, RefreshToken, User
 from surveykit.accounts.tokens import (
     TokenSettings,
@@ -55,6 +63,15 @@ class RefreshRefused(Exception):
         self.reason = reason
         self.session_id = session_id
         self.user_id = user_id
+
+
+class DeviceScopeRefused(AccountError):
+    """A device scope that cannot be given: ``beyond_manager`` when it reaches past the enroller's
+    own grants (a refusal of authority), otherwise past the owner's fieldworker grants (bad input)."""
+
+    def __init__(self, message: str, field: str, beyond_manager: bool) -> None:
+        super().__init__(message, field)
+        self.beyond_manager = beyond_manager
 
 
 class EnrolmentRefused(Exception):
@@ -395,6 +412,99 @@ def enrolment_payload(server_url: str, code: str) -> str:
     return "surveykit://enrol?" + urlencode({"server": server_url, "code": code})
 
 
+def fieldworker_coverage(session: Session, user_id: int) -> dict[int, tuple[str, Countries]]:
+    """Study id -> (slug, countries) that the user's fieldworker grants cover together."""
+    rows = session.execute(
+        select(Grant.study_id, Study.slug, Grant.countries)
+        .join(Study, Study.id == Grant.study_id)
+        .where(Grant.user_id == user_id, Grant.role == "fieldworker")
+    )
+    coverage: dict[int, tuple[str, Countries]] = {}
+    for study_id, slug, countries in rows:
+        owned = tuple(countries) if countries is not None else None
+        if study_id in coverage:
+            earlier = coverage[study_id][1]
+            owned = None if earlier is None or owned is None else tuple(sorted({*earlier, *owned}))
+        coverage[study_id] = (slug, owned)
+    return coverage
+
+
+def enrolment_scope(
+    session: Session,
+    owner: User,
+    manager: Identity | None,
+    study: str | None = None,
+    countries: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The scope of a device enrolled now for ``owner`` by ``manager`` (None: the operator at the
+    command line, who manages everything), in the form ``Device.scope`` stores.
+
+    By default it is what the owner's fieldworker grants and the manager's coordinator and admin
+    grants cover in common, study by study. A requested ``study`` (and ``countries`` of it) narrows
+    that; asking for more than the manager manages is ``DeviceScopeRefused`` with
+    ``beyond_manager``, more than the owner holds is ``DeviceScopeRefused`` without. An empty list
+    means the manager may not enrol a device for this owner at all.
+    """
+    if countries is not None and study is None:
+        raise DeviceScopeRefused("name the study these countries belong to", "study", beyond_manager=False)
+    owned = fieldworker_coverage(session, owner.id)
+
+    def managed(slug: str) -> Countries:
+        return None if manager is None else grants_coverage(manager.grants, DEVICE_MANAGING_ROLES, slug)
+
+    if study is not None:
+        if managed(study) == ():
+            raise DeviceScopeRefused(
+                f"you do not manage devices in study {study}", "study", beyond_manager=True
+            )
+        owned = {study_id: entry for study_id, entry in owned.items() if entry[0] == study}
+        if not owned:
+            raise DeviceScopeRefused(
+                f"{owner.username} holds no fieldworker grant in study {study}", "study", beyond_manager=False
+            )
+    scope = []
+    for study_id, (slug, owner_countries) in sorted(owned.items(), key=lambda item: item[1][0]):
+        common = common_countries(owner_countries, managed(slug))
+        if countries is not None:
+            requested = tuple(sorted(set(countries)))
+            allowed = managed(slug)
+            outside = [] if allowed is None else sorted(set(requested) - set(allowed))
+            if outside:
+                raise DeviceScopeRefused(
+                    f"you do not manage devices in {', '.join(outside)} of study {slug}",
+                    "countries",
+                    beyond_manager=True,
+                )
+            if not countries_within(requested, owner_countries):
+                missing = sorted(set(requested) - set(owner_countries or ()))
+                raise DeviceScopeRefused(
+                    f"{owner.username} holds no fieldworker grant for {', '.join(missing)} in study {slug}",
+                    "countries",
+                    beyond_manager=False,
+                )
+            common = requested
+        if common is None or common:
+            scope.append({"study_id": study_id, "countries": list(common) if common is not None else None})
+    if study is not None and not scope:
+        raise DeviceScopeRefused(
+            f"you manage none of {owner.username}'s countries in study {study}", "study", beyond_manager=True
+        )
+    return scope
+
+
+def study_slugs(session: Session) -> dict[int, str]:
+    return {study_id: slug for study_id, slug in session.execute(select(Study.id, Study.slug))}
+
+
+def scope_by_slug(scope: list[dict[str, Any]], slugs: dict[int, str]) -> list[tuple[str, Countries]]:
+    """A stored device scope as (study slug, countries) pairs; a removed study reaches nothing."""
+    return [
+        (slugs[entry["study_id"]], tuple(entry["countries"]) if entry["countries"] is not None else None)
+        for entry in scope
+        if entry["study_id"] in slugs
+    ]
+
+
 def enrol_device(
     session: Session,
     owner: User,
@@ -402,21 +512,29 @@ def enrol_device(
     enrolled_by: str | None,
     policy: AccountPolicy,
     now: datetime | None = None,
+    scope: list[dict[str, Any]] | None = None,
 ) -> tuple[Device, str]:
-    """A pending device for ``owner`` and its one-time enrolment code (returned once, stored hashed)."""
+    """A pending device for ``owner`` and its one-time enrolment code (returned once, stored hashed).
+
+    ``scope`` comes from ``enrolment_scope``; without it the device gets all of the owner's
+    fieldworker grants (the operator's enrolment at the command line).
+    """
     now = now or utcnow()
     label = label.strip()
     if not label or len(label) > 200:
         raise AccountError("label must be 1-200 characters", "label")
     if not owner.active:
         raise AccountError(f"user {owner.username} is deactivated", "username")
-    if not any(grant.role == "fieldworker" for grant in owner.grants):
+    if scope is None:
+        scope = enrolment_scope(session, owner, None)
+    if not scope:
         raise AccountError(f"{owner.username} has no fieldworker grant", "username")
     code = new_enrolment_code()
     device = Device(
         id=str(uuid.uuid4()),
         user_id=owner.id,
         label=label,
+        scope=scope,
         enrolled_by=enrolled_by,
         created_at=now,
         enrolment_code_hash=opaque_token_hash(code),
@@ -535,12 +653,16 @@ def revoke_device(session: Session, device: Device, now: datetime | None = None)
     return device
 
 
-def describe_device(device: Device, username: str) -> dict[str, Any]:
+def describe_device(device: Device, username: str, slugs: dict[int, str]) -> dict[str, Any]:
     return {
         "id": device.id,
         "label": device.label,
         "user": username,
         "status": device.status,
+        "scope": [
+            {"study": study, "countries": list(countries) if countries is not None else "*"}
+            for study, countries in scope_by_slug(device.scope, slugs)
+        ],
         "created_at": device.created_at.isoformat(),
         "activated_at": device.activated_at.isoformat() if device.activated_at else None,
         "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,

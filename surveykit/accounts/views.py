@@ -19,14 +19,13 @@ from sqlalchemy import select
 
 from surveykit.accounts import schemas, services
 from surveykit.accounts.identity import GrantScope, Identity
-from surveykit.accounts.models import Device, Grant, User
+from surveykit.accounts.models import Device, User
 from surveykit.accounts.policy import AUTH_PROBLEM
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit import services as audit
 from surveykit.db import utcnow
 from surveykit.errors import APIError, ErrorCode, error_response, field_error
 from surveykit.security import Permission
-from surveykit.studies.models import Study
 from surveykit.web import json_body, query_params
 
 
@@ -179,31 +178,10 @@ def _grant_json(grant: GrantScope) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- devices
 
 
-def covers_fieldworker(manager: Identity, owner_grants: list[GrantScope]) -> bool:
-    """Whether a coordinator or admin may manage devices of a fieldworker with these grants."""
-    for mine in manager.grants:
-        if mine.role not in ("coordinator", "admin"):
-            continue
-        for theirs in owner_grants:
-            if theirs.role != "fieldworker" or mine.study not in ("*", theirs.study):
-                continue
-            if mine.countries is None:
-                return True
-            if theirs.countries is not None and set(theirs.countries) <= set(mine.countries):
-                return True
-    return False
-
-
-def _owner_grants(request: Request, user_id: int) -> list[GrantScope]:
-    rows = request.dbsession.execute(
-        select(Grant.role, Study.slug, Grant.countries)
-        .outerjoin(Study, Study.id == Grant.study_id)
-        .where(Grant.user_id == user_id)
-    )
-    return [
-        GrantScope(role, slug or "*", tuple(countries) if countries is not None else None)
-        for role, slug, countries in rows
-    ]
+def _manages(request: Request, device: Device, slugs: dict[int, str]) -> bool:
+    """Whether the caller's coordinator and admin grants cover the device's whole scope."""
+    identity: Identity = request.identity
+    return identity.manages_scope(services.scope_by_slug(device.scope, slugs))
 
 
 def _qr(payload: str) -> dict[str, str]:
@@ -234,7 +212,8 @@ def enrol(request: Request) -> dict[str, Any]:
         )
     # A coordinator gets the same answer for an unknown username as for someone else's fieldworker,
     # so enrolment cannot be used to find out which usernames exist.
-    if owner is None or not covers_fieldworker(request.identity, _owner_grants(request, owner.id)):
+    scope = services.enrolment_scope(request.dbsession, owner, request.identity) if owner else []
+    if not scope:
         audit.record_refusal(
             request,
             "device.enrol",
@@ -246,9 +225,11 @@ def enrol(request: Request) -> dict[str, Any]:
             ErrorCode.FORBIDDEN,
             f"{body['username']} is not a fieldworker in a study and country you coordinate",
         )
+    if body["study"] is not None or body["countries"] is not None:
+        scope = _requested_scope(request, owner, body)
     try:
         device, code = services.enrol_device(
-            request.dbsession, owner, body["label"], request.identity.actor, _policy(request)
+            request.dbsession, owner, body["label"], request.identity.actor, _policy(request), scope=scope
         )
     except services.AccountError as exc:
         raise APIError(
@@ -261,11 +242,28 @@ def enrol(request: Request) -> dict[str, Any]:
     return _enrolment_answer(request, device, owner.username, code)
 
 
+def _requested_scope(request: Request, owner: User, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study and countries the enrol request names, if the caller manages them and the owner
+    holds them (403 and 422 otherwise, with the field at fault)."""
+    try:
+        return services.enrolment_scope(
+            request.dbsession, owner, request.identity, body["study"], body["countries"]
+        )
+    except services.DeviceScopeRefused as refused:
+        detail = [field_error(refused.field, str(refused))]
+        if refused.beyond_manager:
+            audit.record_refusal(
+                request, "device.enrol", target=owner.username, reason="out_of_scope", field=refused.field
+            )
+            raise APIError(403, ErrorCode.FORBIDDEN, str(refused), detail) from refused
+        raise APIError(422, ErrorCode.INVALID_INPUT, str(refused), detail) from refused
+
+
 def _enrolment_answer(request: Request, device: Device, username: str, code: str) -> dict[str, Any]:
     server_url = request.registry.settings["surveykit.public_url"] or request.application_url
     _secret_response(request)
     return {
-        "device": services.describe_device(device, username),
+        "device": services.describe_device(device, username, services.study_slugs(request.dbsession)),
         "enrolment_code": code,
         "qr": _qr(services.enrolment_payload(server_url, code)),
     }
@@ -314,24 +312,26 @@ def list_devices(request: Request) -> dict[str, Any]:
     )
     if query["username"]:
         statement = statement.where(User.username == query["username"])
+    slugs = services.study_slugs(request.dbsession)
     visible = []
     for device, username in request.dbsession.execute(statement):
-        if device.user_id == identity.user_id or covers_fieldworker(
-            identity, _owner_grants(request, device.user_id)
-        ):
-            visible.append(services.describe_device(device, username))
+        if device.user_id == identity.user_id or _manages(request, device, slugs):
+            visible.append(services.describe_device(device, username, slugs))
     return {"devices": visible}
 
 
 def _managed_device(request: Request, action: str) -> Device:
-    """The device named in the URL, if the caller manages its owner (404 unknown, 403 out of scope)."""
+    """The device named in the URL, if the caller's grants cover its whole scope (404 unknown, 403
+    out of scope)."""
     device_id = request.matchdict["device_id"]
     device = request.dbsession.get(Device, device_id) if len(device_id) <= 36 else None
     if device is None:
         raise APIError(404, ErrorCode.DEVICE_NOT_FOUND, f"no device {device_id!r}")
-    if not covers_fieldworker(request.identity, _owner_grants(request, device.user_id)):
+    if not _manages(request, device, services.study_slugs(request.dbsession)):
         audit.record_refusal(request, action, target=device.id, reason="out_of_scope")
-        raise APIError(403, ErrorCode.FORBIDDEN, "this device belongs to a fieldworker outside your grants")
+        raise APIError(
+            403, ErrorCode.FORBIDDEN, "this device reaches studies or countries outside your grants"
+        )
     return device
 
 
@@ -343,7 +343,7 @@ def revoke(request: Request) -> dict[str, Any]:
     services.revoke_device(request.dbsession, device)
     owner = request.dbsession.get(User, device.user_id)
     audit.record_in_request(request, "device.revoke", target=device.id, owner=owner.username)
-    return services.describe_device(device, owner.username)
+    return services.describe_device(device, owner.username, services.study_slugs(request.dbsession))
 
 
 @view_config(

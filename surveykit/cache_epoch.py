@@ -5,13 +5,14 @@ device are still good (with its grants), and which version of the instrument is 
 from the database on every request costs several times the rest of the request, so each process
 keeps them in memory, in an ``EpochCache``, and checks one number instead.
 
-That number is the single row of ``cache_epoch``. Database triggers (migration 0005) replace it with
-a new random value in the same transaction as anything those facts depend on: a session ended, a
-device revoked or moved, an account deactivated or renamed, a grant given, changed or taken away, a
-study renamed or removed, an instrument published, moved or retired. No code path can forget to do
-so. Each request reads the number once, outside its own transaction and before it loads anything,
-and uses a remembered fact only if it was loaded under that same number. A revocation committed
-before the request started is therefore always seen, in every process.
+That number is the single row of ``cache_epoch``. Database triggers (migrations 0005 and 0006)
+replace it with a new random value in the same transaction as anything those facts depend on: a
+session ended, a device revoked, moved or bound to another scope, an account deactivated or
+renamed, a grant given, changed or taken away, a study renamed or removed, an instrument published,
+moved or retired. No code path can forget to do so. Each request reads the number once, outside
+its own transaction and before it loads anything, and uses a remembered fact only if it was loaded
+under that same number. A revocation committed before the request started is therefore always
+seen, in every process.
 
 The value is random rather than a counter so that an old value can never come back with a different
 state behind it (a database restored from a backup while the server runs, or a test's rolled-back

@@ -3,6 +3,11 @@
 The routes come from the application's own introspector, so a route added without an entry in
 ``EXPECTED`` fails ``test_the_matrix_covers_exactly_the_apps_routes`` until someone decides who may
 call it. ``OUT_OF_SCOPE`` repeats the scoped routes with a study or country the callers do not hold.
+
+Besides a tablet of a KE fieldworker (``device``), two tablets that the KE coordinator enrolled for
+fieldworkers who also work elsewhere: ``device_split`` (its owner holds ocsea/KE and ocsea/TZ) and
+``device_multi`` (ocsea/KE and other/KE). Bound to what the coordinator manages, they reach only
+ocsea/KE, like ``device`` (issue 11: they used to carry all of their owners' grants).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from test_sync_support import make_conflict
 
 from surveykit.accounts import passwords
 from surveykit.accounts import services as accounts_services
+from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.audit.models import AuditEvent
 from surveykit.instruments import services as instruments
 from surveykit.security import Permission
@@ -34,6 +40,8 @@ CALLERS = (
     "study_admin",
     "global_admin",
     "device",
+    "device_split",
+    "device_multi",
 )
 EVERYONE = frozenset(CALLERS)
 AUTHENTICATED = EVERYONE - {"anonymous"}
@@ -41,12 +49,12 @@ MANAGERS_KE = frozenset({"coordinator_ke", "study_admin", "global_admin"})
 PUBLISHERS = frozenset({"coordinator_ke", "coordinator_tz", "study_admin", "global_admin"})
 GLOBAL_ADMIN = frozenset({"global_admin"})
 # Studies and the participant registry (docs/participants.md).
-READERS_KE = frozenset(
-    {"fieldworker_ke", "coordinator_ke", "analyst_ke", "study_admin", "global_admin", "device"}
+DEVICES = frozenset({"device", "device_split", "device_multi"})
+READERS_KE = (
+    frozenset({"fieldworker_ke", "coordinator_ke", "analyst_ke", "study_admin", "global_admin"}) | DEVICES
 )
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
-DEVICE_ONLY = frozenset({"device"})
 NOBODY: frozenset[str] = frozenset()
 
 # (route name, request method) -> the callers that are not refused (neither 401 nor 403).
@@ -79,10 +87,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("participants_import", "POST"): MANAGERS_KE,
     ("participant", "GET"): READERS_KE,
     ("participant", "PATCH"): MANAGERS_KE,
-    ("blocks", "GET"): DEVICE_ONLY,
-    ("blocks", "POST"): DEVICE_ONLY,
+    ("blocks", "GET"): DEVICES,
+    ("blocks", "POST"): DEVICES,
     # Sync (docs/sync.md): tablets and managers push (each change is scoped on its own).
-    ("sync", "POST"): PUBLISHERS | DEVICE_ONLY,
+    ("sync", "POST"): PUBLISHERS | DEVICES,
     ("sync_changes", "GET"): AUTHENTICATED,
     ("conflicts", "GET"): MANAGERS_KE,
     ("conflict_resolve", "POST"): MANAGERS_KE,
@@ -116,6 +124,23 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("devices", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
     ("device", "DELETE", "other_study_fieldworker"): GLOBAL_ADMIN,
     ("device_enrolment", "POST", "other_study_fieldworker"): GLOBAL_ADMIN,
+    # The owner of device_split (KE and TZ): either coordinator may enrol a tablet for their own
+    # country, but only a manager of both manages a tablet bound to both.
+    ("devices", "POST", "split_fieldworker"): MANAGERS_KE | MANAGERS_TZ,
+    ("device", "DELETE", "split_fieldworker"): STUDY_ADMINS,
+    ("device_enrolment", "POST", "split_fieldworker"): STUDY_ADMINS,
+    # ... and a tablet of theirs bound to TZ (asked for by name when enrolling).
+    ("devices", "POST", "split_fieldworker_tz"): MANAGERS_TZ,
+    ("device", "DELETE", "split_fieldworker_tz"): MANAGERS_TZ,
+    ("device_enrolment", "POST", "split_fieldworker_tz"): MANAGERS_TZ,
+    # The owner of device_multi (ocsea/KE and other/KE): a tablet bound to both studies is the
+    # global admin's alone, as is one bound to study other.
+    ("devices", "POST", "multi_fieldworker"): MANAGERS_KE,
+    ("device", "DELETE", "multi_fieldworker"): GLOBAL_ADMIN,
+    ("device_enrolment", "POST", "multi_fieldworker"): GLOBAL_ADMIN,
+    ("devices", "POST", "multi_fieldworker_other"): GLOBAL_ADMIN,
+    ("device", "DELETE", "multi_fieldworker_other"): GLOBAL_ADMIN,
+    ("device_enrolment", "POST", "multi_fieldworker_other"): GLOBAL_ADMIN,
     # The registry of TZ: the KE callers (and the KE tablet) are out of scope, the TZ coordinator in.
     ("participants", "GET", "tz_country"): MANAGERS_TZ,
     ("participants", "POST", "tz_country"): MANAGERS_TZ,
@@ -195,7 +220,29 @@ class World:
             "ke": accounts.user("m-target-ke", "fieldworker", "ocsea", ["KE"]),
             "tz": accounts.user("m-target-tz", "fieldworker", "ocsea", ["TZ"]),
             "other": accounts.user("m-target-other", "fieldworker", "other", ["KE"]),
+            "split": accounts.user("m-split", "fieldworker", "ocsea", ["KE"]),
+            "multi": accounts.user("m-multi", "fieldworker", "ocsea", ["KE"]),
         }
+        accounts_services.add_grant(dbsession, self.targets["split"], "fieldworker", "ocsea", ["TZ"], "tests")
+        accounts_services.add_grant(dbsession, self.targets["multi"], "fieldworker", "other", ["KE"], "tests")
+        # Enrolled as the KE coordinator's request would enrol them (the same scope rule).
+        coordinator_ke = Identity(
+            self.users["coordinator_ke"].id,
+            "m-coord-ke",
+            "",
+            None,
+            (GrantScope("coordinator", "ocsea", ("KE",)),),
+        )
+        self.device_owners = {"device": self.tablet_owner}
+        self.devices = {"device": self.device}
+        for caller, target in (("device_split", "split"), ("device_multi", "multi")):
+            owner = self.targets[target]
+            scope = accounts_services.enrolment_scope(dbsession, owner, coordinator_ke)
+            device, _ = accounts_services.enrol_device(
+                dbsession, owner, caller, "m-coord-ke", accounts.policy, scope=scope
+            )
+            device.activated_at = device.created_at
+            self.device_owners[caller], self.devices[caller] = owner, device
         self.login_user = accounts.user("m-login", "analyst", "ocsea", ["KH"])
         self.login_user.password_hash = _PASSWORD_HASH
         for scope, slug in INSTRUMENTS.items():
@@ -208,13 +255,13 @@ class World:
         """A fresh session for every request: logging out must not spoil the next one."""
         if caller == "anonymous":
             return {}
-        if caller == "device":
+        if caller in DEVICES:
             pair = accounts_services.start_session(
                 self.session,
-                self.tablet_owner,
+                self.device_owners[caller],
                 self.accounts.tokens,
                 self.accounts.policy,
-                device=self.device,
+                device=self.devices[caller],
             )
             self.session.flush()
             return {"Authorization": f"Bearer {pair.access_token}"}
@@ -227,9 +274,13 @@ class World:
         self.session.flush()
         return pair.refresh_token
 
-    def pending_device(self, target: str) -> tuple[str, str]:
+    def pending_device(self, target: str, scope: dict[str, Any] | None = None) -> tuple[str, str]:
+        """A pending device of ``target``: bound to all of its fieldworker grants, or to ``scope``
+        (a study and countries, as an enrol request names them)."""
+        owner = self.targets[target]
+        bound = accounts_services.enrolment_scope(self.session, owner, None, **scope) if scope else None
         device, code = accounts_services.enrol_device(
-            self.session, self.targets[target], "spare", "tests", self.accounts.policy
+            self.session, owner, "spare", "tests", self.accounts.policy, scope=bound
         )
         self.session.flush()
         return device.id, code
@@ -248,14 +299,20 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
     }
 
 
-def _device_calls(target: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+def _device_calls(
+    target: str, scope: dict[str, Any] | None = None
+) -> dict[tuple[str, str], Callable[[World], Call]]:
     return {
         ("devices", "POST"): lambda w: Call(
-            "POST", "/api/v1/devices", {"username": w.targets[target].username, "label": "new tablet"}
+            "POST",
+            "/api/v1/devices",
+            {"username": w.targets[target].username, "label": "new tablet", **(scope or {})},
         ),
-        ("device", "DELETE"): lambda w: Call("DELETE", f"/api/v1/devices/{w.pending_device(target)[0]}"),
+        ("device", "DELETE"): lambda w: Call(
+            "DELETE", f"/api/v1/devices/{w.pending_device(target, scope)[0]}"
+        ),
         ("device_enrolment", "POST"): lambda w: Call(
-            "POST", f"/api/v1/devices/{w.pending_device(target)[0]}/enrolment"
+            "POST", f"/api/v1/devices/{w.pending_device(target, scope)[0]}/enrolment"
         ),
     }
 
@@ -412,6 +469,10 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "shared": _instrument_calls("shared"),
     "tz_fieldworker": _device_calls("tz"),
     "other_study_fieldworker": _device_calls("other"),
+    "split_fieldworker": _device_calls("split"),
+    "split_fieldworker_tz": _device_calls("split", {"study": "ocsea", "countries": ["TZ"]}),
+    "multi_fieldworker": _device_calls("multi"),
+    "multi_fieldworker_other": _device_calls("multi", {"study": "other"}),
     "tz_country": {**_registry_calls("ocsea", "TZ"), ("blocks", "POST"): _block_call("TZ")},
     "other_study_registry": {**_study_calls("other"), **_registry_calls("other", "KE")},
     "sync_tz": _sync_calls("ocsea", "TZ"),

@@ -406,6 +406,22 @@ def test_the_cli_binds_a_tablet_to_the_owners_grants_or_the_named_part_of_them(r
     )
     assert "name the study" in run.fails("devices", "enrol", "fw-multi", "--label", "x", "--country", "KE")
     assert run.ok("devices", "list").count("fw-multi") == 3
+    engine = sa.create_engine(run.url)
+    try:
+        with Session(engine) as session:
+            given = [
+                e.details["scope"]
+                for e in session.scalars(
+                    select(AuditEvent).where(AuditEvent.action == "device.enrol").order_by(AuditEvent.id)
+                )
+            ]
+    finally:
+        engine.dispose()
+    assert given == [
+        [{"study": "ocsea", "countries": ["KE"]}, {"study": "other", "countries": ["UG"]}],
+        [{"study": "other", "countries": ["UG"]}],
+        [{"study": "ocsea", "countries": ["KE"]}],
+    ]
 
 
 # --------------------------------------------------------------------------------- the migration

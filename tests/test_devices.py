@@ -120,7 +120,9 @@ def test_a_coordinator_enrols_a_device_with_a_code_and_a_qr_code(
 
     [event] = audit_events(dbsession, "device.enrol")
     assert (event.actor, event.outcome, event.target) == ("coord-ke", "success", device["id"])
-    assert event.details == {"owner": "wanjiru", "label": "KE tablet 3"}
+    # The scope the coordinator gave: only KE, though wanjiru is also an analyst of study other.
+    assert device["scope"] == [{"study": "ocsea", "countries": ["KE"]}]
+    assert event.details == {"owner": "wanjiru", "label": "KE tablet 3", "scope": device["scope"]}
     assert code not in str(event.details)
 
 

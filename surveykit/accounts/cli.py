@@ -200,19 +200,20 @@ def devices_enrol(
             owner = services.get_user(session, username)
             scope = services.enrolment_scope(session, owner, None, study, list(countries) or None)
             device, code = services.enrol_device(session, owner, label, operator(), _policy(obj), scope=scope)
-            scope_text = _scope_text(services.scope_by_slug(scope, services.study_slugs(session)))
+            slugs = services.study_slugs(session)
             audit.record(
                 session,
                 "device.enrol",
                 actor=operator(),
                 target=device.id,
-                details={"owner": username, "label": label},
+                details={"owner": username, "label": label, "scope": services.describe_scope(scope, slugs)},
             )
+            bound = services.scope_by_slug(scope, slugs)
     except services.AccountError as exc:
         raise _fail(exc) from exc
     _write_qr(server_url, code, qr_png, qr_svg)
     click.echo(f"device {device.id} enrolled for {username} ({label})")
-    click.echo(f"scope: {scope_text}")
+    click.echo(f"scope: {_scope_text(bound)}")
     click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
 
 

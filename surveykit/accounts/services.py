@@ -505,6 +505,14 @@ def scope_by_slug(scope: list[dict[str, Any]], slugs: dict[int, str]) -> list[tu
     ]
 
 
+def describe_scope(scope: list[dict[str, Any]], slugs: dict[int, str]) -> list[dict[str, Any]]:
+    """A device scope as the API shows it: study slugs, ``"*"`` for every country of a study."""
+    return [
+        {"study": study, "countries": list(countries) if countries is not None else "*"}
+        for study, countries in scope_by_slug(scope, slugs)
+    ]
+
+
 def enrol_device(
     session: Session,
     owner: User,
@@ -659,10 +667,7 @@ def describe_device(device: Device, username: str, slugs: dict[int, str]) -> dic
         "label": device.label,
         "user": username,
         "status": device.status,
-        "scope": [
-            {"study": study, "countries": list(countries) if countries is not None else "*"}
-            for study, countries in scope_by_slug(device.scope, slugs)
-        ],
+        "scope": describe_scope(device.scope, slugs),
         "created_at": device.created_at.isoformat(),
         "activated_at": device.activated_at.isoformat() if device.activated_at else None,
         "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,

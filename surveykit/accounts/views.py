@@ -235,11 +235,17 @@ def enrol(request: Request) -> dict[str, Any]:
         raise APIError(
             422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
         ) from exc
+    answer = _enrolment_answer(request, device, owner.username, code)
     audit.record_in_request(
-        request, "device.enrol", target=device.id, owner=owner.username, label=device.label
+        request,
+        "device.enrol",
+        target=device.id,
+        owner=owner.username,
+        label=device.label,
+        scope=answer["device"]["scope"],
     )
     request.response.status = 201
-    return _enrolment_answer(request, device, owner.username, code)
+    return answer
 
 
 def _requested_scope(request: Request, owner: User, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -161,7 +161,7 @@ def seed(
         studies.add_country(session, study, COUNTRY, "Kenya")
         studies.add_activity(session, study, "RA1", "Duty bearers")
         instruments.publish(session, definition, "bench")
-        user = User(username="bench-interviewer", active=True, failed_logins=0)
+        user = User(username="bench-interviewer", active=True)
         session.add(user)
         session.flush()
         study_id, user_id = study.id, user.id

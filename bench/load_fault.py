@@ -136,6 +136,8 @@ def child_env(workdir: Path) -> dict[str, str]:
     env["SURVEYKIT_ACCESS_TOKEN_SECONDS"] = "7200"
     # Short, so the slow-body probe meets it within the hostile phase.
     env["SURVEYKIT_REQUEST_READ_SECONDS"] = str(READ_SECONDS)
+    # Every simulated tablet activates from 127.0.0.1 within seconds: no per-address limit here.
+    env["SURVEYKIT_ACTIVATION_RATE_LIMIT"] = env["SURVEYKIT_LOGIN_RATE_LIMIT"] = "1000000"
     return env
 
 

@@ -121,6 +121,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("surveykit.password_min_length", "SURVEYKIT_PASSWORD_MIN_LENGTH", as_positive_int, 12),
     Setting("surveykit.lockout_threshold", "SURVEYKIT_LOCKOUT_THRESHOLD", as_positive_int, 5),
     Setting("surveykit.lockout_seconds", "SURVEYKIT_LOCKOUT_SECONDS", as_positive_int, 900),
+    # Attempts one client address may make per window (more: 429 with Retry-After), counted in the
+    # database so that every app process on one PostgreSQL shares the count.
+    Setting("surveykit.login_rate_limit", "SURVEYKIT_LOGIN_RATE_LIMIT", as_positive_int, 30),
+    Setting("surveykit.activation_rate_limit", "SURVEYKIT_ACTIVATION_RATE_LIMIT", as_positive_int, 30),
+    Setting("surveykit.rate_limit_seconds", "SURVEYKIT_RATE_LIMIT_SECONDS", as_positive_int, 60),
     Setting("surveykit.admin_password", "SURVEYKIT_ADMIN_PASSWORD", as_str, ""),
     # Interview numbers reserved per request for a tablet to mint IDs from offline.
     Setting("surveykit.block_size", "SURVEYKIT_BLOCK_SIZE", as_block_size, 10),

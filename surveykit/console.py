@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 
 
 def operator() -> str:
@@ -13,8 +14,19 @@ def operator() -> str:
         return "cli"
 
 
+# C0 and C1 controls, DEL, and the bidirectional overrides and isolates: a terminal acts on them
+# (moves the cursor, erases lines, reorders text), so stored text could hide or fake other lines.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: every control character shown as an escape (``\\x1b``), not acted on."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def format_table(rows: list[list[str]]) -> str:
-    """Left-aligned columns, a rule under the header row."""
+    """Left-aligned columns, a rule under the header row; control characters in cells are escaped."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

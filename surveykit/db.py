@@ -124,6 +124,15 @@ def _make_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+def begin_write(session: Session) -> None:
+    """Start ``session``'s transaction as a writer: on SQLite, queue for the write lock at BEGIN.
+
+    For short write transactions outside the request's own (counters, last-seen times).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={SQLITE_IMMEDIATE: True})
+
+
 TRANSACTION_MANAGER = "surveykit_transaction_manager"
 
 

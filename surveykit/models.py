@@ -1,6 +1,6 @@
 """Imports every capability's models so the metadata knows all tables (for Alembic)."""
 
-from surveykit.accounts.models import AuthSession, Device, Grant, RefreshToken, User
+from surveykit.accounts.models import AttemptCounter, AuthSession, Device, Grant, RefreshToken, User
 from surveykit.audit.models import AuditEvent
 from surveykit.cache_epoch import CacheEpoch
 from surveykit.instruments.models import Instrument, InstrumentVersion
@@ -10,6 +10,7 @@ from surveykit.studies.models import Country, ResearchActivity, Study
 from surveykit.sync.models import Interview, InterviewRevision, Quote
 
 __all__ = [
+    "AttemptCounter",
     "AuditEvent",
     "AuthSession",
     "CacheEpoch",

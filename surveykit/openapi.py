@@ -434,7 +434,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "auth",
         {200: Reply("an access token and a rotating refresh token", TOKEN_PAIR)},
         body=accounts_schemas.LoginSchema,
-        description="Failed logins are counted; too many lock the account (`account_locked`, Retry-After).",
+        errors=(429,),
+        description=(
+            "Attempts are counted per account and client address: too many wrong ones lock the account "
+            "for that address (`account_locked`, Retry-After). Too many logins from one address answer "
+            "429 (`too_many_requests`, Retry-After)."
+        ),
     ),
     ("auth_refresh", "POST"): Operation(
         "Exchange a refresh token for a new pair",
@@ -510,6 +515,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             )
         },
         body=accounts_schemas.ActivateSchema,
+        errors=(429,),
+        description="Too many activations from one client address answer 429 (`too_many_requests`).",
     ),
     ("device", "DELETE"): Operation(
         "Revoke a device",
@@ -921,7 +928,9 @@ ERROR_DESCRIPTIONS = {
     413: "the body (or the batch) is too large",
     415: "the body's media type is not accepted",
     422: "the body or query string is invalid: `details` lists every problem with its path",
+    429: "too many attempts from the client's address: try again after `Retry-After` seconds",
 }
+ERROR_HEADERS = {429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}}
 
 
 class UndocumentedOperations(RuntimeError):
@@ -977,6 +986,7 @@ def build_document(registry: Any) -> dict[str, Any]:
                 f"Error{status}": {
                     "description": ERROR_DESCRIPTIONS.get(status, "an error"),
                     "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {}),
                 }
                 for status in error_statuses
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from surveykit.db import Base, UTCDateTime, utcnow
@@ -20,8 +20,6 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -107,3 +105,22 @@ class Device(Base):
         if self.activated_at is not None:
             return "active"
         return "pending"
+
+
+class AttemptCounter(Base):
+    """Attempts counted in a time window, shared by every app process on the database.
+
+    ``kind`` ``login`` and ``activate`` count one client address's requests (``username`` empty);
+    ``lockout`` counts one account's login attempts from one address (``username`` as typed, known or
+    not): the account is locked for that address only, so nobody elsewhere can lock its owner out.
+    """
+
+    __tablename__ = "attempt_counters"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client_addr: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_attempt_counters_window_ends_at", "window_ends_at"),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from surveykit.accounts import passwords
+from surveykit.accounts import passwords, throttle
 from surveykit.accounts.identity import (
     DEVICE_MANAGING_ROLES,
     Countries,
@@ -29,7 +30,7 @@ from surveykit.accounts.tokens import (
     new_opaque_token,
     opaque_token_hash,
 )
-from surveykit.db import utcnow
+from surveykit.db import begin_write, utcnow
 from surveykit.studies.models import Study
 from surveykit.studies.services import StudyNotFound, country_codes, get_study
 
@@ -48,13 +49,21 @@ class AccountError(ValueError):
 
 
 class LoginRefused(Exception):
-    """Wrong username or password, a locked or inactive account; ``reason`` is for the audit log."""
+    """Wrong username or password, a locked or inactive account; ``reason`` is for the audit log
+    (``failure``: what was wrong with the attempt that locked the account, for ``locked_now``)."""
 
-    def __init__(self, reason: str, user: User | None = None, locked_until: datetime | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        user: User | None = None,
+        locked_until: datetime | None = None,
+        failure: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.user = user
         self.locked_until = locked_until
+        self.failure = failure
 
 
 class RefreshRefused(Exception):
@@ -150,7 +159,7 @@ def create_user(session: Session, username: str, password: str | None, policy: A
         )
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} already exists", "username")
-    user = User(username=username, active=True, failed_logins=0)
+    user = User(username=username, active=True)
     if password is not None:
         set_password(user, password, policy)
     session.add(user)
@@ -253,36 +262,134 @@ def describe_grant(session: Session, grant: Grant) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- logging in
 
 
+@dataclass(frozen=True)
+class VerifiedLogin:
+    """A password found right, outside any write transaction; ``complete_login`` records it."""
+
+    user_id: int
+    username: str
+    client_addr: str
+    password_hash: str
+    # A stronger hash of the same password, computed with the verification when the parameters
+    # changed, so the write transaction never waits for argon2.
+    new_password_hash: str | None
+
+
 def authenticate(
-    session: Session, username: str, password: str, policy: AccountPolicy, now: datetime | None = None
-) -> User:
-    """The user if the password is right; LoginRefused otherwise (failed attempts are counted)."""
+    sessions: Callable[[], Session],
+    username: str,
+    password: str,
+    client_addr: str | None,
+    policy: AccountPolicy,
+    throttle_policy: throttle.ThrottlePolicy,
+    now: datetime | None = None,
+) -> VerifiedLogin:
+    """Check a login without holding a write lock while argon2 runs.
+
+    ``sessions`` opens short transactions of this function's own: a read (the address's throttle and
+    the account), then one short write that counts the attempt for the address and reserves an
+    attempt for the account from this address, then the verification with no transaction open.
+
+    Raises ``throttle.Throttled`` past the address's limit and ``LoginRefused`` otherwise. The
+    lockout counts attempts per account *and* address, keyed by the username as typed, so an unknown
+    username gets the same answers in the same order as a known one, and an attacker elsewhere
+    cannot lock the owner out. At most ``lockout_threshold`` passwords are ever verified per account
+    and address in a lockout window, however many requests run at once: each one takes its number
+    in one atomic statement before verifying, and those past the threshold are refused unverified.
+    """
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        passwords.verify_password(None, password)
-        raise LoginRefused("unknown_user")
-    if user.locked_until is not None and user.locked_until > now:
-        # Verify anyway so a locked account answers no faster than an open one.
-        passwords.verify_password(user.password_hash, password)
-        raise LoginRefused("locked", user, user.locked_until)
-    if not passwords.verify_password(user.password_hash, password):
-        # Incremented in SQL, not from the value read above: concurrent failures must all count.
-        user.failed_logins = User.failed_logins + 1
-        session.flush()
-        if user.failed_logins >= policy.lockout_threshold:
-            user.locked_until = now + timedelta(seconds=policy.lockout_seconds)
-            user.failed_logins = 0
-            raise LoginRefused("locked_now", user, user.locked_until)
-        raise LoginRefused("bad_password", user)
+    address = throttle.address_key(client_addr)
+    with sessions() as session:
+        throttle.refuse_if_throttled(session, throttle.LOGIN, address, throttle_policy.login_limit, now)
+        account = session.execute(
+            select(User.id, User.password_hash, User.active).where(User.username == username)
+        ).first()
+    with sessions() as session:
+        begin_write(session)
+        try:
+            throttle.count_address(session, throttle.LOGIN, address, throttle_policy, now)
+        except throttle.Throttled:
+            session.commit()
+            raise
+        attempt = throttle.count_attempt(
+            session,
+            throttle.LOCKOUT,
+            address,
+            username,
+            window_seconds=policy.lockout_seconds,
+            now=now,
+            restart_at=policy.lockout_threshold,
+        )
+        session.commit()
+    _purge_now_and_then(sessions, now)
+    if attempt.attempts > policy.lockout_threshold:
+        raise LoginRefused("locked", locked_until=attempt.window_ends_at)
+    if account is None:
+        passwords.verify_password(None, password)  # as long as a wrong password takes
+        failure = "unknown_user"
+    elif not passwords.verify_password(account.password_hash, password):
+        failure = "bad_password"
+    elif not account.active:
+        failure = "inactive"
+    else:
+        rehashed = (
+            passwords.hash_password(password) if passwords.needs_rehash(account.password_hash) else None
+        )
+        return VerifiedLogin(account.id, username, address, account.password_hash, rehashed)
+    if attempt.attempts == policy.lockout_threshold:
+        raise LoginRefused("locked_now", locked_until=attempt.window_ends_at, failure=failure)
+    raise LoginRefused(failure)
+
+
+def complete_login(session: Session, verified: VerifiedLogin, now: datetime | None = None) -> User:
+    """Record a verified login in ``session`` (a short write): the account's attempts from this
+    address start again from zero, and the last login time is set."""
+    now = now or utcnow()
+    user = session.get(User, verified.user_id)
+    # Re-read under the write: deactivated or given a new password while the old one was verified.
+    if user is None or user.password_hash != verified.password_hash:
+        raise LoginRefused("bad_password")
     if not user.active:
         raise LoginRefused("inactive", user)
-    user.failed_logins = 0
-    user.locked_until = None
+    throttle.forget(session, throttle.LOCKOUT, verified.client_addr, verified.username)
     user.last_login_at = now
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+    if verified.new_password_hash is not None:
+        user.password_hash = verified.new_password_hash
     return user
+
+
+def _purge_now_and_then(sessions: Callable[[], Session], now: datetime) -> None:
+    if not throttle.purge_due():
+        return
+    with sessions() as session:
+        begin_write(session)
+        throttle.purge_expired(session, now)
+        session.commit()
+
+
+def admit_activation(
+    sessions: Callable[[], Session],
+    client_addr: str | None,
+    throttle_policy: throttle.ThrottlePolicy,
+    now: datetime | None = None,
+) -> None:
+    """Count a device activation from this address in a short transaction of its own; raises
+    ``throttle.Throttled`` past the limit."""
+    now = now or utcnow()
+    address = throttle.address_key(client_addr)
+    with sessions() as session:
+        throttle.refuse_if_throttled(
+            session, throttle.ACTIVATE, address, throttle_policy.activation_limit, now
+        )
+    with sessions() as session:
+        begin_write(session)
+        try:
+            throttle.count_address(session, throttle.ACTIVATE, address, throttle_policy, now)
+        except throttle.Throttled:
+            session.commit()
+            raise
+        session.commit()
+    _purge_now_and_then(sessions, now)
 
 
 def start_session(

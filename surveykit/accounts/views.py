@@ -17,7 +17,7 @@ from pyramid.response import Response
 from pyramid.view import forbidden_view_config, view_config
 from sqlalchemy import select
 
-from surveykit.accounts import schemas, services
+from surveykit.accounts import schemas, services, throttle
 from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.accounts.models import Device, User
 from surveykit.accounts.policy import AUTH_PROBLEM
@@ -75,9 +75,22 @@ def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
 @view_config(route_name="auth_token", request_method="POST", renderer="json", permission=Permission.PUBLIC)
 def login(request: Request) -> Any:
     body = json_body(request, schemas.LoginSchema())
+    # The password is checked in short transactions of the service's own, before anything touches
+    # request.dbsession: on SQLite, that session holds the write lock from its first statement.
     try:
-        user = services.authenticate(request.dbsession, body["username"], body["password"], _policy(request))
+        verified = services.authenticate(
+            request.registry["dbsession_factory"],
+            body["username"],
+            body["password"],
+            request.client_addr,
+            _policy(request),
+            _throttle(request),
+        )
+        user = services.complete_login(request.dbsession, verified)
+    except throttle.Throttled as throttled:
+        return _throttled_response(request, throttled)
     except services.LoginRefused as refused:
+        details = {"failure": refused.failure} if refused.failure else {}
         audit.record_in_request(
             request,
             "auth.login_failed",
@@ -85,6 +98,7 @@ def login(request: Request) -> Any:
             actor=body["username"],
             target=body["username"],
             reason=refused.reason,
+            **details,
         )
         if refused.reason in ("locked", "locked_now"):
             retry_after = max(1, int((refused.locked_until - utcnow()).total_seconds()))
@@ -99,6 +113,28 @@ def login(request: Request) -> Any:
     audit.record_in_request(request, "auth.login", actor=user.username, target=user.username)
     _secret_response(request)
     return pair.as_json(utcnow())
+
+
+def _throttle(request: Request) -> throttle.ThrottlePolicy:
+    return throttle.ThrottlePolicy.from_settings(request.registry.settings)
+
+
+def _throttled_response(request: Request, throttled: throttle.Throttled) -> Response:
+    if throttled.first:
+        audit.record_in_request(
+            request,
+            "auth.throttled",
+            outcome="refused",
+            target=request.matched_route.name,
+            limit=_throttle(request).limit(throttled.kind),
+            window_seconds=_throttle(request).window_seconds,
+        )
+    return error_response(
+        429,
+        ErrorCode.TOO_MANY_REQUESTS,
+        f"too many attempts from your address: try again in {throttled.retry_after} seconds",
+        headers={"Retry-After": str(throttled.retry_after)},
+    )
 
 
 @view_config(route_name="auth_refresh", request_method="POST", renderer="json", permission=Permission.PUBLIC)
@@ -280,6 +316,12 @@ def _enrolment_answer(request: Request, device: Device, username: str, code: str
 )
 def activate(request: Request) -> Any:
     body = json_body(request, schemas.ActivateSchema())
+    try:
+        services.admit_activation(
+            request.registry["dbsession_factory"], request.client_addr, _throttle(request)
+        )
+    except throttle.Throttled as throttled:
+        return _throttled_response(request, throttled)
     try:
         activation = services.activate(request.dbsession, body["code"], _tokens(request), _policy(request))
     except services.EnrolmentRefused as refused:

@@ -80,7 +80,8 @@ class StrictNumber(colander.SchemaType):
         if isinstance(cstruct, bool) or not isinstance(cstruct, int | float):
             raise colander.Invalid(node, f"must be a number, not {cstruct!r}")
         # YAML's .nan/.inf and JSON's NaN/Infinity are floats too, but no database JSON column stores them.
-        if not math.isfinite(cstruct):
+        # (Only floats: math.isfinite raises on an int too large for a float.)
+        if isinstance(cstruct, float) and not math.isfinite(cstruct):
             raise colander.Invalid(node, f"must be a finite number, not {cstruct!r}")
         return cstruct
 

@@ -1,4 +1,5 @@
-"""``surveykit participants``: import the planned sample from a sheet, list a country's registry."""
+"""``surveykit participants``: import the planned sample from a sheet, list a country's registry.
+``surveykit blocks``: the interview-number blocks tablets hold, and releasing a device's blocks."""
 
 from __future__ import annotations
 

@@ -345,3 +345,19 @@ def test_the_cli_lists_and_releases_a_devices_blocks(
         assert event.target == f"ocsea/KE/{device_id}"
         assert event.details["released_numbers"] == 10 and event.actor.startswith("cli:")
     engine.dispose()
+
+
+def test_many_small_blocks_are_counted_in_chunks(world: SyncWorld, dbsession: Session) -> None:
+    """1,200 one-number blocks: more ranges than SQLite nests in one expression."""
+    from surveykit.participants import services
+
+    tablet = world.tablet(["KE"], username="many-blocks")  # one block of 10
+    for _ in range(1_200):
+        ids.reserve_block(dbsession, tablet.device.id, world.study.id, "RA1", "KE", 1)
+    dbsession.flush()
+    rows = services.country_blocks(dbsession, world.study, "KE", tablet.device.id)
+    assert sum(unused for _block, _used, unused in rows) == 1_210
+    with pytest.raises(services.UnusedNumbersLimit, match="already holds 1210"):
+        services.reserve_block(dbsession, tablet.device.id, world.study, "KE", "RA1", 100, 1_300)
+    block = services.reserve_block(dbsession, tablet.device.id, world.study, "KE", "RA1", 90, 1_300)
+    assert block.last_number - block.first_number == 89

@@ -30,6 +30,7 @@ from surveykit.studies.models import Study
 CONSENT_HOW_MAX = 100
 MAX_BLOCK_SIZE = 100
 DEFAULT_MAX_UNUSED_NUMBERS = 200
+USED_NUMBERS_CHUNK = 200
 
 # planned -> interviewed -> withdrawn; a withdrawn participant keeps the ID, whose number stays a gap.
 TRANSITIONS = {
@@ -338,26 +339,31 @@ def used_numbers(session: Session, blocks: Sequence[NumberBlock]) -> dict[int, s
     interview record always has its participants in the registry (sync registers them in the same
     transaction), so these are the recorded numbers too. One query, whatever the number of blocks."""
     used: dict[int, set[int]] = {block.id: set() for block in blocks}
-    if not blocks:
-        return used
     p = Participant
-    ranges = [
-        and_(
-            p.study_id == block.study_id,
-            p.activity == block.activity,
-            p.country_code == block.country_code,
-            p.interview_number.between(block.first_number, block.last_number),
+    # In chunks: SQLite refuses expressions nested deeper than 1,000 (a long OR chain is one).
+    for start in range(0, len(blocks), USED_NUMBERS_CHUNK):
+        chunk = blocks[start : start + USED_NUMBERS_CHUNK]
+        ranges = [
+            and_(
+                p.study_id == block.study_id,
+                p.activity == block.activity,
+                p.country_code == block.country_code,
+                p.interview_number.between(block.first_number, block.last_number),
+            )
+            for block in chunk
+        ]
+        rows = session.execute(
+            select(p.study_id, p.activity, p.country_code, p.interview_number).where(or_(*ranges)).distinct()
         )
-        for block in blocks
-    ]
-    rows = session.execute(
-        select(p.study_id, p.activity, p.country_code, p.interview_number).where(or_(*ranges)).distinct()
-    )
-    for study_id, activity, country, number in rows:
-        for block in blocks:
-            same_key = (block.study_id, block.activity, block.country_code) == (study_id, activity, country)
-            if same_key and block.first_number <= number <= block.last_number:
-                used[block.id].add(number)
+        for study_id, activity, country, number in rows:
+            for block in chunk:
+                same_key = (block.study_id, block.activity, block.country_code) == (
+                    study_id,
+                    activity,
+                    country,
+                )
+                if same_key and block.first_number <= number <= block.last_number:
+                    used[block.id].add(number)
     return used
 
 

@@ -337,7 +337,7 @@ def _open_blocks(session: Session, device_id: str) -> list[NumberBlock]:
 def used_numbers(session: Session, blocks: Sequence[NumberBlock]) -> dict[int, set[int]]:
     """The numbers of each block (by id) with participants registered under them. A stored
     interview record always has its participants in the registry (sync registers them in the same
-    transaction), so these are the recorded numbers too. One query, whatever the number of blocks."""
+    transaction), so these are the recorded numbers too. One query per 200 blocks."""
     used: dict[int, set[int]] = {block.id: set() for block in blocks}
     p = Participant
     # In chunks: SQLite refuses expressions nested deeper than 1,000 (a long OR chain is one).

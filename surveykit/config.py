@@ -129,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("surveykit.admin_password", "SURVEYKIT_ADMIN_PASSWORD", as_str, ""),
     # Interview numbers reserved per request for a tablet to mint IDs from offline.
     Setting("surveykit.block_size", "SURVEYKIT_BLOCK_SIZE", as_block_size, 10),
+    # Unused numbers one device may hold over all its blocks (reserved, neither recorded nor released);
+    # a reservation that would pass it is refused, so no tablet can use up a country's numbers.
+    Setting("surveykit.max_unused_numbers", "SURVEYKIT_MAX_UNUSED_NUMBERS", as_positive_int, 200),
     # Changes per POST /api/v1/sync (more: 413) and entries per page of GET /api/v1/sync/changes.
     Setting("surveykit.sync_max_batch", "SURVEYKIT_SYNC_MAX_BATCH", as_positive_int, 100),
     Setting("surveykit.sync_max_pull", "SURVEYKIT_SYNC_MAX_PULL", as_positive_int, 1000),

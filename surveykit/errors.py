@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     PARTICIPANT_NOT_FOUND = "participant_not_found"
     INVALID_STATUS_TRANSITION = "invalid_status_transition"
     IMPORT_INVALID = "import_invalid"
+    NUMBERS_EXHAUSTED = "interview_numbers_exhausted"
+    UNUSED_NUMBERS_LIMIT = "unused_numbers_limit"
     SYNC_BATCH_TOO_LARGE = "batch_too_large"
     SYNC_RECORD_INVALID = "record_invalid"
     SYNC_OUT_OF_SCOPE = "out_of_scope"

@@ -331,8 +331,10 @@ BLOCK = _obj(
         "size": INT,
         "first_id": STR,
         "created_at": DATETIME,
+        "released_at": NULLABLE_DATETIME,
     }
 )
+HELD_BLOCK = _obj({**BLOCK["properties"], "device_id": STR, "used": INT, "unused": INT})
 IMPORT_SUMMARY = _obj(
     {
         "dry_run": BOOL,
@@ -715,6 +717,37 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: Reply("the block", BLOCK)},
         body=participant_schemas.BlockRequestSchema,
         errors=(409,),
+        description=(
+            "409 `unused_numbers_limit` when the device would hold more unused numbers than "
+            "`SURVEYKIT_MAX_UNUSED_NUMBERS`; 409 `interview_numbers_exhausted` past number 99999."
+        ),
+    ),
+    ("country_blocks", "GET"): Operation(
+        "The number blocks devices hold in one country, with used and unused counts",
+        "participants",
+        {200: Reply("the blocks", _list_of("blocks", HELD_BLOCK))},
+        query=_no_settings(participant_schemas.CountryBlocksQuerySchema),
+    ),
+    ("country_blocks_release", "POST"): Operation(
+        "Release a device's number blocks in one country",
+        "participants",
+        {
+            200: Reply(
+                "the blocks released and how many unused numbers became gaps",
+                _obj(
+                    {
+                        "device_id": STR,
+                        "released_numbers": INT,
+                        "blocks": {"type": "array", "items": HELD_BLOCK},
+                    }
+                ),
+            )
+        },
+        body=participant_schemas.BlockReleaseSchema,
+        description=(
+            "The device mints no more IDs from the released blocks: sync refuses a new record "
+            "numbered from them. Numbers already used stay with their records; numbers are never reused."
+        ),
     ),
     # ------------------------------------------------------------------------- sync (docs/sync.md)
     ("sync", "POST"): Operation(

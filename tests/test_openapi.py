@@ -100,6 +100,7 @@ BODY_SCHEMAS = {
     ("participants_import", "POST"): participant_schemas.ImportRowsSchema,
     ("participant", "PATCH"): participant_schemas.ParticipantUpdateSchema,
     ("blocks", "POST"): participant_schemas.BlockRequestSchema,
+    ("country_blocks_release", "POST"): participant_schemas.BlockReleaseSchema,
     ("sync", "POST"): sync_schemas.SyncBatchSchema,
     ("conflict_resolve", "POST"): sync_schemas.ResolveSchema,
 }
@@ -136,6 +137,7 @@ def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dic
         ("devices", "GET"): accounts_schemas.DeviceQuerySchema(),
         ("participants", "GET"): participant_schemas.ListQuerySchema(),
         ("blocks", "GET"): participant_schemas.BlockQuerySchema(),
+        ("country_blocks", "GET"): participant_schemas.CountryBlocksQuerySchema(),
         ("sync_changes", "GET"): sync_schemas.pull_query_schema(
             app.registry.settings["surveykit.sync_max_pull"]
         ),

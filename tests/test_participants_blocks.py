@@ -92,6 +92,7 @@ def test_a_device_reserves_blocks_and_lists_its_own(
         "size": 10,
         "first_id": "RA1-KE-02-A",
         "created_at": first.json["created_at"],
+        "released_at": None,
     }
     other = reserve(testapp, tablets.ke2, size=3).json
     assert (other["first_number"], other["last_number"]) == (12, 14)

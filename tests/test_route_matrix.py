@@ -89,6 +89,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("participant", "PATCH"): MANAGERS_KE,
     ("blocks", "GET"): DEVICES,
     ("blocks", "POST"): DEVICES,
+    # The blocks tablets hold in a country, and releasing them: that country's managers.
+    ("country_blocks", "GET"): MANAGERS_KE,
+    ("country_blocks_release", "POST"): MANAGERS_KE,
     # Sync (docs/sync.md): tablets and managers push (each change is scoped on its own).
     ("sync", "POST"): PUBLISHERS | DEVICES,
     ("sync_changes", "GET"): AUTHENTICATED,
@@ -148,6 +151,10 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("participant", "GET", "tz_country"): MANAGERS_TZ,
     ("participant", "PATCH", "tz_country"): MANAGERS_TZ,
     ("blocks", "POST", "tz_country"): NOBODY,
+    ("country_blocks", "GET", "tz_country"): MANAGERS_TZ,
+    ("country_blocks_release", "POST", "tz_country"): MANAGERS_TZ,
+    ("country_blocks", "GET", "other_study_registry"): GLOBAL_ADMIN,
+    ("country_blocks_release", "POST", "other_study_registry"): GLOBAL_ADMIN,
     # The configuration and registry of a study none of them (but the global admin) holds a grant in.
     ("study", "GET", "other_study_registry"): GLOBAL_ADMIN,
     ("study_countries", "POST", "other_study_registry"): GLOBAL_ADMIN,
@@ -412,6 +419,25 @@ def _block_call(country: str) -> Callable[[World], Call]:
     return lambda w: _with_activity(w, "ocsea", Call("POST", "/api/v1/blocks", body))
 
 
+def _country_block_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """Listing a country's blocks, and releasing the matrix tablet's block there (made for the call)."""
+    from surveykit.participants import ids
+    from surveykit.studies import services as studies
+
+    base = f"/api/v1/studies/{study}/countries/{country}/blocks"
+
+    def release(w: World) -> Call:
+        _with_activity(w, study, Call("GET", "/"))
+        ids.reserve_block(w.session, w.device.id, studies.get_study(w.session, study).id, "RA1", country, 2)
+        w.session.flush()
+        return Call("POST", f"{base}/release", {"device_id": w.device.id})
+
+    return {
+        ("country_blocks", "GET"): lambda w: _with_activity(w, study, Call("GET", base)),
+        ("country_blocks_release", "POST"): release,
+    }
+
+
 def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
     scope = f"study={study}&country={country}"
 
@@ -457,6 +483,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     **_registry_calls("ocsea", "KE"),
     ("blocks", "GET"): lambda w: Call("GET", "/api/v1/blocks"),
     ("blocks", "POST"): _block_call("KE"),
+    **_country_block_calls("ocsea", "KE"),
     ("sync", "POST"): lambda w: Call("POST", "/api/v1/sync", {"changes": []}),
     **_sync_calls("ocsea", "KE"),
     ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
@@ -473,8 +500,16 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "split_fieldworker_tz": _device_calls("split", {"study": "ocsea", "countries": ["TZ"]}),
     "multi_fieldworker": _device_calls("multi"),
     "multi_fieldworker_other": _device_calls("multi", {"study": "other"}),
-    "tz_country": {**_registry_calls("ocsea", "TZ"), ("blocks", "POST"): _block_call("TZ")},
-    "other_study_registry": {**_study_calls("other"), **_registry_calls("other", "KE")},
+    "tz_country": {
+        **_registry_calls("ocsea", "TZ"),
+        ("blocks", "POST"): _block_call("TZ"),
+        **_country_block_calls("ocsea", "TZ"),
+    },
+    "other_study_registry": {
+        **_study_calls("other"),
+        **_registry_calls("other", "KE"),
+        **_country_block_calls("other", "KE"),
+    },
     "sync_tz": _sync_calls("ocsea", "TZ"),
     "sync_other_study": _sync_calls("other", "KE"),
     "export_tz": {("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx")},

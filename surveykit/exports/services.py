@@ -54,10 +54,11 @@ from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.participants.models import Participant
 from surveykit.studies import services as studies
 from surveykit.sync.models import Interview
+from surveykit.sync.validation import CLOCK_SKEW, EARLIEST_TIME, plausible_time
 
 # Part of the content hash: bump it when the workbook's layout or rules change, so clients holding a
 # workbook of the old layout fetch the new one.
-EXPORT_FORMAT = "surveykit-export/1"
+EXPORT_FORMAT = "surveykit-export/2"
 ALL_COUNTRIES = "ALL"
 ACTIVITY = re.compile(r"^RA[1-9]$")
 YIELD_PER = 100
@@ -327,7 +328,7 @@ def _interview_query(scope: Scope, with_record: bool, activity: str) -> Any:
         Interview.instrument_version,
     ]
     if with_record:
-        columns.append(Interview.record)
+        columns += [Interview.record, Interview.updated_at]
     return (
         select(*columns)
         .where(*_scope_filter(Interview, scope, activity))
@@ -486,13 +487,15 @@ def methods_sentence(
 
     One interview: ``1 interview with a total of 2 participants was conducted in May 2020.`` (the
     verb agrees with the interviews; one month is "in May 2020"); none: ``In Kenya, no interviews
-    have been recorded.``
+    have been recorded.``; interviews without a plausible date: the sentence names no months.
     """
-    if interviews == 0 or first is None or last is None:
+    if interviews == 0:
         return f"In {place}, no interviews have been recorded."
     interview_noun = "interview" if interviews == 1 else "interviews"
     participant_noun = "participant" if participants == 1 else "participants"
     verb = "was" if interviews == 1 else "were"
+    if first is None or last is None:
+        return f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} {verb} conducted."
     if (first.year, first.month) == (last.year, last.month):
         when = f"in {month_year(first)}"
     else:
@@ -516,11 +519,28 @@ def short_citation(pid: str) -> str:
 
 def interview_date(record: dict[str, Any]) -> date | None:
     """The interview's date where it took place (the local date of ``started_at``)."""
+    started = _started_at(record)
+    return started.date() if started is not None else None
+
+
+def plausible_interview_date(record: dict[str, Any], stored_at: datetime | None) -> date | None:
+    """The interview's date when ``started_at`` is a plausible time for it (sync's window, with the
+    time its current revision was stored as "now"): what the first and last dates and the methods
+    sentence are made of. A stored value outside it (from before that check) counts as undated."""
+    started = _started_at(record)
+    if started is None or started.tzinfo is None:
+        return None
+    if not plausible_time(started, stored_at or utcnow()):
+        return None
+    return started.date()
+
+
+def _started_at(record: dict[str, Any]) -> datetime | None:
     started = record.get("started_at")
     if not isinstance(started, str):
         return None
     try:
-        return datetime.fromisoformat(started).date()
+        return datetime.fromisoformat(started)
     except ValueError:
         return None
 
@@ -576,13 +596,16 @@ class CountryCounts:
     by_version: Counter = field(default_factory=Counter)
     first: date | None = None
     last: date | None = None
+    undated: int = 0  # interviews without a plausible date, left out of first, last and the sentence
 
     def add_interview(self, mode: str, status: str, version: str, day: date | None) -> None:
         self.interviews += 1
         self.by_mode[mode] += 1
         self.by_status[status] += 1
         self.by_version[version] += 1
-        if day is not None:
+        if day is None:
+            self.undated += 1
+        else:
             self.first = day if self.first is None or day < self.first else self.first
             self.last = day if self.last is None or day > self.last else self.last
 
@@ -593,6 +616,7 @@ class CountryCounts:
         self.quotes += other.quotes
         self.quotes_excluded += other.quotes_excluded
         self.answers += other.answers
+        self.undated += other.undated
         self.by_mode.update(other.by_mode)
         self.by_status.update(other.by_status)
         self.by_version.update(other.by_version)
@@ -777,7 +801,12 @@ class _Builder:
             return
         mode = record.get("mode")
         day = interview_date(record)
-        counts.add_interview(MODE_LABELS.get(mode, str(mode)), row.status, info.label, day)
+        counts.add_interview(
+            MODE_LABELS.get(mode, str(mode)),
+            row.status,
+            info.label,
+            plausible_interview_date(record, row.updated_at),
+        )
         counts.participants += len(included)
         language = record.get("language")
         country = [row.country_code] if self.multi else []
@@ -925,6 +954,8 @@ class _Builder:
         sheet.append(["Quotes", total.quotes])
         sheet.append(["First interview", total.first])
         sheet.append(["Last interview", total.last])
+        if total.undated:
+            sheet.append(["Interviews without a plausible date (not in the dates above)", total.undated])
         sheet.append(["Methods sentence", total.sentence()])
         sheet.append([])
         header = [
@@ -1017,7 +1048,10 @@ class _Builder:
             (
                 "Interview dates",
                 "The local date of the record's started_at; the methods sentence gives the "
-                "months of the first and last interview.",
+                "months of the first and last interview. A start outside the plausible window "
+                f"(from {EARLIEST_TIME.date()} to {CLOCK_SKEW.days} day after the record was stored) "
+                "counts for neither: "
+                f"{result.total.undated} interview(s) without a plausible date.",
             ),
             (
                 "Formulas",
@@ -1035,6 +1069,13 @@ class _Builder:
                 "(UTF-16 units) is split into parts marked [part 1/2], [part 2/2]... that continue in "
                 "the same column on the next row(s); the key columns repeat there. "
                 f"{stats.split_texts} text(s) split, {stats.continuation_rows} continuation row(s).",
+            ),
+            (
+                "Numbers and dates as text",
+                "A number a spreadsheet cannot hold exactly (beyond 10^15 in size, or a decimal "
+                "too small to keep) is written as text marked [number as text], and a date before "
+                "1900-01-01 (where Excel's calendar starts) as text marked [date as text]: "
+                f"{stats.numbers_as_text} number(s) and {stats.dates_as_text} date(s).",
             ),
             (
                 "Long sheets",

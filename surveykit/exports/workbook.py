@@ -10,7 +10,10 @@ written through ``SheetWriter.append`` is therefore checked here:
 - a carriage return is written as ``&#13;`` (a raw one reads back as a line feed in every reader);
 - a text over ``max_cell_units`` UTF-16 code units is split; the parts are marked ``[part k/n] ``
   and continue in the same column on the next row(s), which repeat the row's key columns;
-- a sheet that reaches ``max_rows`` continues on a new sheet ``Title (2)`` with the same headers.
+- a sheet that reaches ``max_rows`` continues on a new sheet ``Title (2)`` with the same headers;
+- a number Excel cannot hold exactly (beyond 10^15 in size, a decimal too small to keep, not finite)
+  and a date before Excel's calendar (1900-01-01) are written as text marked ``[number as text] ``
+  or ``[date as text] `` and counted, so no stored value can make the writer fail or mislead.
 
 Cells are reused per column and handed to openpyxl ready-made (value, type and style set), so the
 writer does no per-cell work that openpyxl would not do anyway.
@@ -58,6 +61,15 @@ SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
 _C0_BYTES = bytes(code for code in range(32) if code not in (9, 10))
 PART_MARKER = "[part {k}/{n}] "
 PART_PATTERN = re.compile(r"\[part (\d+)/(\d+)\] ")
+
+# The numbers written as numbers: the bound sync validation applies to number answers
+# (``surveykit.instruments.schemas.NUMBER_LIMIT``); anything else becomes marked text.
+NUMBER_LIMIT = 10**15
+SMALLEST_DECIMAL = 1e-300
+NUMBER_AS_TEXT = "[number as text] "
+# Excel's calendar starts on 1900-01-01: an earlier date would be a serial of 0 or below.
+EXCEL_FIRST_DATE = date(1900, 1, 1)
+DATE_AS_TEXT = "[date as text] "
 
 CHECKED_MAX = 4096
 DATE_FORMAT = "yyyy-mm-dd"
@@ -163,6 +175,8 @@ class Stats:
     split_texts: int = 0
     continuation_rows: int = 0
     continuation_sheets: list[str] = field(default_factory=list)
+    numbers_as_text: int = 0
+    dates_as_text: int = 0
 
 
 class WorkbookWriter:
@@ -455,8 +469,14 @@ class SheetWriter:
                 cell = text_cells[index]
                 cell._value = value
             elif kind is int or kind is float:
-                cell = number_cells[index]
-                cell._value = value
+                # NaN fails every comparison, so it takes the text path too.
+                if -NUMBER_LIMIT <= value <= NUMBER_LIMIT and (
+                    kind is int or value == 0 or abs(value) >= SMALLEST_DECIMAL
+                ):
+                    cell = number_cells[index]
+                    cell._value = value
+                else:
+                    cell = self._number_as_text(index, value)
             else:
                 cell = self._other(index, value)
             row[index] = cell
@@ -476,12 +496,39 @@ class SheetWriter:
         if isinstance(value, datetime):
             if value.tzinfo is not None:
                 raise ValueError("datetimes must be naive (UTC) for Excel")
+            if value.date() < EXCEL_FIRST_DATE:
+                return self._date_as_text(index, value.isoformat(sep=" "))
             return self._cell(index, "datetime", value)
         if isinstance(value, date):
+            if value < EXCEL_FIRST_DATE:
+                return self._date_as_text(index, value.isoformat())
             return self._cell(index, DATE, value)
         if isinstance(value, int | float):
-            return self._cell(index, NUMBER, value)
+            return self.number_cell(index, value)
         raise TypeError(f"cannot write {type(value).__name__} to a cell")
+
+    def number_cell(self, index: int, value: int | float) -> Cell:
+        """A number cell, or marked text for a number Excel cannot hold exactly."""
+        if -NUMBER_LIMIT <= value <= NUMBER_LIMIT and (
+            isinstance(value, int) or value == 0 or abs(value) >= SMALLEST_DECIMAL
+        ):
+            return self._cell(index, NUMBER, value)
+        return self._number_as_text(index, value)
+
+    def _number_as_text(self, index: int, value: int | float) -> Cell:
+        try:
+            digits = repr(value) if isinstance(value, float) else str(int(value))
+        except ValueError:  # more digits than Python converts to text (sys.get_int_max_str_digits)
+            digits = f"a whole number of about {int(value).bit_length() * 0.30103:.0f} digits"
+        self.book.stats.numbers_as_text += 1
+        text = NUMBER_AS_TEXT + digits
+        if len(text) > self._limit:
+            text = text[: self._limit - 20] + " [cut]"
+        return self._cell(index, TEXT, text)
+
+    def _date_as_text(self, index: int, text: str) -> Cell:
+        self.book.stats.dates_as_text += 1
+        return self._cell(index, TEXT, DATE_AS_TEXT + text)
 
     def _split(self, text: str) -> list[str]:
         budget = self._limit - len(PART_MARKER.format(k=999, n=999))

@@ -30,6 +30,25 @@ CHOICE_TYPES = {"single_choice", "multiple_choice"}
 
 MAX_TEXT = 20_000
 
+# What a number answer (and a number question's min and max) may be: what a spreadsheet holds
+# exactly. Excel keeps numbers as 64-bit floats shown to 15 significant digits, so every whole
+# number within 10^15 survives the export unchanged; a decimal must lie in the same range and,
+# unless it is 0, be no smaller in size than 10^-300 (Excel turns smaller ones into 0).
+NUMBER_LIMIT = 10**15
+SMALLEST_DECIMAL = 1e-300
+
+
+def number_problem(value: int | float) -> str | None:
+    """What keeps ``value`` (an int or float, not a bool) from being a number answer, or None."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if value != 0 and abs(value) < SMALLEST_DECIMAL:
+            return f"is too small to keep (a decimal other than 0 is at least {SMALLEST_DECIMAL:g} in size)"
+    if not -NUMBER_LIMIT <= value <= NUMBER_LIMIT:
+        return "is beyond what a spreadsheet holds exactly (numbers run from -10^15 to 10^15)"
+    return None
+
 
 class StrictString(colander.String):
     """A string that must already be a string: YAML's ``yes`` or ``12`` is not silently coerced."""
@@ -61,9 +80,15 @@ class StrictNumber(colander.SchemaType):
         if isinstance(cstruct, bool) or not isinstance(cstruct, int | float):
             raise colander.Invalid(node, f"must be a number, not {cstruct!r}")
         # YAML's .nan/.inf and JSON's NaN/Infinity are floats too, but no database JSON column stores them.
-        if not math.isfinite(cstruct):
+        # (Only floats: math.isfinite raises on an int too large for a float.)
+        if isinstance(cstruct, float) and not math.isfinite(cstruct):
             raise colander.Invalid(node, f"must be a finite number, not {cstruct!r}")
         return cstruct
+
+
+def _storable_number(node: colander.SchemaNode, value: int | float) -> None:
+    if problem := number_problem(value):
+        raise colander.Invalid(node, problem)
 
 
 class TranslatableText(colander.SchemaType):
@@ -143,8 +168,8 @@ class QuestionSchema(colander.MappingSchema):
     relevance = colander.SchemaNode(
         StrictString(), missing=colander.drop, validator=colander.Length(max=1000)
     )
-    min = colander.SchemaNode(StrictNumber(), missing=colander.drop)
-    max = colander.SchemaNode(StrictNumber(), missing=colander.drop)
+    min = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)
+    max = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)

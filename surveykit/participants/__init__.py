@@ -5,7 +5,9 @@ Who may do what, by the principals of ``surveykit.accounts.identity`` (``role:R:
   the planned sample);
 - register, import and update participants: coordinators and admins of that study and country;
 - reserve and list interview-number blocks: device sessions only (the country is checked against
-  the device's fieldworker grants in the view, since it comes in the body).
+  the device's fieldworker grants in the view, since it comes in the body);
+- list the blocks devices hold in a country and release a device's blocks there: coordinators and
+  admins of that study and country.
 """
 
 from __future__ import annotations
@@ -98,4 +100,12 @@ def includeme(config: Any) -> None:
     )
     config.add_route("participant", "/api/v1/studies/{study}/participants/{pid}", factory=ParticipantResource)
     config.add_route("blocks", "/api/v1/blocks", factory=BlocksResource)
+    config.add_route(
+        "country_blocks", "/api/v1/studies/{study}/countries/{cc}/blocks", factory=CountryParticipantsResource
+    )
+    config.add_route(
+        "country_blocks_release",
+        "/api/v1/studies/{study}/countries/{cc}/blocks/release",
+        factory=CountryParticipantsResource,
+    )
     config.scan(".views")

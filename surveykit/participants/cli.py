@@ -1,4 +1,5 @@
-"""``surveykit participants``: import the planned sample from a sheet, list a country's registry."""
+"""``surveykit participants``: import the planned sample from a sheet, list a country's registry.
+``surveykit blocks``: the interview-number blocks tablets hold, and releasing a device's blocks."""
 
 from __future__ import annotations
 
@@ -128,4 +129,85 @@ def participants_list(obj: Any, study: str, country: str, activity: str | None, 
     click.echo(format_table(table) if len(table) > 1 else "no participants")
 
 
-COMMANDS = [participants_group]
+@click.group("blocks")
+def blocks_group() -> None:
+    """Interview-number blocks that tablets hold: list them, release a device's unused numbers."""
+
+
+@blocks_group.command("list")
+@click.option("--study", required=True, help="Study slug.")
+@click.option("--country", required=True, help="The study's two-letter country code.")
+@click.option("--device", "device_id", help="Only the blocks of this device id.")
+@click.option("--activity", help="Only this research activity, e.g. RA1.")
+@click.pass_obj
+def blocks_list(obj: Any, study: str, country: str, device_id: str | None, activity: str | None) -> None:
+    """The blocks devices hold in a country, with how many of their numbers are used and unused."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            target = studies.get_study(session, study)
+            studies.get_country(session, target, country)
+            rows = services.country_blocks(session, target, country, device_id, activity)
+            table = [["block", "device", "numbers", "used", "unused", "released"]]
+            table += [
+                [
+                    str(block.id),
+                    block.device_id,
+                    f"{block.activity}-{block.country_code}-{block.first_number:02d} to "
+                    f"{block.last_number:02d}",
+                    str(used),
+                    str(unused),
+                    f"{block.released_at:%Y-%m-%d %H:%M} by {block.released_by}" if block.released_at else "",
+                ]
+                for block, used, unused in rows
+            ]
+    except (studies.StudyNotFound, studies.CountryNotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_table(table) if len(table) > 1 else "no number blocks")
+
+
+@blocks_group.command("release")
+@click.argument("device_id")
+@click.option("--study", required=True, help="Study slug.")
+@click.option("--country", required=True, help="The study's two-letter country code.")
+@click.option("--activity", help="Only the blocks of this research activity (default: all).")
+@click.pass_obj
+def blocks_release(obj: Any, device_id: str, study: str, country: str, activity: str | None) -> None:
+    """Release DEVICE_ID's blocks in a country: the device mints no more IDs from them, and their
+    unused numbers stay gaps (numbers are never reused)."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            target = studies.get_study(session, study)
+            studies.get_country(session, target, country)
+            if activity is not None:
+                studies.get_activity(session, target, activity)
+            if not services.country_blocks(session, target, country, device_id, activity):
+                raise click.ClickException(f"device {device_id} holds no number blocks in {study}/{country}")
+            release = services.release_blocks(session, device_id, target, country, activity, operator())
+            if release.blocks:
+                audit.record(
+                    session,
+                    "block.release",
+                    actor=operator(),
+                    target=f"{study}/{country}/{device_id}",
+                    device_id=None,
+                    details={
+                        "device": device_id,
+                        "activity": activity,
+                        "blocks": [block.id for block in release.blocks],
+                        "released_numbers": release.released_numbers,
+                    },
+                )
+    except (studies.StudyNotFound, studies.CountryNotFound, studies.ActivityNotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not release.blocks:
+        click.echo(f"device {device_id} has no open blocks in {study}/{country}; nothing to release")
+        return
+    click.echo(
+        f"released {len(release.blocks)} block(s) of device {device_id} in {study}/{country}: "
+        f"{release.released_numbers} unused number(s) will stay gaps"
+    )
+
+
+COMMANDS = [participants_group, blocks_group]

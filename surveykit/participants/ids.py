@@ -20,22 +20,36 @@ from surveykit.participants.models import InterviewNumberCounter, NumberBlock
 # ASCII digits only (``\d`` also matches other scripts' digits) and no trailing newline (``$`` allows one).
 PID_PATTERN = re.compile(r"RA([1-9])-([A-Z]{2})-([0-9]{2,9})-([A-Z])")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# The largest interview number anything accepts: allocation stops here, IDs beyond it do not parse,
+# and sync refuses records numbered above it. Five digits are far more than any country needs.
+MAX_INTERVIEW_NUMBER = 99_999
 
 
 # Every number block of a device (bind ``device_id``): study id, activity, country, first and last
-# number. Sync loads them once per batch and checks each new record's number in Python.
+# number, and whether it was released. Sync loads them once per batch and checks each new record's
+# number in Python. The share lock makes a concurrent release wait for the push (or the push see the
+# release), so a number is never minted after its block was released.
 _blocks = NumberBlock.__table__
-DEVICE_BLOCKS = select(
-    _blocks.c.study_id,
-    _blocks.c.activity,
-    _blocks.c.country_code,
-    _blocks.c.first_number,
-    _blocks.c.last_number,
-).where(_blocks.c.device_id == bindparam("device_id"))
+DEVICE_BLOCKS = (
+    select(
+        _blocks.c.study_id,
+        _blocks.c.activity,
+        _blocks.c.country_code,
+        _blocks.c.first_number,
+        _blocks.c.last_number,
+        _blocks.c.released_at.is_not(None).label("released"),
+    )
+    .where(_blocks.c.device_id == bindparam("device_id"))
+    .with_for_update(read=True)
+)
 
 
 class InvalidParticipantId(ValueError):
     pass
+
+
+class NumbersExhausted(ValueError):
+    """Taking the numbers asked for would pass ``MAX_INTERVIEW_NUMBER``; nothing was taken."""
 
 
 @dataclass(frozen=True, order=True)
@@ -62,6 +76,8 @@ def parse_pid(text: str) -> ParticipantId:
     value = int(number)
     if value < 1 or number != f"{value:02d}":
         raise InvalidParticipantId(f"{text!r}: the interview number must be 01 or more, without extra zeros")
+    if value > MAX_INTERVIEW_NUMBER:
+        raise InvalidParticipantId(f"{text!r}: interview numbers end at {MAX_INTERVIEW_NUMBER}")
     return ParticipantId(f"RA{activity}", country, value, letter)
 
 
@@ -74,7 +90,10 @@ def letter_for(index: int) -> str:
 def allocate_interview_numbers(
     session: Session, study_id: int, activity: str, country: str, count: int = 1
 ) -> range:
-    """Reserve ``count`` consecutive interview numbers for this study, activity and country."""
+    """Reserve ``count`` consecutive interview numbers for this study, activity and country.
+
+    Raises ``NumbersExhausted``, taking nothing, when the last one would pass ``MAX_INTERVIEW_NUMBER``.
+    """
     if count < 1:
         raise ValueError("count must be at least 1")
     key = (
@@ -83,14 +102,22 @@ def allocate_interview_numbers(
         & (InterviewNumberCounter.country_code == country)
     )
     for _attempt in range(2):
+        # The bound is part of the UPDATE, so a refused request never moves the counter.
         advanced = session.execute(
             update(InterviewNumberCounter)
-            .where(key)
+            .where(key, InterviewNumberCounter.next_number + count <= MAX_INTERVIEW_NUMBER + 1)
             .values(next_number=InterviewNumberCounter.next_number + count)
             .returning(InterviewNumberCounter.next_number)
         ).scalar_one_or_none()
         if advanced is not None:
             return range(advanced - count, advanced)
+        next_free = session.scalar(select(InterviewNumberCounter.next_number).where(key))
+        if next_free is not None or count > MAX_INTERVIEW_NUMBER:
+            left = MAX_INTERVIEW_NUMBER + 1 - (next_free or 1)
+            raise NumbersExhausted(
+                f"{activity} in {country} has {max(left, 0)} interview number(s) left "
+                f"(numbers end at {MAX_INTERVIEW_NUMBER}); {count} were asked for"
+            )
         # First allocation for this key: create the counter. A concurrent first allocation may win
         # the insert; then the savepoint rolls back and the UPDATE above takes the row's lock.
         try:
@@ -134,6 +161,7 @@ def device_owns_number(
                 NumberBlock.country_code == country,
                 NumberBlock.first_number <= number,
                 NumberBlock.last_number >= number,
+                NumberBlock.released_at.is_(None),
             )
         )
         is not None

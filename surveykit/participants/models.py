@@ -34,7 +34,11 @@ class InterviewNumberCounter(Base):
 
 
 class NumberBlock(Base):
-    """Interview numbers reserved for one device, which mints IDs from them while offline."""
+    """Interview numbers reserved for one device, which mints IDs from them while offline.
+
+    A released block (``released_at`` set) mints nothing more: its numbers that were not used by
+    then stay gaps for good, and no longer count against the device's cap.
+    """
 
     __tablename__ = "number_blocks"
 
@@ -46,6 +50,8 @@ class NumberBlock(Base):
     first_number: Mapped[int] = mapped_column(Integer)
     last_number: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (
         CheckConstraint("first_number >= 1 AND last_number >= first_number", name="range_valid"),

@@ -158,3 +158,15 @@ class BlockQuerySchema(Strict):
     study = colander.SchemaNode(StrictString(), missing=None)
     country = colander.SchemaNode(StrictString(), missing=None)
     activity = colander.SchemaNode(StrictString(), missing=None)
+
+
+class CountryBlocksQuerySchema(Strict):
+    device_id = colander.SchemaNode(StrictString(), validator=colander.Length(max=36), missing=None)
+    activity = activity_node(missing=None)
+
+
+class BlockReleaseSchema(Strict):
+    """Release a device's blocks in the URL's country (of one activity, or of all)."""
+
+    device_id = colander.SchemaNode(StrictString(), validator=colander.Length(max=36))
+    activity = activity_node(missing=None)

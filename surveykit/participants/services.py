@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from surveykit.accounts.models import Device
 from surveykit.db import utcnow
 from surveykit.participants import ids
 from surveykit.participants.importer import AGENCY_MAX, POSITION_MAX, ImportPlan, text_problem
@@ -28,6 +29,8 @@ from surveykit.studies.models import Study
 
 CONSENT_HOW_MAX = 100
 MAX_BLOCK_SIZE = 100
+DEFAULT_MAX_UNUSED_NUMBERS = 200
+USED_NUMBERS_CHUNK = 200
 
 # planned -> interviewed -> withdrawn; a withdrawn participant keeps the ID, whose number stays a gap.
 TRANSITIONS = {
@@ -48,6 +51,14 @@ class RegistryError(ValueError):
 
 class InvalidTransition(RegistryError):
     pass
+
+
+class NumbersExhausted(RegistryError):
+    """The study, activity and country have too few interview numbers left; nothing was taken."""
+
+
+class UnusedNumbersLimit(RegistryError):
+    """A reservation would leave the device holding more unused numbers than allowed."""
 
 
 class ParticipantNotFound(LookupError):
@@ -166,7 +177,10 @@ def register_interviews(
         for j, person in enumerate(people):
             _check_text(person.agency, AGENCY_MAX, f"interviews[{i}][{j}].agency", required=True)
             _check_text(person.position, POSITION_MAX, f"interviews[{i}][{j}].position")
-    numbers = ids.allocate_interview_numbers(session, study.id, activity, country, len(interviews))
+    try:
+        numbers = ids.allocate_interview_numbers(session, study.id, activity, country, len(interviews))
+    except ids.NumbersExhausted as exc:
+        raise NumbersExhausted(str(exc), "interviews") from exc
     now = utcnow()
     created: list[list[Participant]] = []
     for number, people in zip(numbers, interviews, strict=True):
@@ -278,13 +292,188 @@ def publish(session: Session, study_id: int, participants: Iterable[Participant]
 
 
 def reserve_block(
-    session: Session, device_id: str, study: Study, country: str, activity: str, size: int
+    session: Session,
+    device_id: str,
+    study: Study,
+    country: str,
+    activity: str,
+    size: int,
+    max_unused: int = DEFAULT_MAX_UNUSED_NUMBERS,
 ) -> NumberBlock:
-    """Reserve ``size`` interview numbers for a device to mint IDs from offline."""
+    """Reserve ``size`` interview numbers for a device to mint IDs from offline.
+
+    Refused (``UnusedNumbersLimit``) when the device would then hold more than ``max_unused``
+    unused numbers over all its blocks, and (``NumbersExhausted``) past the largest number.
+    """
     if not 1 <= size <= MAX_BLOCK_SIZE:
         raise RegistryError(f"a block has 1 to {MAX_BLOCK_SIZE} numbers", "size")
     check_scope(session, study, country, activity)
-    return ids.reserve_block(session, device_id, study.id, activity, country, size)
+    # One reservation of a device at a time (PostgreSQL; SQLite has one writer anyway), so two
+    # parallel requests cannot both pass the cap.
+    session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
+    held = sum(len(numbers) for _block, numbers in unused_numbers(session, _open_blocks(session, device_id)))
+    if held + size > max_unused:
+        raise UnusedNumbersLimit(
+            f"this device already holds {held} unused interview number(s); {size} more would pass "
+            f"the limit of {max_unused}: use the numbers it has, or ask a coordinator to release them",
+            "size",
+        )
+    try:
+        return ids.reserve_block(session, device_id, study.id, activity, country, size)
+    except ids.NumbersExhausted as exc:
+        raise NumbersExhausted(str(exc), "size") from exc
+
+
+def _open_blocks(session: Session, device_id: str) -> list[NumberBlock]:
+    return list(
+        session.scalars(
+            select(NumberBlock)
+            .where(NumberBlock.device_id == device_id, NumberBlock.released_at.is_(None))
+            .order_by(NumberBlock.id)
+        )
+    )
+
+
+def used_numbers(session: Session, blocks: Sequence[NumberBlock]) -> dict[int, set[int]]:
+    """The numbers of each block (by id) with participants registered under them. A stored
+    interview record always has its participants in the registry (sync registers them in the same
+    transaction), so these are the recorded numbers too. One query per 200 blocks."""
+    used: dict[int, set[int]] = {block.id: set() for block in blocks}
+    p = Participant
+    # In chunks: SQLite refuses expressions nested deeper than 1,000 (a long OR chain is one).
+    for start in range(0, len(blocks), USED_NUMBERS_CHUNK):
+        chunk = blocks[start : start + USED_NUMBERS_CHUNK]
+        ranges = [
+            and_(
+                p.study_id == block.study_id,
+                p.activity == block.activity,
+                p.country_code == block.country_code,
+                p.interview_number.between(block.first_number, block.last_number),
+            )
+            for block in chunk
+        ]
+        rows = session.execute(
+            select(p.study_id, p.activity, p.country_code, p.interview_number).where(or_(*ranges)).distinct()
+        )
+        for study_id, activity, country, number in rows:
+            for block in chunk:
+                same_key = (block.study_id, block.activity, block.country_code) == (
+                    study_id,
+                    activity,
+                    country,
+                )
+                if same_key and block.first_number <= number <= block.last_number:
+                    used[block.id].add(number)
+    return used
+
+
+def unused_numbers(session: Session, blocks: Sequence[NumberBlock]) -> list[tuple[NumberBlock, list[int]]]:
+    """Each block with its numbers that are neither recorded nor registered (empty once released)."""
+    used = used_numbers(session, blocks)
+    return [
+        (
+            block,
+            []
+            if block.released_at is not None
+            else [n for n in range(block.first_number, block.last_number + 1) if n not in used[block.id]],
+        )
+        for block in blocks
+    ]
+
+
+@dataclass(frozen=True)
+class Release:
+    """What releasing a device's blocks did: the blocks released and the numbers that became gaps."""
+
+    blocks: list[NumberBlock]
+    gaps: list[tuple[NumberBlock, list[int]]]
+
+    @property
+    def released_numbers(self) -> int:
+        return sum(len(numbers) for _block, numbers in self.gaps)
+
+
+def release_blocks(
+    session: Session,
+    device_id: str,
+    study: Study,
+    country: str,
+    activity: str | None,
+    actor: str | None,
+) -> Release:
+    """Release the device's open blocks of this study and country (and activity, if given).
+
+    The device mints nothing more from them: sync refuses a new record numbered from a released
+    block unless the number was registered before (used numbers stay usable by their records).
+    The unused numbers become gaps for good; numbers are never reused.
+    """
+    now = utcnow()
+    conditions = [
+        NumberBlock.device_id == device_id,
+        NumberBlock.study_id == study.id,
+        NumberBlock.country_code == country,
+        NumberBlock.released_at.is_(None),
+    ]
+    if activity is not None:
+        conditions.append(NumberBlock.activity == activity)
+    # Marking first takes the blocks' row locks: a push minting from them has committed by then (and
+    # is counted as used below), or waits and then sees the blocks released.
+    released_ids = list(
+        session.scalars(
+            update(NumberBlock)
+            .where(*conditions)
+            .values(released_at=now, released_by=actor)
+            .returning(NumberBlock.id)
+        )
+    )
+    if not released_ids:
+        return Release([], [])
+    blocks = list(
+        session.scalars(
+            select(NumberBlock)
+            .where(NumberBlock.id.in_(released_ids))
+            .order_by(NumberBlock.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+    used = used_numbers(session, blocks)
+    gaps = [
+        (block, [n for n in range(block.first_number, block.last_number + 1) if n not in used[block.id]])
+        for block in blocks
+    ]
+    return Release(blocks, gaps)
+
+
+def country_blocks(
+    session: Session,
+    study: Study,
+    country: str,
+    device_id: str | None = None,
+    activity: str | None = None,
+) -> list[tuple[NumberBlock, int, int]]:
+    """The blocks devices hold in this study and country, oldest first, each with its used and
+    unused counts (unused: 0 once released)."""
+    statement = (
+        select(NumberBlock)
+        .where(NumberBlock.study_id == study.id, NumberBlock.country_code == country)
+        .order_by(NumberBlock.id)
+    )
+    if device_id is not None:
+        statement = statement.where(NumberBlock.device_id == device_id)
+    if activity is not None:
+        statement = statement.where(NumberBlock.activity == activity)
+    blocks = list(session.scalars(statement))
+    used = used_numbers(session, blocks)
+    return [
+        (
+            block,
+            len(used[block.id]),
+            0
+            if block.released_at is not None
+            else block.last_number - block.first_number + 1 - len(used[block.id]),
+        )
+        for block in blocks
+    ]
 
 
 def list_blocks(
@@ -344,7 +533,13 @@ def describe_block(block: NumberBlock, study_slug: str) -> dict[str, Any]:
         "size": block.last_number - block.first_number + 1,
         "first_id": ids.format_pid(block.activity, block.country_code, block.first_number, "A"),
         "created_at": block.created_at.isoformat(),
+        "released_at": block.released_at.isoformat() if block.released_at else None,
     }
+
+
+def describe_held_block(block: NumberBlock, study_slug: str, used: int, unused: int) -> dict[str, Any]:
+    """A block as coordinators see it: which device holds it and how much of it is used."""
+    return {**describe_block(block, study_slug), "device_id": block.device_id, "used": used, "unused": unused}
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -41,6 +41,11 @@ def _check_scope(request: Request, study: Study, activity: str, activity_locatio
 def _registry_error(exc: services.RegistryError) -> APIError:
     if isinstance(exc, services.InvalidTransition):
         return APIError(409, ErrorCode.INVALID_STATUS_TRANSITION, str(exc), [field_error("status", str(exc))])
+    details = [field_error(exc.field or "", str(exc), "body")]
+    if isinstance(exc, services.NumbersExhausted):
+        return APIError(409, ErrorCode.NUMBERS_EXHAUSTED, str(exc), details)
+    if isinstance(exc, services.UnusedNumbersLimit):
+        return APIError(409, ErrorCode.UNUSED_NUMBERS_LIMIT, str(exc), details)
     return APIError(422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))])
 
 
@@ -304,13 +309,25 @@ def reserve_block(request: Request) -> dict[str, Any]:
         study = studies.get_study(request.dbsession, study_slug)
     except studies.StudyNotFound as exc:
         raise _scope_error(exc, "study", "body") from exc
-    size = body["size"] or request.registry.settings["surveykit.block_size"]
+    settings = request.registry.settings
+    size = body["size"] or settings["surveykit.block_size"]
     try:
-        block = services.reserve_block(request.dbsession, identity.device_id, study, country, activity, size)
+        block = services.reserve_block(
+            request.dbsession,
+            identity.device_id,
+            study,
+            country,
+            activity,
+            size,
+            settings["surveykit.max_unused_numbers"],
+        )
     except (studies.CountryNotFound, studies.ActivityNotFound) as exc:
         field = "country" if isinstance(exc, studies.CountryNotFound) else "activity"
         raise _scope_error(exc, field, "body") from exc
     except services.RegistryError as exc:
+        if isinstance(exc, services.NumbersExhausted | services.UnusedNumbersLimit):
+            reason = "numbers_exhausted" if isinstance(exc, services.NumbersExhausted) else "unused_limit"
+            audit.record_refusal(request, "block.reserve", target=target, reason=reason, size=size)
         raise _registry_error(exc) from exc
     audit.record_in_request(
         request,
@@ -331,3 +348,81 @@ def list_blocks(request: Request) -> dict[str, Any]:
         request.dbsession, request.identity.device_id, query["study"], query["country"], query["activity"]
     )
     return {"blocks": [services.describe_block(block, slug) for block, slug in rows]}
+
+
+# ---------------------------------------------------------------- blocks held in a country (staff)
+
+
+@view_config(
+    route_name="country_blocks",
+    request_method="GET",
+    renderer="json",
+    permission=Permission.PARTICIPANTS_WRITE,
+)
+def list_country_blocks(request: Request) -> dict[str, Any]:
+    """The number blocks devices hold in this country, with their used and unused counts."""
+    query = query_params(request, schemas.CountryBlocksQuerySchema())
+    study = load_study(request)
+    _check_country(request, study)
+    rows = services.country_blocks(
+        request.dbsession, study, request.matchdict["cc"], query["device_id"], query["activity"]
+    )
+    described = [
+        services.describe_held_block(block, study.slug, used, unused) for block, used, unused in rows
+    ]
+    return {"blocks": described}
+
+
+@view_config(
+    route_name="country_blocks_release",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.PARTICIPANTS_WRITE,
+)
+def release_blocks(request: Request) -> dict[str, Any]:
+    """Release a device's blocks in this country: it mints no more IDs from them, and their unused
+    numbers stay gaps (numbers are never reused)."""
+    study = load_study(request)
+    body = json_body(request, schemas.BlockReleaseSchema())
+    country, device_id, activity = request.matchdict["cc"], body["device_id"], body["activity"]
+    _check_country(request, study)
+    if activity is not None:
+        try:
+            studies.get_activity(request.dbsession, study, activity)
+        except studies.ActivityNotFound as exc:
+            raise _scope_error(exc, "activity", "body") from exc
+    if not services.country_blocks(request.dbsession, study, country, device_id, activity):
+        message = f"device {device_id} holds no number blocks in {study.slug}/{country}"
+        raise APIError(404, ErrorCode.DEVICE_NOT_FOUND, message, [field_error("device_id", message, "body")])
+    release = services.release_blocks(
+        request.dbsession, device_id, study, country, activity, request.identity.actor
+    )
+    if release.blocks:
+        audit.record_in_request(
+            request,
+            "block.release",
+            target=f"{study.slug}/{country}/{device_id}",
+            device=device_id,
+            activity=activity,
+            blocks=[block.id for block in release.blocks],
+            released_numbers=release.released_numbers,
+        )
+    return {
+        "device_id": device_id,
+        "released_numbers": release.released_numbers,
+        "blocks": [
+            services.describe_held_block(block, study.slug, _size(block) - len(gaps), 0)
+            for block, gaps in release.gaps
+        ],
+    }
+
+
+def _size(block: Any) -> int:
+    return block.last_number - block.first_number + 1
+
+
+def _check_country(request: Request, study: Study) -> None:
+    try:
+        studies.get_country(request.dbsession, study, request.matchdict["cc"])
+    except studies.CountryNotFound as exc:
+        raise _scope_error(exc, "cc") from exc

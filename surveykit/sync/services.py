@@ -444,7 +444,7 @@ class Writer:
         self._numbers: dict[InterviewKey, str | None] = {}
         self._people: dict[InterviewKey, dict[str, PersonState]] = {}
         self._quote_owners: dict[str, str | None] = {}
-        self._blocks: list[tuple[int, str, str, int, int]] | None = None
+        self._blocks: list[tuple[int, str, str, int, int, bool]] | None = None
         # What is to be written.
         self._created: dict[str, InterviewState] = {}
         self._updated: dict[str, InterviewState] = {}
@@ -507,7 +507,7 @@ class Writer:
         key, problems = validation.read_key(record)
         if key is None:
             if isinstance(record, dict):
-                problems += validation.check_record(record, None)
+                problems += validation.check_record(record, None, self.now)
             return None, None, _prefixed(prefix, problems)
         study = self.study(key.study)
         if study is None:
@@ -530,7 +530,7 @@ class Writer:
             elif instrument.activity != key.activity:
                 other = f"{ref.slug} is an instrument of {instrument.activity}, not {key.activity}"
                 problems.append(("instrument.slug", other))
-        problems += validation.check_record(record, instrument)
+        problems += validation.check_record(record, instrument, self.now)
         return key, study, _prefixed(prefix, problems)
 
     # ------------------------------------------------------------------------- batch reading
@@ -607,7 +607,7 @@ class Writer:
         for quote_id, owner in self.session.execute(QUOTE_OWNERS, {"ids": wanted}):
             self._quote_owners[quote_id] = owner
 
-    def _device_blocks(self) -> list[tuple[int, str, str, int, int]]:
+    def _device_blocks(self) -> list[tuple[int, str, str, int, int, bool]]:
         if self._blocks is None:
             self._blocks = [
                 tuple(row)
@@ -881,13 +881,23 @@ class Writer:
         if self._people[number]:  # a registered interview
             return
         if self.caller.device_id is not None:
+            released = False
             for block in self._device_blocks():
                 if block[:3] == number[:3] and block[3] <= key.interview_number <= block[4]:
-                    return
-            message = (
-                f"{label} is neither in a number block of this device nor a registered interview: "
-                "mint new IDs only from the device's blocks (POST /api/v1/blocks)"
-            )
+                    if not block[5]:
+                        return
+                    released = True
+            if released:
+                message = (
+                    f"{label} lies in a number block of this device that a coordinator released: "
+                    "the device mints no more IDs from it; record the interview under a number "
+                    "from a new block (POST /api/v1/blocks)"
+                )
+            else:
+                message = (
+                    f"{label} is neither in a number block of this device nor a registered interview: "
+                    "mint new IDs only from the device's blocks (POST /api/v1/blocks)"
+                )
         else:
             message = (
                 f"{label} is not a registered interview: register its participants first, "

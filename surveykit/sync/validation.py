@@ -14,12 +14,14 @@ import math
 import re
 import uuid as uuid_module
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from surveykit.instruments.relevance import Expression
 from surveykit.instruments.relevance import parse as parse_relevance
+from surveykit.instruments.schemas import number_problem
 from surveykit.instruments.services import iter_questions
+from surveykit.participants.ids import MAX_INTERVIEW_NUMBER
 
 Problem = tuple[str, str]
 
@@ -32,6 +34,10 @@ STUDY = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# RFC 3339 date-time: a T between date and time, seconds, an optional fraction, and Z or an offset.
+RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 # Sizes the registry columns hold (surveykit.participants.models).
@@ -39,9 +45,18 @@ AGENCY_MAX = 500
 POSITION_MAX = 300
 CONSENT_HOW_MAX = 100
 TAG_MAX = 100
-MAX_INTERVIEW_NUMBER = 99_999
 MAX_OFFSET = 2**31 - 1
-TIME_FORMAT = "must be an ISO 8601 time with a time zone, e.g. 2026-05-04T09:30:00+03:00"
+TIME_FORMAT = "must be an RFC 3339 time with a time zone, e.g. 2026-05-04T09:30:00+03:00"
+
+# When an interview can have happened: not before this floor (no study ran on tablets earlier), and
+# not later than a day after the server's clock (a tablet's clock may run ahead). Offsets beyond
+# the world's time zones (-12:00 to +14:00) are refused.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
+MAX_UTC_OFFSET = timedelta(hours=14)
+# Date answers may be about old laws (a penal code of 1860) or plans (an action plan to 2100).
+EARLIEST_ANSWER_DATE = date(1800, 1, 1)
+LATEST_ANSWER_DATE = date(2100, 12, 31)
 
 RECORD_REQUIRED = (
     "study",
@@ -146,13 +161,27 @@ def _parse_date(value: Any) -> date | None:
 
 
 def _parse_datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 40 or not value[:4].isdigit():
+    """An RFC 3339 time with its offset (within the world's time zones), or None."""
+    if not isinstance(value, str) or len(value) > 40 or not RFC3339.match(value):
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.upper())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    offset = parsed.utcoffset()
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
+        return None
+    return parsed
+
+
+def plausible_time(moment: datetime, now: datetime) -> bool:
+    """Whether an interview can have taken place at ``moment`` (aware), judged at ``now``."""
+    return EARLIEST_TIME <= moment <= now + CLOCK_SKEW
+
+
+def _time_window(now: datetime) -> str:
+    latest = (now + CLOCK_SKEW).strftime("%Y-%m-%dT%H:%MZ")
+    return f"is not a plausible interview time: it must lie between {EARLIEST_TIME.date()} and {latest}"
 
 
 # ------------------------------------------------------------------------------------ instruments
@@ -273,11 +302,15 @@ def read_instrument_ref(record: dict[str, Any]) -> tuple[InstrumentRef | None, l
     return InstrumentRef(slug, version), []
 
 
-def check_record(record: dict[str, Any], instrument: CompiledInstrument | None) -> list[Problem]:
+def check_record(
+    record: dict[str, Any], instrument: CompiledInstrument | None, now: datetime | None = None
+) -> list[Problem]:
     """Everything about a record but its key and the database: shape, participants, times, answers.
 
     With ``instrument`` None (it could not be found) the answers and the language are not checked.
+    Times must lie in the plausible window at ``now`` (the server's clock by default).
     """
+    now = now or datetime.now(UTC)
     problems: list[Problem] = []
     for key in record:
         if key not in RECORD_REQUIRED and key not in RECORD_OPTIONAL:
@@ -303,9 +336,9 @@ def check_record(record: dict[str, Any], instrument: CompiledInstrument | None) 
             offered = ", ".join(instrument.languages)
             problems.append(("language", f"{language!r} is not a language of the instrument ({offered})"))
 
-    problems.extend(_check_times(record, complete))
+    problems.extend(_check_times(record, complete, now))
     if "participants" in record:
-        problems.extend(_check_participants(record["participants"], complete))
+        problems.extend(_check_participants(record["participants"], complete, now))
     if "notes" in record and record["notes"] is not None and not isinstance(record["notes"], str):
         problems.append(("notes", "must be text"))
 
@@ -323,17 +356,23 @@ def check_record(record: dict[str, Any], instrument: CompiledInstrument | None) 
     return problems
 
 
-def _check_times(record: dict[str, Any], complete: bool) -> list[Problem]:
+def _check_times(record: dict[str, Any], complete: bool, now: datetime) -> list[Problem]:
     problems: list[Problem] = []
     started = ended = None
     if "started_at" in record:
         started = _parse_datetime(record["started_at"])
         if started is None:
             problems.append(("started_at", TIME_FORMAT))
+        elif not plausible_time(started, now):
+            problems.append(("started_at", _time_window(now)))
+            started = None
     if record.get("ended_at") is not None:
         ended = _parse_datetime(record["ended_at"])
         if ended is None:
             problems.append(("ended_at", TIME_FORMAT))
+        elif not plausible_time(ended, now):
+            problems.append(("ended_at", _time_window(now)))
+            ended = None
     elif complete:
         problems.append(("ended_at", "required in a complete record"))
     if started is not None and ended is not None and ended < started:
@@ -341,7 +380,7 @@ def _check_times(record: dict[str, Any], complete: bool) -> list[Problem]:
     return problems
 
 
-def _check_participants(participants: Any, complete: bool) -> list[Problem]:
+def _check_participants(participants: Any, complete: bool, now: datetime) -> list[Problem]:
     if not isinstance(participants, list) or not participants:
         return [("participants", "required: a list of one or more participants (letters A, B, ...)")]
     if len(participants) > len(LETTERS):
@@ -375,8 +414,13 @@ def _check_participants(participants: Any, complete: bool) -> list[Problem]:
         elif consent is None and complete:
             problems.append((f"{path}.consent_given", "must be true or false in a complete record"))
         if entry.get("consent_date") is not None:
-            if _parse_date(entry["consent_date"]) is None:
+            consent_date = _parse_date(entry["consent_date"])
+            if consent_date is None:
                 problems.append((f"{path}.consent_date", "must be a date YYYY-MM-DD"))
+            elif not EARLIEST_TIME.date() <= consent_date <= (now + CLOCK_SKEW).date():
+                latest = (now + CLOCK_SKEW).date().isoformat()
+                earliest = EARLIEST_TIME.date()
+                problems.append((f"{path}.consent_date", f"must lie between {earliest} and {latest}"))
             elif consent is not True:
                 problems.append((f"{path}.consent_date", "only when consent_given is true"))
         how = entry.get("consent_recorded_how")
@@ -416,13 +460,20 @@ def check_value(rule: QuestionRule, value: Any) -> str | None:
     if qtype == "number":
         if not is_number(value):
             return "a number answer must be a number"
+        if problem := number_problem(value):
+            return f"this number {problem}"
         if rule.minimum is not None and value < rule.minimum:
             return f"{value} is below the minimum {rule.minimum}"
         if rule.maximum is not None and value > rule.maximum:
             return f"{value} is above the maximum {rule.maximum}"
         return None
     if qtype == "date":
-        return None if _parse_date(value) is not None else "a date answer must be a date YYYY-MM-DD"
+        day = _parse_date(value)
+        if day is None:
+            return "a date answer must be a date YYYY-MM-DD"
+        if not EARLIEST_ANSWER_DATE <= day <= LATEST_ANSWER_DATE:
+            return f"a date answer must lie between {EARLIEST_ANSWER_DATE} and {LATEST_ANSWER_DATE}"
+        return None
     return f"questions of type {qtype} cannot be answered by sync"
 
 

@@ -892,14 +892,20 @@ def _operation_object(
 
 
 ERROR_DESCRIPTIONS = {
-    400: "a malformed request (URL not UTF-8, body not JSON)",
+    400: (
+        "a malformed request: a URL that is not UTF-8 or holds text the text rule refuses (NUL, "
+        "control characters), a body that is not JSON or repeats a key in an object"
+    ),
     401: "no valid credentials (or, on the public endpoints, credentials refused)",
     403: "the caller's grants do not allow this here",
     404: "the target does not exist (or is not visible to the caller)",
     409: "a conflict with stored data",
     413: "the body (or the batch) is too large",
     415: "the body's media type is not accepted",
-    422: "the body or query string is invalid: `details` lists every problem with its path",
+    422: (
+        "the body or query string is invalid (including text with NUL, lone surrogates or control "
+        "characters): `details` lists every problem with its path"
+    ),
 }
 
 

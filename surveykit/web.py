@@ -27,11 +27,12 @@ from surveykit.errors import APIError, ErrorCode, error_response, field_error
 JSON_CONTENT_TYPES = {"application/json"}
 # Python's json module recurses per nesting level; refuse absurd depth before it runs out of stack.
 MAX_JSON_DEPTH = 64
-# Where a JSON text may carry a character the text rule refuses: a \u escape of a C0 or C1 control,
-# DEL or a surrogate half, or a raw DEL or C1 character (raw C0 characters in strings are already
-# invalid JSON). Only a body with such a spot is walked string by string; the others are checked by
-# this one scan at C speed. Escaped backslashes and surrogate pairs match too: the walk decides.
-_SUSPECT_TEXT = re.compile(r"\\u(?:00[01]|00[89]|007[fF]|[dD][89a-fA-F])|[\x7f-\x9f]")
+# Where a JSON text may carry a character the text rule refuses: an escape of a C0 or C1 control, DEL
+# or a surrogate half (\u0000, \b, \f, \udc80, ...), or a raw DEL or C1 character (raw C0 characters
+# in strings are already invalid JSON). Only a body with such a spot is walked string by string; the
+# others are cleared by this one scan at C speed. Escaped backslashes and surrogate pairs match too:
+# the walk decides.
+_SUSPECT_TEXT = re.compile(r"\\(?:u(?:00[01]|00[89]|007[fF]|[dD][89a-fA-F])|[bf])|[\x7f-\x9f]")
 
 
 def body_too_large(request: Request) -> bool:

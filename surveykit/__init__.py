@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.config import Configurator
+from pyramid.events import BeforeTraversal
 from pyramid.router import Router
 
 from surveykit.config import load_settings
@@ -23,6 +24,7 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.include("surveykit.db")
         config.include("surveykit.security")
         config.add_tween("surveykit.web.body_limit_tween_factory")
+        config.add_subscriber("surveykit.web.refuse_unusable_url_text", BeforeTraversal)
         config.include("surveykit.accounts")
         config.include("surveykit.audit")
         config.include("surveykit.instruments")

@@ -301,7 +301,11 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
         clear_untrusted_proxy_headers=True,
     )
-    adapt_waitress(listeners.values(), read_seconds=settings["surveykit.request_read_seconds"])
+    adapt_waitress(
+        listeners.values(),
+        read_seconds=settings["surveykit.request_read_seconds"],
+        max_body_bytes=settings["surveykit.max_body_bytes"],
+    )
     bound_port = server.effective_port
     click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
     sys.stdout.flush()
@@ -311,8 +315,8 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
         click.echo("stopped")
 
 
-def adapt_waitress(listeners: Any, read_seconds: float) -> None:
-    """Three changes to waitress's connections, made through its own extension points:
+def adapt_waitress(listeners: Any, read_seconds: float, max_body_bytes: int) -> None:
+    """Four changes to waitress's connections, made through its own extension points:
 
     - its own refusals (a body over its cap, a request line it cannot parse, ...), which never reach
       the application, answer in the API's JSON error envelope instead of text/plain;
@@ -322,18 +326,46 @@ def adapt_waitress(listeners: Any, read_seconds: float) -> None:
     - a keep-alive connection stays open after an answer without a body (a 304 to a tablet's
       revalidation, a 204). waitress 3.0 closes it because such an answer carries no
       Content-Length (Pylons/waitress PR #502), so every revalidation paid for a new TCP
-      connection; without a body there is nothing to delimit, so the connection can go on.
+      connection; without a body there is nothing to delimit, so the connection can go on;
+    - a request with ``Expect: 100-continue`` whose declared Content-Length exceeds
+      ``max_body_bytes`` is answered ``413 body_too_large`` at once, without ``100 Continue``, and
+      its body is never read. waitress alone sends ``100 Continue`` for every such request (even one
+      over its own cap, which it then refuses), so a client uploaded up to twice the limit before
+      hearing the answer it could have had from the headers.
     """
     import json
 
     from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
     from waitress.server import BaseWSGIServer
     from waitress.task import ErrorTask, WSGITask
-    from waitress.utilities import Error
+    from waitress.utilities import Error, RequestEntityTooLarge
 
     class RequestTimeout(Error):
         code = 408
         reason = "Request Timeout"
+
+    class BodyTooLarge(Error):
+        code = 413
+        reason = "Request Entity Too Large"
+
+    class DeclaredLengthParser(HTTPRequestParser):
+        def received(self, data: bytes) -> int:
+            headers_were_finished = self.headers_finished
+            consumed = super().received(data)
+            if self.headers_finished and not headers_were_finished:
+                refused_anyway = isinstance(self.error, RequestEntityTooLarge)
+                if self.content_length > max_body_bytes and (self.expect_continue or refused_anyway):
+                    # Answered from the declared length, in the application's own words.
+                    self.error = BodyTooLarge(
+                        f"request body of {self.content_length} bytes exceeds the limit of "
+                        f"{max_body_bytes} bytes"
+                    )
+                    self.completed = True
+                if self.error is not None:
+                    # An answer is ready: the client must not be invited to send the body.
+                    self.expect_continue = False
+            return consumed
 
     from surveykit.errors import ErrorCode
 
@@ -376,6 +408,7 @@ def adapt_waitress(listeners: Any, read_seconds: float) -> None:
                 super().set_close_on_finish()
 
     class SurveykitChannel(HTTPChannel):
+        parser_class = DeclaredLengthParser
         task_class = KeepAliveTask
         error_task_class = JsonErrorTask
         _request_started = 0.0

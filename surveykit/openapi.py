@@ -397,6 +397,9 @@ class Reply:
     schema: dict[str, Any] | None = None
     media_type: str | None = JSON
     headers: tuple[str, ...] = ()
+    # OpenAPI links: name -> (operationId, parameters as runtime expressions). They tell clients,
+    # and the stateful fuzzing of tests/test_schemathesis.py, where a created thing can be used next.
+    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -492,6 +495,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             201: Reply(
                 "the pending device, its one-time enrolment code and a QR code carrying it",
                 ENROLMENT,
+                links={
+                    "RevokeDevice": ("device_delete", {"device_id": "$response.body#/device/id"}),
+                    "EnrolAgain": ("device_enrolment_post", {"device_id": "$response.body#/device/id"}),
+                },
             )
         },
         body=accounts_schemas.EnrolSchema,
@@ -569,6 +576,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             201: Reply(
                 "a new version was published",
                 _obj({"slug": STR, "version": INT, "content_hash": STR, "created": BOOL}),
+                links={
+                    "GetCurrent": ("instrument_get", {"slug": "$response.body#/slug"}),
+                    "GetVersion": (
+                        "instrument_version_get",
+                        {"slug": "$response.body#/slug", "version": "$response.body#/version"},
+                    ),
+                    "Retire": ("instrument_retire_post", {"slug": "$response.body#/slug"}),
+                },
             ),
             200: Reply(
                 "the definition equals the current version: nothing was published",
@@ -628,7 +643,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("studies", "POST"): Operation(
         "Create a study",
         "studies",
-        {201: Reply("the new study", STUDY)},
+        {
+            201: Reply(
+                "the new study",
+                STUDY,
+                links={
+                    "GetStudy": ("study_get", {"study": "$response.body#/slug"}),
+                    "AddCountry": ("study_countries_post", {"study": "$response.body#/slug"}),
+                    "AddActivity": ("study_activities_post", {"study": "$response.body#/slug"}),
+                },
+            )
+        },
         body=study_schemas.StudyCreateSchema,
         errors=(409,),
     ),
@@ -636,7 +661,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("study_countries", "POST"): Operation(
         "Add a country to a study",
         "studies",
-        {201: Reply("the new country", COUNTRY)},
+        {
+            201: Reply(
+                "the new country",
+                COUNTRY,
+                links={
+                    "ChangeCountry": (
+                        "study_country_patch",
+                        {"study": "$request.path.study", "cc": "$response.body#/code"},
+                    ),
+                    "Register": (
+                        "participants_post",
+                        {"study": "$request.path.study", "cc": "$response.body#/code"},
+                    ),
+                    "ListParticipants": (
+                        "participants_get",
+                        {"study": "$request.path.study", "cc": "$response.body#/code"},
+                    ),
+                },
+            )
+        },
         body=study_schemas.CountryCreateSchema,
         errors=(409,),
     ),
@@ -650,7 +694,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("study_activities", "POST"): Operation(
         "Add a research activity to a study",
         "studies",
-        {201: Reply("the new activity", ACTIVITY)},
+        {
+            201: Reply(
+                "the new activity",
+                ACTIVITY,
+                links={
+                    "RenameActivity": (
+                        "study_activity_patch",
+                        {"study": "$request.path.study", "code": "$response.body#/code"},
+                    )
+                },
+            )
+        },
         body=study_schemas.ActivityCreateSchema,
         errors=(409,),
     ),
@@ -674,6 +729,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             201: Reply(
                 "the interview number and the new participants",
                 _list_of("participants", PARTICIPANT, interview_number=INT),
+                links={
+                    "GetParticipant": (
+                        "participant_get",
+                        {"study": "$request.path.study", "pid": "$response.body#/participants/0/pid"},
+                    ),
+                    "ChangeParticipant": (
+                        "participant_patch",
+                        {"study": "$request.path.study", "pid": "$response.body#/participants/0/pid"},
+                    ),
+                },
             )
         },
         body=participant_schemas.RegisterSchema,
@@ -944,6 +1009,11 @@ def _operation_object(
             response["content"] = {reply.media_type: {"schema": reply.schema or {}}}
         if reply.headers:
             response["headers"] = {name: {"schema": {"type": "string"}} for name in reply.headers}
+        if reply.links:
+            response["links"] = {
+                name: {"operationId": operation_id, "parameters": parameters}
+                for name, (operation_id, parameters) in sorted(reply.links.items())
+            }
         responses[str(status)] = response
     for status in _error_statuses(operation, public, bool(placeholders)):
         responses[str(status)] = {"$ref": f"#/components/responses/Error{status}"}
@@ -953,14 +1023,20 @@ def _operation_object(
 
 
 ERROR_DESCRIPTIONS = {
-    400: "a malformed request (URL not UTF-8, body not JSON)",
+    400: (
+        "a malformed request: a URL that is not UTF-8 or holds text the text rule refuses (NUL, "
+        "control characters), a body that is not JSON or repeats a key in an object"
+    ),
     401: "no valid credentials (or, on the public endpoints, credentials refused)",
     403: "the caller's grants do not allow this here",
     404: "the target does not exist (or is not visible to the caller)",
     409: "a conflict with stored data",
     413: "the body (or the batch) is too large",
     415: "the body's media type is not accepted",
-    422: "the body or query string is invalid: `details` lists every problem with its path",
+    422: (
+        "the body or query string is invalid (including text with NUL, lone surrogates or control "
+        "characters): `details` lists every problem with its path"
+    ),
     429: "too many attempts from the client's address: try again after `Retry-After` seconds",
 }
 ERROR_HEADERS = {429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}}

@@ -1,7 +1,9 @@
 """Request and response plumbing shared by every API view.
 
 - a tween that refuses bodies over the configured size before any view reads them (413);
-- ``json_body``: content type (415), strict UTF-8 and JSON (400), colander validation (422);
+- ``json_body``: content type (415), strict UTF-8 and JSON without duplicate keys (400), the text
+  rule of ``surveykit.text`` (422), colander validation (422);
+- ``refuse_unusable_url_text``: the text rule for path segments and the query string (400);
 - ``representation``: strong ETags, 304 answers and gzip for content that is known in advance.
 """
 
@@ -9,19 +11,28 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import colander
+from pyramid.events import BeforeTraversal
 from pyramid.request import Request
 from pyramid.response import Response
 
+from surveykit import text as text_rule
 from surveykit.errors import APIError, ErrorCode, error_response, field_error
 
 JSON_CONTENT_TYPES = {"application/json"}
 # Python's json module recurses per nesting level; refuse absurd depth before it runs out of stack.
 MAX_JSON_DEPTH = 64
+# Where a JSON text may carry a character the text rule refuses: an escape of a C0 or C1 control, DEL
+# or a surrogate half (\u0000, \b, \f, \udc80, ...), or a raw DEL or C1 character (raw C0 characters
+# in strings are already invalid JSON). Only a body with such a spot is walked string by string; the
+# others are cleared by this one scan at C speed. Escaped backslashes and surrogate pairs match too:
+# the walk decides.
+_SUSPECT_TEXT = re.compile(r"\\(?:u(?:00[01]|00[89]|007[fF]|[dD][89a-fA-F])|[bf])|[\x7f-\x9f]")
 
 
 def body_too_large(request: Request) -> bool:
@@ -67,8 +78,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def json_body(request: Request, schema: colander.SchemaNode | None = None) -> Any:
-    """The request's JSON body, validated by ``schema`` when one is given."""
+def json_body(
+    request: Request,
+    schema: colander.SchemaNode | None = None,
+    *,
+    text_checked_by_view: re.Pattern[str] | None = None,
+) -> Any:
+    """The request's JSON body, validated by ``schema`` when one is given.
+
+    Every string in it must obey the text rule (``surveykit.text``); ``text_checked_by_view`` names
+    the paths (matched from the start of a detail's path) whose text the view checks itself, item by
+    item (a sync batch answers a bad record ``rejected`` and stores the others).
+    """
     if request.content_type not in JSON_CONTENT_TYPES:
         raise APIError(
             415,
@@ -84,8 +105,18 @@ def json_body(request: Request, schema: colander.SchemaNode | None = None) -> An
         ) from exc
     if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
         raise APIError(400, ErrorCode.MALFORMED_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    duplicated: list[tuple[dict[str, Any], str]] = []
+
+    def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            key = next(key for key, _ in pairs if key in seen or seen.add(key))
+            duplicated.append((obj, key))
+        return obj
+
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=build_object)
     except json.JSONDecodeError as exc:
         raise APIError(
             400,
@@ -94,12 +125,54 @@ def json_body(request: Request, schema: colander.SchemaNode | None = None) -> An
         ) from exc
     except ValueError as exc:
         raise APIError(400, ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from exc
+    if duplicated:
+        raise _duplicate_key_error(data, *duplicated[0])
+    if _SUSPECT_TEXT.search(text):
+        problems = [
+            (path, message)
+            for path, message in text_rule.tree_problems(data)
+            if text_checked_by_view is None or not text_checked_by_view.match(path)
+        ]
+        if problems:
+            details = [field_error(path, message) for path, message in problems]
+            raise APIError(422, ErrorCode.INVALID_INPUT, _summary("invalid text", details), details)
     if schema is None:
         return data
     try:
         return schema.deserialize(data)
     except colander.Invalid as invalid:
         raise invalid_input(invalid) from invalid
+
+
+def _duplicate_key_error(data: Any, obj: dict[str, Any], key: str) -> APIError:
+    where = _path_of(data, obj, "") or ""
+    path = text_rule.json_path(where, key)
+    place = f"the object at {where}" if where else "the top-level object"
+    return APIError(
+        400,
+        ErrorCode.MALFORMED_JSON,
+        f"request body is not valid JSON for this API: the key {text_rule.printable(key)!r} appears "
+        f"more than once in {place}",
+        [field_error(path, "this key appears more than once in its object")],
+    )
+
+
+def _path_of(data: Any, target: Any, path: str) -> str | None:
+    """The path of the object ``target`` (by identity) inside ``data``; only used to report an error."""
+    if data is target:
+        return path
+    if isinstance(data, dict):
+        items: Any = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, child in items:
+        if isinstance(child, dict | list):
+            found = _path_of(child, target, text_rule.json_path(path, key))
+            if found is not None:
+                return found
+    return None
 
 
 def _nesting_depth_exceeds(text: str, limit: int) -> bool:
@@ -146,9 +219,13 @@ def invalid_details(invalid: colander.Invalid, location: str = "body") -> list[d
 
 def invalid_input(invalid: colander.Invalid, location: str = "body") -> APIError:
     details = invalid_details(invalid, location)
+    return APIError(422, ErrorCode.INVALID_INPUT, _summary("invalid input", details), details)
+
+
+def _summary(lead: str, details: list[dict[str, str]]) -> str:
     summary = "; ".join(f"{d['path'] or '(root)'}: {d['message']}" for d in details[:3])
     more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
-    return APIError(422, ErrorCode.INVALID_INPUT, f"invalid input: {summary}{more}", details)
+    return f"{lead}: {summary}{more}"
 
 
 @dataclass(frozen=True)
@@ -229,3 +306,22 @@ def query_params(request: Request, schema: colander.SchemaNode) -> Any:
         return schema.deserialize(params)
     except colander.Invalid as invalid:
         raise invalid_input(invalid, "querystring") from invalid
+
+
+def refuse_unusable_url_text(event: BeforeTraversal) -> None:
+    """The text rule for the URL (one-line text): every path segment a route matched and every query
+    key and value. Runs after route matching and before the route's factory loads anything."""
+    request = event.request
+    details = [
+        field_error(name, message, "path")
+        for name, value in (request.matchdict or {}).items()
+        for segment in (value if isinstance(value, tuple) else (value,))
+        if isinstance(segment, str) and (message := text_rule.text_problem(segment))
+    ]
+    for key, value in request.GET.items():
+        if message := text_rule.text_problem(key):
+            details.append(field_error(text_rule.printable(key), f"the name {message}", "querystring"))
+        elif message := text_rule.text_problem(value):
+            details.append(field_error(key, message, "querystring"))
+    if details:
+        raise APIError(400, ErrorCode.BAD_REQUEST, _summary("the URL holds unusable text", details), details)

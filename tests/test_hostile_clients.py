@@ -84,6 +84,75 @@ def test_a_body_declared_far_over_the_limit_is_refused_in_the_envelope_before_it
     assert_envelope(answer, 413, "body_too_large")
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [10 * MIB + 1, 15 * MIB, 100 * 1000 * 1000],
+    ids=["one-over", "under-waitress-cap", "far-over"],
+)
+def test_an_over_limit_body_announced_with_expect_100_continue_is_refused_before_it_is_invited(
+    server: Any, declared: int
+) -> None:
+    """The 413 answers the headers: no `100 Continue` is sent and the body is never asked for (waitress
+    alone invited it, and read up to twice the limit before refusing)."""
+    request = head(
+        "POST",
+        b"/api/v1/sync",
+        server.token,
+        Content_Type="application/json",
+        Content_Length=str(declared),
+        Expect="100-continue",
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.sendall(request)
+        received = read_until_closed(sock)  # the server answers and closes without any body byte
+    finally:
+        sock.close()
+    assert b"100 Continue" not in received, received[:200]
+    status_line, _, rest = received.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413"), received[:200]
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"application/json" in headers.lower()
+    envelope = json.loads(body)
+    assert envelope["status"] == 413 and envelope["code"] == "body_too_large", envelope
+    assert f"{declared} bytes" in envelope["message"]
+
+
+def test_a_body_within_the_limit_announced_with_expect_100_continue_is_invited_and_served(
+    server: Any,
+) -> None:
+    body = b'{"changes": []}'
+    request = head(
+        "POST",
+        b"/api/v1/sync",
+        server.token,
+        Content_Type="application/json",
+        Content_Length=str(len(body)),
+        Expect="100-continue",
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.sendall(request)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+        sock.sendall(body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        answer = json.loads(response.read())
+    finally:
+        sock.close()
+    assert response.status == 200 and answer["results"] == [], answer
+
+
 def test_a_chunked_body_over_the_servers_cap_is_refused_in_the_envelope(server: Any) -> None:
     # No length announced: waitress counts the bytes and stops at its cap (2 x 10 MiB).
     frame = f"{MIB:x}\r\n".encode() + b" " * MIB + b"\r\n"

@@ -131,7 +131,7 @@ def test_every_bad_row_is_reported_and_nothing_planned() -> None:
         (3, "agency", "agency is required"),
         (4, "agency", "agency is longer than 500 characters (501)"),
         (5, "position", "position is longer than 300 characters (301)"),
-        (6, "agency", "agency contains control characters"),
+        (6, "agency", "agency contains the control character U+0007"),
         (7, None, "a cell lies in a column without a heading"),
         (8, "interview", "interview is longer than 100 characters (101)"),
     ]

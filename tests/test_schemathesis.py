@@ -4,11 +4,19 @@ The document is loaded from the application itself (``GET /api/v1/openapi.json``
 schemathesis generates requests (valid ones, and invalid ones) and every request is sent as each
 caller of ``test_route_matrix`` (anonymous, fieldworker, coordinators, analyst, admins, a tablet).
 Each answer must not be a server error and must conform to the document: its status is documented,
-its content type is the documented one, and its body matches the documented schema.
+its content type is the documented one, and its body matches the documented schema. A refused
+request (any 4xx) must store nothing: the row count of every table (the audit log aside) is the
+same after it.
 
-Bounded: ``SURVEYKIT_FUZZ_EXAMPLES`` examples per operation and generation mode (default 4),
-derandomised so CI runs the same requests every time, no shrinking. The database is the suite's,
-rolled back after each operation like every other test.
+Two phases: each operation on its own, then stateful sequences that follow the document's OpenAPI
+links (create a study, add a country, register participants, read and change them; enrol a tablet,
+re-enrol and revoke it; publish an instrument, read and retire it), once per role.
+
+Bounded and derandomised, so a run sends the same requests every time, without shrinking:
+``SURVEYKIT_FUZZ_EXAMPLES`` examples per operation and generation mode (default 4) and
+``SURVEYKIT_FUZZ_SCENARIOS`` stateful scenarios per role (default 3). The suite's defaults keep a
+local run short; CI (.ci/run) runs a real budget on both databases in a step of its own. The
+database is the suite's, rolled back after each test like every other test.
 """
 
 from __future__ import annotations
@@ -31,14 +39,23 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_route_matrix import CALLERS, World
 
+from surveykit.audit.models import AuditEvent
+from surveykit.db import Base
 from surveykit.studies import services as studies
 
 DOCUMENT = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text("utf-8"))
 OPERATIONS = sorted(f"{method.upper()} {path}" for path, item in DOCUMENT["paths"].items() for method in item)
 EXAMPLES = int(os.environ.get("SURVEYKIT_FUZZ_EXAMPLES", "4"))
+SCENARIOS = int(os.environ.get("SURVEYKIT_FUZZ_SCENARIOS", "3"))
+# Bounds that keep CI's budget inside its time: a step limit per scenario, and seconds per test.
+STEPS_PER_SCENARIO = 8
+SECONDS_PER_TEST = 120
+# Refusals are audited on purpose; every other table must be left as it was by a refused request.
+UNCOUNTED_TABLES = {AuditEvent.__tablename__}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -61,6 +78,42 @@ def fuzz_world(accounts: Any, dbsession: Session) -> World:
     return world
 
 
+_LOADED: dict[int, Any] = {}
+
+
+def loaded_schema(app: Any) -> Any:
+    """The document as schemathesis loads it from the app, once per app (loading takes seconds)."""
+    if id(app) not in _LOADED:
+        _LOADED[id(app)] = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    return _LOADED[id(app)]
+
+
+def table_counts(session: Session) -> tuple[int, ...]:
+    """The row count of every table but the audit log, in one round trip."""
+    session.expire_all()
+    counts = [
+        select(func.count()).select_from(table).scalar_subquery()
+        for table in Base.metadata.sorted_tables
+        if table.name not in UNCOUNTED_TABLES
+    ]
+    return tuple(session.execute(select(*counts)).one())
+
+
+class RowCounts:
+    """Checks that refused requests store nothing, recounting only after an accepted one."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.counts = table_counts(session)
+
+    def after(self, status: int, label: str) -> str | None:
+        now = table_counts(self.session)
+        changed, self.counts = now != self.counts, now
+        if 400 <= status < 500 and changed:
+            return f"{label}: refused with {status}, yet rows were stored"
+        return None
+
+
 def _real_path_parameters(world: World) -> dict[str, str]:
     """Values that exist, so some requests get past the 404s into the views' real work."""
     return {
@@ -81,7 +134,7 @@ def test_every_documented_operation_is_fuzzed() -> None:
 
 @pytest.mark.parametrize("label", [op for op in OPERATIONS if op not in KNOWN_FAILURES])
 def test_operation_conforms_for_every_role(label: str, app: Any, connection: Any, fuzz_world: World) -> None:
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    schema = loaded_schema(app)
     operation = schema.find_operation_by_label(label)
     assert operation is not None, label
     names = {parameter.name for parameter in operation.path_parameters}
@@ -105,18 +158,67 @@ def test_operation_conforms_for_every_role(label: str, app: Any, connection: Any
     )
     @given(case=st.one_of(strategies))
     def run(case: Any) -> None:
+        # The WSGI client does not undo Content-Encoding the way an HTTP client does.
+        headers = {
+            caller: {**fuzz_world.headers(caller), "Accept-Encoding": "identity"} for caller in CALLERS
+        }
+        rows = RowCounts(fuzz_world.session)
         for caller in CALLERS:
-            # The WSGI client does not undo Content-Encoding the way an HTTP client does.
-            headers = {**fuzz_world.headers(caller), "Accept-Encoding": "identity"}
-            response = case.call(headers=headers)
+            response = case.call(headers=headers[caller])
             try:
                 case.validate_response(response, checks=CHECKS)
             except FailureGroup as exc:
                 failures.append(f"as {caller}: {exc}")
+            if problem := rows.after(
+                response.status_code, f"as {caller}: {case.method} {case.formatted_path}"
+            ):
+                failures.append(problem)
 
     run()
     # A generous bound per operation: the whole run must stay within a few minutes.
-    assert time.monotonic() - started < 120, f"{label} took too long"
+    assert time.monotonic() - started < SECONDS_PER_TEST, f"{label} took too long"
+    assert not failures, "\n\n".join(failures[:5])
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_linked_sequences_conform_for_every_role(
+    caller: str, app: Any, connection: Any, fuzz_world: World
+) -> None:
+    """Stateful: schemathesis chains operations through the document's links, as ``caller``."""
+    schema = loaded_schema(app)
+    failures: list[str] = []
+    started = time.monotonic()
+    steps = {"count": 0}
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            headers = {**fuzz_world.headers(caller), "Accept-Encoding": "identity"}
+            self.rows = RowCounts(fuzz_world.session)
+            return {"headers": headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            steps["count"] += 1
+            label = f"as {caller}: {case.method} {case.formatted_path}"
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except FailureGroup as exc:
+                failures.append(f"{label}: {exc}")
+            if problem := self.rows.after(response.status_code, label):
+                failures.append(problem)
+
+    Sequences.run(
+        settings=settings(
+            max_examples=SCENARIOS,
+            stateful_step_count=STEPS_PER_SCENARIO,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert steps["count"] > 0
+    assert time.monotonic() - started < SECONDS_PER_TEST, f"stateful run as {caller} took too long"
     assert not failures, "\n\n".join(failures[:5])
 
 

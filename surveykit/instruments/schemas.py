@@ -7,9 +7,12 @@ The schema checks shape and types; ``services.check_definition`` adds the rules 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import colander
+
+from surveykit.text import text_problem
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -51,7 +54,14 @@ def number_problem(value: int | float) -> str | None:
 
 
 class StrictString(colander.String):
-    """A string that must already be a string: YAML's ``yes`` or ``12`` is not silently coerced."""
+    """A string that must already be a string: YAML's ``yes`` or ``12`` is not silently coerced.
+
+    It obeys the text rule (``surveykit.text``): one line unless ``multiline``.
+    """
+
+    def __init__(self, *args: Any, multiline: bool = False, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.multiline = multiline
 
     def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
         if cstruct is colander.null:
@@ -61,6 +71,8 @@ class StrictString(colander.String):
         stripped = cstruct.strip()
         if not stripped:
             raise colander.Invalid(node, "must not be empty")
+        if message := text_problem(stripped, multiline=self.multiline):
+            raise colander.Invalid(node, message)
         return stripped
 
 
@@ -110,9 +122,7 @@ class TranslatableText(colander.SchemaType):
                 raise colander.Invalid(node, "a translation mapping must not be empty")
             out = {}
             for language, text in cstruct.items():
-                if not isinstance(language, str) or not colander.Regex(LANGUAGE_PATTERN).match_object.match(
-                    language
-                ):
+                if not isinstance(language, str) or not re.fullmatch(LANGUAGE_PATTERN, language):
                     raise colander.Invalid(node, f"{language!r} is not a language code like 'en' or 'pt-BR'")
                 if not isinstance(text, str) or not text.strip():
                     raise colander.Invalid(node, f"translation {language!r} must be non-empty text")
@@ -124,6 +134,8 @@ class TranslatableText(colander.SchemaType):
 def _check_length(node: colander.SchemaNode, text: str) -> str:
     if len(text) > MAX_TEXT:
         raise colander.Invalid(node, f"longer than {MAX_TEXT} characters")
+    if message := text_problem(text, multiline=True):
+        raise colander.Invalid(node, message)
     return text
 
 
@@ -166,7 +178,7 @@ class QuestionSchema(colander.MappingSchema):
     required = colander.SchemaNode(StrictBoolean(), missing=False)
     choices = ChoicesSchema(missing=colander.drop)
     relevance = colander.SchemaNode(
-        StrictString(), missing=colander.drop, validator=colander.Length(max=1000)
+        StrictString(multiline=True), missing=colander.drop, validator=colander.Length(max=1000)
     )
     min = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)
     max = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
+from surveykit import text as text_rule
+
 CSV = "csv"
 XLSX = "xlsx"
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -55,7 +57,6 @@ NAME_WORDS = {
     "prenom",
     "jina",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,9 @@ def normalise_text(text: str) -> str:
 
 
 def text_problem(text: str, max_length: int) -> str | None:
-    if _CONTROL.search(text):
-        return "contains control characters"
+    """Registry text is one line (``surveykit.text``), at most ``max_length`` characters."""
+    if message := text_rule.text_problem(text):
+        return message
     if len(text) > max_length:
         return f"is longer than {max_length} characters ({len(text)})"
     return None

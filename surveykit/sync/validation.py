@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from surveykit import text as text_rule
 from surveykit.instruments.relevance import Expression
 from surveykit.instruments.relevance import parse as parse_relevance
 from surveykit.instruments.schemas import number_problem
@@ -94,20 +95,19 @@ def safe_hash(record: Any) -> str | None:
 
 
 def check_text(value: Any, path: str = "") -> list[Problem]:
-    """Text the databases cannot store: NUL characters and lone surrogates, in keys or values;
-    and numbers that are not finite (JSON has none, but ``1e999`` parses as infinity)."""
+    """Text the text rule refuses (``surveykit.text``: NUL, lone surrogates, control characters;
+    keys are one line), and numbers that are not finite (JSON has none, but ``1e999`` parses as
+    infinity)."""
     problems: list[Problem] = []
     if isinstance(value, str):
-        if "\x00" in value:
-            problems.append((path, "contains a NUL character"))
-        elif not _encodes(value):
-            problems.append((path, "is not valid Unicode text (a lone surrogate)"))
+        if message := text_rule.text_problem(value, multiline=True):
+            problems.append((path, message))
     elif isinstance(value, float) and not math.isfinite(value):
         problems.append((path, "is not a finite number"))
     elif isinstance(value, dict):
         for key, item in value.items():
             child = f"{path}.{key}" if path else str(key)
-            if not _encodes(str(key)) or "\x00" in str(key):
+            if text_rule.text_problem(str(key)):
                 problems.append((path, "has a key that is not valid text"))
                 continue
             problems.extend(check_text(item, child))
@@ -115,14 +115,6 @@ def check_text(value: Any, path: str = "") -> list[Problem]:
         for index, item in enumerate(value):
             problems.extend(check_text(item, f"{path}[{index}]"))
     return problems
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def parse_uuid(value: Any) -> str | None:

@@ -7,6 +7,7 @@ something that was not stored.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import zope.sqlalchemy
@@ -21,6 +22,10 @@ from surveykit.studies.models import Study
 from surveykit.sync import schemas, services
 from surveykit.sync.services import Caller, covers
 from surveykit.web import json_body, query_params
+
+# The records of a batch obey the text rule too, but each is checked on its own (services.validate):
+# a bad record is answered ``rejected`` and the rest of the batch is stored.
+RECORD_PATHS = re.compile(r"changes\[\d+\]\.record(?:$|[.\[])")
 
 
 def _no_store(request: Request) -> None:
@@ -53,7 +58,7 @@ def _scope(
 
 @view_config(route_name="sync", request_method="POST", renderer="json", permission=Permission.SYNC_PUSH)
 def push(request: Request) -> dict[str, Any]:
-    body = json_body(request, schemas.SyncBatchSchema())
+    body = json_body(request, schemas.SyncBatchSchema(), text_checked_by_view=RECORD_PATHS)
     changes = body["changes"]
     limit = request.registry.settings["surveykit.sync_max_batch"]
     if len(changes) > limit:

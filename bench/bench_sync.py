@@ -1216,7 +1216,7 @@ def kinto_push(http: Http, batch: list[Record], collection_path: str) -> OpResul
                 stored = answer["body"]["data"]
             elif answer["status"] == 412:
                 stored = answer["body"].get("details", {}).get("existing", {})
-                result.statuses["412 already stored"] += 1
+                result.statuses["sub 412"] += 1
             else:
                 stored = None
             if stored is not None and stored.get("id") == record_uuid and kinto_hash(stored) == digest:

@@ -9,19 +9,26 @@ A benchmark that prints figures, not a test. In one run it measures:
 - surveykit pull: paging ``GET /api/v1/sync/changes`` from cursor 0 with a device token;
 - Kinto (the ``kinto`` package from PyPI, installed into a separate virtual environment under
   ~/.cache/surveykit-bench, PostgreSQL storage/permission/cache backends on its own throwaway
-  database): the same records PUT through ``/v1/batch``, 25 requests per batch, same 1 and 8
-  clients, resending a whole batch whenever a sub-request answers 409/412/5xx (a 201 inside a
-  failed Kinto batch is not durable), then pulled in pages of 1,000;
-- the durability floor: the same records inserted by a bare psycopg loop into one table, one
-  transaction per batch of 25, on its own throwaway database on the same PostgreSQL server.
+  database), in two deployments (one shared collection, a collection per tablet): the same records
+  created through ``/v1/batch``, 25 create-only PUTs (``If-None-Match: *``) per batch, same 1 and 8
+  clients, resending a whole batch after the Retry-After Kinto gives whenever a sub-request answers
+  409/5xx (a 201 inside such a batch is not durable; a record already stored answers 412 and counts
+  as stored when its content is the one sent), then pulled in pages of 1,000;
+- the durability floor: the same records, generated before the window in one process per client,
+  inserted by psycopg into one table, one transaction per batch of 25, on its own throwaway
+  database on the same PostgreSQL server.
 
-It prints a table (system, clients, records/s, p50/p95 batch latency, retries, errors) and the
-ratios surveykit/Kinto and surveykit/bare-insert at 8 clients on PostgreSQL (target: surveykit
->= 3x Kinto). After each system's pushes it checks that every acknowledged record is stored.
+Every PostgreSQL database gets planner statistics as a production server's autovacuum would give
+them (``harness.PlannerStatistics``; ``--analyze off`` to leave them as the server does).
+
+It prints a table (system, clients, records/s, p50/p95 batch latency, CPU per record, retries,
+errors), the settings that produced it, and the ratios surveykit/Kinto and surveykit/bare-insert
+on PostgreSQL (target: surveykit >= 3x Kinto's shared collection at 8 clients). After each
+system's pushes it checks that every acknowledged record is stored exactly once, as sent.
 
     .venv/bin/python bench/bench_sync.py                      # everything, 15 s per scenario
     .venv/bin/python bench/bench_sync.py --seconds 5 --skip-kinto
-    .venv/bin/python bench/bench_sync.py --sqlite-only
+    .venv/bin/python bench/bench_sync.py --backends sqlite
 
 Every request goes to 127.0.0.1; every loop is bounded in time and in count. It exits 0 whatever
 the ratios are, unless --strict is given (then 1 on a missed target or errors; 2 means the

@@ -1,0 +1,103 @@
+"""Every script in bench/ runs to the end with tiny settings on the suite's database backend.
+
+The benchmarks print figures and are not run by CI otherwise, so a script that no longer matches
+the code it drives (a renamed helper, a changed command) would only be found by the next person
+who needs its figures. These runs check that each one still gets through set-up, load and its own
+checks (for bench_sync and load_fault: everything acknowledged is stored exactly once); they assert
+no speed. Kinto is left out of bench_sync with its own ``--skip-kinto`` option: it is installed from
+PyPI into a separate virtual environment, which a test run must not need.
+
+The backend is the suite's: a SQLite file when ``SURVEYKIT_TEST_DATABASE_URL`` is unset, else
+throwaway databases created through that PostgreSQL URL (the scripts create and drop their own).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCRIPTS = sorted(
+    path.name for path in BENCH.glob("*.py") if path.name not in ("harness.py", "load_fault_probes.py")
+)
+TIMEOUT_S = 300
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("SURVEYKIT_TEST_DATABASE_URL")
+    return url if url and url.startswith("postgresql") else None
+
+
+def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
+    """The command line of a tiny run of ``script`` on the suite's backend, and lines its output
+    must contain."""
+    admin = postgres_url()
+    if script == "bench_sync.py":
+        common = ["--seconds", "0.5", "--warmup", "0.2", "--clients", "1,2", "--strict"]
+        if admin:
+            argv = [*common, "--backends", "postgresql", "--postgres", admin, "--skip-kinto"]
+            argv += ["--bare-records", "100"]
+            expected = [
+                "surveykit PostgreSQL: ",
+                "bare psycopg: ",
+                "each stored exactly once, as sent",
+                "planner statistics:",
+                "ANALYZE runs",
+                "Kinto skipped (--skip-kinto)",
+            ]
+        else:
+            argv = [*common, "--backends", "sqlite"]
+            expected = ["surveykit SQLite: ", "each stored exactly once, as sent"]
+        return argv, [*expected, "settings: "]
+    if script == "bench_instrument_get.py":
+        argv = ["--seconds", "0.3", "--warmup", "0", "--rounds", "1", "--processes", "0"]
+        argv += ["--concurrency", "2", "--threads", "2"]
+        return argv + (["--postgres", admin] if admin else []), ["api_304 / static"]
+    if script == "bench_auth.py":
+        argv = ["--rounds", "1", "--seconds", "0.05"]
+        backend = "PostgreSQL" if admin else "SQLite"
+        return argv + (["--postgres", admin] if admin else []), [f"in-process, {backend}"]
+    if script == "bench_export.py":
+        argv = ["--participants", "20", "--questions", "4", "--rounds", "1", "--warmup", "0"]
+        argv += ["--memory-sizes", "", "--backends", "postgresql" if admin else "sqlite"]
+        return argv + (["--postgres", admin] if admin else []), ["ceiling / export"]
+    if script == "load_fault.py":
+        argv = ["--tablets", "2", "--seconds", "3", "--no-kill", "--no-hostile", "--think", "0.2", "0.4"]
+        if admin:
+            argv += ["--admin-url", admin]
+        else:
+            # Two app processes on one SQLite file, as on one PostgreSQL database.
+            argv += ["--database-url", f"sqlite:///{work / 'load-fault.sqlite3'}"]
+        return argv, ["PASS: wall time"]
+    raise AssertionError(f"bench/{script} has no tiny run here: add one")
+
+
+def test_every_bench_script_has_a_tiny_run(tmp_path: Path) -> None:
+    assert "bench_sync.py" in SCRIPTS and "load_fault.py" in SCRIPTS
+    for script in SCRIPTS:
+        tiny_run(script, tmp_path)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_runs_to_the_end(script: str, tmp_path: Path) -> None:
+    argv, expected = tiny_run(script, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEYKIT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *argv],
+        cwd=BENCH.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"bench/{script} exited {done.returncode}:\n{output[-6000:]}"
+    for line in expected:
+        assert line in output, f"bench/{script}: {line!r} not in its output:\n{output[-6000:]}"
+    assert "Traceback" not in output, output[-6000:]
+    assert "failed or answered unexpectedly" not in output, output[-6000:]

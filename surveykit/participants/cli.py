@@ -12,6 +12,7 @@ import click
 
 from surveykit.audit import services as audit
 from surveykit.console import format_table, operator
+from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.participants import importer, services
 from surveykit.participants.models import PARTICIPANT_STATUSES
 from surveykit.studies import services as studies
@@ -39,6 +40,13 @@ def error_table(errors: list[importer.RowError]) -> str:
     return format_table(rows)
 
 
+def _rejected(file: Path, exc: importer.ImportRejected) -> click.ClickException:
+    more = f"\n(showing {len(exc.errors)} of {exc.total} problems)" if exc.total > len(exc.errors) else ""
+    return click.ClickException(
+        f"{file.name} cannot be imported:\n{error_table(exc.errors)}{more}\nnothing was imported"
+    )
+
+
 @click.group("participants")
 def participants_group() -> None:
     """The participant registry: anonymised IDs such as RA1-KE-04-B, and no names."""
@@ -55,7 +63,8 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
     """Register the planned sample in FILE (CSV or XLSX): all rows, or none.
 
     Columns: agency (required), position (optional), interview (optional: rows with the same value
-    become one group interview, lettered A, B, ... in row order).
+    become one group interview, lettered A, B, ... in row order), id (optional: an existing ID such as
+    RA1-KE-02-A, kept as it is; the counter then continues after the largest number imported).
     """
     obj.require_schema()
     data = file.read_bytes()
@@ -63,20 +72,20 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
     try:
         kind = importer.file_kind(data, None, file.name)
         with progress_bar(large, "reading", "row") as progress:
-            plan = importer.parse(data, kind, progress)
+            plan = importer.parse(data, kind, progress, scope=(activity, country))
     except importer.ImportRejected as exc:
-        more = f"\n(showing {len(exc.errors)} of {exc.total} problems)" if exc.total > len(exc.errors) else ""
-        raise click.ClickException(
-            f"{file.name} cannot be imported:\n{error_table(exc.errors)}{more}\nnothing was imported"
-        ) from exc
+        raise _rejected(file, exc) from exc
     summary = (
         f"{plan.participants} participant(s) in {len(plan.interviews)} interview(s) from {plan.rows} row(s)"
     )
     try:
         with obj.session() as session:
+            # On SQLite, queue for the write lock now: the checks below must see what is stored.
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
             target = studies.get_study(session, study)
             services.check_scope(session, target, country, activity)
             if dry_run:
+                services.check_import(session, target, country, activity, plan)
                 click.echo(f"{file.name} is valid: {summary}; nothing was stored (dry run)")
                 return
             with progress_bar(large, "registering", "interview", len(plan.interviews)) as progress:
@@ -95,10 +104,15 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
                     "participants": plan.participants,
                     "first_number": min(numbers),
                     "last_number": max(numbers),
+                    "known_ids": sum(
+                        len(interview) for interview in plan.interviews if interview[0].number is not None
+                    ),
                 },
             )
     except (studies.StudyNotFound, studies.CountryNotFound, studies.ActivityNotFound) as exc:
         raise click.ClickException(f"{exc}; nothing was imported") from exc
+    except importer.ImportRejected as exc:
+        raise _rejected(file, exc) from exc
     except services.RegistryError as exc:
         raise click.ClickException(f"{exc}; nothing was imported") from exc
     first, last = created[0][0], created[-1][0]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from surveykit import migrate
 from surveykit.config import ConfigurationError, is_sqlite, load_settings
-from surveykit.console import format_table, operator
+from surveykit.console import echo_json, format_table, json_option, operator
 from surveykit.db import SQLITE_IMMEDIATE, make_engine, make_session_factory
 from surveykit.instruments import services as instrument_services
 from surveykit.instruments.models import Instrument
@@ -201,12 +201,16 @@ def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
 
 @instruments.command("list")
 @click.option("--all", "include_retired", is_flag=True, help="Include retired instruments.")
+@json_option()
 @pass_cli
-def instruments_list(obj: CLIContext, include_retired: bool) -> None:
+def instruments_list(obj: CLIContext, include_retired: bool, as_json: bool) -> None:
     """Show published instruments as a table."""
     obj.require_schema()
     with obj.session() as session:
         rows = instrument_services.list_instruments(session, include_retired=include_retired)
+    if as_json:
+        echo_json({"instruments": rows})
+        return
     if not rows:
         click.echo("no instruments published")
         return

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.console import format_table, operator
+from surveykit.console import echo_json, format_table, json_option, operator
 from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.participants import importer, services
 from surveykit.participants.models import PARTICIPANT_STATUSES
@@ -126,8 +126,11 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
 @click.option("--country", required=True, help="The study's two-letter country code.")
 @click.option("--activity", help="Only this research activity, e.g. RA1.")
 @click.option("--status", type=click.Choice(PARTICIPANT_STATUSES), help="Only participants in this status.")
+@json_option("Print every field of each participant as JSON (as the API returns them), for scripts.")
 @click.pass_obj
-def participants_list(obj: Any, study: str, country: str, activity: str | None, status: str | None) -> None:
+def participants_list(
+    obj: Any, study: str, country: str, activity: str | None, status: str | None, as_json: bool
+) -> None:
     """The country's participants as reports print them: ID, agency, position (and status)."""
     obj.require_schema()
     try:
@@ -135,10 +138,14 @@ def participants_list(obj: Any, study: str, country: str, activity: str | None, 
             target = studies.get_study(session, study)
             studies.get_country(session, target, country)
             rows = services.list_participants(session, target, country, activity, status)
+            described = [services.describe_participant(person, target.slug) for person in rows]
             table = [["ID", "Ministry/Government Agency", "Position", "status"]]
             table += [[p.pid, p.agency, p.position or "", p.status] for p in rows]
     except (studies.StudyNotFound, studies.CountryNotFound) as exc:
         raise click.ClickException(str(exc)) from exc
+    if as_json:
+        echo_json({"participants": described})
+        return
     click.echo(format_table(table) if len(table) > 1 else "no participants")
 
 

@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from surveykit import migrate
 from surveykit.config import ConfigurationError, is_sqlite, load_settings
-from surveykit.console import format_table, operator
-from surveykit.db import make_engine, make_session_factory
+from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.db import SQLITE_IMMEDIATE, make_engine, make_session_factory
 from surveykit.instruments import services as instrument_services
+from surveykit.instruments.models import Instrument
 
 
 class CLIContext:
@@ -199,12 +201,16 @@ def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
 
 @instruments.command("list")
 @click.option("--all", "include_retired", is_flag=True, help="Include retired instruments.")
+@json_option()
 @pass_cli
-def instruments_list(obj: CLIContext, include_retired: bool) -> None:
+def instruments_list(obj: CLIContext, include_retired: bool, as_json: bool) -> None:
     """Show published instruments as a table."""
     obj.require_schema()
     with obj.session() as session:
         rows = instrument_services.list_instruments(session, include_retired=include_retired)
+    if as_json:
+        echo_json({"instruments": rows})
+        return
     if not rows:
         click.echo("no instruments published")
         return
@@ -241,26 +247,69 @@ def instruments_retire(obj: CLIContext, slug: str) -> None:
 # ------------------------------------------------------------------------------------------ serve
 
 
-def prepare_embedded_database(obj: CLIContext, echo: Callable[[str], None]) -> None:
-    """On the embedded SQLite default: migrate, and publish ``instruments/`` on the first start."""
-    first_start = migrate.current_revision(obj.engine) is None
-    migrate.upgrade(obj.engine)
-    if first_start:
-        files = instrument_services.definition_files(obj.settings["surveykit.instruments_dir"])
+# Key of the PostgreSQL advisory lock that lets one process at a time make the first start.
+FIRST_START_LOCK = 0x73_6B_66_73  # "skfs"
+FIRST_START_ACTOR = "surveykit serve (first start)"
+
+
+def prepare_database(obj: CLIContext, echo: Callable[[str], None]) -> None:
+    """What ``serve`` does before it listens, the same on both stores.
+
+    On the embedded SQLite database it first applies the migrations (on PostgreSQL the operator
+    runs ``surveykit db upgrade``, and serve refuses a schema that is behind). Then, when no
+    instrument has been published yet, it publishes every file in ``instruments/``, and when no
+    admin exists it creates one (``SURVEYKIT_ADMIN_PASSWORD`` or a password printed once).
+
+    Several processes may start at once on one database: a lock (a file lock beside the SQLite
+    file, a PostgreSQL advisory lock) lets one process at a time do this, and the others then find
+    the instruments and the admin there, so there is one publication and one admin.
+    """
+    url = obj.settings["sqlalchemy.url"]
+    embedded = is_sqlite(url)
+    with _first_start_lock(obj, embedded):
+        if embedded:
+            migrate.upgrade(obj.engine)
+        else:
+            obj.require_schema()
         with obj.session() as session:
-            publish_files(session, files, "surveykit serve (first start)", echo)
-    ensure_admin(obj, echo)
+            if embedded:
+                session.connection(execution_options={SQLITE_IMMEDIATE: True})
+            else:
+                # Held until this transaction ends; a second process waits here, then reads what
+                # the first committed.
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_START_LOCK})
+            if session.scalar(select(Instrument.id).limit(1)) is None:
+                files = instrument_services.definition_files(obj.settings["surveykit.instruments_dir"])
+                publish_files(session, files, FIRST_START_ACTOR, echo)
+            ensure_admin(obj, session, echo)
 
 
-def ensure_admin(obj: CLIContext, echo: Callable[[str], None]) -> None:
+@contextmanager
+def _first_start_lock(obj: CLIContext, embedded: bool) -> Iterator[None]:
+    """On SQLite, an exclusive lock on a file beside the database, so two processes starting at
+    once do not both migrate a new file (PostgreSQL's lock is taken in the transaction itself)."""
+    database = obj.engine.url.database if embedded else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.first-start.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_admin(obj: CLIContext, session: Session, echo: Callable[[str], None]) -> None:
     """Create the first admin when there is none, printing its password once."""
     from surveykit.accounts.cli import ensure_first_admin
     from surveykit.accounts.services import AccountError, AccountPolicy
 
     given = obj.settings["surveykit.admin_password"]
     try:
-        with obj.session() as session:
-            created = ensure_first_admin(session, AccountPolicy.from_settings(obj.settings), given)
+        created = ensure_first_admin(session, AccountPolicy.from_settings(obj.settings), given)
     except AccountError as exc:
         raise click.ClickException(f"SURVEYKIT_ADMIN_PASSWORD: {exc}") from exc
     if created:
@@ -281,12 +330,10 @@ def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
     from surveykit import make_app
 
     settings = obj.settings
-    url = settings["sqlalchemy.url"]
-    if is_sqlite(url):
-        prepare_embedded_database(obj, click.echo)
+    prepare_database(obj, click.echo)
+    if is_sqlite(settings["sqlalchemy.url"]):
         click.echo(f"data: {settings['surveykit.data_dir']} (SQLite)")
     else:
-        obj.require_schema()
         click.echo(f"data: {obj.engine.url.render_as_string(hide_password=True)}")
     app = make_app({**settings, "surveykit.engine": obj.engine})
     listeners: dict[Any, Any] = {}

@@ -1,9 +1,11 @@
-"""Small helpers the command-line commands share: who is acting, and tables for people to read."""
+"""Small helpers the command-line commands share: who is acting, tables for people, JSON for scripts."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import re
+from typing import Any
 
 
 def operator() -> str:
@@ -33,3 +35,19 @@ def format_table(rows: list[list[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def json_option(help_text: str = "Print JSON (one document) for scripts instead of a table.") -> Any:
+    """The ``--json`` flag of the commands that list or hand out something."""
+    import click
+
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def echo_json(value: Any) -> None:
+    """One JSON document on standard output. ASCII only: every control character and every other
+    non-ASCII character is escaped, so nothing stored (an audit target, a label) can drive the
+    terminal."""
+    import click
+
+    click.echo(json.dumps(value, ensure_ascii=True, indent=2))

@@ -757,7 +757,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(409,),
         description=(
             "A CSV or XLSX sheet (raw, or in the multipart form field `file`, with `activity` and "
-            '`dry_run` as form fields or in the query string), or JSON `{"rows": [...]}`.'
+            '`dry_run` as form fields or in the query string), or JSON `{"rows": [...]}`. Columns '
+            "(or row keys): `agency`, `position`, `interview` (a grouping key) and `id` (an existing "
+            "participant ID such as `RA1-KE-02-A`, kept as it is; an interview number already taken "
+            "is refused on its row, and the counter continues after the largest one imported)."
         ),
     ),
     ("participant", "GET"): Operation(

@@ -14,7 +14,7 @@ from instrument_samples import RA1_FILE, RA1_SLUG, minimal_definition, write_yam
 from sqlalchemy.orm import Session
 
 from surveykit import migrate
-from surveykit.cli import CLIContext, cli, format_table, prepare_embedded_database, publish_files
+from surveykit.cli import CLIContext, cli, format_table, prepare_database, publish_files
 from surveykit.instruments import services
 
 
@@ -124,7 +124,7 @@ def embedded(tmp_path: Path) -> Iterator[CLIContext]:
 
 def test_first_start_of_the_embedded_database_publishes_the_instruments(embedded: CLIContext) -> None:
     lines: list[str] = []
-    prepare_embedded_database(embedded, lines.append)
+    prepare_database(embedded, lines.append)
     assert (Path(embedded.settings["surveykit.data_dir"]) / "surveykit.sqlite3").is_file()
     assert migrate.is_up_to_date(embedded.engine)
     assert any(line.endswith("sample-debrief published as new version 1") for line in lines), lines
@@ -133,7 +133,7 @@ def test_first_start_of_the_embedded_database_publishes_the_instruments(embedded
 
 
 def test_later_starts_do_not_republish(embedded: CLIContext) -> None:
-    prepare_embedded_database(embedded, lambda line: None)
+    prepare_database(embedded, lambda line: None)
     changed = minimal_definition()
     changed["title"]["en"] = "Changed on disk"
     write_yaml(Path(embedded.settings["surveykit.instruments_dir"]) / "sample.yaml", changed)
@@ -141,7 +141,7 @@ def test_later_starts_do_not_republish(embedded: CLIContext) -> None:
         services.retire(session, "sample-debrief")
 
     lines: list[str] = []
-    prepare_embedded_database(embedded, lines.append)
+    prepare_database(embedded, lines.append)
     assert not any("published" in line for line in lines), lines
     with embedded.session() as session:
         [row] = services.list_instruments(session, include_retired=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -206,3 +207,53 @@ def test_serve_on_a_database_prepared_by_the_cli(
     with serving(["--database-url", url], env, tmp_path / "serve.log") as server:
         check_ra1_is_served(server, login(server, "reader", PASSWORD))
     assert not (tmp_path / "unused-data" / "surveykit.sqlite3").exists()
+
+
+def test_two_processes_starting_together_make_one_first_start(
+    fresh_database: Callable[[], str], backend: str, tmp_path: Path
+) -> None:
+    """The README's first start on both stores: with two `serve` processes starting at once on a new
+    database, the instruments are published once and there is exactly one admin, whose printed
+    password works. (On PostgreSQL the schema comes from `db upgrade`; SQLite is migrated by serve.)"""
+    from sqlalchemy import create_engine, func, select
+
+    from surveykit.accounts.models import Grant, User
+    from surveykit.instruments.models import InstrumentVersion
+
+    url = fresh_database()
+    env = child_env(SURVEYKIT_DATA_DIR=str(tmp_path / "unused-data"))
+    if backend == "postgresql":
+        result = surveykit("--database-url", url, "db", "upgrade", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    with contextlib.ExitStack() as stack:
+        starts = [
+            threading.Thread(
+                target=lambda i=i: servers.__setitem__(
+                    i, stack.enter_context(serving(["--database-url", url], env, tmp_path / f"serve{i}.log"))
+                )
+            )
+            for i in range(2)
+        ]
+        servers: dict[int, Server] = {}
+        for thread in starts:
+            thread.start()
+        for thread in starts:
+            thread.join(START_TIMEOUT * 2)
+        assert sorted(servers) == [0, 1]
+        output = [line for server in servers.values() for line in server.output]
+        published = [line for line in output if f"{RA1_SLUG} published as new version 1" in line]
+        admins = [line for line in output if line.startswith("created the first admin: username admin")]
+        assert (len(published), len(admins)) == (1, 1), output
+        password = admins[0].split("password ", 1)[1].split()[0]
+        for server in servers.values():
+            check_ra1_is_served(server, login(server, "admin", password))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(InstrumentVersion)) == 1
+            assert connection.scalar(select(func.count()).select_from(User)) == 1
+            assert (
+                connection.scalar(select(func.count()).select_from(Grant).where(Grant.role == "admin")) == 1
+            )
+    finally:
+        engine.dispose()

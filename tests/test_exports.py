@@ -128,6 +128,7 @@ def test_round_trip_every_participant_answer_and_quote_equals_the_database(
                 person.position,
                 datetime.fromisoformat(record["started_at"][:10]),
                 MODES[record["mode"]],
+                None,  # conducted in: no interview_language answer, and Kenya lists no language
                 record["language"],
                 SLUG,
                 record["instrument"]["version"],
@@ -355,7 +356,7 @@ def test_formulas_control_characters_long_answers_and_scripts_survive(
     participants = rows(book, "Participants")
     assert participants[0][:3] == [recorded.pids[0], '=HYPERLINK("http://evil.example","x")', "-Head of unit"]
     assert (
-        participants[0][11] == f'({recorded.pids[0]}, -Head of unit, =HYPERLINK("http://evil.example","x"))'
+        participants[0][12] == f'({recorded.pids[0]}, -Head of unit, =HYPERLINK("http://evil.example","x"))'
     )
     # The registry strips positions; answers keep their leading tab or carriage return.
     assert [row[2] for row in participants[2:]] == [text.strip() for text in formula_texts]
@@ -468,7 +469,7 @@ def test_drafts_are_counted_by_status(dbsession: Session, world: ExportWorld) ->
     book, _ = export(dbsession, "ET")
     items = summary(book)
     assert (items["Interviews: complete"], items["Interviews: draft"]) == (1, 1)
-    statuses = {row[0]: row[8] for row in rows(book, "Participants")}
+    statuses = {row[0]: row[9] for row in rows(book, "Participants")}
     assert statuses[draft.pids[0]] == "draft"
     assert items["Methods sentence"] == (
         "In Ethiopia, 2 interviews with a total of 2 participants were conducted in May 2020."

@@ -167,7 +167,7 @@ def test_a_column_of_names_is_refused_outright(heading: str) -> None:
 
 def test_unknown_duplicate_and_missing_columns() -> None:
     assert rejected("agency,ministry\nx,y\n") == [
-        (1, None, "column B has an unknown heading; the columns are agency, position, interview")
+        (1, None, "column B has an unknown heading; the columns are agency, position, interview, id")
     ]
     assert rejected("agency,agency\nx,y\n") == [(1, "agency", "column agency appears twice")]
     assert rejected("position\nDirector\n") == [(1, "agency", "the agency column is missing")]
@@ -180,7 +180,7 @@ def test_unknown_duplicate_and_missing_columns() -> None:
         (b"", "the file is empty"),
         (b"agency,position\n", "the file has headings but no participant rows"),
         (b"agency\n\n,\n", "the file has headings but no participant rows"),
-        (b"\n\nagency\nx\n", "the first row must name the columns: agency, position, interview"),
+        (b"\n\nagency\nx\n", "the first row must name the columns: agency, position, interview, id"),
         (b"agency\nMinist\xe8re\n", "the file is not UTF-8 text (byte 13); save it as 'CSV UTF-8'"),
     ],
 )
@@ -322,6 +322,7 @@ def test_a_coordinator_imports_a_csv_upload(testapp: webtest.TestApp, team: Team
         "participants": 5,
         "first_number": 1,
         "last_number": 4,
+        "known_ids": 0,
     }
     # A second import continues the numbering.
     again = post_raw(testapp, b"agency\nPolice\n", "text/csv", team.coordinator)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from surveykit.accounts import services
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
-from surveykit.console import format_table, operator
+from surveykit.console import echo_json, format_table, json_option, operator
 
 
 def _policy(obj: Any) -> services.AccountPolicy:
@@ -57,13 +57,17 @@ def users_add(obj: Any, username: str, password_stdin: bool) -> None:
 
 
 @users_group.command("list")
+@json_option()
 @click.pass_obj
-def users_list(obj: Any) -> None:
+def users_list(obj: Any, as_json: bool) -> None:
+    """Accounts with their status and grants (grant ids for `users revoke`)."""
     obj.require_schema()
     with obj.session() as session:
         rows = [["username", "status", "grants"]]
+        described = []
         for user in services.list_users(session):
             grants = [services.describe_grant(session, grant) for grant in user.grants]
+            described.append({"username": user.username, "active": user.active, "grants": grants})
             text = "; ".join(
                 f"#{g['id']} {g['role']} {g['study']}:"
                 f"{','.join(g['countries']) if isinstance(g['countries'], list) else '*'}"
@@ -71,6 +75,9 @@ def users_list(obj: Any) -> None:
             )
             status = "active" if user.active else "deactivated"
             rows.append([user.username, status, text or "-"])
+    if as_json:
+        echo_json({"users": described})
+        return
     click.echo(format_table(rows) if len(rows) > 1 else "no users")
 
 
@@ -177,6 +184,7 @@ def devices_group() -> None:
 @click.option("--server-url", help="URL the tablet reaches the server at (default: SURVEYKIT_PUBLIC_URL).")
 @click.option("--qr-png", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as PNG.")
 @click.option("--qr-svg", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as SVG.")
+@json_option("Print the device, its code and its expiry as JSON, for scripts.")
 @click.pass_obj
 def devices_enrol(
     obj: Any,
@@ -187,6 +195,7 @@ def devices_enrol(
     server_url: str | None,
     qr_png: str | None,
     qr_svg: str | None,
+    as_json: bool,
 ) -> None:
     """Enrol a tablet for fieldworker USERNAME and print its one-time enrolment code.
 
@@ -209,9 +218,13 @@ def devices_enrol(
                 details={"owner": username, "label": label, "scope": services.describe_scope(scope, slugs)},
             )
             bound = services.scope_by_slug(scope, slugs)
+            described = services.describe_device(device, username, slugs)
     except services.AccountError as exc:
         raise _fail(exc) from exc
-    _write_qr(server_url, code, qr_png, qr_svg)
+    written = _write_qr(server_url, code, qr_png, qr_svg, quiet=as_json)
+    if as_json:
+        echo_json(_enrolment_json(described, device, code, server_url, written))
+        return
     click.echo(f"device {device.id} enrolled for {username} ({label})")
     click.echo(f"scope: {_scope_text(bound)}")
     click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
@@ -224,14 +237,33 @@ def _scope_text(scope: list[tuple[str, tuple[str, ...] | None]]) -> str:
     )
 
 
-def _write_qr(server_url: str, code: str, qr_png: str | None, qr_svg: str | None) -> None:
+def _enrolment_json(
+    described: dict[str, Any], device: Device, code: str, server_url: str, written: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "device": described,
+        "enrolment_code": code,
+        "enrolment_expires_at": device.enrolment_expires_at.isoformat(),
+        "qr_payload": services.enrolment_payload(server_url, code),
+        "qr_files": written,
+    }
+
+
+def _write_qr(
+    server_url: str, code: str, qr_png: str | None, qr_svg: str | None, quiet: bool = False
+) -> dict[str, str]:
+    """Write the requested QR code files; returns ``{kind: absolute path}`` of those written."""
     import segno
 
     qr = segno.make(services.enrolment_payload(server_url, code), error="m")
+    written = {}
     for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
         if path:
             qr.save(path, kind=kind, scale=8, border=4)
-            click.echo(f"QR code written to {Path(path).resolve()}")
+            written[kind] = str(Path(path).resolve())
+            if not quiet:
+                click.echo(f"QR code written to {written[kind]}")
+    return written
 
 
 @devices_group.command("reenrol")
@@ -239,9 +271,10 @@ def _write_qr(server_url: str, code: str, qr_png: str | None, qr_svg: str | None
 @click.option("--server-url", help="URL the tablet reaches the server at (default: SURVEYKIT_PUBLIC_URL).")
 @click.option("--qr-png", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as PNG.")
 @click.option("--qr-svg", type=click.Path(dir_okay=False, writable=True), help="Write the QR code as SVG.")
+@json_option("Print the device, its new code and its expiry as JSON, for scripts.")
 @click.pass_obj
 def devices_reenrol(
-    obj: Any, device_id: str, server_url: str | None, qr_png: str | None, qr_svg: str | None
+    obj: Any, device_id: str, server_url: str | None, qr_png: str | None, qr_svg: str | None, as_json: bool
 ) -> None:
     """Print a new one-time enrolment code for DEVICE_ID, keeping its device id and number blocks.
 
@@ -264,6 +297,7 @@ def devices_reenrol(
                 target=device.id,
                 details={"owner": owner, "label": device.label},
             )
+            described = services.describe_device(device, owner, services.study_slugs(session))
     except services.ReenrolmentRefused as exc:
         with obj.session() as session:
             audit.record(
@@ -279,7 +313,10 @@ def devices_reenrol(
         ) from exc
     except services.AccountError as exc:
         raise _fail(exc) from exc
-    _write_qr(server_url, code, qr_png, qr_svg)
+    written = _write_qr(server_url, code, qr_png, qr_svg, quiet=as_json)
+    if as_json:
+        echo_json(_enrolment_json(described, device, code, server_url, written))
+        return
     click.echo(f"device {device.id} re-enrolled for {owner} ({device.label})")
     click.echo(f"enrolment code: {code}  (one use, expires {device.enrolment_expires_at:%Y-%m-%d %H:%M} UTC)")
     click.echo("activating it ends the device's current session; its device id and number blocks stay")
@@ -287,17 +324,25 @@ def devices_reenrol(
 
 @devices_group.command("list")
 @click.option("--user", "username", help="Only this fieldworker's devices.")
+@json_option()
 @click.pass_obj
-def devices_list(obj: Any, username: str | None) -> None:
+def devices_list(obj: Any, username: str | None, as_json: bool) -> None:
+    """Tablets with their owner, label, status and when they were last seen."""
     obj.require_schema()
     with obj.session() as session:
         statement = select(Device, User.username).join(User, User.id == Device.user_id)
         if username:
             statement = statement.where(User.username == username)
         rows = [["id", "user", "label", "status", "last seen"]]
+        described = []
+        slugs = services.study_slugs(session)
         for device, owner in session.execute(statement.order_by(User.username, Device.created_at)):
             seen = device.last_seen_at.strftime("%Y-%m-%d %H:%M") if device.last_seen_at else "never"
             rows.append([device.id, owner, device.label, device.status, seen])
+            described.append(services.describe_device(device, owner, slugs))
+    if as_json:
+        echo_json({"devices": described})
+        return
     click.echo(format_table(rows) if len(rows) > 1 else "no devices")
 
 
@@ -334,9 +379,16 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--since", help="ISO date or time (UTC unless a zone is given).")
 @click.option("--until", help="ISO date or time, exclusive.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option()
 @click.pass_obj
 def audit_command(
-    obj: Any, actor: str | None, action: str | None, since: str | None, until: str | None, limit: int
+    obj: Any,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Show the audit log, newest first."""
     obj.require_schema()
@@ -346,6 +398,9 @@ def audit_command(
         raise click.BadParameter(str(exc)) from exc
     with obj.session() as session:
         events = audit.query(session, actor=actor, action=action, since=since_at, until=until_at, limit=limit)
+        if as_json:
+            echo_json({"events": audit.as_json(events)})
+            return
         rows = [["at", "action", "outcome", "actor", "target", "details"]]
         for event in events:
             rows.append(

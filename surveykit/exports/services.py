@@ -98,6 +98,8 @@ class ScopeChanged(RuntimeError):
 class CountryRef:
     code: str
     name: str
+    # The interview languages the study lists for the country (``en``, ``km``...).
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,14 @@ def resolve_scope(session: Session, study_slug: str, country: str, activity: str
     study = studies.get_study(session, study_slug)
     if country == ALL_COUNTRIES:
         rows = session.execute(
-            select(studies.Country.code, studies.Country.name)
+            select(studies.Country.code, studies.Country.name, studies.Country.languages)
             .where(studies.Country.study_id == study.id)
             .order_by(studies.Country.code)
         ).all()
-        countries = tuple(CountryRef(code, name) for code, name in rows)
+        countries = tuple(CountryRef(code, name, tuple(languages or ())) for code, name, languages in rows)
     else:
         found = studies.get_country(session, study, country)
-        countries = (CountryRef(found.code, found.name),)
+        countries = (CountryRef(found.code, found.name, tuple(found.languages or ())),)
     if activity is not None:
         if not ACTIVITY.match(activity):
             raise studies.ActivityNotFound(f"{activity!r} is not a research activity code (RA1 to RA9)")
@@ -420,7 +422,7 @@ class Fingerprint:
             scope.study_name,
             scope.all_countries,
             scope.activity,
-            [[country.code, country.name] for country in scope.countries],
+            [[country.code, country.name, list(country.languages)] for country in scope.countries],
         )
 
     def _add(self, *values: Any) -> None:
@@ -443,6 +445,9 @@ class Fingerprint:
         for person in participants:
             self._add("p", person.pid, person.letter, person.agency, person.position, person.status)
 
+    def withdrawn_unrecorded(self, counts: dict[str, int]) -> None:
+        self._add("w", sorted(counts.items()))
+
     def versions(self, digests: dict[tuple[str, int], str]) -> None:
         self._add("v", sorted([slug, version, digest] for (slug, version), digest in digests.items()))
 
@@ -457,6 +462,7 @@ def content_tag(session: Session, scope: Scope) -> str:
     for interview, group in rows_in_order(session, scope, with_record=False):
         fingerprint.interview(interview, group)
         used.add((interview.instrument_slug, interview.instrument_version))
+    fingerprint.withdrawn_unrecorded(withdrawn_without_record(session, scope))
     digests = {}
     if used:
         rows = session.execute(
@@ -467,6 +473,41 @@ def content_tag(session: Session, scope: Scope) -> str:
         digests = {(slug, version): digest for slug, version, digest in rows if (slug, version) in used}
     fingerprint.versions(digests)
     return fingerprint.hexdigest()
+
+
+def withdrawn_without_record(session: Session, scope: Scope) -> dict[str, int]:
+    """Per country, the withdrawn participants of planned interviews that never produced a record
+    (those of recorded interviews are counted as the interviews stream past)."""
+    recorded = (
+        select(Interview.uuid)
+        .where(
+            Interview.study_id == Participant.study_id,
+            Interview.activity == Participant.activity,
+            Interview.country_code == Participant.country_code,
+            Interview.interview_number == Participant.interview_number,
+        )
+        .exists()
+    )
+    rows = session.execute(
+        select(Participant.country_code, func.count())
+        .where(
+            *_scope_filter(Participant, scope, scope.activity), Participant.status == "withdrawn", ~recorded
+        )
+        .group_by(Participant.country_code)
+    )
+    return {country: count for country, count in rows}
+
+
+def conducted_language(record: dict[str, Any], country: CountryRef | None) -> str | None:
+    """The language the interview was conducted in: the ``interview_language`` answer, else the
+    country's interview language when the study lists exactly one (not the language the record was
+    entered in, which the Participants sheet shows as the entry language)."""
+    answer = (record.get("answers") or {}).get("interview_language")
+    if isinstance(answer, str) and answer.strip():
+        return answer.strip()
+    if country is not None and len(country.languages) == 1:
+        return country.languages[0]
+    return None
 
 
 def count_interviews(session: Session, scope: Scope) -> int:
@@ -660,6 +701,7 @@ class _Builder:
         self.columns = response_columns(versions)
         self.column_index = {(c.slug, c.question.id): i for i, c in enumerate(self.columns)}
         self.counts = {country.code: CountryCounts(country.code, country.name) for country in scope.countries}
+        self.country_refs = {country.code: country for country in scope.countries}
         country = [Column("Country", TEXT, 9, key=True)] if self.multi else []
 
         self.summary = book.sheet(
@@ -681,7 +723,8 @@ class _Builder:
                 *country,
                 Column("Interview date", DATE, 13),
                 Column("Mode", TEXT, 10),
-                Column("Language", TEXT, 10),
+                Column("Language", TEXT, 12),
+                Column("Entry language", TEXT, 10),
                 Column("Instrument", TEXT, 20),
                 Column("Instrument version", NUMBER, 11),
                 Column("Status", TEXT, 10),
@@ -809,6 +852,7 @@ class _Builder:
         )
         counts.participants += len(included)
         language = record.get("language")
+        conducted = conducted_language(record, self.country_refs.get(row.country_code))
         country = [row.country_code] if self.multi else []
         interview_label = f"{row.activity}-{row.country_code}-{row.interview_number:02d}"
 
@@ -856,6 +900,7 @@ class _Builder:
                     *country,
                     day,
                     MODE_LABELS.get(mode, mode),
+                    conducted,
                     language,
                     row.instrument_slug,
                     row.instrument_version,
@@ -891,6 +936,13 @@ class _Builder:
                     ]
                 )
                 counts.quotes += 1
+
+    def add_withdrawn(self, by_country: dict[str, int]) -> None:
+        for code, count in by_country.items():
+            counts = self.counts.get(code)
+            if counts is None:
+                counts = self.counts[code] = CountryCounts(code, code)
+            counts.withdrawn += count
 
     # ------------------------------------------------------------------------------ end sheets
 
@@ -1006,8 +1058,10 @@ class _Builder:
                 "Participants",
                 "Every interviewed participant, sorted by ID (RA1-KE-100-A after RA1-KE-99-A): "
                 "ID | Ministry/Government Agency | Position as the reports print them, then the interview's "
-                "date, mode, language, instrument version and record status (complete or draft), and the "
-                "participant's citations." + country_note,
+                "date, mode, the language it was conducted in (the interview_language answer, or the "
+                "country's only interview language), the language the record was entered in, instrument "
+                "version and record status (complete or draft), and the participant's citations."
+                + country_note,
             ),
             (
                 "Responses",
@@ -1019,8 +1073,8 @@ class _Builder:
             (
                 "Answers",
                 "The same answers in long form: participant, section, question id, prompt, answer, "
-                "the stored value where the shown answer is a label (choices, yes/no), the interview's "
-                "language and the record's revision.",
+                "the stored value where the shown answer is a label (choices, yes/no), the language the "
+                "record was entered in and the record's revision.",
             ),
             (
                 "Quotes",
@@ -1041,9 +1095,9 @@ class _Builder:
             ),
             (
                 "Left out",
-                f"{result.total.withdrawn} withdrawn participant(s) and "
-                f"{result.total.quotes_excluded} quote(s) attributed to them; participants the "
-                "registry still lists as planned (not interviewed).",
+                f"{result.total.withdrawn} withdrawn participant(s) (of recorded interviews and of "
+                f"planned interviews that produced no record) and {result.total.quotes_excluded} quote(s) "
+                "attributed to them; participants the registry still lists as planned (not interviewed).",
             ),
             (
                 "Interview dates",
@@ -1191,6 +1245,9 @@ def _fill(
         builder.interview(interview, group)
         if progress is not None:
             progress(1)
+    unrecorded = withdrawn_without_record(session, scope)
+    fingerprint.withdrawn_unrecorded(unrecorded)
+    builder.add_withdrawn(unrecorded)
     fingerprint.versions({key: versions[key].content_hash for key in used})
     # Versions seen when the layout was fixed but no longer used (a record moved on) stay in the
     # Codebook; the hash covers the versions actually used, as content_tag does.

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.console import format_table, operator
+from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.participants import importer, services
 from surveykit.participants.models import PARTICIPANT_STATUSES
 from surveykit.studies import services as studies
@@ -40,6 +41,13 @@ def error_table(errors: list[importer.RowError]) -> str:
     return format_table(rows)
 
 
+def _rejected(file: Path, exc: importer.ImportRejected) -> click.ClickException:
+    more = f"\n(showing {len(exc.errors)} of {exc.total} problems)" if exc.total > len(exc.errors) else ""
+    return click.ClickException(
+        f"{file.name} cannot be imported:\n{error_table(exc.errors)}{more}\nnothing was imported"
+    )
+
+
 @click.group("participants")
 def participants_group() -> None:
     """The participant registry: anonymised IDs such as RA1-KE-04-B, and no names."""
@@ -56,7 +64,8 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
     """Register the planned sample in FILE (CSV or XLSX): all rows, or none.
 
     Columns: agency (required), position (optional), interview (optional: rows with the same value
-    become one group interview, lettered A, B, ... in row order).
+    become one group interview, lettered A, B, ... in row order), id (optional: an existing ID such as
+    RA1-KE-02-A, kept as it is; the counter then continues after the largest number imported).
     """
     obj.require_schema()
     data = file.read_bytes()
@@ -64,20 +73,20 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
     try:
         kind = importer.file_kind(data, None, file.name)
         with progress_bar(large, "reading", "row") as progress:
-            plan = importer.parse(data, kind, progress)
+            plan = importer.parse(data, kind, progress, scope=(activity, country))
     except importer.ImportRejected as exc:
-        more = f"\n(showing {len(exc.errors)} of {exc.total} problems)" if exc.total > len(exc.errors) else ""
-        raise click.ClickException(
-            f"{file.name} cannot be imported:\n{error_table(exc.errors)}{more}\nnothing was imported"
-        ) from exc
+        raise _rejected(file, exc) from exc
     summary = (
         f"{plan.participants} participant(s) in {len(plan.interviews)} interview(s) from {plan.rows} row(s)"
     )
     try:
         with obj.session() as session:
+            # On SQLite, queue for the write lock now: the checks below must see what is stored.
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
             target = studies.get_study(session, study)
             services.check_scope(session, target, country, activity)
             if dry_run:
+                services.check_import(session, target, country, activity, plan)
                 click.echo(f"{file.name} is valid: {summary}; nothing was stored (dry run)")
                 return
             with progress_bar(large, "registering", "interview", len(plan.interviews)) as progress:
@@ -96,10 +105,15 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
                     "participants": plan.participants,
                     "first_number": min(numbers),
                     "last_number": max(numbers),
+                    "known_ids": sum(
+                        len(interview) for interview in plan.interviews if interview[0].number is not None
+                    ),
                 },
             )
     except (studies.StudyNotFound, studies.CountryNotFound, studies.ActivityNotFound) as exc:
         raise click.ClickException(f"{exc}; nothing was imported") from exc
+    except importer.ImportRejected as exc:
+        raise _rejected(file, exc) from exc
     except services.RegistryError as exc:
         raise click.ClickException(f"{exc}; nothing was imported") from exc
     first, last = created[0][0], created[-1][0]
@@ -113,8 +127,11 @@ def participants_import(obj: Any, file: Path, study: str, country: str, activity
 @click.option("--country", required=True, help="The study's two-letter country code.")
 @click.option("--activity", help="Only this research activity, e.g. RA1.")
 @click.option("--status", type=click.Choice(PARTICIPANT_STATUSES), help="Only participants in this status.")
+@json_option("Print every field of each participant as JSON (as the API returns them), for scripts.")
 @click.pass_obj
-def participants_list(obj: Any, study: str, country: str, activity: str | None, status: str | None) -> None:
+def participants_list(
+    obj: Any, study: str, country: str, activity: str | None, status: str | None, as_json: bool
+) -> None:
     """The country's participants as reports print them: ID, agency, position (and status)."""
     obj.require_schema()
     try:
@@ -122,10 +139,14 @@ def participants_list(obj: Any, study: str, country: str, activity: str | None, 
             target = studies.get_study(session, study)
             studies.get_country(session, target, country)
             rows = services.list_participants(session, target, country, activity, status)
+            described = [services.describe_participant(person, target.slug) for person in rows]
             table = [["ID", "Ministry/Government Agency", "Position", "status"]]
             table += [[p.pid, p.agency, p.position or "", p.status] for p in rows]
     except (studies.StudyNotFound, studies.CountryNotFound) as exc:
         raise click.ClickException(str(exc)) from exc
+    if as_json:
+        echo_json({"participants": described})
+        return
     click.echo(format_table(table) if len(table) > 1 else "no participants")
 
 

@@ -48,6 +48,10 @@ class InvalidParticipantId(ValueError):
     pass
 
 
+class InterviewNumberTooLarge(InvalidParticipantId):
+    """An ID of the right form whose interview number passes ``MAX_INTERVIEW_NUMBER``."""
+
+
 class NumbersExhausted(ValueError):
     """Taking the numbers asked for would pass ``MAX_INTERVIEW_NUMBER``; nothing was taken."""
 
@@ -77,7 +81,7 @@ def parse_pid(text: str) -> ParticipantId:
     if value < 1 or number != f"{value:02d}":
         raise InvalidParticipantId(f"{text!r}: the interview number must be 01 or more, without extra zeros")
     if value > MAX_INTERVIEW_NUMBER:
-        raise InvalidParticipantId(f"{text!r}: interview numbers end at {MAX_INTERVIEW_NUMBER}")
+        raise InterviewNumberTooLarge(f"{text!r}: interview numbers end at {MAX_INTERVIEW_NUMBER}")
     return ParticipantId(f"RA{activity}", country, value, letter)
 
 
@@ -165,4 +169,48 @@ def device_owns_number(
             )
         )
         is not None
+    )
+
+
+def lock_counter(session: Session, study_id: int, activity: str, country: str) -> int:
+    """Lock this study's, activity's and country's counter row until commit; its ``next_number``.
+
+    Taken before an import with known numbers checks them, so two such imports (or an import and an
+    allocation) run one after the other: the second sees what the first stored. The row is created
+    when missing, as in ``allocate_interview_numbers``.
+    """
+    key = (
+        (InterviewNumberCounter.study_id == study_id)
+        & (InterviewNumberCounter.activity == activity)
+        & (InterviewNumberCounter.country_code == country)
+    )
+    for _attempt in range(2):
+        current = session.execute(
+            select(InterviewNumberCounter.next_number).where(key).with_for_update()
+        ).scalar_one_or_none()
+        if current is not None:
+            return current
+        try:
+            with session.begin_nested():
+                session.execute(
+                    insert(InterviewNumberCounter).values(
+                        study_id=study_id, activity=activity, country_code=country, next_number=1
+                    )
+                )
+        except IntegrityError:
+            pass
+    raise RuntimeError("could not lock the interview-number counter")
+
+
+def continue_counter_after(session: Session, study_id: int, activity: str, country: str, number: int) -> None:
+    """Make the (locked) counter hand out numbers after ``number`` from now on; it never goes back."""
+    session.execute(
+        update(InterviewNumberCounter)
+        .where(
+            InterviewNumberCounter.study_id == study_id,
+            InterviewNumberCounter.activity == activity,
+            InterviewNumberCounter.country_code == country,
+            InterviewNumberCounter.next_number <= number,
+        )
+        .values(next_number=number + 1)
     )

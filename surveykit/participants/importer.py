@@ -1,9 +1,12 @@
 """Reading a planned sample from a CSV or XLSX sheet, all or nothing.
 
-The sheet's first row names the columns: ``agency`` (required), ``position`` (optional) and
+The sheet's first row names the columns: ``agency`` (required), ``position`` (optional),
 ``interview`` (optional: rows sharing a value become one group interview, lettered A, B, ... in row
-order; a row with no value is an interview of its own). Any problem with any row rejects the whole
-file with a report of every bad row, so a half-imported sample never has to be untangled.
+order; a row with no value is an interview of its own) and ``id`` (optional: the participant's
+existing ID, such as ``RA1-KE-02-A``, for a study that began on paper or in another tool; rows
+sharing an interview number form one interview and keep their numbers and letters). Any problem with
+any row rejects the whole file with a report of every bad row, so a half-imported sample never has
+to be untangled.
 
 A column that looks like it holds people's names is refused before any row is read: the registry
 stores no names, and the error report never repeats what a cell contains.
@@ -20,13 +23,19 @@ from datetime import date, datetime, time
 from typing import Any
 
 from surveykit import text as text_rule
+from surveykit.participants.ids import (
+    MAX_INTERVIEW_NUMBER,
+    InterviewNumberTooLarge,
+    InvalidParticipantId,
+    parse_pid,
+)
 
 CSV = "csv"
 XLSX = "xlsx"
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_CONTENT_TYPES = {"text/csv", "application/csv", "text/comma-separated-values"}
 
-COLUMNS = ("agency", "position", "interview")
+COLUMNS = ("agency", "position", "interview", "id")
 REQUIRED_COLUMNS = ("agency",)
 AGENCY_MAX = 500
 POSITION_MAX = 300
@@ -105,6 +114,9 @@ class PlannedParticipant:
     row: int
     agency: str
     position: str | None
+    # Set for a row with a known ID (``id`` column): its interview number and letter are kept.
+    number: int | None = None
+    letter: str | None = None
 
 
 @dataclass
@@ -117,6 +129,11 @@ class ImportPlan:
     @property
     def participants(self) -> int:
         return sum(len(interview) for interview in self.interviews)
+
+    @property
+    def known_numbers(self) -> list[int]:
+        """The interview numbers the file gives (``id`` column), in file order."""
+        return [interview[0].number for interview in self.interviews if interview[0].number is not None]
 
 
 # ------------------------------------------------------------------------------------- file types
@@ -274,11 +291,15 @@ def iter_rows(data: bytes, kind: str) -> Iterator[tuple[int, list[Any]]]:
 class _Planner:
     """Checks rows one by one, grouping them into interviews; collects every problem."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, scope: tuple[str, str] | None = None) -> None:
         self.source = source
+        # (activity, country) of the import: a known ID must belong to them.
+        self.scope = scope
         self.errors: list[RowError] = []
         self.total_errors = 0
         self.groups: dict[str, list[PlannedParticipant]] = {}
+        self.numbered: dict[int, list[PlannedParticipant]] = {}
+        self.seen_ids: dict[str, int] = {}
         self.interviews: list[list[PlannedParticipant]] = []
         self.rows = 0
 
@@ -298,16 +319,11 @@ class _Planner:
         agency = row.get("agency", "")
         position = row.get("position", "") or None
         key = row.get("interview", "")
-        bad = False
-        if not agency:
-            self.problem(number, "agency", "agency is required")
-            bad = True
-        elif message := text_problem(agency, AGENCY_MAX):
-            self.problem(number, "agency", f"agency {message}")
-            bad = True
-        if position and (message := text_problem(position, POSITION_MAX)):
-            self.problem(number, "position", f"position {message}")
-            bad = True
+        known = row.get("id", "")
+        if known:
+            self.add_known(number, agency, position, key, known)
+            return
+        bad = not self._texts_ok(number, agency, position)
         if key and (message := text_problem(key, INTERVIEW_KEY_MAX)):
             self.problem(number, "interview", f"interview {message}")
             bad = True
@@ -330,6 +346,55 @@ class _Planner:
             self.groups[key] = [participant]
             self.interviews.append(self.groups[key])
 
+    def add_known(self, number: int, agency: str, position: str | None, key: str, known: str) -> None:
+        """A row with an existing participant ID: checked here; collisions with the registry, the
+        number blocks and the counter are checked when it is stored (``services.import_plan``)."""
+        bad = not self._texts_ok(number, agency, position)
+        if key:
+            self.problem(number, "interview", "give either an id or an interview key, not both")
+            bad = True
+        try:
+            pid = parse_pid(known)
+        except InterviewNumberTooLarge:
+            self.problem(number, "id", f"id {known}: interview numbers go up to {MAX_INTERVIEW_NUMBER}")
+            return
+        except InvalidParticipantId:
+            # Not echoed: a cell that is not an ID may hold anything, a name included.
+            self.problem(number, "id", "id is not a participant ID like RA1-KE-04-B")
+            return
+        if self.scope is not None and (pid.activity, pid.country) != self.scope:
+            activity, country = self.scope
+            self.problem(
+                number, "id", f"id {pid} is not of {activity} in {country}, the import's activity and country"
+            )
+            bad = True
+        first = self.seen_ids.setdefault(str(pid), number)
+        if first != number:
+            self.problem(number, "id", f"id {pid} is given twice (first in row {first})")
+            bad = True
+        if bad:
+            return
+        participant = PlannedParticipant(number, agency, position, pid.interview_number, pid.letter)
+        group = self.numbered.get(pid.interview_number)
+        if group is None:
+            self.numbered[pid.interview_number] = group = []
+            self.interviews.append(group)
+        group.append(participant)
+        group.sort(key=lambda person: person.letter or "")
+
+    def _texts_ok(self, number: int, agency: str, position: str | None) -> bool:
+        ok = True
+        if not agency:
+            self.problem(number, "agency", "agency is required")
+            ok = False
+        elif message := text_problem(agency, AGENCY_MAX):
+            self.problem(number, "agency", f"agency {message}")
+            ok = False
+        if position and (message := text_problem(position, POSITION_MAX)):
+            self.problem(number, "position", f"position {message}")
+            ok = False
+        return ok
+
     def plan(self, empty_message: str) -> ImportPlan:
         if self.total_errors:
             raise ImportRejected(self.errors, self.total_errors)
@@ -338,8 +403,16 @@ class _Planner:
         return ImportPlan(interviews=self.interviews, rows=self.rows)
 
 
-def parse(data: bytes, kind: str, progress: Callable[[int], None] | None = None) -> ImportPlan:
-    """The interviews a sheet describes, or ``ImportRejected`` listing every problem."""
+def parse(
+    data: bytes,
+    kind: str,
+    progress: Callable[[int], None] | None = None,
+    scope: tuple[str, str] | None = None,
+) -> ImportPlan:
+    """The interviews a sheet describes, or ``ImportRejected`` listing every problem.
+
+    ``scope`` is the import's (activity, country): an ``id`` of another one is a problem of its row.
+    """
     if not data:
         raise ImportRejected([RowError(None, None, "the file is empty")])
     rows = iter_rows(data, kind)
@@ -347,7 +420,7 @@ def parse(data: bytes, kind: str, progress: Callable[[int], None] | None = None)
     if header is None:
         raise ImportRejected([RowError(None, None, "the file is empty")])
     columns = _columns(header[1])
-    planner = _Planner("file")
+    planner = _Planner("file", scope)
     for number, cells in rows:
         if progress is not None:
             progress(1)
@@ -371,19 +444,19 @@ def parse(data: bytes, kind: str, progress: Callable[[int], None] | None = None)
     return planner.plan("the file has headings but no participant rows")
 
 
-def parse_records(records: Any) -> ImportPlan:
-    """The same import from JSON: ``[{"agency": ..., "position": ..., "interview": ...}, ...]``.
+def parse_records(records: Any, scope: tuple[str, str] | None = None) -> ImportPlan:
+    """The same import from JSON: ``[{"agency": ..., "position": ..., "interview": ..., "id": ...}]``.
 
     Problems are reported by index into the list (``rows[0]`` is the first record).
     """
     if not isinstance(records, list):
         raise ImportRejected([RowError(None, "rows", "rows must be a list of objects")])
-    planner = _Planner("list")
+    planner = _Planner("list", scope)
     for index, record in enumerate(records):
         if planner.too_many(index):
             break
         if not isinstance(record, dict):
-            planner.problem(index, None, "must be an object with agency, position, interview")
+            planner.problem(index, None, "must be an object with agency, position, interview, id")
             continue
         row: dict[str, str] = {}
         for key, value in record.items():
@@ -394,7 +467,9 @@ def parse_records(records: Any) -> ImportPlan:
                     [RowError(index, str(key), "unknown field: surveykit stores no names of participants")]
                 )
             if heading not in COLUMNS:
-                planner.problem(index, str(key), "unknown field; the fields are agency, position, interview")
+                planner.problem(
+                    index, str(key), "unknown field; the fields are agency, position, interview, id"
+                )
             elif heading in row:
                 planner.problem(index, heading, f"{heading} is given twice")
             elif value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
@@ -412,7 +487,7 @@ def _columns(cells: list[Any]) -> list[str | None]:
         headings.pop()
     if not headings:
         raise ImportRejected(
-            [RowError(1, None, "the first row must name the columns: agency, position, interview")]
+            [RowError(1, None, "the first row must name the columns: agency, position, interview, id")]
         )
     name_like = [heading for heading in headings if heading and looks_like_names(heading)]
     if name_like:

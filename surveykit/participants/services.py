@@ -21,8 +21,15 @@ from sqlalchemy.orm import Session
 from surveykit.accounts.models import Device
 from surveykit.db import utcnow
 from surveykit.participants import ids
-from surveykit.participants.importer import AGENCY_MAX, POSITION_MAX, ImportPlan, text_problem
-from surveykit.participants.models import NumberBlock, Participant
+from surveykit.participants.importer import (
+    AGENCY_MAX,
+    POSITION_MAX,
+    ImportPlan,
+    ImportRejected,
+    RowError,
+    text_problem,
+)
+from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
 from surveykit.studies import feed
 from surveykit.studies import services as studies
 from surveykit.studies.models import Study
@@ -69,6 +76,8 @@ class ParticipantNotFound(LookupError):
 class NewParticipant:
     agency: str
     position: str | None = None
+    # Only for a known ID being imported; otherwise letters run A, B, ... in order.
+    letter: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- lookups
@@ -164,8 +173,14 @@ def register_interviews(
     interviews: Sequence[Sequence[NewParticipant]],
     actor: str | None,
     progress: Callable[[int], None] | None = None,
+    known_numbers: Sequence[int | None] | None = None,
 ) -> list[list[Participant]]:
-    """Several planned interviews at once, numbered consecutively in the order given."""
+    """Several planned interviews at once, numbered consecutively in the order given.
+
+    ``known_numbers`` (parallel to ``interviews``) keeps the number of an interview imported with its
+    existing IDs; the caller has checked and claimed those (``import_plan``). The others are numbered
+    from the counter.
+    """
     check_scope(session, study, country, activity)
     if not interviews:
         return []
@@ -177,21 +192,27 @@ def register_interviews(
         for j, person in enumerate(people):
             _check_text(person.agency, AGENCY_MAX, f"interviews[{i}][{j}].agency", required=True)
             _check_text(person.position, POSITION_MAX, f"interviews[{i}][{j}].position")
+    given = list(known_numbers) if known_numbers is not None else [None] * len(interviews)
+    fresh = sum(1 for number in given if number is None)
     try:
-        numbers = ids.allocate_interview_numbers(session, study.id, activity, country, len(interviews))
+        allocated = iter(
+            ids.allocate_interview_numbers(session, study.id, activity, country, fresh) if fresh else ()
+        )
     except ids.NumbersExhausted as exc:
         raise NumbersExhausted(str(exc), "interviews") from exc
+    numbers = [number if number is not None else next(allocated) for number in given]
     now = utcnow()
     created: list[list[Participant]] = []
     for number, people in zip(numbers, interviews, strict=True):
+        letters = [person.letter or ids.letter_for(index) for index, person in enumerate(people)]
         rows = [
             Participant(
                 study_id=study.id,
                 activity=activity,
                 country_code=country,
                 interview_number=number,
-                letter=ids.letter_for(index),
-                pid=ids.format_pid(activity, country, number, ids.letter_for(index)),
+                letter=letter,
+                pid=ids.format_pid(activity, country, number, letter),
                 agency=person.agency.strip(),
                 position=(person.position or "").strip() or None,
                 status="planned",
@@ -199,7 +220,7 @@ def register_interviews(
                 updated_at=now,
                 created_by=actor,
             )
-            for index, person in enumerate(people)
+            for letter, person in zip(letters, people, strict=True)
         ]
         session.add_all(rows)
         created.append(rows)
@@ -219,12 +240,95 @@ def import_plan(
     actor: str | None,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[Participant]]:
-    """Register every interview of a parsed sheet (``importer.parse``) in one transaction."""
+    """Register every interview of a parsed sheet (``importer.parse``) in one transaction.
+
+    Interviews given with their existing IDs keep their numbers and letters: the counter row is
+    locked first, so a concurrent import or allocation waits; a number already registered, reserved
+    in a device's block or otherwise handed out by the counter refuses the whole import
+    (``ImportRejected``, a problem per row); and the counter then continues after the largest number
+    imported. The other interviews are numbered after that.
+    """
+    check_scope(session, study, country, activity)
+    known = plan.known_numbers
+    if known:
+        next_number = ids.lock_counter(session, study.id, activity, country)
+        problems = known_number_problems(session, study, country, activity, plan, next_number)
+        if problems:
+            raise ImportRejected(problems)
+        ids.continue_counter_after(session, study.id, activity, country, max(known))
     interviews = [
-        [NewParticipant(person.agency, person.position) for person in interview]
+        [NewParticipant(person.agency, person.position, person.letter) for person in interview]
         for interview in plan.interviews
     ]
-    return register_interviews(session, study, country, activity, interviews, actor, progress)
+    numbers = [interview[0].number for interview in plan.interviews]
+    return register_interviews(session, study, country, activity, interviews, actor, progress, numbers)
+
+
+def check_import(session: Session, study: Study, country: str, activity: str, plan: ImportPlan) -> None:
+    """What ``import_plan`` would refuse, checked without storing or locking anything (a dry run)."""
+    check_scope(session, study, country, activity)
+    if not plan.known_numbers:
+        return
+    next_number = session.scalar(
+        select(InterviewNumberCounter.next_number).where(
+            InterviewNumberCounter.study_id == study.id,
+            InterviewNumberCounter.activity == activity,
+            InterviewNumberCounter.country_code == country,
+        )
+    )
+    problems = known_number_problems(session, study, country, activity, plan, next_number or 1)
+    if problems:
+        raise ImportRejected(problems)
+
+
+def known_number_problems(
+    session: Session, study: Study, country: str, activity: str, plan: ImportPlan, next_number: int
+) -> list[RowError]:
+    """A problem for each row whose known interview number is taken: registered, in a block, or
+    below the counter (handed out before, perhaps to a block since released: never reused)."""
+    numbers = plan.known_numbers
+    if not numbers:
+        return []
+    registered = set(
+        session.scalars(
+            select(Participant.interview_number)
+            .where(
+                Participant.study_id == study.id,
+                Participant.activity == activity,
+                Participant.country_code == country,
+                Participant.interview_number.in_(numbers),
+            )
+            .distinct()
+        )
+    )
+    blocks = session.execute(
+        select(NumberBlock.first_number, NumberBlock.last_number).where(
+            NumberBlock.study_id == study.id,
+            NumberBlock.activity == activity,
+            NumberBlock.country_code == country,
+            NumberBlock.last_number >= min(numbers),
+            NumberBlock.first_number <= max(numbers),
+        )
+    ).all()
+    problems: list[RowError] = []
+    for interview in plan.interviews:
+        number = interview[0].number
+        if number is None:
+            continue
+        label = f"{activity}-{country}-{number:02d}"
+        if number in registered:
+            message = f"interview {label} is already in the registry; an interview number is never reused"
+        elif any(first <= number <= last for first, last in blocks):
+            message = f"interview number {number} is reserved in a tablet's number block"
+        elif number < next_number:
+            message = (
+                f"interview number {number} was already handed out (the next free number is "
+                f"{next_number}); an interview number is never reused"
+            )
+        else:
+            continue
+        problems += [RowError(person.row, "id", message) for person in interview]
+    return problems
 
 
 # ----------------------------------------------------------------------------------------- updates

@@ -122,13 +122,16 @@ def import_participants(request: Request) -> dict[str, Any]:
         "interview_count": len(plan.interviews),
         "participant_count": plan.participants,
     }
-    if params["dry_run"]:
-        return summary
     country, activity = request.matchdict["cc"], params["activity"]
     try:
+        if params["dry_run"]:
+            services.check_import(request.dbsession, study, country, activity, plan)
+            return summary
         created = services.import_plan(
             request.dbsession, study, country, activity, plan, request.identity.actor
         )
+    except importer.ImportRejected as exc:
+        raise _import_rejected(exc) from exc
     except services.RegistryError as exc:
         raise _registry_error(exc) from exc
     numbers = [rows[0].interview_number for rows in created]
@@ -142,6 +145,7 @@ def import_participants(request: Request) -> dict[str, Any]:
         participants=plan.participants,
         first_number=min(numbers),
         last_number=max(numbers),
+        known_ids=sum(len(interview) for interview in plan.interviews if interview[0].number is not None),
     )
     request.response.status = 201
     return {
@@ -161,22 +165,27 @@ def _read_plan(request: Request, study: Study) -> tuple[str, importer.ImportPlan
         data, content_type, filename, form = _uploaded_file(request)
     params = _import_params(request, form)
     _check_scope(request, study, params["activity"], "querystring")
+    scope = (params["activity"], request.matchdict["cc"])
     try:
         if request.content_type in JSON_CONTENT_TYPES:
-            return "json", importer.parse_records(rows), params
+            return "json", importer.parse_records(rows, scope), params
         kind = importer.file_kind(data, content_type, filename)
-        return kind, importer.parse(data, kind), params
+        return kind, importer.parse(data, kind, scope=scope), params
     except importer.UnsupportedFile as exc:
         raise APIError(
             415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, str(exc), [error.as_detail() for error in exc.errors]
         ) from exc
     except importer.ImportRejected as exc:
-        raise APIError(
-            422,
-            ErrorCode.IMPORT_INVALID,
-            f"nothing was imported: {exc}",
-            [error.as_detail() for error in exc.errors],
-        ) from exc
+        raise _import_rejected(exc) from exc
+
+
+def _import_rejected(exc: importer.ImportRejected) -> APIError:
+    return APIError(
+        422,
+        ErrorCode.IMPORT_INVALID,
+        f"nothing was imported: {exc}",
+        [error.as_detail() for error in exc.errors],
+    )
 
 
 def _uploaded_file(request: Request) -> tuple[bytes, str | None, str | None, dict[str, str]]:

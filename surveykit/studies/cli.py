@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.console import format_table, operator
+from surveykit.console import echo_json, format_table, json_option, operator
 from surveykit.studies import services as studies
 
 
@@ -88,10 +88,15 @@ def studies_add_activity(obj: Any, slug: str, code: str, name: str) -> None:
 
 
 @studies_group.command("list")
+@json_option()
 @click.pass_obj
-def studies_list(obj: Any) -> None:
+def studies_list(obj: Any, as_json: bool) -> None:
+    """Studies with their countries."""
     obj.require_schema()
     with obj.session() as session:
+        if as_json:
+            echo_json({"studies": studies.summarise_studies(session, studies.list_studies(session))})
+            return
         rows = [["study", "name", "countries"]]
         for study in studies.list_studies(session):
             rows.append([study.slug, study.name, " ".join(c.code for c in study.countries) or "-"])

@@ -4,7 +4,7 @@ The lockout moves from the account (``users.failed_logins``, ``users.locked_unti
 anyone out) to one counter per account and client address, kept beside the per-address throttles.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06 01:10:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

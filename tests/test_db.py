@@ -35,7 +35,12 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(sqlite_setti
         engine.dispose()
 
 
-def test_write_requests_take_the_sqlite_write_lock_up_front(sqlite_settings: dict[str, Any]) -> None:
+def test_write_requests_take_the_sqlite_write_lock_up_front(
+    sqlite_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from surveykit.accounts import throttle
+
+    monkeypatch.setattr(throttle, "purge_due", lambda: False)  # the once-a-minute purge: not now
     engine = make_engine(sqlite_settings)
     migrate.upgrade(engine)
     begins: list[str] = []

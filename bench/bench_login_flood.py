@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             Variant("source-unthrottled", {"SURVEYKIT_LOGIN_RATE_LIMIT": LIFTED}, args.source.resolve())
         )
     print(
-        f"one-record pushes on SQLite, {args.seconds:.0f} s per phase, {args.flooders} login flooders, "
+        f"one-record pushes on SQLite, {args.seconds:g} s per phase, {args.flooders} login flooders, "
         f"{args.threads} server threads"
     )
     header = ["variant", "phase", "pushes", "p50 ms", "p95 ms", "max ms", "p50 ×", "max ×", "logins answered"]

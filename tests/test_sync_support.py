@@ -110,7 +110,7 @@ def make_record(number: int, country: str = "KE", **overrides: Any) -> dict[str,
                 "position": "Director of Cyber Security",
                 "consent_given": True,
                 "consent_date": "2026-05-04",
-                "consent_recorded_how": "verbal",
+                "consent_recorded_how": "verbal_notes",
             }
         ],
         "instrument": {"slug": SLUG, "version": 1},

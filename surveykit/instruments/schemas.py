@@ -145,6 +145,8 @@ class QuestionSchema(colander.MappingSchema):
     )
     min = colander.SchemaNode(StrictNumber(), missing=colander.drop)
     max = colander.SchemaNode(StrictNumber(), missing=colander.drop)
+    # The home of the fact this question asks for (surveykit.instruments.bindings).
+    binds = colander.SchemaNode(StrictString(), missing=colander.drop, validator=colander.Length(max=64))
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)

@@ -62,8 +62,8 @@ from surveykit.participants import ids
 from surveykit.participants.models import Participant
 from surveykit.studies import feed
 from surveykit.studies.models import Country, ResearchActivity, Study
-from surveykit.sync import validation
-from surveykit.sync.models import Interview, InterviewRevision, Quote
+from surveykit.sync import field_ownership, validation
+from surveykit.sync.models import FieldConflict, Interview, InterviewRevision, Quote
 from surveykit.sync.validation import CompiledInstrument, Problem, RecordKey
 
 RESULTS = ("created", "updated", "unchanged", "conflict", "rejected")
@@ -142,6 +142,8 @@ class ChangeResult:
     conflict_id: int | None = None
     conflict_status: str | None = None
     current: dict[str, Any] | None = None
+    # Registry fields this change carried that were kept as field conflicts instead of applied.
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -157,6 +159,8 @@ class ChangeResult:
             body.update(conflict_id=self.conflict_id, conflict_status=self.conflict_status)
         if self.current is not None:
             body["current"] = self.current
+        if self.field_conflicts:
+            body["field_conflicts"] = self.field_conflicts
         return body
 
 
@@ -237,6 +241,7 @@ _interviews = Interview.__table__
 _revisions = InterviewRevision.__table__
 _quotes = Quote.__table__
 _participants = Participant.__table__
+_field_conflicts = FieldConflict.__table__
 
 INTERVIEW_COLUMNS = tuple(col.name for col in _interviews.columns)
 LOCK_INTERVIEWS = (
@@ -286,9 +291,21 @@ UPDATE_PARTICIPANTS = (
     .values(
         **{
             name: bindparam(f"b_{name}", type_=_participants.c[name].type)
-            for name in (*PARTICIPANT_FIELDS, "status", "updated_at")
+            for name in (*PARTICIPANT_FIELDS, "status", "coordinator_fields", "updated_at")
         }
     )
+)
+OPEN_FIELD_CONFLICTS = select(
+    _field_conflicts.c.id,
+    _field_conflicts.c.participant_id,
+    _field_conflicts.c.field,
+    _field_conflicts.c.incoming_value,
+).where(
+    _field_conflicts.c.participant_id.in_(bindparam("ids", expanding=True)),
+    _field_conflicts.c.resolved_at.is_(None),
+)
+INSERT_FIELD_CONFLICTS = insert(_field_conflicts).returning(
+    _field_conflicts.c.id, sort_by_parameter_order=True
 )
 
 
@@ -391,6 +408,10 @@ class PersonState:
     status: str
     values: dict[str, Any]
     row: dict[str, Any] | None = None  # a new participant's full row
+    # Fields a coordinator changed that no pushed record has carried since (see field_ownership).
+    coordinator_fields: set[str] = field(default_factory=set)
+    # Open field conflicts: field -> {incoming value as JSON: conflict id}
+    open_conflicts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -430,6 +451,8 @@ class Writer:
         self.caller = caller
         self.now = utcnow()
         self.refusals: list[dict[str, Any]] = []
+        # Field conflicts stored (for the audit log): dicts of audit keywords, ids filled in on write.
+        self.field_conflicts: list[dict[str, Any]] = []
         self._studies: dict[str, StudyInfo | None] = {}
         self._instruments: dict[tuple[str, int], CompiledInstrument | None] = {}
         # study id -> (kind, key) -> country, in the order of the last change of each key
@@ -451,6 +474,8 @@ class Writer:
         self._quote_rows: dict[str, list[dict[str, Any]]] = {}
         self._quotes_replaced: set[str] = set()
         self._people_changed: dict[tuple[int, str], PersonState] = {}
+        # New field conflicts: (row, the answers waiting for its id)
+        self._field_conflict_rows: list[tuple[dict[str, Any], list[dict[str, Any]], PersonState]] = []
         self._written_uuids: set[str] = set()
         self._written_people: set[int] = set()
 
@@ -586,15 +611,35 @@ class Writer:
         p = _participants.c
         columns = (p.study_id, p.activity, p.country_code, p.interview_number)
         rows = self.session.execute(
-            select(p.id, *columns, p.letter, p.pid, p.status, *(p[name] for name in PARTICIPANT_FIELDS))
+            select(
+                p.id,
+                *columns,
+                p.letter,
+                p.pid,
+                p.status,
+                p.coordinator_fields,
+                *(p[name] for name in PARTICIPANT_FIELDS),
+            )
             .where(tuple_(*columns).in_(wanted))
             .order_by(p.id)
             .with_for_update()
         ).mappings()
+        held: dict[int, PersonState] = {}
         for row in rows:
             key = (row["study_id"], row["activity"], row["country_code"], row["interview_number"])
             values = {name: row[name] for name in PARTICIPANT_FIELDS}
-            self._people[key][row["letter"]] = PersonState(row["id"], row["pid"], row["status"], values)
+            person = PersonState(row["id"], row["pid"], row["status"], values)
+            person.coordinator_fields = field_ownership.parse_owned(row["coordinator_fields"])
+            self._people[key][row["letter"]] = person
+            if person.coordinator_fields:
+                held[row["id"]] = person
+        if held:
+            for conflict_id, participant_id, name, incoming in self.session.execute(
+                OPEN_FIELD_CONFLICTS, {"ids": sorted(held)}
+            ):
+                held[participant_id].open_conflicts.setdefault(name, {})[field_ownership.key(incoming)] = (
+                    conflict_id
+                )
 
     def _load_quote_owners(self, quote_ids: Iterable[str]) -> None:
         wanted = sorted(set(quote_ids) - self._quote_owners.keys())
@@ -769,8 +814,8 @@ class Writer:
             )
             # A concurrent create of the same UUID or number fails when written, and the request
             # is replayed.
-            self.accept(interview, record, digest, 0, key, study, f"{prefix}.record", previous=None)
-            return ChangeResult(index, uuid, "created", interview.revision, digest)
+            kept = self.accept(interview, record, digest, 0, key, study, f"{prefix}.record", previous=None)
+            return ChangeResult(index, uuid, "created", interview.revision, digest, field_conflicts=kept)
 
         self._check_same_interview(prefix, interview, key, study)
         self._load_revision_keys([(uuid, base, digest)])
@@ -789,8 +834,10 @@ class Writer:
             )
         if base == interview.revision:
             previous = interview.record
-            self.accept(interview, record, digest, base, key, study, f"{prefix}.record", previous=previous)
-            return ChangeResult(index, uuid, "updated", interview.revision, digest)
+            kept = self.accept(
+                interview, record, digest, base, key, study, f"{prefix}.record", previous=previous
+            )
+            return ChangeResult(index, uuid, "updated", interview.revision, digest, field_conflicts=kept)
         conflict = RevisionKey("conflict", None, None, digest)
         self._revision_keys[(uuid, base, digest)] = conflict
         self._conflict_rows.append(
@@ -914,10 +961,10 @@ class Writer:
         study: StudyInfo,
         record_path: str,
         previous: dict[str, Any] | None,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         """Store ``record`` as the next accepted revision of ``interview`` and everything it implies
         (revision 1 of a new record, whose ``revision`` is 0). Raises ``Rejected`` before changing
-        anything; the rows are written by ``write()``."""
+        anything; the rows are written by ``write()``. Returns the field conflicts it left."""
         uuid = interview.uuid
         quotes = validation.quote_rows(record)
         self._check_quote_ids(uuid, quotes, record_path)
@@ -967,7 +1014,7 @@ class Writer:
             for quote in quotes
         ]
         self._note(study.id, key.country, "interview", uuid)
-        self._upsert_participants(key, study, record, previous)
+        return self._upsert_participants(key, study, record, previous, uuid, revision)
 
     def _check_quote_ids(self, uuid: str, quotes: list[dict[str, Any]], record_path: str) -> None:
         if not quotes:
@@ -993,13 +1040,27 @@ class Writer:
             )
 
     def _upsert_participants(
-        self, key: RecordKey, study: StudyInfo, record: dict[str, Any], previous: dict[str, Any] | None
-    ) -> None:
-        """The registry follows the record: one participant per letter, interviewed."""
+        self,
+        key: RecordKey,
+        study: StudyInfo,
+        record: dict[str, Any],
+        previous: dict[str, Any] | None,
+        uuid: str,
+        revision: int,
+    ) -> list[dict[str, Any]]:
+        """The registry follows the record (one participant per letter, interviewed), except for
+        fields a coordinator owns: a value that disagrees with one of those becomes a field conflict.
+        Returns the field conflicts, as the push answers them."""
         number = (study.id, key.activity, key.country, key.interview_number)
         self._load_people([number])
         existing = self._people[number]
         changed: list[PersonState] = []
+        conflicts: list[dict[str, Any]] = []
+        before = {
+            entry.get("letter"): entry
+            for entry in (previous or {}).get("participants", [])
+            if isinstance(entry, dict)
+        }
         letters = set()
         for entry in record["participants"]:
             letter = entry["letter"]
@@ -1024,6 +1085,17 @@ class Writer:
                 changed.append(participant)
                 continue
             updates = {name: value for name, value in values.items() if participant.values[name] != value}
+            for name in sorted(participant.coordinator_fields):
+                if name not in updates:
+                    # The record carries the registry's value: the tablet has caught up, and the
+                    # field follows the record again.
+                    participant.coordinator_fields.discard(name)
+                    self._people_changed[(study.id, participant.pid)] = participant
+                    continue
+                incoming = updates.pop(name)
+                base_entry = before.get(letter)
+                base = validation.participant_values(base_entry)[name] if base_entry is not None else None
+                conflicts.append(self._field_conflict(participant, name, incoming, base, uuid, revision))
             if participant.status == "planned":
                 participant.status = "interviewed"
                 changed.append(participant)
@@ -1040,6 +1112,46 @@ class Writer:
         for participant in changed:
             self._people_changed[(study.id, participant.pid)] = participant
             self._note(study.id, key.country, "participant", participant.pid)
+        return conflicts
+
+    def _field_conflict(
+        self, participant: PersonState, name: str, incoming: Any, base: Any, uuid: str, revision: int
+    ) -> dict[str, Any]:
+        """Keep a pushed value of a coordinator-owned field as a field conflict (one open conflict
+        per participant, field and value: a retry or a later push of the same value reuses it)."""
+        assert participant.id is not None  # a new participant owns no field yet
+        incoming_json = field_ownership.jsonable(incoming)
+        answer: dict[str, Any] = {
+            "id": None,
+            "pid": participant.pid,
+            "field": name,
+            "incoming": incoming_json,
+            "registry": field_ownership.jsonable(participant.values[name]),
+        }
+        open_ids = participant.open_conflicts.setdefault(name, {})
+        found = open_ids.get(field_ownership.key(incoming_json))
+        if found is not None and found > 0:
+            answer["id"] = found
+            return answer
+        if found is not None:  # stored by this batch: its id comes when it is written
+            self._field_conflict_rows[-found - 1][1].append(answer)
+            return answer
+        row = {
+            "participant_id": participant.id,
+            "field": name,
+            "incoming_value": incoming_json,
+            "base_value": field_ownership.jsonable(base),
+            "registry_value": answer["registry"],
+            "interview_uuid": uuid,
+            "revision": revision,
+            "user_id": self.caller.user_id,
+            "device_id": self.caller.device_id,
+            "received_at": self.now,
+        }
+        self._field_conflict_rows.append((row, [answer], participant))
+        # Later pushes of the same value in this batch wait for the same id.
+        open_ids[field_ownership.key(incoming_json)] = -len(self._field_conflict_rows)
+        return answer
 
     def _note(self, study_id: int, country: str | None, kind: str, key: str) -> None:
         entries = self._feed.setdefault(study_id, {})
@@ -1086,6 +1198,24 @@ class Writer:
         quote_rows = [row for rows in self._quote_rows.values() for row in rows]
         if quote_rows:
             connection.execute(INSERT_QUOTES, quote_rows)
+        if self._field_conflict_rows:
+            rows = [row for row, _, _ in self._field_conflict_rows]
+            new_ids = connection.execute(INSERT_FIELD_CONFLICTS, rows).scalars().all()
+            for (row, answers, person), conflict_id in zip(self._field_conflict_rows, new_ids, strict=True):
+                for answer in answers:
+                    answer["id"] = conflict_id
+                person.open_conflicts[row["field"]][field_ownership.key(row["incoming_value"])] = conflict_id
+                self.field_conflicts.append(
+                    {
+                        "action": "sync.field_conflict",
+                        "target": str(conflict_id),
+                        "pid": answers[0]["pid"],
+                        "field": row["field"],
+                        "uuid": row["interview_uuid"],
+                        "revision": row["revision"],
+                    }
+                )
+            self._field_conflict_rows.clear()
         if self._people_changed:
             new_people = [item for item in self._people_changed.items() if item[1].row is not None]
             old_people = [item for item in self._people_changed.items() if item[1].row is None]
@@ -1113,6 +1243,7 @@ class Writer:
                             "b_pid": pid,
                             **{f"b_{name}": value for name, value in person.values.items()},
                             "b_status": person.status,
+                            "b_coordinator_fields": field_ownership.format_owned(person.coordinator_fields),
                             "b_updated_at": self.now,
                         }
                         for (study_id, pid), person in old_people

@@ -169,6 +169,8 @@ class BatchOutcome:
     results: list[ChangeResult]
     # Refusals to audit (scope, foreign interview numbers): dicts of record_refusal keywords.
     refusals: list[dict[str, Any]]
+    # Field conflicts stored, to audit: dicts of audit keywords.
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -1330,4 +1332,4 @@ def push_batch(session: Session, caller: Caller, changes: Sequence[Any]) -> Batc
     writer = Writer(session, caller)
     results = writer.push(changes)
     writer.finish()
-    return BatchOutcome(results, writer.refusals)
+    return BatchOutcome(results, writer.refusals, writer.field_conflicts)

@@ -102,6 +102,7 @@ BODY_SCHEMAS = {
     ("blocks", "POST"): participant_schemas.BlockRequestSchema,
     ("sync", "POST"): sync_schemas.SyncBatchSchema,
     ("conflict_resolve", "POST"): sync_schemas.ResolveSchema,
+    ("field_conflict_resolve", "POST"): sync_schemas.FieldResolveSchema,
 }
 
 

@@ -400,3 +400,52 @@ def test_an_instrument_binds_a_fact_once() -> None:
     with pytest.raises(instruments.DefinitionError) as raised:
         instruments.validate_definition(definition)
     assert any("already bound" in message for _, message in raised.value.errors)
+
+
+# ---------------------------------------------------------------------------------- the export
+
+
+def test_the_export_shows_one_value_per_fact_from_its_home(dbsession, accounts) -> None:
+    import io
+
+    from test_export_support import ExportWorld, definition, load, rows
+
+    from surveykit.exports import services as exports
+    from surveykit.participants import services as registry
+
+    world = ExportWorld(dbsession, accounts)
+    bound = definition(2)
+    bound["metadata"] = [
+        {"id": "agency", "type": "short_text", "binds": "participant.agency", "prompt": "Agency"},
+        {"id": "visit_day", "type": "date", "binds": "record.started_at", "prompt": "Date"},
+    ]
+    version = instruments.publish(dbsession, instruments.validate_definition(bound)).version
+    recorded = world.interview(
+        "KE",
+        [("Ministry of ICT", "Director"), ("National Police", None)],
+        version=version,
+        started="2020-05-04T22:30:00-05:00",  # the 5th in UTC: the local date is the home's
+        answers={"agency": "Ministry of ICT", "awareness_main": "Low."},
+    )
+    first = _participant(dbsession, recorded.pids[0])
+    registry.update_participant(dbsession, first, {"agency": "Ministry of ICT and Innovation"})
+    dbsession.flush()
+
+    scope = exports.resolve_scope(dbsession, "exp", "KE")
+    out = io.BytesIO()
+    exports.write_workbook(dbsession, scope, out, "analyst")
+    book = load(out.getvalue())
+    people = {row[0]: row[1] for row in rows(book, "Participants")}
+    assert people == {recorded.pids[0]: "Ministry of ICT and Innovation", recorded.pids[1]: "National Police"}
+    header = rows(book, "Responses", header_rows=0)[1]
+    responses = {row[0]: row for row in rows(book, "Responses", header_rows=3)}
+    agency, day = header.index("agency"), header.index("visit_day")
+    # Each participant's row shows its own registry agency, never the answer's stale copy.
+    assert responses[recorded.pids[0]][agency] == "Ministry of ICT and Innovation"
+    assert responses[recorded.pids[1]][agency] == "National Police"
+    assert {str(responses[pid][day])[:10] for pid in recorded.pids} == {"2020-05-04"}
+    answers = [(row[0], row[2], row[4]) for row in rows(book, "Answers") if row[2] == "agency"]
+    assert answers == [
+        (recorded.pids[0], "agency", "Ministry of ICT and Innovation"),
+        (recorded.pids[1], "agency", "National Police"),
+    ]

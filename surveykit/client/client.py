@@ -1210,10 +1210,8 @@ class Client:
             (study, kind, key, change["seq"], change.get("country"), dumps(obj) if obj is not None else None),
         )
         if kind == "interview" and isinstance(obj, dict):
+            # (Not the registry entries pulled so far: they may be older than this record.)
             self._merge_interview(db, obj)
-            uuid = obj.get("uuid")
-            if isinstance(uuid, str):
-                self._take_registry_into(db, uuid)
         elif kind == "conflict" and isinstance(obj, dict):
             self._merge_conflict(db, obj)
         elif kind == "participant" and isinstance(obj, dict):
@@ -1224,53 +1222,52 @@ class Client:
                 (study, obj.get("country"), obj.get("activity"), obj.get("interview_number")),
             ).fetchall()
             for row in rows:
-                self._take_registry_into(db, row["uuid"], {obj.get("letter"): known})
+                self._take_registry_into(db, row["uuid"], obj, known)
 
     def _take_registry_into(
-        self, db: Any, uuid: str, known: dict[Any, dict[str, Any] | None] | None = None
+        self, db: Any, uuid: str, registry: dict[str, Any], known: dict[str, Any] | None
     ) -> None:
-        """Bring the registry's values of a record's participants into this tablet's copy of it (and
-        the answers bound to them), and queue the result, so the record agrees with the registry
+        """Bring a pulled registry entry into this tablet's copy of the participant's record (and
+        the answers bound to it), and queue the result, so the record agrees with the registry
         again. A field the researcher changed locally (it differs from both the server's copy and
-        the registry entry the tablet knew before, ``known`` by letter) is left alone: its push
-        tells whether it conflicts. Only this device's own records are edited this way."""
+        the registry entry the tablet knew before, ``known``) is left alone: its push tells whether
+        it conflicts. Only this device's own records are edited this way."""
         row = db.execute("SELECT * FROM interviews WHERE uuid = ?", (uuid,)).fetchone()
         if row is None or row["origin"] != "local":
             return
         record = loads(row["record"])
         server = loads(row["server_record"]) if row["server_record"] else None
-        server_people = {
-            p.get("letter"): p for p in (server or {}).get("participants", []) if isinstance(p, dict)
-        }
+        letter = registry.get("letter")
+        server_entry = next(
+            (
+                p
+                for p in (server or {}).get("participants", [])
+                if isinstance(p, dict) and p.get("letter") == letter
+            ),
+            None,
+        )
         new = json.loads(json.dumps(record))
-        bound = self._bound_questions(db, record)
-        for index, entry in enumerate(new.get("participants") or []):
-            if not isinstance(entry, dict):
+        people = new.get("participants") or []
+        index = next(
+            (i for i, p in enumerate(people) if isinstance(p, dict) and p.get("letter") == letter), None
+        )
+        if index is None:
+            return
+        entry = people[index]
+        bound = self._bound_questions(db, record) if index == 0 else {}
+        for name in REGISTRY_FIELDS:
+            wanted, local = registry.get(name), entry.get(name)
+            if wanted == local or name not in registry:
                 continue
-            pid = format_pid(
-                record["activity"], record["country"], record["interview_number"], entry["letter"]
+            untouched = (server_entry is not None and server_entry.get(name) == local) or (
+                known is not None and known.get(name) == local
             )
-            pulled = db.execute(
-                "SELECT body FROM pulled WHERE study = ? AND kind = 'participant' AND key = ?",
-                (record["study"], pid),
-            ).fetchone()
-            if pulled is None or not pulled["body"]:
+            if not untouched:
                 continue
-            registry = loads(pulled["body"])
-            before = (known or {}).get(entry["letter"])
-            for name in REGISTRY_FIELDS:
-                wanted, local = registry.get(name), entry.get(name)
-                if wanted == local or name not in registry:
-                    continue
-                untouched = (
-                    entry["letter"] in server_people and server_people[entry["letter"]].get(name) == local
-                ) or (before is not None and before.get(name) == local)
-                if not untouched:
-                    continue
-                entry[name] = wanted
-                question = bound.get(f"participant.{name}") if index == 0 else None
-                if question is not None and new.get("answers", {}).get(question) is not None:
-                    new["answers"][question] = wanted
+            entry[name] = wanted
+            question = bound.get(f"participant.{name}")
+            if question is not None and new.get("answers", {}).get(question) is not None:
+                new["answers"][question] = wanted
         if new == record:
             return
         new = normalise(new)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -100,6 +100,8 @@ class Resolution:
     conflict: dict[str, Any]
     current: dict[str, Any]
     new_revision: bool
+    # Field conflicts the new revision left (audit keywords), as a push's.
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolve_conflict(
@@ -179,6 +181,7 @@ def resolve_conflict(
         conflict=conflict_json(conflict, interview, study_slug, username),
         current=interview_json(interview),
         new_revision=new_revision,
+        field_conflicts=writer.field_conflicts,
     )
 
 

@@ -176,6 +176,9 @@ def resolve(request: Request) -> dict[str, Any]:
         revision=resolution.current["revision"],
         new_revision=resolution.new_revision,
     )
+    for kept in resolution.field_conflicts:
+        details = dict(kept)
+        audit.record_in_request(request, details.pop("action"), **details)
     _no_store(request)
     return {"conflict": resolution.conflict, "current": resolution.current}
 

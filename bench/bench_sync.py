@@ -223,7 +223,7 @@ def template_record() -> dict[str, Any]:
                 "position": answers["position"],
                 "consent_given": True,
                 "consent_date": "2026-05-04",
-                "consent_recorded_how": "signed written form",
+                "consent_recorded_how": "written_form",
             }
         ],
         "instrument": {"slug": SLUG, "version": 1},

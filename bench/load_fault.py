@@ -478,13 +478,9 @@ class FlakyTransport:
 
 def long_answers(rng: random.Random) -> dict[str, Any]:
     chosen: dict[str, Any] = {
-        "agency": "Ministry of ICT, Department of Cyber Security",
-        "interview_date": "2026-05-04",
-        "mode": "in_person",
+        # The bound metadata (agency, date, mode, consent) is left out: it is taken from the
+        # participants and the record's own fields, which are its home.
         "interview_language": "en",
-        "consent_given": True,
-        "consent_date": "2026-05-04",
-        "consent_recorded_how": "verbal_notes",
         "gov_focal_point_exists": rng.random() < 0.5,
         "le_cooperation_partners": ["ngos", "hotlines"],
     }
@@ -514,7 +510,7 @@ def participants(count: int) -> list[dict[str, Any]]:
                 "position": position,
                 "consent_given": True,
                 "consent_date": "2026-05-04",
-                "consent_recorded_how": "written" if index else "verbal",
+                "consent_recorded_how": "written_form" if index else "verbal_notes",
             }
         )
     return group

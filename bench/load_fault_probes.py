@@ -290,7 +290,7 @@ def small_record(study: str, country: str, number: int) -> dict[str, Any]:
                 "position": None,
                 "consent_given": True,
                 "consent_date": "2026-05-04",
-                "consent_recorded_how": "verbal",
+                "consent_recorded_how": "verbal_notes",
             }
         ],
         "instrument": {"slug": "ra1-duty-bearers", "version": 1},

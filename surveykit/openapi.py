@@ -84,6 +84,8 @@ def _type_schema(node: colander.SchemaNode) -> dict[str, Any]:
         return {"type": "array"}
     if isinstance(typ, sync_schemas.JSONObject):
         return {"type": ["object", "null"]}
+    if isinstance(typ, sync_schemas.RegistryValue):
+        return {"type": ["string", "boolean", "null"], "maxLength": 500}
     if isinstance(typ, participant_schemas.ISODate):
         return {"type": ["string", "null"], "format": "date"}
     if isinstance(typ, participant_schemas.QueryBoolean):
@@ -359,6 +361,18 @@ SYNC_RESULT = _obj(
     conflict_id=INT,
     conflict_status=STR,
     current=ANY_OBJECT,
+    field_conflicts={
+        "type": "array",
+        "items": _obj(
+            {
+                "id": INT,
+                "pid": STR,
+                "field": STR,
+                "incoming": {"type": ["string", "boolean", "null"]},
+                "registry": {"type": ["string", "boolean", "null"]},
+            }
+        ),
+    },
 )
 SYNC_OUTCOME = _obj(
     {"results": {"type": "array", "items": SYNC_RESULT}, "counts": {"type": "object"}},
@@ -386,6 +400,14 @@ FEED_PAGE = _obj(
 )
 CONFLICT = _obj({"id": INT, "uuid": STR, "study": STR, "country": STR, "status": STR})
 CONFLICT_PAGE = _obj({"conflicts": {"type": "array", "items": CONFLICT}, "has_more": BOOL, "next_after": INT})
+FIELD_CONFLICT = _obj(
+    {"id": INT, "study": STR, "country": STR, "pid": STR, "field": STR, "status": STR},
+    incoming={"type": ["string", "boolean", "null"]},
+    registry={"type": ["string", "boolean", "null"]},
+)
+FIELD_CONFLICT_PAGE = _obj(
+    {"field_conflicts": {"type": "array", "items": FIELD_CONFLICT}, "has_more": BOOL, "next_after": INT}
+)
 
 
 # -------------------------------------------------------------------------------- the operations
@@ -851,6 +873,24 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             )
         },
         body=sync_schemas.ResolveSchema,
+        errors=(409,),
+    ),
+    ("field_conflicts", "GET"): Operation(
+        "List field conflicts: pushed registry values kept because a coordinator had changed the field",
+        "sync",
+        {200: Reply("a page of field conflicts", FIELD_CONFLICT_PAGE)},
+        query=_no_settings(sync_schemas.ConflictsQuerySchema),
+    ),
+    ("field_conflict_resolve", "POST"): Operation(
+        "Resolve a field conflict",
+        "sync",
+        {
+            200: Reply(
+                "the resolved field conflict and the participant as it now is",
+                _obj({"field_conflict": FIELD_CONFLICT, "participant": PARTICIPANT}),
+            )
+        },
+        body=sync_schemas.FieldResolveSchema,
         errors=(409,),
     ),
     # ----------------------------------------------------------------------- exports (docs/exports.md)

@@ -389,7 +389,7 @@ def test_a_rejected_change_is_kept_and_can_be_fixed(world: World, rng: random.Ra
         state = client.state(bad)
         assert state.state == "rejected" and state.errors[0]["code"] == "record_invalid"
         assert any("answers.mode" in error["path"] for error in state.errors[0]["errors"])
-        client.edit(bad, answers={**client.record(bad)["answers"], "mode": "phone"})
+        client.edit(bad, answers={**client.record(bad)["answers"], "mode": "in_person"})
         assert client.push().created == 1
         assert client.state(good).state == client.state(bad).state == "synced"
     finally:

@@ -283,20 +283,15 @@ def tablet(
 # --------------------------------------------------------------------------------------- records
 
 
-def answers(rng: random.Random, size: int = 12, consent: bool = True) -> dict[str, Any]:
+def answers(rng: random.Random, size: int = 12) -> dict[str, Any]:
     """Answers to RA1: the metadata and ``size`` long texts of about 300 characters each."""
     chosen: dict[str, Any] = {
-        "agency": "Ministry of ICT, Department of Cyber Security",
-        "interview_date": "2026-05-04",
-        "mode": "in_person",
+        # The bound metadata (agency, date, mode, consent) is left out: it is taken from the
+        # participants and the record's own fields, which are its home.
         "interview_language": "en",
-        "consent_given": consent,
         "gov_focal_point_exists": rng.random() < 0.5,
         "le_cooperation_partners": ["ngos", "hotlines"],
     }
-    if consent:
-        chosen["consent_date"] = "2026-05-04"
-        chosen["consent_recorded_how"] = "verbal_notes"
     for question in LONG_TEXT_QUESTIONS[:size]:
         text = ""
         while len(text) < 300:
@@ -312,7 +307,7 @@ def participants(count: int = 1) -> list[dict[str, Any]]:
             "position": "Director" if index == 0 else None,
             "consent_given": True,
             "consent_date": "2026-05-04",
-            "consent_recorded_how": "verbal",
+            "consent_recorded_how": "verbal_notes",
         }
         for index in range(count)
     ]

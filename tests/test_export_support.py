@@ -193,7 +193,7 @@ class ExportWorld:
                     "position": position,
                     "consent_given": True,
                     "consent_date": started[:10],
-                    "consent_recorded_how": "verbal",
+                    "consent_recorded_how": "verbal_notes",
                 }
                 for index, (agency, position) in enumerate(people)
             ],

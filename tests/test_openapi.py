@@ -103,6 +103,7 @@ BODY_SCHEMAS = {
     ("country_blocks_release", "POST"): participant_schemas.BlockReleaseSchema,
     ("sync", "POST"): sync_schemas.SyncBatchSchema,
     ("conflict_resolve", "POST"): sync_schemas.ResolveSchema,
+    ("field_conflict_resolve", "POST"): sync_schemas.FieldResolveSchema,
 }
 
 

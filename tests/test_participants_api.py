@@ -277,7 +277,7 @@ def test_updating_consent_position_and_status(
             "position": "Head, Cyber Crime Unit",
             "consent_given": True,
             "consent_date": "2020-05-14",
-            "consent_recorded_how": "oral, recorded",
+            "consent_recorded_how": "verbal_audio",
             "status": "interviewed",
         },
         team.coordinator,

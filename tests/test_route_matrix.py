@@ -22,7 +22,7 @@ import webtest
 from instrument_samples import minimal_definition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_sync_support import make_conflict
+from test_sync_support import make_conflict, make_field_conflict
 
 from surveykit.accounts import passwords
 from surveykit.accounts import services as accounts_services
@@ -97,6 +97,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("sync_changes", "GET"): AUTHENTICATED,
     ("conflicts", "GET"): MANAGERS_KE,
     ("conflict_resolve", "POST"): MANAGERS_KE,
+    ("field_conflicts", "GET"): MANAGERS_KE,
+    ("field_conflict_resolve", "POST"): MANAGERS_KE,
     # Exports (docs/exports.md): analysts, coordinators and admins of the country; the study-wide
     # workbook needs a grant over every country of the study. Tablets and fieldworkers never.
     ("export_country", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
@@ -170,9 +172,13 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("sync_changes", "GET", "sync_tz"): MANAGERS_TZ,
     ("conflicts", "GET", "sync_tz"): MANAGERS_TZ,
     ("conflict_resolve", "POST", "sync_tz"): MANAGERS_TZ,
+    ("field_conflicts", "GET", "sync_tz"): MANAGERS_TZ,
+    ("field_conflict_resolve", "POST", "sync_tz"): MANAGERS_TZ,
     ("sync_changes", "GET", "sync_other_study"): GLOBAL_ADMIN,
     ("conflicts", "GET", "sync_other_study"): GLOBAL_ADMIN,
     ("conflict_resolve", "POST", "sync_other_study"): GLOBAL_ADMIN,
+    ("field_conflicts", "GET", "sync_other_study"): GLOBAL_ADMIN,
+    ("field_conflict_resolve", "POST", "sync_other_study"): GLOBAL_ADMIN,
     # The workbook of TZ, and the workbooks of a study none of them (but the global admin) is in.
     ("export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -445,10 +451,16 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
         conflict_id = make_conflict(w.session, w.users["global_admin"].id, study, country)
         return Call("POST", f"/api/v1/conflicts/{conflict_id}/resolve", {"resolution": "keep_current"})
 
+    def resolve_field(w: World) -> Call:
+        conflict_id = make_field_conflict(w.session, w.users["global_admin"].id, study, country)
+        return Call("POST", f"/api/v1/field-conflicts/{conflict_id}/resolve", {"resolution": "keep_current"})
+
     return {
         ("sync_changes", "GET"): lambda w: Call("GET", f"/api/v1/sync/changes?{scope}"),
         ("conflicts", "GET"): lambda w: Call("GET", f"/api/v1/conflicts?{scope}"),
         ("conflict_resolve", "POST"): resolve,
+        ("field_conflicts", "GET"): lambda w: Call("GET", f"/api/v1/field-conflicts?{scope}"),
+        ("field_conflict_resolve", "POST"): resolve_field,
     }
 
 

@@ -332,7 +332,7 @@ def test_the_registry_follows_the_records(testapp, dbsession, world, tablet) -> 
             "position": "Head of Cybercrime Unit",
             "consent_given": True,
             "consent_date": "2026-05-03",
-            "consent_recorded_how": "written",
+            "consent_recorded_how": "written_form",
         },
     ]
     tablet.push(testapp, [change(uuid, 0, record)])
@@ -355,7 +355,7 @@ def test_the_registry_follows_the_records(testapp, dbsession, world, tablet) -> 
     a, b = f"RA1-KE-{number:02d}-A", f"RA1-KE-{number:02d}-B"
     assert registry() == {
         a: ("Ministry of ICT", None, True, "None", None, "interviewed"),
-        b: ("National Police", "Head of Cybercrime Unit", True, "2026-05-03", "written", "interviewed"),
+        b: ("National Police", "Head of Cybercrime Unit", True, "2026-05-03", "written_form", "interviewed"),
     }
     feed_keys = [
         e["key"]

@@ -110,7 +110,7 @@ def make_record(number: int, country: str = "KE", **overrides: Any) -> dict[str,
                 "position": "Director of Cyber Security",
                 "consent_given": True,
                 "consent_date": "2026-05-04",
-                "consent_recorded_how": "verbal",
+                "consent_recorded_how": "verbal_notes",
             }
         ],
         "instrument": {"slug": SLUG, "version": 1},
@@ -301,3 +301,40 @@ def make_conflict(session: Session, user_id: int, study: str = STUDY, country: s
     (result,) = outcome.results
     assert result.result == "conflict" and result.conflict_id is not None
     return result.conflict_id
+
+
+def make_field_conflict(session: Session, user_id: int, study: str = STUDY, country: str = "KE") -> int:
+    """An open field conflict in ``study``/``country``, made through the services: a record pushed,
+    its participant's agency corrected in the registry, then a push that still carries the old one."""
+    from surveykit.accounts.identity import GrantScope
+    from surveykit.participants import services as participants
+    from surveykit.sync import services
+
+    make_conflict(session, user_id, study, country)  # the activity, the instrument
+    target = session.scalar(select(Study).where(Study.slug == study))
+    assert target is not None
+    number = ids.allocate_interview_numbers(session, target.id, "RA1", country).start
+    person = Participant(
+        study_id=target.id,
+        activity="RA1",
+        country_code=country,
+        interview_number=number,
+        letter="A",
+        pid=ids.format_pid("RA1", country, number, "A"),
+        agency="Ministry of ICT",
+        status="planned",
+        created_by="tests",
+    )
+    session.add(person)
+    session.flush()
+    caller = services.Caller(user_id, "sync-tests", None, (GrantScope("admin", "*", None),))
+    record = make_record(
+        number, country=country, study=study, instrument={"slug": f"sync-{study}", "version": 1}
+    )
+    uuid = new_uuid()
+    services.push_batch(session, caller, [change(uuid, 0, record)])
+    participants.update_participant(session, person, {"agency": "Ministry of ICT and Innovation"})
+    outcome = services.push_batch(session, caller, [change(uuid, 1, dict(record, notes="stale"))])
+    (result,) = outcome.results
+    assert result.result == "updated" and result.field_conflicts, result.as_json()
+    return result.field_conflicts[0]["id"]

@@ -51,6 +51,8 @@ from surveykit.client.store import (
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 IDENTITY_FIELDS = ("study", "country", "activity", "interview_number")
 ACKNOWLEDGED = ("created", "updated", "unchanged")
+# The registry fields a record's participants[] carries (the registry is their home).
+REGISTRY_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
 # Refresh this long before the access token's end, so a request rarely meets an expired token.
 REFRESH_MARGIN_SECONDS = 30
 DEFAULT_BATCH_SIZE = 100
@@ -1197,15 +1199,109 @@ class Client:
                 return
 
     def _apply_pulled(self, db: Any, study: str, change: dict[str, Any]) -> None:
+        """Upsert by key: a key may appear on several pages of one pull (each object is the latest
+        state), so the last one applied wins."""
         kind, key, obj = change["kind"], str(change["key"]), change.get("object")
+        before = db.execute(
+            "SELECT body FROM pulled WHERE study = ? AND kind = ? AND key = ?", (study, kind, key)
+        ).fetchone()
         db.execute(
             "INSERT OR REPLACE INTO pulled (study, kind, key, seq, country, body) VALUES (?, ?, ?, ?, ?, ?)",
             (study, kind, key, change["seq"], change.get("country"), dumps(obj) if obj is not None else None),
         )
         if kind == "interview" and isinstance(obj, dict):
+            # (Not the registry entries pulled so far: they may be older than this record.)
             self._merge_interview(db, obj)
         elif kind == "conflict" and isinstance(obj, dict):
             self._merge_conflict(db, obj)
+        elif kind == "participant" and isinstance(obj, dict):
+            known = loads(before["body"]) if before is not None and before["body"] else None
+            rows = db.execute(
+                "SELECT uuid FROM interviews WHERE study = ? AND country = ? AND activity = ? "
+                "AND interview_number = ?",
+                (study, obj.get("country"), obj.get("activity"), obj.get("interview_number")),
+            ).fetchall()
+            for row in rows:
+                self._take_registry_into(db, row["uuid"], obj, known)
+
+    def _take_registry_into(
+        self, db: Any, uuid: str, registry: dict[str, Any], known: dict[str, Any] | None
+    ) -> None:
+        """Bring a pulled registry entry into this tablet's copy of the participant's record (and
+        the answers bound to it), and queue the result, so the record agrees with the registry
+        again. A field the researcher changed locally (it differs from both the server's copy and
+        the registry entry the tablet knew before, ``known``) is left alone: its push tells whether
+        it conflicts. Only this device's own records are edited this way."""
+        row = db.execute("SELECT * FROM interviews WHERE uuid = ?", (uuid,)).fetchone()
+        if row is None or row["origin"] != "local":
+            return
+        record = loads(row["record"])
+        server = loads(row["server_record"]) if row["server_record"] else None
+        letter = registry.get("letter")
+        server_entry = next(
+            (
+                p
+                for p in (server or {}).get("participants", [])
+                if isinstance(p, dict) and p.get("letter") == letter
+            ),
+            None,
+        )
+        new = json.loads(json.dumps(record))
+        people = new.get("participants") or []
+        index = next(
+            (i for i, p in enumerate(people) if isinstance(p, dict) and p.get("letter") == letter), None
+        )
+        if index is None:
+            return
+        entry = people[index]
+        bound = self._bound_questions(db, record) if index == 0 else {}
+        for name in REGISTRY_FIELDS:
+            wanted, local = registry.get(name), entry.get(name)
+            if wanted == local or name not in registry:
+                continue
+            untouched = (server_entry is not None and server_entry.get(name) == local) or (
+                known is not None and known.get(name) == local
+            )
+            if not untouched:
+                continue
+            entry[name] = wanted
+            question = bound.get(f"participant.{name}")
+            if question is not None and new.get("answers", {}).get(question) is not None:
+                new["answers"][question] = wanted
+        if new == record:
+            return
+        new = normalise(new)
+        digest = content_hash(new)
+        now = utc_now_text()
+        db.execute(
+            "UPDATE interviews SET record = ?, content_hash = ?, updated_at = ? WHERE uuid = ?",
+            (dumps(new), digest, now, uuid),
+        )
+        if digest != row["server_hash"]:
+            self._enqueue(db, uuid, new, digest, row["server_revision"], now)
+
+    @staticmethod
+    def _bound_questions(db: Any, record: dict[str, Any]) -> dict[str, str]:
+        """``binds`` target -> question id, from the cached instrument version of the record."""
+        ref = record.get("instrument") or {}
+        row = db.execute(
+            "SELECT body FROM instruments WHERE slug = ? AND version = ?",
+            (ref.get("slug"), ref.get("version")),
+        ).fetchone()
+        if row is None:
+            return {}
+        definition = loads(row["body"])
+        found: dict[str, str] = {}
+        pending = list(definition.get("metadata") or [])
+        sections = list(definition.get("sections") or [])
+        while sections:
+            section = sections.pop()
+            pending += section.get("questions") or []
+            sections += section.get("sections") or []
+        for question in pending:
+            if isinstance(question, dict) and question.get("binds"):
+                found[question["binds"]] = question["id"]
+        return found
 
     def _merge_interview(self, db: Any, obj: dict[str, Any]) -> None:
         uuid, revision, record = obj.get("uuid"), obj.get("revision"), obj.get("record")

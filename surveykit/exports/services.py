@@ -169,6 +169,9 @@ class Question:
     relevance: str | None
     minimum: float | None
     maximum: float | None
+    # The home of the fact a bound question asks for (surveykit.instruments.bindings): its value in
+    # the export comes from there, never from the answer.
+    binds: str | None = None
     # Built once: the same string object on every row lets the writer skip re-checking it.
     section_path: str = field(init=False, compare=False)
 
@@ -218,6 +221,7 @@ def version_info(slug: str, version: int, digest: str, definition: dict[str, Any
                 relevance=question.get("relevance"),
                 minimum=question.get("min"),
                 maximum=question.get("max"),
+                binds=question.get("binds"),
             )
         )
 
@@ -349,6 +353,9 @@ def _participant_query(scope: Scope, activity: str) -> Any:
             Participant.pid,
             Participant.agency,
             Participant.position,
+            Participant.consent_given,
+            Participant.consent_date,
+            Participant.consent_recorded_how,
             Participant.status,
         )
         .join(
@@ -443,7 +450,17 @@ class Fingerprint:
             row.instrument_version,
         )
         for person in participants:
-            self._add("p", person.pid, person.letter, person.agency, person.position, person.status)
+            self._add(
+                "p",
+                person.pid,
+                person.letter,
+                person.agency,
+                person.position,
+                person.consent_given,
+                person.consent_date.isoformat() if person.consent_date else None,
+                person.consent_recorded_how,
+                person.status,
+            )
 
     def withdrawn_unrecorded(self, counts: dict[str, int]) -> None:
         self._add("w", sorted(counts.items()))
@@ -584,6 +601,19 @@ def _started_at(record: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(started)
     except ValueError:
         return None
+
+
+def home_value(question: Question, person: Any, record: dict[str, Any]) -> Any:
+    """The value of a bound question's fact from its home: the participant's registry entry, or the
+    record's own field (an answer never overrides it)."""
+    kind, _, name = (question.binds or "").partition(".")
+    if kind == "participant":
+        value = getattr(person, name, None)
+        return value.isoformat() if isinstance(value, date) else value
+    if name == "started_at":
+        day = interview_date(record)
+        return day.isoformat() if day is not None else None
+    return record.get(name)
 
 
 def display_value(question: Question | None, value: Any) -> Any:
@@ -858,28 +888,8 @@ class _Builder:
 
         answers = record.get("answers") or {}
         by_id = info.by_id
-        formatted: dict[str, tuple[Question | None, Any]] = {}
-        for qid, value in answers.items():
-            if value is None:
-                continue
-            question = by_id.get(qid)
-            formatted[qid] = (question, display_value(question, value))
-        # Answers in instrument order; an answer the version does not know (never stored by sync) last.
-        ordered = [
-            (q.section_path, q.id, q.prompt, formatted[q.id][1], stored_value(q, answers[q.id]))
-            for q in info.questions
-            if q.id in formatted
-        ]
-        ordered += [
-            ("(not in the instrument)", qid, None, shown, stored_value(None, answers[qid]))
-            for qid, (q, shown) in formatted.items()
-            if q is None
-        ]
-        response_cells: list[Any] = [None] * len(self.columns)
-        for index, question in self._slots(info):
-            entry = formatted.get(question.id)
-            if entry is not None:
-                response_cells[index - self.fixed_count] = entry[1]
+        bound = [question for question in info.questions if question.binds]
+        laid_out = None if bound else self._lay_out(info, answers)
 
         by_letter: dict[str, list[dict[str, Any]]] = {}
         for quote in quotes:
@@ -889,6 +899,14 @@ class _Builder:
         counts.quotes_excluded += sum(len(q) for letter, q in by_letter.items() if letter not in letters)
 
         for person in included:
+            if bound:
+                # One value per fact: a bound question shows its home's value for this participant.
+                own = dict(answers)
+                for question in bound:
+                    own[question.id] = home_value(question, person, record)
+                ordered, response_cells = self._lay_out(info, own)
+            else:
+                ordered, response_cells = laid_out  # type: ignore[misc]
             pid = person.pid
             full = citation(pid, person.agency, person.position)
             short = short_citation(pid)
@@ -943,6 +961,33 @@ class _Builder:
             if counts is None:
                 counts = self.counts[code] = CountryCounts(code, code)
             counts.withdrawn += count
+
+    def _lay_out(self, info: VersionInfo, answers: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        """The Answers rows (in instrument order) and the Responses cells of one set of answers."""
+        by_id = info.by_id
+        formatted: dict[str, tuple[Question | None, Any]] = {}
+        for qid, value in answers.items():
+            if value is None:
+                continue
+            question = by_id.get(qid)
+            formatted[qid] = (question, display_value(question, value))
+        # Answers in instrument order; an answer the version does not know (never stored by sync) last.
+        ordered = [
+            (q.section_path, q.id, q.prompt, formatted[q.id][1], stored_value(q, answers[q.id]))
+            for q in info.questions
+            if q.id in formatted
+        ]
+        ordered += [
+            ("(not in the instrument)", qid, None, shown, stored_value(None, answers[qid]))
+            for qid, (q, shown) in formatted.items()
+            if q is None
+        ]
+        response_cells: list[Any] = [None] * len(self.columns)
+        for index, question in self._slots(info):
+            entry = formatted.get(question.id)
+            if entry is not None:
+                response_cells[index - self.fixed_count] = entry[1]
+        return ordered, response_cells
 
     # ------------------------------------------------------------------------------ end sheets
 

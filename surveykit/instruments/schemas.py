@@ -182,6 +182,8 @@ class QuestionSchema(colander.MappingSchema):
     )
     min = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)
     max = colander.SchemaNode(StrictNumber(), missing=colander.drop, validator=_storable_number)
+    # The home of the fact this question asks for (surveykit.instruments.bindings).
+    binds = colander.SchemaNode(StrictString(), missing=colander.drop, validator=colander.Length(max=64))
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)

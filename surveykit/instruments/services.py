@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from surveykit.db import utcnow
+from surveykit.instruments.bindings import check_binding
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.relevance import RelevanceError
 from surveykit.instruments.relevance import parse as parse_relevance
@@ -133,6 +134,7 @@ def check_definition(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     seen_questions: dict[str, str] = {}
     seen_sections: dict[str, str] = {}
+    seen_bindings: dict[str, str] = {}
     for path, section in _iter_sections(data):
         if section["id"] in seen_sections:
             errors.append(
@@ -155,6 +157,7 @@ def check_definition(data: dict[str, Any]) -> list[tuple[str, str]]:
         else:
             seen_questions[qid] = path
         errors.extend(_check_question(path, question, earlier))
+        errors.extend(check_binding(path, question, seen_bindings))
     return errors
 
 

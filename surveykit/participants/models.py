@@ -18,6 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from surveykit.db import Base, UTCDateTime, utcnow
 
 PARTICIPANT_STATUSES = ("planned", "interviewed", "withdrawn")
+# The participant facts a pushed record also carries; a coordinator's change to one makes it the
+# coordinator's until a pushed record carries the same value (``Participant.coordinator_fields``).
+OWNABLE_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
 
 
 class InterviewNumberCounter(Base):
@@ -78,6 +81,9 @@ class Participant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The fields a coordinator changed that no pushed record has carried since (comma-separated):
+    # the registry owns them, and a push that disagrees leaves a field conflict instead of a value.
+    coordinator_fields: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # Position in the study's change feed of the last change (see surveykit.sync).
     change_seq: Mapped[int] = mapped_column(Integer, default=0, index=True)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from surveykit.accounts.models import Device
 from surveykit.db import utcnow
+from surveykit.instruments.bindings import CONSENT_RECORDED_HOW
 from surveykit.participants import ids
 from surveykit.participants.importer import (
     AGENCY_MAX,
@@ -29,7 +30,7 @@ from surveykit.participants.importer import (
     RowError,
     text_problem,
 )
-from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
+from surveykit.participants.models import InterviewNumberCounter, OWNABLE_FIELDS, NumberBlock, Participant
 from surveykit.studies import feed
 from surveykit.studies import services as studies
 from surveykit.studies.models import Study
@@ -348,9 +349,11 @@ def update_participant(session: Session, participant: Participant, changes: dict
     if "position" in wanted:
         wanted["position"] = _check_text(wanted["position"], POSITION_MAX, "position")
     if "consent_recorded_how" in wanted:
-        wanted["consent_recorded_how"] = _check_text(
-            wanted["consent_recorded_how"], CONSENT_HOW_MAX, "consent_recorded_how"
-        )
+        how = _check_text(wanted["consent_recorded_how"], CONSENT_HOW_MAX, "consent_recorded_how")
+        if how is not None and how not in CONSENT_RECORDED_HOW:
+            codes = ", ".join(CONSENT_RECORDED_HOW)
+            raise RegistryError(f"consent_recorded_how must be one of {codes}", "consent_recorded_how")
+        wanted["consent_recorded_how"] = how
     if "consent_given" in wanted and wanted["consent_given"] not in (True, False, None):
         raise RegistryError("consent_given must be true, false or null", "consent_given")
     if "consent_date" in wanted and not (
@@ -373,6 +376,9 @@ def update_participant(session: Session, participant: Participant, changes: dict
         return {}
     for field in changed:
         setattr(participant, field, wanted[field])
+    # The coordinator now owns what it changed: a push that has not seen it cannot undo it.
+    owned = set((participant.coordinator_fields or "").split(",")) | set(changed)
+    participant.coordinator_fields = ",".join(name for name in OWNABLE_FIELDS if name in owned)
     participant.updated_at = utcnow()
     session.flush()
     publish(session, participant.study_id, [participant])

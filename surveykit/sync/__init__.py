@@ -4,7 +4,8 @@ Who may do what, by the principals of ``surveykit.accounts.identity``:
 - push (``POST /api/v1/sync``): tablets (their fieldworker grants), and coordinators and admins at a
   desk; each change is checked against the caller's countries on its own;
 - pull (``GET /api/v1/sync/changes``): every grant holder, within the countries of their grants;
-- conflicts: coordinators and admins of the record's study and country list and resolve them.
+- conflicts (record conflicts, and field conflicts of registry fields): coordinators and admins of
+  the record's (the participant's) study and country list and resolve them.
 """
 
 from __future__ import annotations
@@ -69,9 +70,30 @@ class ConflictResource:
         return self._acl
 
 
+class FieldConflictResource(ConflictResource):
+    """One field conflict by id; its ACL comes from the study and country of its participant."""
+
+    @property
+    def __acl__(self) -> list[tuple[str, str, str]]:
+        if self._acl is None:
+            from surveykit.sync.services import field_conflict_scope
+
+            scope = None
+            if self.conflict_id is not None:
+                scope = field_conflict_scope(self.request.dbsession, self.conflict_id)
+            self._acl = conflict_acl(*(scope or (None, None)))
+        return self._acl
+
+
 def includeme(config: Any) -> None:
     config.add_route("sync", "/api/v1/sync", factory=SyncResource)
     config.add_route("sync_changes", "/api/v1/sync/changes", factory=SyncResource)
     config.add_route("conflicts", "/api/v1/conflicts", factory=SyncResource)
     config.add_route("conflict_resolve", "/api/v1/conflicts/{conflict_id}/resolve", factory=ConflictResource)
+    config.add_route("field_conflicts", "/api/v1/field-conflicts", factory=SyncResource)
+    config.add_route(
+        "field_conflict_resolve",
+        "/api/v1/field-conflicts/{conflict_id}/resolve",
+        factory=FieldConflictResource,
+    )
     config.scan(".views")

@@ -3,7 +3,9 @@
 - ``interviews``: one row per client UUID, holding the current accepted revision;
 - ``interview_revisions``: every accepted revision (numbered 1..n without gaps) and every conflicting
   change (kind ``conflict``, no number), never updated except to mark a conflict resolved;
-- ``quotes``: the verbatim quotes of each interview's current revision, as rows of their own.
+- ``quotes``: the verbatim quotes of each interview's current revision, as rows of their own;
+- ``field_conflicts``: a pushed value of a registry field (a participant's agency, position or
+  consent) that was not applied because a coordinator had changed the field meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from surveykit.db import Base, UTCDateTime, utcnow
 RECORD_STATUSES = ("draft", "complete")
 REVISION_KINDS = ("accepted", "conflict")
 RESOLUTIONS = ("keep_current", "take_incoming", "merged")
+FIELD_RESOLUTIONS = ("keep_current", "take_incoming")
 
 
 class Interview(Base):
@@ -126,3 +129,42 @@ class Quote(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
     __table_args__ = (Index("ix_quotes_study_id_country_code", "study_id", "country_code"),)
+
+
+class FieldConflict(Base):
+    """A registry field a push wanted to change after a coordinator had changed it: kept, not applied."""
+
+    __tablename__ = "field_conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participants.id", ondelete="RESTRICT"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(32))
+    # Values as JSON (text, true/false, a YYYY-MM-DD date, or null): what the pushed record said,
+    # what the record's base revision said (null for a new record), and the registry's value then.
+    incoming_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    base_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    registry_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    interview_uuid: Mapped[str] = mapped_column(ForeignKey("interviews.uuid", ondelete="RESTRICT"))
+    # The accepted revision that carried the value (the rest of the change was applied).
+    revision: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    device_id: Mapped[str | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="RESTRICT"), nullable=True
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(
+            "field IN ('agency','position','consent_given','consent_date','consent_recorded_how')",
+            name="field_known",
+        ),
+        CheckConstraint(
+            "resolution IS NULL OR resolution IN ('keep_current','take_incoming')", name="resolution_known"
+        ),
+        Index("ix_field_conflicts_resolved_at", "resolved_at"),
+    )

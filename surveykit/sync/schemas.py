@@ -11,7 +11,7 @@ from typing import Any
 import colander
 
 from surveykit.instruments.schemas import StrictString
-from surveykit.sync.models import RESOLUTIONS
+from surveykit.sync.models import FIELD_RESOLUTIONS, RESOLUTIONS
 
 MAX_INT = 2**31 - 1
 SLUG = r"^[a-z0-9][a-z0-9-]{1,63}$"
@@ -50,6 +50,19 @@ class StrictInt(colander.SchemaType):
             return colander.null
         if isinstance(cstruct, bool) or not isinstance(cstruct, int):
             raise colander.Invalid(node, "must be a whole number")
+        return cstruct
+
+
+class RegistryValue(colander.SchemaType):
+    """A registry field's value as JSON: text (at most 500 characters), true/false, or null."""
+
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if cstruct is colander.null:
+            return colander.null
+        if cstruct is None or isinstance(cstruct, bool):
+            return cstruct
+        if not isinstance(cstruct, str) or len(cstruct) > 500:
+            raise colander.Invalid(node, "must be text (at most 500 characters), true, false or null")
         return cstruct
 
 
@@ -103,3 +116,9 @@ class ResolveSchema(_Strict):
     base_revision = colander.SchemaNode(
         StrictInt(), missing=None, validator=colander.Range(min=1, max=MAX_INT)
     )
+
+
+class FieldResolveSchema(_Strict):
+    resolution = colander.SchemaNode(StrictString(), validator=colander.OneOf(list(FIELD_RESOLUTIONS)))
+    # The registry's value the coordinator decided on (optional): a 409 if it has changed since.
+    registry = colander.SchemaNode(RegistryValue(), missing=colander.drop)

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from surveykit import text as text_rule
+from surveykit.instruments.bindings import CONSENT_RECORDED_HOW, RECORD_MODES
 from surveykit.instruments.relevance import Expression
 from surveykit.instruments.relevance import parse as parse_relevance
 from surveykit.instruments.schemas import number_problem
@@ -26,7 +27,7 @@ from surveykit.participants.ids import MAX_INTERVIEW_NUMBER
 
 Problem = tuple[str, str]
 
-MODES = ("in_person", "virtual", "phone")
+MODES = RECORD_MODES
 STATUSES = ("draft", "complete")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ACTIVITY = re.compile(r"^RA[1-9]$")
@@ -189,6 +190,7 @@ class QuestionRule:
     maximum: float | None
     relevance: Expression | None
     relevance_source: str | None
+    binds: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def compile_instrument(
                 maximum=question.get("max"),
                 relevance=parse_relevance(source) if source else None,
                 relevance_source=source,
+                binds=question.get("binds"),
             )
         )
     return CompiledInstrument(
@@ -339,7 +342,9 @@ def check_record(
         problems.append(("answers", "must be an object keyed by question id"))
         answers = None
     if answers is not None and instrument is not None:
-        problems.extend(check_answers(answers, instrument, complete))
+        bound_problems, derived = check_bindings(record, answers, instrument)
+        problems.extend(bound_problems)
+        problems.extend(check_answers(answers, instrument, complete, derived))
     if "quotes" in record:
         letters = _participant_letters(record.get("participants"))
         problems.extend(
@@ -419,8 +424,9 @@ def _check_participants(participants: Any, complete: bool, now: datetime) -> lis
         if how is not None:
             if not isinstance(how, str) or not how.strip():
                 problems.append((f"{path}.consent_recorded_how", "must be text or null"))
-            elif len(how) > CONSENT_HOW_MAX:
-                problems.append((f"{path}.consent_recorded_how", f"longer than {CONSENT_HOW_MAX} characters"))
+            elif how not in CONSENT_RECORDED_HOW:
+                codes = ", ".join(CONSENT_RECORDED_HOW)
+                problems.append((f"{path}.consent_recorded_how", f"must be one of the codes {codes}"))
             elif consent is not True:
                 problems.append((f"{path}.consent_recorded_how", "only when consent_given is true"))
     return problems
@@ -469,9 +475,17 @@ def check_value(rule: QuestionRule, value: Any) -> str | None:
     return f"questions of type {qtype} cannot be answered by sync"
 
 
-def check_answers(answers: dict[str, Any], instrument: CompiledInstrument, complete: bool) -> list[Problem]:
+def check_answers(
+    answers: dict[str, Any],
+    instrument: CompiledInstrument,
+    complete: bool,
+    derived: dict[str, Any] | None = None,
+) -> list[Problem]:
+    """``derived``: values of bound questions left unanswered, taken from their homes: they count
+    for relevance and for required answers, as if answered."""
+    derived = derived or {}
     problems: list[Problem] = []
-    valid: dict[str, Any] = {}
+    valid: dict[str, Any] = dict(derived)
     invalid: set[str] = set()
     for qid, value in answers.items():
         path = _key_path("answers", qid)
@@ -493,13 +507,68 @@ def check_answers(answers: dict[str, Any], instrument: CompiledInstrument, compl
             continue  # undecidable until the answers it depends on are fixed
         relevant = rule.relevance is None or rule.relevance.evaluate(valid)
         path = f"answers.{rule.id}"
-        if not relevant and answered(valid.get(rule.id)):
+        if not relevant and answered(valid.get(rule.id)) and rule.id not in derived:
             why = f"answered, but the question is not asked: its relevance {rule.relevance_source!r} is false"
             problems.append((path, why))
+        elif rule.id in derived:
+            continue  # its home holds the answer (and checks it)
         elif relevant and complete and rule.required and not answered(answers.get(rule.id)):
             if rule.id not in answers or answers[rule.id] is None or rule.id in valid:
                 problems.append((path, "required in a complete record"))
     return problems
+
+
+# ---------------------------------------------------------------------------------------- bindings
+
+
+def _home(record: dict[str, Any], target: str) -> tuple[str, bool, Any]:
+    """The path of a bound fact's home in the record, whether it holds a usable value, and the value
+    (as an answer would give it)."""
+    kind, _, name = target.partition(".")
+    if kind == "participant":
+        path = f"participants[0].{name}"
+        people = record.get("participants")
+        first = people[0] if isinstance(people, list) and people and isinstance(people[0], dict) else None
+        if first is None:
+            return path, False, None
+        value = first.get(name)
+        if isinstance(value, str):
+            value = value.strip() or None
+        return path, True, value
+    if name == "started_at":
+        started = _parse_datetime(record.get("started_at"))
+        return "started_at", started is not None, started.date().isoformat() if started else None
+    value = record.get(name)
+    return name, value in MODES, value
+
+
+def check_bindings(
+    record: dict[str, Any], answers: dict[str, Any], instrument: CompiledInstrument
+) -> tuple[list[Problem], dict[str, Any]]:
+    """Bound answers against their homes: a contradiction is a problem on both sides; an unanswered
+    bound question takes its home's value (returned as ``derived``, question id -> value)."""
+    problems: list[Problem] = []
+    derived: dict[str, Any] = {}
+    for rule in instrument.questions:
+        if rule.binds is None:
+            continue
+        home_path, usable, home = _home(record, rule.binds)
+        if not usable:
+            continue  # the home itself is reported as invalid
+        value = answers.get(rule.id)
+        if value is None:
+            if home is not None:
+                derived[rule.id] = home
+            continue
+        if check_value(rule, value) is not None:
+            continue  # reported by check_answers
+        given = value.strip() or None if isinstance(value, str) else value
+        if given != home:
+            answer_path = _key_path("answers", rule.id)
+            shown_home, shown_answer = (json.dumps(v, ensure_ascii=False) for v in (home, value))
+            problems.append((answer_path, f"contradicts {home_path} ({shown_home}): one fact, one value"))
+            problems.append((home_path, f"contradicts {answer_path} ({shown_answer}): one fact, one value"))
+    return problems, derived
 
 
 def _participant_letters(participants: Any) -> set[str]:

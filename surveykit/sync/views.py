@@ -78,6 +78,9 @@ def push(request: Request) -> dict[str, Any]:
     for refusal in outcome.refusals:
         details = dict(refusal)
         audit.record_refusal(request, details.pop("action"), **details)
+    for kept in outcome.field_conflicts:
+        details = dict(kept)
+        audit.record_in_request(request, details.pop("action"), device=caller.device_id, **details)
     studies = sorted(
         {
             c["record"].get("study")
@@ -178,5 +181,65 @@ def resolve(request: Request) -> dict[str, Any]:
         revision=resolution.current["revision"],
         new_revision=resolution.new_revision,
     )
+    for kept in resolution.field_conflicts:
+        details = dict(kept)
+        audit.record_in_request(request, details.pop("action"), **details)
     _no_store(request)
     return {"conflict": resolution.conflict, "current": resolution.current}
+
+
+@view_config(
+    route_name="field_conflicts", request_method="GET", renderer="json", permission=Permission.CONFLICTS_READ
+)
+def list_field_conflicts(request: Request) -> dict[str, Any]:
+    query = query_params(request, schemas.ConflictsQuerySchema())
+    countries = _scope(
+        request, "sync.conflicts_refused", query["study"], query["country"], services.MANAGER_ROLES
+    )
+    study = _study(request, query["study"])
+    _no_store(request)
+    return services.list_field_conflicts(
+        request.dbsession, study, countries, query["status"], query["after"], query["limit"]
+    )
+
+
+@view_config(
+    route_name="field_conflict_resolve",
+    request_method="POST",
+    renderer="json",
+    permission=Permission.CONFLICTS_RESOLVE,
+)
+def resolve_field_conflict(request: Request) -> dict[str, Any]:
+    body = json_body(request, schemas.FieldResolveSchema())
+    conflict_id = request.context.conflict_id
+    if conflict_id is None:
+        wanted = request.matchdict["conflict_id"]
+        raise APIError(404, ErrorCode.SYNC_CONFLICT_NOT_FOUND, f"no field conflict {wanted!r}")
+    caller = Caller.from_identity(request.identity)
+    extra = {"expected": body["registry"]} if "registry" in body else {}
+    try:
+        resolution = services.resolve_field_conflict(
+            request.dbsession, caller, conflict_id, body["resolution"], **extra
+        )
+    except services.FieldConflictNotFound as exc:
+        raise APIError(404, ErrorCode.SYNC_CONFLICT_NOT_FOUND, str(exc)) from exc
+    except services.ConflictAlreadyResolved as exc:
+        raise APIError(409, ErrorCode.SYNC_CONFLICT_RESOLVED, str(exc)) from exc
+    except services.StaleFieldResolution as exc:
+        raise APIError(
+            409,
+            ErrorCode.SYNC_STALE_BASE,
+            f"{exc}: look at the registry again and resolve again",
+            [field_error("registry", f"the registry's value is now {exc.current!r}")],
+        ) from exc
+    audit.record_in_request(
+        request,
+        "sync.field_conflict_resolved",
+        target=str(conflict_id),
+        pid=resolution.conflict["pid"],
+        field=resolution.conflict["field"],
+        resolution=body["resolution"],
+        changed=resolution.changed,
+    )
+    _no_store(request)
+    return {"field_conflict": resolution.conflict, "participant": resolution.participant}

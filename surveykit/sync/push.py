@@ -1,0 +1,1345 @@
+"""The sync protocol's push: deciding and storing batches of record changes.
+
+Plain functions and classes over a SQLAlchemy session; the views only translate HTTP.
+
+Pushing (``push_batch``) is batch-oriented: one ``SELECT ... FOR UPDATE`` locks every stored record
+of the batch in UUID order (SQLite holds its single write lock anyway), so two requests touching one
+record decide one after the other and take row locks in one order; a few more queries read what
+deciding needs (dedup keys of earlier revisions, taken interview numbers, registered participants,
+the device's number blocks, quote owners). Changes are then decided in Python in UUID order (stable,
+so one record's changes keep their order), each against the state the changes before it left; every
+check happens before anything is stored, so a bad change is refused alone without a savepoint. The
+rows are written at the end with one executemany per table (Core statements, no ORM unit of work);
+a write that loses a race (a concurrent create of the same UUID or number) raises IntegrityError and
+the whole request is replayed. The change-feed numbers for the whole batch are taken last, once per
+study, to hold the study's counter lock as briefly as possible. Nothing here commits: the request's
+transaction does, before the response leaves (the view marks the session changed for zope.sqlalchemy,
+which does not see Core writes).
+
+Deciding one change (``uuid``, ``base_revision``, ``record``) with ``h`` = the record's content hash:
+
+1. no record with that UUID: ``base_revision`` must be 0; the interview number must be the device's
+   own (a block) or a registered interview; revision 1 is stored: ``created``;
+2. a revision with the same ``(base_revision, h)`` was accepted before: ``unchanged``, with that
+   revision's receipt (an identical retry, however late or out of order);
+3. ``h`` is the current content: ``unchanged`` with the current receipt;
+4. the same ``(base_revision, h)`` was stored as a conflict before: ``conflict`` again (same id);
+5. ``base_revision`` is the current revision: the next revision is stored: ``updated``;
+6. ``base_revision`` is older: the change is stored as a conflict revision: ``conflict``, with the
+   current record in the answer; ``base_revision`` ahead of the server: ``rejected``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    column,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+    values,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from surveykit.accounts.identity import ALL, GrantScope, Identity
+from surveykit.db import utcnow
+from surveykit.errors import ErrorCode, field_error
+from surveykit.instruments.models import Instrument, InstrumentVersion
+from surveykit.instruments.services import load_definition
+from surveykit.participants import ids
+from surveykit.participants.models import Participant
+from surveykit.studies import feed
+from surveykit.studies.models import Country, ResearchActivity, Study
+from surveykit.sync import field_ownership, validation
+from surveykit.sync.models import FieldConflict, Interview, InterviewRevision, Quote
+from surveykit.sync.validation import CompiledInstrument, Problem, RecordKey
+
+RESULTS = ("created", "updated", "unchanged", "conflict", "rejected")
+PUSH_ROLES_DEVICE = frozenset({"fieldworker"})
+PUSH_ROLES_STAFF = frozenset({"coordinator", "admin"})
+READ_ROLES = frozenset({"fieldworker", "coordinator", "analyst", "admin"})
+MANAGER_ROLES = frozenset({"coordinator", "admin"})
+MAX_REVISION = 2**31 - 1
+
+# Versions are immutable: a compiled instrument never needs invalidating. The key includes the
+# content hash, so a database rebuilt with other content under the same number is not confused.
+_compiled: dict[tuple[str, int, str], CompiledInstrument] = {}
+
+
+# ------------------------------------------------------------------------------------------ callers
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    username: str
+    device_id: str | None
+    grants: tuple[GrantScope, ...]
+
+    @classmethod
+    def from_identity(cls, identity: Identity) -> Caller:
+        return cls(identity.user_id, identity.username, identity.device_id, identity.grants)
+
+    @property
+    def push_roles(self) -> frozenset[str]:
+        # A tablet pushes with its owner's fieldworker grants; a person at a desk needs to manage.
+        return PUSH_ROLES_DEVICE if self.device_id else PUSH_ROLES_STAFF
+
+    def may_push(self, study: str, country: str) -> bool:
+        return any(g.role in self.push_roles and g.covers(study, country) for g in self.grants)
+
+    def countries(self, study: str, roles: Iterable[str]) -> set[str] | None:
+        """Countries of ``study`` covered by grants of these roles: None means all, empty none."""
+        roles = set(roles)
+        found: set[str] = set()
+        for grant in self.grants:
+            if grant.role in roles and grant.study in (ALL, study):
+                if grant.countries is None:
+                    return None
+                found.update(grant.countries)
+        return found
+
+
+def covers(countries: set[str] | None, country: str) -> bool:
+    return countries is None or country in countries
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+class Rejected(Exception):
+    """A change that cannot be stored as sent; raised inside its savepoint to roll it back."""
+
+    def __init__(self, code: ErrorCode, message: str, problems: Sequence[Problem]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.problems = list(problems)
+
+
+@dataclass
+class ChangeResult:
+    index: int
+    uuid: str | None
+    result: str
+    revision: int | None = None
+    content_hash: str | None = None
+    code: str | None = None
+    message: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    conflict_id: int | None = None
+    conflict_status: str | None = None
+    current: dict[str, Any] | None = None
+    # Registry fields this change carried that were kept as field conflicts instead of applied.
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "index": self.index,
+            "uuid": self.uuid,
+            "result": self.result,
+            "revision": self.revision,
+            "content_hash": self.content_hash,
+        }
+        if self.result == "rejected":
+            body.update(code=self.code, message=self.message, errors=self.errors)
+        if self.result == "conflict":
+            body.update(conflict_id=self.conflict_id, conflict_status=self.conflict_status)
+        if self.current is not None:
+            body["current"] = self.current
+        if self.field_conflicts:
+            body["field_conflicts"] = self.field_conflicts
+        return body
+
+
+@dataclass
+class BatchOutcome:
+    results: list[ChangeResult]
+    # Refusals to audit (scope, foreign interview numbers): dicts of record_refusal keywords.
+    refusals: list[dict[str, Any]]
+    # Field conflicts stored, to audit: dicts of audit keywords.
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counted = Counter(result.result for result in self.results)
+        return {name: counted.get(name, 0) for name in RESULTS}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"results": [result.as_json() for result in self.results], "counts": self.counts}
+
+
+def details(problems: Iterable[Problem]) -> list[dict[str, str]]:
+    return [field_error(path, message) for path, message in problems]
+
+
+def summary(problems: Sequence[Problem]) -> str:
+    head = "; ".join(f"{path}: {message}" for path, message in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return head + more
+
+
+# ---------------------------------------------------------------------------------- representation
+
+
+def receipt(interview: Interview | InterviewState) -> dict[str, Any]:
+    return {"uuid": interview.uuid, "revision": interview.revision, "content_hash": interview.content_hash}
+
+
+def interview_json(interview: Interview | InterviewState, interviewer: str | None = None) -> dict[str, Any]:
+    body = {
+        **receipt(interview),
+        "record": interview.record,
+        "updated_at": interview.updated_at.isoformat(),
+    }
+    if interviewer is not None:
+        body["interviewer"] = interviewer
+    return body
+
+
+def conflict_json(
+    conflict: InterviewRevision,
+    interview: Interview | InterviewState,
+    study_slug: str,
+    username: str | None,
+) -> dict[str, Any]:
+    return {
+        "id": conflict.id,
+        "uuid": conflict.interview_uuid,
+        "study": study_slug,
+        "country": interview.country_code,
+        "status": "resolved" if conflict.resolved_at is not None else "open",
+        "base_revision": conflict.base_revision,
+        "content_hash": conflict.content_hash,
+        "record": conflict.record,
+        "received_at": conflict.received_at.isoformat(),
+        "device_id": conflict.device_id,
+        "user": username,
+        "resolution": conflict.resolution,
+        "resolved_at": conflict.resolved_at.isoformat() if conflict.resolved_at else None,
+        "resolved_by": conflict.resolved_by,
+        "resolution_revision": conflict.resolution_revision,
+        "current": interview_json(interview),
+    }
+
+
+# ------------------------------------------------------------------------------------- the writer
+
+# The statements of the write path, built once: Core over the tables (no ORM unit of work), run
+# with executemany parameter lists through the session's connection.
+_interviews = Interview.__table__
+_revisions = InterviewRevision.__table__
+_quotes = Quote.__table__
+_participants = Participant.__table__
+_field_conflicts = FieldConflict.__table__
+
+INTERVIEW_COLUMNS = tuple(col.name for col in _interviews.columns)
+LOCK_INTERVIEWS = (
+    select(_interviews)
+    .where(_interviews.c.uuid.in_(bindparam("uuids", expanding=True)))
+    .order_by(_interviews.c.uuid)
+    .with_for_update()
+)
+REVISION_KEYS = select(
+    _revisions.c.interview_uuid,
+    _revisions.c.base_revision,
+    _revisions.c.content_hash,
+    _revisions.c.kind,
+    _revisions.c.revision,
+    _revisions.c.id,
+    _revisions.c.resolved_at,
+).where(
+    _revisions.c.interview_uuid.in_(bindparam("uuids", expanding=True)),
+    _revisions.c.content_hash.in_(bindparam("hashes", expanding=True)),
+)
+QUOTE_OWNERS = select(_quotes.c.id, _quotes.c.interview_uuid).where(
+    _quotes.c.id.in_(bindparam("ids", expanding=True))
+)
+INSERT_INTERVIEWS = insert(_interviews)
+UPDATE_INTERVIEWS = (
+    update(_interviews)
+    .where(_interviews.c.uuid == bindparam("b_uuid"))
+    .values(
+        revision=bindparam("b_revision"),
+        content_hash=bindparam("b_content_hash"),
+        record=bindparam("b_record", type_=_interviews.c.record.type),
+        status=bindparam("b_status"),
+        instrument_slug=bindparam("b_instrument_slug"),
+        instrument_version=bindparam("b_instrument_version"),
+        updated_at=bindparam("b_updated_at", type_=_interviews.c.updated_at.type),
+    )
+)
+INSERT_REVISIONS = insert(_revisions)
+INSERT_CONFLICTS = insert(_revisions).returning(_revisions.c.id, sort_by_parameter_order=True)
+DELETE_QUOTES = delete(_quotes).where(_quotes.c.interview_uuid.in_(bindparam("uuids", expanding=True)))
+INSERT_QUOTES = insert(_quotes)
+PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
+INSERT_PARTICIPANTS = insert(_participants)
+UPDATE_PARTICIPANTS = (
+    update(_participants)
+    .where(_participants.c.study_id == bindparam("b_study_id"), _participants.c.pid == bindparam("b_pid"))
+    .values(
+        **{
+            name: bindparam(f"b_{name}", type_=_participants.c[name].type)
+            for name in (*PARTICIPANT_FIELDS, "status", "coordinator_fields", "updated_at")
+        }
+    )
+)
+OPEN_FIELD_CONFLICTS = select(
+    _field_conflicts.c.id,
+    _field_conflicts.c.participant_id,
+    _field_conflicts.c.field,
+    _field_conflicts.c.incoming_value,
+).where(
+    _field_conflicts.c.participant_id.in_(bindparam("ids", expanding=True)),
+    _field_conflicts.c.resolved_at.is_(None),
+)
+INSERT_FIELD_CONFLICTS = insert(_field_conflicts).returning(
+    _field_conflicts.c.id, sort_by_parameter_order=True
+)
+
+
+SET_INTERVIEW_SEQ = (
+    update(_interviews).where(_interviews.c.uuid == bindparam("b_uuid")).values(change_seq=bindparam("b_seq"))
+)
+SET_PARTICIPANT_SEQ = (
+    update(_participants)
+    .where(_participants.c.study_id == bindparam("b_study_id"), _participants.c.pid == bindparam("b_pid"))
+    .values(change_seq=bindparam("b_seq"))
+)
+
+
+def _set_interview_seqs(connection: Connection, seqs: list[tuple[str, int]]) -> None:
+    """``change_seq`` of many interviews in one UPDATE ... FROM (VALUES ...): it runs while the
+    study's feed counter is locked, so one statement beats one per row. (SQLite cannot name the
+    columns of a VALUES list: an executemany there, where the single write lock is held anyway.)"""
+    if connection.dialect.name == "sqlite":
+        connection.execute(SET_INTERVIEW_SEQ, [{"b_uuid": uuid, "b_seq": seq} for uuid, seq in seqs])
+        return
+    rows = values(column("uuid", String), column("seq", Integer), name="seqs").data(seqs)
+    connection.execute(
+        update(_interviews).where(_interviews.c.uuid == rows.c.uuid).values(change_seq=rows.c.seq)
+    )
+
+
+def _set_participant_seqs(connection: Connection, seqs: list[tuple[int, str, int]]) -> None:
+    if connection.dialect.name == "sqlite":
+        connection.execute(
+            SET_PARTICIPANT_SEQ,
+            [{"b_study_id": study_id, "b_pid": pid, "b_seq": seq} for study_id, pid, seq in seqs],
+        )
+        return
+    rows = values(
+        column("study_id", Integer), column("pid", String), column("seq", Integer), name="seqs"
+    ).data(seqs)
+    connection.execute(
+        update(_participants)
+        .where(_participants.c.study_id == rows.c.study_id, _participants.c.pid == rows.c.pid)
+        .values(change_seq=rows.c.seq)
+    )
+
+
+# (study id, activity, country, interview number)
+InterviewKey = tuple[int, str, str, int]
+
+
+@dataclass
+class StudyInfo:
+    id: int
+    slug: str
+    countries: set[str]
+    activities: set[str]
+
+
+@dataclass(slots=True)
+class InterviewState:
+    """An interview row as the writer holds it while the batch is decided (written at the end)."""
+
+    uuid: str
+    study_id: int
+    country_code: str
+    activity: str
+    interview_number: int
+    revision: int
+    content_hash: str
+    record: dict[str, Any]
+    status: str
+    instrument_slug: str
+    instrument_version: int
+    interviewer_id: int
+    device_id: str | None
+    change_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in INTERVIEW_COLUMNS}
+
+
+@dataclass(slots=True)
+class RevisionKey:
+    """What the writer knows of a stored revision with a given (uuid, base_revision, content_hash)."""
+
+    kind: str
+    revision: int | None
+    id: int | None
+    content_hash: str
+    resolved_at: datetime | None = None
+    # Answers naming this conflict before its row is inserted (its id is filled in afterwards).
+    waiting: list[ChangeResult] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PersonState:
+    """A participant row of an interview in the batch (``row``: a new one's columns until stored)."""
+
+    id: int | None
+    pid: str
+    status: str
+    values: dict[str, Any]
+    row: dict[str, Any] | None = None  # a new participant's full row
+    # Fields a coordinator changed that no pushed record has carried since (see field_ownership).
+    coordinator_fields: set[str] = field(default_factory=set)
+    # Open field conflicts: field -> {incoming value as JSON: conflict id}
+    open_conflicts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A change that passed the shape and scope checks and needs the database to be decided."""
+
+    index: int
+    uuid: str
+    base: int
+    record: dict[str, Any]
+    digest: str | None
+    key: RecordKey | None
+
+
+@dataclass(slots=True)
+class OutOfScope:
+    index: int
+    uuid: str | None
+    digest: str | None
+    study: str
+    country: str
+
+
+class Writer:
+    """Validates and stores record changes for one caller inside the current transaction.
+
+    A batch is read with a handful of queries (the records locked in UUID order, the dedup keys of
+    their revisions, taken interview numbers, registered participants, the device's number blocks,
+    quote owners), decided in Python one change at a time, and written at the end with one
+    executemany per table (``write()``). Every check happens before anything is written, so a change
+    that is refused leaves nothing behind and needs no savepoint. Call ``finish()`` once at the end:
+    it takes the change-feed numbers for everything stored.
+    """
+
+    def __init__(self, session: Session, caller: Caller) -> None:
+        self.session = session
+        self.caller = caller
+        self.now = utcnow()
+        self.refusals: list[dict[str, Any]] = []
+        # Field conflicts stored (for the audit log): dicts of audit keywords, ids filled in on write.
+        self.field_conflicts: list[dict[str, Any]] = []
+        self._studies: dict[str, StudyInfo | None] = {}
+        self._instruments: dict[tuple[str, int], CompiledInstrument | None] = {}
+        # study id -> (kind, key) -> country, in the order of the last change of each key
+        self._feed: dict[int, dict[tuple[str, str], str | None]] = {}
+        # What the batch read, kept current as it is decided.
+        self._records: dict[str, InterviewState] = {}
+        self._locked: set[str] = set()  # UUIDs looked up with LOCK_INTERVIEWS (stored or not)
+        self._revision_keys: dict[tuple[str, int, str], RevisionKey] = {}
+        self._revision_keys_read: set[tuple[str, int, str]] = set()
+        self._numbers: dict[InterviewKey, str | None] = {}
+        self._people: dict[InterviewKey, dict[str, PersonState]] = {}
+        self._quote_owners: dict[str, str | None] = {}
+        self._blocks: list[tuple[int, str, str, int, int, bool]] | None = None
+        # What is to be written.
+        self._created: dict[str, InterviewState] = {}
+        self._updated: dict[str, InterviewState] = {}
+        self._revision_rows: list[dict[str, Any]] = []
+        self._conflict_rows: list[tuple[dict[str, Any], RevisionKey]] = []
+        self._quote_rows: dict[str, list[dict[str, Any]]] = {}
+        self._quotes_replaced: set[str] = set()
+        self._people_changed: dict[tuple[int, str], PersonState] = {}
+        # New field conflicts: (row, the answers waiting for its id)
+        self._field_conflict_rows: list[tuple[dict[str, Any], list[dict[str, Any]], PersonState]] = []
+        self._written_uuids: set[str] = set()
+        self._written_people: set[int] = set()
+
+    # -------------------------------------------------------------------------------- lookups
+
+    def study(self, slug: str) -> StudyInfo | None:
+        if slug not in self._studies:
+            row = self.session.execute(select(Study.id).where(Study.slug == slug)).first()
+            if row is None:
+                self._studies[slug] = None
+            else:
+                countries = set(self.session.scalars(select(Country.code).where(Country.study_id == row.id)))
+                activities = set(
+                    self.session.scalars(
+                        select(ResearchActivity.code).where(ResearchActivity.study_id == row.id)
+                    )
+                )
+                self._studies[slug] = StudyInfo(row.id, slug, countries, activities)
+        return self._studies[slug]
+
+    def instrument(self, slug: str, version: int) -> CompiledInstrument | None:
+        key = (slug, version)
+        if key not in self._instruments:
+            row = self.session.execute(
+                select(InstrumentVersion.content_hash, Instrument.study)
+                .join(Instrument, Instrument.id == InstrumentVersion.instrument_id)
+                .where(Instrument.slug == slug, InstrumentVersion.version == version)
+            ).first()
+            if row is None:
+                self._instruments[key] = None
+            else:
+                cache_key = (slug, version, row.content_hash)
+                compiled = _compiled.get(cache_key)
+                if compiled is None:
+                    definition = load_definition(self.session, slug, version)
+                    compiled = validation.compile_instrument(
+                        definition, slug, version, row.content_hash, row.study
+                    )
+                    if len(_compiled) > 256:
+                        _compiled.clear()
+                    _compiled[cache_key] = compiled
+                self._instruments[key] = compiled
+        return self._instruments[key]
+
+    # ----------------------------------------------------------------------------- validation
+
+    def validate(self, record: Any, prefix: str) -> tuple[RecordKey | None, StudyInfo | None, list[Problem]]:
+        """The record's key, its study, and every problem with it, paths prefixed by ``prefix``."""
+        unstorable = validation.check_text(record)
+        if unstorable:
+            return None, None, _prefixed(prefix, unstorable)
+        key, problems = validation.read_key(record)
+        if key is None:
+            if isinstance(record, dict):
+                problems += validation.check_record(record, None, self.now)
+            return None, None, _prefixed(prefix, problems)
+        study = self.study(key.study)
+        if study is None:
+            problems.append(("study", f"no study {key.study!r}"))
+        else:
+            if key.country not in study.countries:
+                problems.append(("country", f"study {key.study} has no country {key.country}"))
+            if key.activity not in study.activities:
+                problems.append(("activity", f"study {key.study} has no research activity {key.activity}"))
+        ref, ref_problems = validation.read_instrument_ref(record)
+        problems += ref_problems
+        instrument = None
+        if ref is not None:
+            instrument = self.instrument(ref.slug, ref.version)
+            if instrument is None:
+                missing = f"no published version {ref.version} of instrument {ref.slug!r}"
+                problems.append(("instrument", missing))
+            elif instrument.study is not None and instrument.study != key.study:
+                problems.append(("instrument.slug", f"{ref.slug} belongs to study {instrument.study}"))
+            elif instrument.activity != key.activity:
+                other = f"{ref.slug} is an instrument of {instrument.activity}, not {key.activity}"
+                problems.append(("instrument.slug", other))
+        problems += validation.check_record(record, instrument, self.now)
+        return key, study, _prefixed(prefix, problems)
+
+    # ------------------------------------------------------------------------- batch reading
+
+    def lock(self, uuid: str) -> InterviewState | None:
+        self._lock([uuid])
+        return self._records.get(uuid)
+
+    def _lock(self, uuids: Sequence[str]) -> None:
+        """Lock the stored records among ``uuids`` (in UUID order) and read them."""
+        wanted = sorted(set(uuids) - self._locked)
+        if not wanted:
+            return
+        self._locked.update(wanted)
+        for row in self.session.execute(LOCK_INTERVIEWS, {"uuids": wanted}).mappings():
+            self._records[row["uuid"]] = InterviewState(**row)
+
+    def _load_revision_keys(self, keys: Iterable[tuple[str, int, str]]) -> None:
+        keys = [key for key in keys if key not in self._revision_keys_read]
+        if not keys:
+            return
+        self._revision_keys_read.update(keys)
+        uuids = sorted({uuid for uuid, _, _ in keys})
+        hashes = sorted({digest for _, _, digest in keys})
+        rows = self.session.execute(REVISION_KEYS, {"uuids": uuids, "hashes": hashes})
+        for uuid, base, digest, kind, revision, revision_id, resolved_at in rows:
+            self._revision_keys.setdefault(
+                (uuid, base, digest), RevisionKey(kind, revision, revision_id, digest, resolved_at)
+            )
+
+    def _load_numbers(self, keys: Iterable[InterviewKey]) -> None:
+        """Which UUID holds each of these interview numbers, if any."""
+        wanted = sorted(set(keys) - self._numbers.keys())
+        if not wanted:
+            return
+        for key in wanted:
+            self._numbers[key] = None
+        columns = (
+            _interviews.c.study_id,
+            _interviews.c.activity,
+            _interviews.c.country_code,
+            _interviews.c.interview_number,
+        )
+        rows = self.session.execute(select(_interviews.c.uuid, *columns).where(tuple_(*columns).in_(wanted)))
+        for uuid, *key in rows:
+            self._numbers[tuple(key)] = uuid  # type: ignore[index]
+
+    def _load_people(self, keys: Iterable[InterviewKey]) -> None:
+        """The registered participants of these interviews, locked (in id order)."""
+        wanted = sorted(set(keys) - self._people.keys())
+        if not wanted:
+            return
+        for key in wanted:
+            self._people[key] = {}
+        p = _participants.c
+        columns = (p.study_id, p.activity, p.country_code, p.interview_number)
+        rows = self.session.execute(
+            select(
+                p.id,
+                *columns,
+                p.letter,
+                p.pid,
+                p.status,
+                p.coordinator_fields,
+                *(p[name] for name in PARTICIPANT_FIELDS),
+            )
+            .where(tuple_(*columns).in_(wanted))
+            .order_by(p.id)
+            .with_for_update()
+        ).mappings()
+        held: dict[int, PersonState] = {}
+        for row in rows:
+            key = (row["study_id"], row["activity"], row["country_code"], row["interview_number"])
+            values = {name: row[name] for name in PARTICIPANT_FIELDS}
+            person = PersonState(row["id"], row["pid"], row["status"], values)
+            person.coordinator_fields = field_ownership.parse_owned(row["coordinator_fields"])
+            self._people[key][row["letter"]] = person
+            if person.coordinator_fields:
+                held[row["id"]] = person
+        if held:
+            for conflict_id, participant_id, name, incoming in self.session.execute(
+                OPEN_FIELD_CONFLICTS, {"ids": sorted(held)}
+            ):
+                held[participant_id].open_conflicts.setdefault(name, {})[field_ownership.key(incoming)] = (
+                    conflict_id
+                )
+
+    def _load_quote_owners(self, quote_ids: Iterable[str]) -> None:
+        wanted = sorted(set(quote_ids) - self._quote_owners.keys())
+        if not wanted:
+            return
+        for quote_id in wanted:
+            self._quote_owners[quote_id] = None
+        for quote_id, owner in self.session.execute(QUOTE_OWNERS, {"ids": wanted}):
+            self._quote_owners[quote_id] = owner
+
+    def _device_blocks(self) -> list[tuple[int, str, str, int, int, bool]]:
+        if self._blocks is None:
+            self._blocks = [
+                tuple(row)
+                for row in self.session.execute(ids.DEVICE_BLOCKS, {"device_id": self.caller.device_id})
+            ]  # type: ignore[misc]
+        return self._blocks
+
+    def _read_batch(self, pending: Sequence[Pending]) -> None:
+        """Everything deciding ``pending`` needs from the database, in a few queries."""
+        keyed = [item for item in pending if item.key is not None]
+        self._lock([item.uuid for item in keyed])
+        self._load_revision_keys(
+            (item.uuid, item.base, item.digest) for item in keyed if item.digest is not None
+        )
+        interviews: dict[str, InterviewKey] = {}
+        for item in keyed:
+            assert item.key is not None
+            study = self.study(item.key.study)
+            if study is not None:
+                key = (study.id, item.key.activity, item.key.country, item.key.interview_number)
+                interviews[item.uuid] = key
+        self._load_numbers(key for uuid, key in interviews.items() if uuid not in self._records)
+        self._load_people(interviews.values())
+        if self.caller.device_id is not None and any(uuid not in self._records for uuid in interviews):
+            self._device_blocks()
+        self._load_quote_owners(
+            quote_id
+            for item in keyed
+            if isinstance(item.record.get("quotes"), list)
+            for quote in item.record["quotes"]
+            if isinstance(quote, dict) and (quote_id := validation.parse_uuid(quote.get("id"))) is not None
+        )
+
+    # --------------------------------------------------------------------------------- pushing
+
+    def push(self, changes: Sequence[Any]) -> list[ChangeResult]:
+        results: list[ChangeResult | None] = [None] * len(changes)
+
+        def order(index: int) -> str:
+            change = changes[index]
+            uuid = validation.parse_uuid(change.get("uuid")) if isinstance(change, dict) else None
+            return uuid or ""
+
+        # Pending ORM changes of the caller must be visible to the Core reads below.
+        self.session.flush()
+        screened = [
+            (index, self._screen(index, changes[index])) for index in sorted(range(len(changes)), key=order)
+        ]
+        pending = [item for _, item in screened if isinstance(item, Pending)]
+        if pending:
+            self._read_batch(pending)
+        for index, item in screened:
+            if isinstance(item, ChangeResult):
+                results[index] = item
+            elif isinstance(item, OutOfScope):
+                results[index] = self._out_of_scope(
+                    item.index, item.uuid, item.digest, item.study, item.country
+                )
+            else:
+                results[index] = self._push_pending(item)
+        self.write()
+        return [result for result in results if result is not None]
+
+    def _screen(self, index: int, change: Any) -> ChangeResult | Pending | OutOfScope:
+        """The checks of a change's shape and of the caller's grants, which need no database."""
+        prefix = f"changes[{index}]"
+        if not isinstance(change, dict):
+            problem = (prefix, "a change is an object with uuid, base_revision and record")
+            return _rejected(index, None, None, ErrorCode.SYNC_RECORD_INVALID, [problem])
+        problems: list[Problem] = [
+            (f"{prefix}.{key}" if isinstance(key, str) else prefix, "unknown field")
+            for key in change
+            if key not in ("uuid", "base_revision", "record")
+        ]
+        uuid = validation.parse_uuid(change.get("uuid"))
+        if uuid is None:
+            problems.append((f"{prefix}.uuid", "required: the record's UUID (hyphenated hexadecimal)"))
+        base = change.get("base_revision")
+        if not validation.is_int(base) or not 0 <= base <= MAX_REVISION:
+            problems.append((f"{prefix}.base_revision", "required: the revision it is based on, 0 if new"))
+        record = change.get("record")
+        digest = validation.safe_hash(record) if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            problems.append((f"{prefix}.record", "required: the record, a JSON object"))
+        if problems:
+            return _rejected(index, uuid, digest, ErrorCode.SYNC_RECORD_INVALID, problems)
+        assert uuid is not None and isinstance(record, dict)
+        key, _ = validation.read_key(record)
+        if key is not None and not self.caller.may_push(key.study, key.country):
+            return OutOfScope(index, uuid, digest, key.study, key.country)
+        return Pending(index, uuid, base, record, digest, key)
+
+    def _push_pending(self, item: Pending) -> ChangeResult:
+        index, uuid, base, record, digest = item.index, item.uuid, item.base, item.record, item.digest
+        if item.key is not None and digest is not None:
+            # A retry of an accepted change: its receipt never changes, so no new validation is
+            # needed (and a retry stays answerable after the study's setup changed).
+            earlier = self._revision_keys.get((uuid, base, digest))
+            if earlier is not None and earlier.kind == "accepted":
+                return ChangeResult(index, uuid, "unchanged", earlier.revision, digest)
+        key, study, problems = self.validate(record, f"changes[{index}].record")
+        if problems or key is None or study is None or digest is None:
+            return _rejected(index, uuid, digest, ErrorCode.SYNC_RECORD_INVALID, problems)
+        try:
+            return self._decide(index, uuid, base, record, digest, key, study)
+        except Rejected as exc:
+            return _rejected(index, uuid, digest, exc.code, exc.problems, exc.message)
+
+    def _out_of_scope(
+        self, index: int, uuid: str | None, digest: str | None, study: str, country: str
+    ) -> ChangeResult:
+        self.refusals.append(
+            dict(action="sync.scope_refused", target=uuid, study=study, country=country, index=index)
+        )
+        problem = (
+            f"changes[{index}].record.country",
+            f"your grants do not allow pushing to {study}/{country}",
+        )
+        message = f"{study}/{country} is outside your grants"
+        return _rejected(index, uuid, digest, ErrorCode.SYNC_OUT_OF_SCOPE, [problem], message)
+
+    def _decide(
+        self,
+        index: int,
+        uuid: str,
+        base: int,
+        record: dict[str, Any],
+        digest: str,
+        key: RecordKey,
+        study: StudyInfo,
+    ) -> ChangeResult:
+        """Decide one change; raises ``Rejected`` before changing anything."""
+        prefix = f"changes[{index}]"
+        self._lock([uuid])
+        interview = self._records.get(uuid)
+        if interview is None:
+            if base != 0:
+                raise Rejected(
+                    ErrorCode.SYNC_STALE_BASE,
+                    f"the server has no record {uuid}",
+                    [(f"{prefix}.base_revision", "unknown record: a new record has base_revision 0")],
+                )
+            self._check_new_number(prefix, key, study)
+            interview = InterviewState(
+                uuid=uuid,
+                study_id=study.id,
+                country_code=key.country,
+                activity=key.activity,
+                interview_number=key.interview_number,
+                revision=0,
+                content_hash=digest,
+                record=record,
+                status=record["status"],
+                instrument_slug=record["instrument"]["slug"],
+                instrument_version=record["instrument"]["version"],
+                interviewer_id=self.caller.user_id,
+                device_id=self.caller.device_id,
+                change_seq=0,
+                created_at=self.now,
+                updated_at=self.now,
+            )
+            # A concurrent create of the same UUID or number fails when written, and the request
+            # is replayed.
+            kept = self.accept(interview, record, digest, 0, key, study, f"{prefix}.record", previous=None)
+            return ChangeResult(index, uuid, "created", interview.revision, digest, field_conflicts=kept)
+
+        self._check_same_interview(prefix, interview, key, study)
+        self._load_revision_keys([(uuid, base, digest)])
+        earlier = self._revision_keys.get((uuid, base, digest))
+        if earlier is not None and earlier.kind == "accepted":
+            return ChangeResult(index, uuid, "unchanged", earlier.revision, digest)
+        if digest == interview.content_hash:
+            return ChangeResult(index, uuid, "unchanged", interview.revision, digest)
+        if earlier is not None:
+            return self._conflict_result(index, earlier, interview)
+        if base > interview.revision:
+            raise Rejected(
+                ErrorCode.SYNC_STALE_BASE,
+                f"base_revision {base} is ahead of the server's revision {interview.revision}",
+                [(f"{prefix}.base_revision", f"the server's record is at revision {interview.revision}")],
+            )
+        if base == interview.revision:
+            previous = interview.record
+            kept = self.accept(
+                interview, record, digest, base, key, study, f"{prefix}.record", previous=previous
+            )
+            return ChangeResult(index, uuid, "updated", interview.revision, digest, field_conflicts=kept)
+        conflict = RevisionKey("conflict", None, None, digest)
+        self._revision_keys[(uuid, base, digest)] = conflict
+        self._conflict_rows.append(
+            (
+                {
+                    "interview_uuid": uuid,
+                    "kind": "conflict",
+                    "revision": None,
+                    "base_revision": base,
+                    "content_hash": digest,
+                    "record": record,
+                    "user_id": self.caller.user_id,
+                    "device_id": self.caller.device_id,
+                    "received_at": self.now,
+                },
+                conflict,
+            )
+        )
+        return self._conflict_result(index, conflict, interview)
+
+    def _conflict_result(self, index: int, conflict: RevisionKey, interview: InterviewState) -> ChangeResult:
+        result = ChangeResult(
+            index,
+            interview.uuid,
+            "conflict",
+            None,
+            conflict.content_hash,
+            conflict_id=conflict.id,
+            conflict_status="resolved" if conflict.resolved_at is not None else "open",
+            current=interview_json(interview),
+        )
+        if conflict.id is None:
+            conflict.waiting.append(result)
+        return result
+
+    def _check_same_interview(
+        self, prefix: str, interview: InterviewState, key: RecordKey, study: StudyInfo
+    ) -> None:
+        """A record keeps its study, country, activity and number for good."""
+        if interview.study_id != study.id or interview.country_code != key.country:
+            stored_study = self.session.scalar(select(Study.slug).where(Study.id == interview.study_id))
+            if not self.caller.may_push(stored_study, interview.country_code):
+                self.refusals.append(
+                    {
+                        "action": "sync.scope_refused",
+                        "target": interview.uuid,
+                        "study": stored_study,
+                        "country": interview.country_code,
+                    }
+                )
+                raise Rejected(
+                    ErrorCode.SYNC_OUT_OF_SCOPE,
+                    "the stored record is outside your grants",
+                    [(f"{prefix}.uuid", "this record belongs to a study or country outside your grants")],
+                )
+        stored = {
+            "study": (study.id, interview.study_id),
+            "country": (key.country, interview.country_code),
+            "activity": (key.activity, interview.activity),
+            "interview_number": (key.interview_number, interview.interview_number),
+        }
+        problems = [
+            (
+                f"{prefix}.record.{name}",
+                "cannot change once a record exists (it was stored with another value)",
+            )
+            for name, (sent, kept) in stored.items()
+            if sent != kept
+        ]
+        if problems:
+            raise Rejected(ErrorCode.SYNC_RECORD_INVALID, "a record's identity cannot change", problems)
+
+    def _check_new_number(self, prefix: str, key: RecordKey, study: StudyInfo) -> None:
+        path = f"{prefix}.record.interview_number"
+        label = f"{key.activity}-{key.country}-{key.interview_number:02d}"
+        number = (study.id, key.activity, key.country, key.interview_number)
+        self._load_numbers([number])
+        other = self._numbers[number]
+        if other is not None:
+            raise Rejected(
+                ErrorCode.SYNC_RECORD_INVALID,
+                f"interview {label} is already recorded",
+                [(path, f"interview {label} is already recorded as {other}: send changes to that record")],
+            )
+        self._load_people([number])
+        if self._people[number]:  # a registered interview
+            return
+        if self.caller.device_id is not None:
+            released = False
+            for block in self._device_blocks():
+                if block[:3] == number[:3] and block[3] <= key.interview_number <= block[4]:
+                    if not block[5]:
+                        return
+                    released = True
+            if released:
+                message = (
+                    f"{label} lies in a number block of this device that a coordinator released: "
+                    "the device mints no more IDs from it; record the interview under a number "
+                    "from a new block (POST /api/v1/blocks)"
+                )
+            else:
+                message = (
+                    f"{label} is neither in a number block of this device nor a registered interview: "
+                    "mint new IDs only from the device's blocks (POST /api/v1/blocks)"
+                )
+        else:
+            message = (
+                f"{label} is not a registered interview: register its participants first, "
+                "or record it on a tablet with a number block"
+            )
+        self.refusals.append(
+            {
+                "action": "sync.number_refused",
+                "target": label,
+                "study": key.study,
+                "country": key.country,
+                "interview_number": key.interview_number,
+            }
+        )
+        raise Rejected(ErrorCode.SYNC_NUMBER_REFUSED, message, [(path, message)])
+
+    # ------------------------------------------------------------------------------- storing
+
+    def accept(
+        self,
+        interview: InterviewState,
+        record: dict[str, Any],
+        digest: str,
+        base: int,
+        key: RecordKey,
+        study: StudyInfo,
+        record_path: str,
+        previous: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """Store ``record`` as the next accepted revision of ``interview`` and everything it implies
+        (revision 1 of a new record, whose ``revision`` is 0). Raises ``Rejected`` before changing
+        anything; the rows are written by ``write()``. Returns the field conflicts it left."""
+        uuid = interview.uuid
+        quotes = validation.quote_rows(record)
+        self._check_quote_ids(uuid, quotes, record_path)
+        revision = interview.revision + 1
+        self._revision_rows.append(
+            {
+                "interview_uuid": uuid,
+                "kind": "accepted",
+                "revision": revision,
+                "base_revision": base,
+                "content_hash": digest,
+                "record": record,
+                "user_id": self.caller.user_id,
+                "device_id": self.caller.device_id,
+                "received_at": self.now,
+            }
+        )
+        self._revision_keys[(uuid, base, digest)] = RevisionKey("accepted", revision, None, digest)
+        interview.revision = revision
+        interview.content_hash = digest
+        interview.record = record
+        interview.status = record["status"]
+        interview.instrument_slug = record["instrument"]["slug"]
+        interview.instrument_version = record["instrument"]["version"]
+        interview.updated_at = self.now
+        if revision == 1:
+            self._records[uuid] = interview
+            self._created[uuid] = interview
+            self._numbers[(study.id, key.activity, key.country, key.interview_number)] = uuid
+        elif uuid not in self._created:
+            self._updated[uuid] = interview
+            self._quotes_replaced.add(uuid)
+        kept = {quote["id"] for quote in quotes}
+        for quote_id, owner in self._quote_owners.items():
+            if owner == uuid and quote_id not in kept:
+                self._quote_owners[quote_id] = None
+        for quote_id in kept:
+            self._quote_owners[quote_id] = uuid
+        self._quote_rows[uuid] = [
+            {
+                **quote,
+                "interview_uuid": uuid,
+                "study_id": study.id,
+                "country_code": key.country,
+                "revision": revision,
+            }
+            for quote in quotes
+        ]
+        self._note(study.id, key.country, "interview", uuid)
+        return self._upsert_participants(key, study, record, previous, uuid, revision)
+
+    def _check_quote_ids(self, uuid: str, quotes: list[dict[str, Any]], record_path: str) -> None:
+        if not quotes:
+            return
+        positions = {quote["id"]: index for index, quote in enumerate(quotes)}
+        self._load_quote_owners(positions)
+        taken = [
+            quote_id
+            for quote_id in positions
+            if self._quote_owners[quote_id] is not None and self._quote_owners[quote_id] != uuid
+        ]
+        if taken:
+            raise Rejected(
+                ErrorCode.SYNC_RECORD_INVALID,
+                "a quote id is used by another interview",
+                [
+                    (
+                        f"{record_path}.quotes[{positions[quote_id]}].id",
+                        "already the id of another interview's quote",
+                    )
+                    for quote_id in sorted(taken, key=positions.__getitem__)
+                ],
+            )
+
+    def _upsert_participants(
+        self,
+        key: RecordKey,
+        study: StudyInfo,
+        record: dict[str, Any],
+        previous: dict[str, Any] | None,
+        uuid: str,
+        revision: int,
+    ) -> list[dict[str, Any]]:
+        """The registry follows the record (one participant per letter, interviewed), except for
+        fields a coordinator owns: a value that disagrees with one of those becomes a field conflict.
+        Returns the field conflicts, as the push answers them."""
+        number = (study.id, key.activity, key.country, key.interview_number)
+        self._load_people([number])
+        existing = self._people[number]
+        changed: list[PersonState] = []
+        conflicts: list[dict[str, Any]] = []
+        before = {
+            entry.get("letter"): entry
+            for entry in (previous or {}).get("participants", [])
+            if isinstance(entry, dict)
+        }
+        letters = set()
+        for entry in record["participants"]:
+            letter = entry["letter"]
+            letters.add(letter)
+            values = validation.participant_values(entry)
+            participant = existing.get(letter)
+            if participant is None:
+                pid = ids.format_pid(key.activity, key.country, key.interview_number, letter)
+                participant = PersonState(None, pid, "interviewed", values)
+                participant.row = {
+                    "study_id": study.id,
+                    "activity": key.activity,
+                    "country_code": key.country,
+                    "interview_number": key.interview_number,
+                    "letter": letter,
+                    "pid": pid,
+                    "created_at": self.now,
+                    "created_by": self.caller.username,
+                    "change_seq": 0,
+                }
+                existing[letter] = participant
+                changed.append(participant)
+                continue
+            updates = {name: value for name, value in values.items() if participant.values[name] != value}
+            for name in sorted(participant.coordinator_fields):
+                if name not in updates:
+                    # The record carries the registry's value: the tablet has caught up, and the
+                    # field follows the record again.
+                    participant.coordinator_fields.discard(name)
+                    self._people_changed[(study.id, participant.pid)] = participant
+                    continue
+                incoming = updates.pop(name)
+                base_entry = before.get(letter)
+                base = validation.participant_values(base_entry)[name] if base_entry is not None else None
+                conflicts.append(self._field_conflict(participant, name, incoming, base, uuid, revision))
+            if participant.status == "planned":
+                participant.status = "interviewed"
+                changed.append(participant)
+            elif updates:
+                changed.append(participant)
+            participant.values.update(updates)
+        # A participant dropped from the record (the trailing letters) was not interviewed after all.
+        dropped = {entry.get("letter") for entry in (previous or {}).get("participants", [])} - letters
+        for letter in sorted(dropped):
+            participant = existing.get(letter)
+            if participant is not None and participant.status == "interviewed":
+                participant.status = "planned"
+                changed.append(participant)
+        for participant in changed:
+            self._people_changed[(study.id, participant.pid)] = participant
+            self._note(study.id, key.country, "participant", participant.pid)
+        return conflicts
+
+    def _field_conflict(
+        self, participant: PersonState, name: str, incoming: Any, base: Any, uuid: str, revision: int
+    ) -> dict[str, Any]:
+        """Keep a pushed value of a coordinator-owned field as a field conflict (one open conflict
+        per participant, field and value: a retry or a later push of the same value reuses it)."""
+        assert participant.id is not None  # a new participant owns no field yet
+        incoming_json = field_ownership.jsonable(incoming)
+        answer: dict[str, Any] = {
+            "id": None,
+            "pid": participant.pid,
+            "field": name,
+            "incoming": incoming_json,
+            "registry": field_ownership.jsonable(participant.values[name]),
+        }
+        open_ids = participant.open_conflicts.setdefault(name, {})
+        found = open_ids.get(field_ownership.key(incoming_json))
+        if found is not None and found > 0:
+            answer["id"] = found
+            return answer
+        if found is not None:  # stored by this batch: its id comes when it is written
+            self._field_conflict_rows[-found - 1][1].append(answer)
+            return answer
+        row = {
+            "participant_id": participant.id,
+            "field": name,
+            "incoming_value": incoming_json,
+            "base_value": field_ownership.jsonable(base),
+            "registry_value": answer["registry"],
+            "interview_uuid": uuid,
+            "revision": revision,
+            "user_id": self.caller.user_id,
+            "device_id": self.caller.device_id,
+            "received_at": self.now,
+        }
+        self._field_conflict_rows.append((row, [answer], participant))
+        # Later pushes of the same value in this batch wait for the same id.
+        open_ids[field_ownership.key(incoming_json)] = -len(self._field_conflict_rows)
+        return answer
+
+    def _note(self, study_id: int, country: str | None, kind: str, key: str) -> None:
+        entries = self._feed.setdefault(study_id, {})
+        entries.pop((kind, key), None)
+        entries[(kind, key)] = country
+
+    def note_conflict_resolved(self, study_id: int, country: str, conflict_id: int) -> None:
+        self._note(study_id, country, "conflict", str(conflict_id))
+
+    def write(self) -> None:
+        """Write what the decided changes stored: one executemany per table and kind of write."""
+        connection = self.session.connection()
+        if self._created:
+            connection.execute(INSERT_INTERVIEWS, [state.row() for state in self._created.values()])
+        if self._updated:
+            connection.execute(
+                UPDATE_INTERVIEWS,
+                [
+                    {
+                        "b_uuid": state.uuid,
+                        "b_revision": state.revision,
+                        "b_content_hash": state.content_hash,
+                        "b_record": state.record,
+                        "b_status": state.status,
+                        "b_instrument_slug": state.instrument_slug,
+                        "b_instrument_version": state.instrument_version,
+                        "b_updated_at": state.updated_at,
+                    }
+                    for state in self._updated.values()
+                ],
+            )
+        if self._revision_rows:
+            connection.execute(INSERT_REVISIONS, self._revision_rows)
+        if self._conflict_rows:
+            rows = [row for row, _ in self._conflict_rows]
+            new_ids = connection.execute(INSERT_CONFLICTS, rows).scalars().all()
+            for (_, conflict), conflict_id in zip(self._conflict_rows, new_ids, strict=True):
+                conflict.id = conflict_id
+                for result in conflict.waiting:
+                    result.conflict_id = conflict_id
+                conflict.waiting.clear()
+        if self._quotes_replaced:
+            connection.execute(DELETE_QUOTES, {"uuids": sorted(self._quotes_replaced)})
+        quote_rows = [row for rows in self._quote_rows.values() for row in rows]
+        if quote_rows:
+            connection.execute(INSERT_QUOTES, quote_rows)
+        if self._field_conflict_rows:
+            rows = [row for row, _, _ in self._field_conflict_rows]
+            new_ids = connection.execute(INSERT_FIELD_CONFLICTS, rows).scalars().all()
+            for (row, answers, person), conflict_id in zip(self._field_conflict_rows, new_ids, strict=True):
+                for answer in answers:
+                    answer["id"] = conflict_id
+                person.open_conflicts[row["field"]][field_ownership.key(row["incoming_value"])] = conflict_id
+                self.field_conflicts.append(
+                    {
+                        "action": "sync.field_conflict",
+                        "target": str(conflict_id),
+                        "pid": answers[0]["pid"],
+                        "field": row["field"],
+                        "uuid": row["interview_uuid"],
+                        "revision": row["revision"],
+                    }
+                )
+            self._field_conflict_rows.clear()
+        if self._people_changed:
+            new_people = [item for item in self._people_changed.items() if item[1].row is not None]
+            old_people = [item for item in self._people_changed.items() if item[1].row is None]
+            if new_people:
+                connection.execute(
+                    INSERT_PARTICIPANTS,
+                    [
+                        {
+                            **(person.row or {}),
+                            **person.values,
+                            "status": person.status,
+                            "updated_at": self.now,
+                        }
+                        for _, person in new_people
+                    ],
+                )
+                for _, person in new_people:
+                    person.row = None  # stored: a later write updates it
+            if old_people:
+                connection.execute(
+                    UPDATE_PARTICIPANTS,
+                    [
+                        {
+                            "b_study_id": study_id,
+                            "b_pid": pid,
+                            **{f"b_{name}": value for name, value in person.values.items()},
+                            "b_status": person.status,
+                            "b_coordinator_fields": field_ownership.format_owned(person.coordinator_fields),
+                            "b_updated_at": self.now,
+                        }
+                        for (study_id, pid), person in old_people
+                    ],
+                )
+                self._written_people.update(person.id for _, person in old_people if person.id is not None)
+        self._written_uuids.update(self._created)
+        self._written_uuids.update(self._updated)
+        self._created.clear()
+        self._updated.clear()
+        self._revision_rows.clear()
+        self._conflict_rows.clear()
+        self._quote_rows.clear()
+        self._quotes_replaced.clear()
+        self._people_changed.clear()
+
+    def finish(self) -> None:
+        """Write what is left, then take the feed numbers for everything stored, one study at a
+        time, in one order (the study's counter stays locked until commit: it comes last)."""
+        self.write()
+        interview_seqs: list[tuple[str, int]] = []
+        participant_seqs: list[tuple[int, str, int]] = []
+        for study_id in sorted(self._feed):
+            entries = self._feed[study_id]
+            numbers = feed.append_changes(
+                self.session, study_id, [(country, kind, key) for (kind, key), country in entries.items()]
+            )
+            for ((kind, key), _country), seq in zip(entries.items(), numbers, strict=True):
+                if kind == "interview":
+                    interview_seqs.append((key, seq))
+                    self._records[key].change_seq = seq
+                elif kind == "participant":
+                    participant_seqs.append((study_id, key, seq))
+        self._feed.clear()
+        connection = self.session.connection()
+        if interview_seqs:
+            _set_interview_seqs(connection, interview_seqs)
+        if participant_seqs:
+            _set_participant_seqs(connection, participant_seqs)
+        self._expire_written()
+        self.session.flush()
+
+    def _expire_written(self) -> None:
+        """Objects of the session's identity map that the Core writes made stale are reloaded."""
+        identity_map = self.session.identity_map
+        if len(identity_map):
+            for uuid in self._written_uuids:
+                interview = identity_map.get(identity_key(Interview, uuid))
+                if interview is not None:
+                    self.session.expire(interview)
+            for participant_id in self._written_people:
+                participant = identity_map.get(identity_key(Participant, participant_id))
+                if participant is not None:
+                    self.session.expire(participant)
+        self._written_uuids.clear()
+        self._written_people.clear()
+
+
+def _prefixed(prefix: str, problems: Iterable[Problem]) -> list[Problem]:
+    return [(f"{prefix}.{path}" if path else prefix, message) for path, message in problems]
+
+
+def _rejected(
+    index: int,
+    uuid: str | None,
+    digest: str | None,
+    code: ErrorCode,
+    problems: Sequence[Problem],
+    message: str | None = None,
+) -> ChangeResult:
+    return ChangeResult(
+        index,
+        uuid,
+        "rejected",
+        None,
+        digest,
+        code=str(code),
+        message=message or f"invalid record: {summary(problems)}",
+        errors=details(problems),
+    )
+
+
+def push_batch(session: Session, caller: Caller, changes: Sequence[Any]) -> BatchOutcome:
+    writer = Writer(session, caller)
+    results = writer.push(changes)
+    writer.finish()
+    return BatchOutcome(results, writer.refusals, writer.field_conflicts)

@@ -30,7 +30,7 @@ from surveykit.participants.importer import (
     RowError,
     text_problem,
 )
-from surveykit.participants.models import InterviewNumberCounter, OWNABLE_FIELDS, NumberBlock, Participant
+from surveykit.participants.models import OWNABLE_FIELDS, InterviewNumberCounter, NumberBlock, Participant
 from surveykit.studies import feed
 from surveykit.studies import services as studies
 from surveykit.studies.models import Study

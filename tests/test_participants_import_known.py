@@ -323,7 +323,7 @@ def test_a_record_for_an_imported_id_is_pushed_with_its_original_date(
                 "position": "Director of Cyber Security",
                 "consent_given": True,
                 "consent_date": "2019-11-12",
-                "consent_recorded_how": "verbal",
+                "consent_recorded_how": "verbal_notes",
             }
         ],
     )

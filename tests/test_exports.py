@@ -341,7 +341,7 @@ def test_formulas_control_characters_long_answers_and_scripts_survive(
             "training": AMHARIC,
             "laws_main": THAI,
             "laws_gaps": long_answer,
-            "budget_details": "bell\x07and\x1bescape",
+            "budget_details": "bell and escape",
             "budget_line": True,
         },
         quotes=[
@@ -349,6 +349,14 @@ def test_formulas_control_characters_long_answers_and_scripts_survive(
             {"question_id": "laws_main", "text": THAI, "participant": "B"},
         ],
     )
+    # Sync refuses control characters now (the text rule); a record stored before that rule may
+    # still hold them, and the export must neutralise them all the same.
+    stored = dbsession.scalar(select(Interview).where(Interview.uuid == recorded.uuid))
+    stored.record = {
+        **stored.record,
+        "answers": {**stored.record["answers"], "budget_details": "bell\x07and\x1bescape"},
+    }
+    dbsession.flush()
     for index, text in enumerate(formula_texts):
         world.interview("KH", [(f"Agency {index}", text)], answers={"awareness_main": text})
     book, result = export(dbsession, "KH")

@@ -340,7 +340,7 @@ def test_formulas_control_characters_long_answers_and_scripts_survive(
             "training": AMHARIC,
             "laws_main": THAI,
             "laws_gaps": long_answer,
-            "budget_details": "bell\x07and\x1bescape",
+            "budget_details": "bell and escape",
             "budget_line": True,
         },
         quotes=[
@@ -348,6 +348,14 @@ def test_formulas_control_characters_long_answers_and_scripts_survive(
             {"question_id": "laws_main", "text": THAI, "participant": "B"},
         ],
     )
+    # Sync now refuses control characters (docs/api.md, the text rule); a record stored before the
+    # rule may still hold them, and the workbook must mark them rather than fail.
+    stored = dbsession.get(Interview, recorded.uuid)
+    stored.record = {
+        **stored.record,
+        "answers": {**stored.record["answers"], "budget_details": "bell\x07and\x1bescape"},
+    }
+    dbsession.flush()
     for index, text in enumerate(formula_texts):
         world.interview("KH", [(f"Agency {index}", text)], answers={"awareness_main": text})
     book, result = export(dbsession, "KH")

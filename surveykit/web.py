@@ -31,8 +31,9 @@ MAX_JSON_DEPTH = 64
 # or a surrogate half (\u0000, \b, \f, \udc80, ...), or a raw DEL or C1 character (raw C0 characters
 # in strings are already invalid JSON). Only a body with such a spot is walked string by string; the
 # others are cleared by this one scan at C speed. Escaped backslashes and surrogate pairs match too:
-# the walk decides.
-_SUSPECT_TEXT = re.compile(r"\\(?:u(?:00[01]|00[89]|007[fF]|[dD][89a-fA-F])|[bf])|[\x7f-\x9f]")
+# the walk decides. Two expressions: one alternation of both scans three times slower.
+_SUSPECT_ESCAPE = re.compile(r"\\(?:u(?:00[01]|00[89]|007[fF]|[dD][89a-fA-F])|[bf])")
+_SUSPECT_RAW = re.compile(r"[\x7f-\x9f]")
 
 
 def body_too_large(request: Request) -> bool:
@@ -127,7 +128,7 @@ def json_body(
         raise APIError(400, ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from exc
     if duplicated:
         raise _duplicate_key_error(data, *duplicated[0])
-    if _SUSPECT_TEXT.search(text):
+    if _SUSPECT_ESCAPE.search(text) or _SUSPECT_RAW.search(text):
         problems = [
             (path, message)
             for path, message in text_rule.tree_problems(data)

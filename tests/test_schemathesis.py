@@ -55,7 +55,6 @@ SCENARIOS = int(os.environ.get("SURVEYKIT_FUZZ_SCENARIOS", "3"))
 # Bounds that keep CI's budget inside its time: a step limit per scenario, and seconds per test.
 STEPS_PER_SCENARIO = 8
 SECONDS_PER_TEST = 120
-# Refusals are audited on purpose; every other table must be left as it was by a refused request.
 # The audit log records refusals, and a refused login or activation is counted against its client
 # address and account (the throttle): both are meant to grow on a refused request.
 UNCOUNTED_TABLES = {AuditEvent.__tablename__, AttemptCounter.__tablename__}

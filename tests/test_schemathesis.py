@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,9 @@ DOCUMENT = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").r
 OPERATIONS = sorted(f"{method.upper()} {path}" for path, item in DOCUMENT["paths"].items() for method in item)
 EXAMPLES = int(os.environ.get("SURVEYKIT_FUZZ_EXAMPLES", "4"))
 SCENARIOS = int(os.environ.get("SURVEYKIT_FUZZ_SCENARIOS", "3"))
-# Bounds that keep CI's budget inside its time: a step limit per scenario, and seconds per test.
+# The budget is counted in examples and steps, not seconds, so a slow or busy machine runs the same
+# requests (and a timed assertion cannot fail a correct server); .ci/run reports the wall time.
 STEPS_PER_SCENARIO = 8
-SECONDS_PER_TEST = 120
 # The audit log records refusals, and a refused login or activation is counted against its client
 # address and account (the throttle): both are meant to grow on a refused request.
 UNCOUNTED_TABLES = {AuditEvent.__tablename__, AttemptCounter.__tablename__}
@@ -148,7 +147,6 @@ def test_operation_conforms_for_every_role(label: str, app: Any, connection: Any
     if real:
         strategies.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real))
     failures: list[str] = []
-    started = time.monotonic()
 
     @settings(
         max_examples=EXAMPLES * len(strategies),
@@ -177,8 +175,6 @@ def test_operation_conforms_for_every_role(label: str, app: Any, connection: Any
                 failures.append(problem)
 
     run()
-    # A generous bound per operation: the whole run must stay within a few minutes.
-    assert time.monotonic() - started < SECONDS_PER_TEST, f"{label} took too long"
     assert not failures, "\n\n".join(failures[:5])
 
 
@@ -189,7 +185,6 @@ def test_linked_sequences_conform_for_every_role(
     """Stateful: schemathesis chains operations through the document's links, as ``caller``."""
     schema = loaded_schema(app)
     failures: list[str] = []
-    started = time.monotonic()
     steps = {"count": 0}
 
     class Sequences(schema.as_state_machine()):  # type: ignore[misc]
@@ -220,7 +215,6 @@ def test_linked_sequences_conform_for_every_role(
         )
     )
     assert steps["count"] > 0
-    assert time.monotonic() - started < SECONDS_PER_TEST, f"stateful run as {caller} took too long"
     assert not failures, "\n\n".join(failures[:5])
 
 

@@ -8,6 +8,7 @@ from pyramid.config import Configurator
 from pyramid.events import BeforeTraversal
 from pyramid.router import Router
 
+from surveykit import logs  # noqa: F401  (gives every log record the request id the inis' formats name)
 from surveykit.config import load_settings
 
 
@@ -21,6 +22,7 @@ def make_app(settings: dict[str, Any]) -> Router:
     settings = dict(settings)
     settings.setdefault("retry.activate_hook", "surveykit.web.retry_attempts")
     with Configurator(settings=settings) as config:
+        config.include("surveykit.logs")
         config.include("surveykit.db")
         config.include("surveykit.security")
         config.add_tween("surveykit.web.body_limit_tween_factory")
@@ -32,6 +34,7 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.include("surveykit.participants")
         config.include("surveykit.sync")
         config.include("surveykit.exports")
+        config.include("surveykit.health")
         config.include("surveykit.openapi")
         config.scan("surveykit.errors")
     return config.make_wsgi_app()

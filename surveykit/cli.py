@@ -1,26 +1,29 @@
-"""The ``surveykit`` command. Each subcommand is a thin shell over plain functions in the packages."""
+"""The ``surveykit`` command. Each subcommand is a thin shell over plain functions in the packages.
+
+Start-up is lazy: the capability commands are imported when they run, not to print ``--help``.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import select, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from surveykit import migrate
-from surveykit.config import ConfigurationError, is_sqlite, load_settings
+from surveykit.config import ConfigurationError, load_settings
 from surveykit.console import echo_json, format_table, json_option, operator
-from surveykit.db import SQLITE_IMMEDIATE, make_engine, make_session_factory
-from surveykit.instruments import services as instrument_services
-from surveykit.instruments.models import Instrument
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+# Set to 1 to see the full Python stack of a failure instead of its one-line explanation.
+TRACEBACK_ENV = "SURVEYKIT_TRACEBACK"
 
 
 class CLIContext:
@@ -33,16 +36,22 @@ class CLIContext:
         self._engine: Engine | None = None
 
     @property
+    def ini_settings(self) -> dict[str, Any]:
+        if not self.ini:
+            return {}
+        from pyramid.paster import get_appsettings
+
+        return dict(get_appsettings(self.ini))
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.overrides}
+
+    @property
     def settings(self) -> dict[str, Any]:
         if self._settings is None:
-            ini_settings: dict[str, Any] = {}
-            if self.ini:
-                from pyramid.paster import get_appsettings
-
-                ini_settings = dict(get_appsettings(self.ini))
-            environ = {**os.environ, **self.overrides}
             try:
-                self._settings = load_settings(ini_settings, environ)
+                self._settings = load_settings(self.ini_settings, self.environ)
             except ConfigurationError as exc:
                 raise click.ClickException(f"configuration: {exc}") from exc
         return self._settings
@@ -50,12 +59,16 @@ class CLIContext:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from surveykit.db import make_engine
+
             self._engine = make_engine(self.settings)
         return self._engine
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed only if the whole command succeeds."""
+        from surveykit.db import make_session_factory
+
         session = make_session_factory(self.engine)()
         try:
             yield session
@@ -73,6 +86,8 @@ class CLIContext:
             self._engine = None
 
     def require_schema(self) -> None:
+        from surveykit import migrate
+
         if not migrate.is_up_to_date(self.engine):
             raise click.ClickException(
                 "the database schema is not up to date: run `surveykit db upgrade` first"
@@ -82,7 +97,80 @@ class CLIContext:
 pass_cli = click.make_pass_decorator(CLIContext)
 
 
-@click.group()
+# Commands of the capability packages: (module, attribute, one-line help shown by `surveykit --help`
+# without importing the module; tests check it matches the command's own).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "audit": ("surveykit.accounts.cli", "audit_command", "Show the audit log, newest first."),
+    "blocks": (
+        "surveykit.participants.cli",
+        "blocks_group",
+        "Interview-number blocks that tablets hold: list them, release a...",
+    ),
+    "devices": (
+        "surveykit.accounts.cli",
+        "devices_group",
+        "Field devices (tablets): enrol, re-enrol, list, revoke.",
+    ),
+    "export": (
+        "surveykit.exports.cli",
+        "export_command",
+        "Write the consolidated .xlsx of one country of STUDY, or of all its...",
+    ),
+    "openapi": (
+        "surveykit.openapi",
+        "openapi_command",
+        "Print or write the OpenAPI 3.1 document of the API (built with the...",
+    ),
+    "participants": (
+        "surveykit.participants.cli",
+        "participants_group",
+        "The participant registry: anonymised IDs such as RA1-KE-04-B, and...",
+    ),
+    "studies": (
+        "surveykit.studies.cli",
+        "studies_group",
+        "Studies, their countries and research activities (the scope of...",
+    ),
+    "users": ("surveykit.accounts.cli", "users_group", "Staff accounts and their grants."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose capability commands are imported only when one of them is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(70)))
+            else:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("surveykit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(_version(), "--version", prog_name="surveykit", message="%(prog)s %(version)s")
 @click.option(
     "-c",
     "--config",
@@ -98,14 +186,24 @@ pass_cli = click.make_pass_decorator(CLIContext)
 @click.option(
     "--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://... (also SURVEYKIT_DATABASE_URL)."
 )
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help=f"On a failure, print the full Python stack instead of one line (also {TRACEBACK_ENV}=1).",
+)
 @click.pass_context
-def cli(ctx: click.Context, ini: str | None, data_dir: str | None, database_url: str | None) -> None:
+def cli(
+    ctx: click.Context, ini: str | None, data_dir: str | None, database_url: str | None, show_traceback: bool
+) -> None:
     """surveykit: interview instruments, participant registry, sync and exports for field research."""
     overrides = {}
     if data_dir:
         overrides["SURVEYKIT_DATA_DIR"] = data_dir
     if database_url:
         overrides["SURVEYKIT_DATABASE_URL"] = database_url
+    if show_traceback:
+        os.environ[TRACEBACK_ENV] = "1"
     ctx.obj = CLIContext(ini, overrides)
     ctx.call_on_close(ctx.obj.close)
 
@@ -119,22 +217,89 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="The revision to migrate to.")
 @pass_cli
 def db_upgrade(obj: CLIContext, revision: str) -> None:
     """Apply migrations up to REVISION."""
+    from surveykit import migrate
+
     migrate.upgrade(obj.engine, revision)
     click.echo(f"database at revision {migrate.current_revision(obj.engine)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_cli
+def db_downgrade(obj: CLIContext, revision: str) -> None:
+    """Undo migrations down to REVISION (an id, or -1 for one step back). Data of the undone
+    migrations is lost: take a backup first."""
+    from surveykit import migrate
+
+    migrate.downgrade(obj.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(obj.engine) or '(empty)'}")
 
 
 @db.command("current")
 @pass_cli
 def db_current(obj: CLIContext) -> None:
     """Show the database's revision and whether it is the newest."""
+    from surveykit import migrate
+
     current, head = migrate.current_revision(obj.engine), migrate.head_revision(obj.engine)
     click.echo(
         f"current: {current or '(empty)'}  head: {head}  {'up to date' if current == head else 'behind'}"
     )
+
+
+@db.command("history")
+@pass_cli
+def db_history(obj: CLIContext) -> None:
+    """List every migration, oldest first, marking the database's current one."""
+    from surveykit import migrate
+
+    current = migrate.current_revision(obj.engine)
+    for revision, message in migrate.history(obj.engine):
+        mark = "  (current)" if revision == current else ""
+        click.echo(f"{revision}  {message}{mark}")
+
+
+@db.command("check")
+@pass_cli
+def db_check(obj: CLIContext) -> None:
+    """Check the database is at the newest migration and matches the models (exit 1 if not)."""
+    from alembic.util.exc import AutogenerateDiffsDetected
+
+    from surveykit import migrate
+
+    if not migrate.is_up_to_date(obj.engine):
+        raise click.ClickException(
+            f"the database is at {migrate.current_revision(obj.engine) or '(empty)'}, the newest migration "
+            f"is {migrate.head_revision(obj.engine)}: run `surveykit db upgrade`"
+        )
+    try:
+        migrate.check(obj.engine)
+    except AutogenerateDiffsDetected as exc:
+        raise click.ClickException(f"the schema differs from the models: {exc}") from exc
+    click.echo("database schema up to date and matching the models")
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+@cli.command("config")
+@json_option()
+@pass_cli
+def config_command(obj: CLIContext, as_json: bool) -> None:
+    """Print every setting, its value (secrets masked) and where it came from."""
+    from surveykit.config import describe_settings
+
+    rows = describe_settings(obj.ini_settings, obj.environ, obj.ini)
+    if as_json:
+        echo_json({"settings": rows})
+        return
+    table = [["setting", "value", "from"]]
+    table += [[row["name"], row["value"], row["source"]] for row in rows]
+    click.echo(format_table(table))
 
 
 # ------------------------------------------------------------------------------------ instruments
@@ -145,7 +310,7 @@ def instruments() -> None:
     """Validate, publish, list and retire interview instruments."""
 
 
-def _definition_error(exc: instrument_services.DefinitionError) -> click.ClickException:
+def _definition_error(exc: Any) -> click.ClickException:
     lines = [f"{exc.source or 'definition'} is not valid:"]
     lines += [f"  {path or '(top level)'}: {message}" for path, message in exc.errors]
     return click.ClickException("\n".join(lines))
@@ -155,6 +320,8 @@ def _definition_error(exc: instrument_services.DefinitionError) -> click.ClickEx
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def instruments_validate(files: tuple[str, ...]) -> None:
     """Check instrument FILES without storing anything."""
+    from surveykit.instruments import services as instrument_services
+
     failures = []
     for file in files:
         try:
@@ -175,15 +342,11 @@ def instruments_validate(files: tuple[str, ...]) -> None:
 
 def publish_files(
     session: Session, files: list[Path | str], operator: str, echo: Callable[[str], None]
-) -> list[instrument_services.PublishResult]:
+) -> list[Any]:
     """Publish every file, or none: one bad file leaves the database untouched."""
-    results = []
-    for file in files:
-        result = instrument_services.publish_file(session, file, operator)
-        results.append(result)
-        state = "published as new version" if result.created else "unchanged, still version"
-        echo(f"{file}: {result.slug} {state} {result.version}")
-    return results
+    from surveykit import server
+
+    return server.publish_files(session, files, operator, echo)
 
 
 @instruments.command("publish")
@@ -191,6 +354,8 @@ def publish_files(
 @pass_cli
 def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
     """Store FILES as immutable numbered versions (identical content changes nothing)."""
+    from surveykit.instruments import services as instrument_services
+
     obj.require_schema()
     try:
         with obj.session() as session:
@@ -205,6 +370,8 @@ def instruments_publish(obj: CLIContext, files: tuple[str, ...]) -> None:
 @pass_cli
 def instruments_list(obj: CLIContext, include_retired: bool, as_json: bool) -> None:
     """Show published instruments as a table."""
+    from surveykit.instruments import services as instrument_services
+
     obj.require_schema()
     with obj.session() as session:
         rows = instrument_services.list_instruments(session, include_retired=include_retired)
@@ -235,6 +402,8 @@ def instruments_list(obj: CLIContext, include_retired: bool, as_json: bool) -> N
 @pass_cli
 def instruments_retire(obj: CLIContext, slug: str) -> None:
     """Hide SLUG from the tablets' list; its versions stay downloadable."""
+    from surveykit.instruments import services as instrument_services
+
     obj.require_schema()
     try:
         with obj.session() as session:
@@ -247,267 +416,122 @@ def instruments_retire(obj: CLIContext, slug: str) -> None:
 # ------------------------------------------------------------------------------------------ serve
 
 
-# Key of the PostgreSQL advisory lock that lets one process at a time make the first start.
-FIRST_START_LOCK = 0x73_6B_66_73  # "skfs"
-FIRST_START_ACTOR = "surveykit serve (first start)"
-
-
 def prepare_database(obj: CLIContext, echo: Callable[[str], None]) -> None:
-    """What ``serve`` does before it listens, the same on both stores.
+    """The server's first start (see ``surveykit.server.prepare_database``)."""
+    from surveykit import server
 
-    On the embedded SQLite database it first applies the migrations (on PostgreSQL the operator
-    runs ``surveykit db upgrade``, and serve refuses a schema that is behind). Then, when no
-    instrument has been published yet, it publishes every file in ``instruments/``, and when no
-    admin exists it creates one (``SURVEYKIT_ADMIN_PASSWORD`` or a password printed once).
-
-    Several processes may start at once on one database: a lock (a file lock beside the SQLite
-    file, a PostgreSQL advisory lock) lets one process at a time do this, and the others then find
-    the instruments and the admin there, so there is one publication and one admin.
-    """
-    url = obj.settings["sqlalchemy.url"]
-    embedded = is_sqlite(url)
-    with _first_start_lock(obj, embedded):
-        if embedded:
-            migrate.upgrade(obj.engine)
-        else:
-            obj.require_schema()
-        with obj.session() as session:
-            if embedded:
-                session.connection(execution_options={SQLITE_IMMEDIATE: True})
-            else:
-                # Held until this transaction ends; a second process waits here, then reads what
-                # the first committed.
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_START_LOCK})
-            if session.scalar(select(Instrument.id).limit(1)) is None:
-                files = instrument_services.definition_files(obj.settings["surveykit.instruments_dir"])
-                publish_files(session, files, FIRST_START_ACTOR, echo)
-            ensure_admin(obj, session, echo)
-
-
-@contextmanager
-def _first_start_lock(obj: CLIContext, embedded: bool) -> Iterator[None]:
-    """On SQLite, an exclusive lock on a file beside the database, so two processes starting at
-    once do not both migrate a new file (PostgreSQL's lock is taken in the transaction itself)."""
-    database = obj.engine.url.database if embedded else None
-    if not database or database == ":memory:":
-        yield
-        return
-    import fcntl
-
-    with open(f"{database}.first-start.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_admin(obj: CLIContext, session: Session, echo: Callable[[str], None]) -> None:
-    """Create the first admin when there is none, printing its password once."""
-    from surveykit.accounts.cli import ensure_first_admin
-    from surveykit.accounts.services import AccountError, AccountPolicy
-
-    given = obj.settings["surveykit.admin_password"]
     try:
-        created = ensure_first_admin(session, AccountPolicy.from_settings(obj.settings), given)
-    except AccountError as exc:
-        raise click.ClickException(f"SURVEYKIT_ADMIN_PASSWORD: {exc}") from exc
-    if created:
-        username, password = created
-        shown = "from SURVEYKIT_ADMIN_PASSWORD" if given else f"{password}  (shown once; change it)"
-        echo(f"created the first admin: username {username}, password {shown}")
+        server.prepare_database(obj.settings, obj.engine, echo)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=6543, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--host",
+    default=None,
+    help="Address to listen on (default: the ini's [server:main] listen, else 127.0.0.1).",
+)
+@click.option(
+    "--port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port; default 6543).",
+)
+@click.option("--threads", default=None, type=click.IntRange(1, 64), help="Worker threads (default 8).")
 @pass_cli
-def serve(obj: CLIContext, host: str, port: int, threads: int) -> None:
-    """Run the API server (waitress)."""
-    import waitress
+def serve(obj: CLIContext, host: str | None, port: int | None, threads: int | None) -> None:
+    """Run the API server: the same hardened waitress server as `pserve` with the same ini.
 
-    from surveykit import make_app
+    Logging follows the ini's [loggers] sections (INFO to stderr without them); the server listens
+    where the ini's [server:main] says unless --host or --port is given.
+    """
+    from surveykit import logs, make_app, server
 
     settings = obj.settings
-    prepare_database(obj, click.echo)
-    if is_sqlite(settings["sqlalchemy.url"]):
-        click.echo(f"data: {settings['surveykit.data_dir']} (SQLite)")
-    else:
-        click.echo(f"data: {obj.engine.url.render_as_string(hide_password=True)}")
+    logs.configure_logging(obj.ini, settings["surveykit.log_format"])
+    options = server_options(obj.ini)
+    if host is not None or port is not None:
+        options.pop("listen", None)
+        options["host"] = host or "127.0.0.1"
+        options["port"] = 6543 if port is None else port
+    if threads is not None:
+        options["threads"] = threads
     app = make_app({**settings, "surveykit.engine": obj.engine})
-    listeners: dict[Any, Any] = {}
-    server = waitress.create_server(
-        app,
-        map=listeners,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="surveykit",
-        # The application answers oversized bodies with a JSON 413; waitress's own cap is a backstop.
-        max_request_body_size=settings["surveykit.max_body_bytes"] * 2,
-        clear_untrusted_proxy_headers=True,
-    )
-    adapt_waitress(
-        listeners.values(),
-        read_seconds=settings["surveykit.request_read_seconds"],
-        max_body_bytes=settings["surveykit.max_body_bytes"],
-    )
-    bound_port = server.effective_port
-    click.echo(f"surveykit is serving on http://{host}:{bound_port}/api/v1/instruments", err=False)
-    sys.stdout.flush()
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        click.echo("stopped")
+    server.run(app, {}, **options)
 
 
-def adapt_waitress(listeners: Any, read_seconds: float, max_body_bytes: int) -> None:
-    """Four changes to waitress's connections, made through its own extension points:
+def server_options(ini: str | None) -> dict[str, Any]:
+    """The ini's ``[server:main]`` options (none without an ini or that section)."""
+    if not ini:
+        return {}
+    from configparser import ConfigParser
 
-    - its own refusals (a body over its cap, a request line it cannot parse, ...), which never reach
-      the application, answer in the API's JSON error envelope instead of text/plain;
-    - a request still incomplete ``read_seconds`` after its first byte (a client trickling its body
-      a byte at a time) is answered ``408 request_timeout`` and its connection closed; waitress by
-      itself only drops connections that send nothing at all for ``channel_timeout`` (120 s);
-    - a keep-alive connection stays open after an answer without a body (a 304 to a tablet's
-      revalidation, a 204). waitress 3.0 closes it because such an answer carries no
-      Content-Length (Pylons/waitress PR #502), so every revalidation paid for a new TCP
-      connection; without a body there is nothing to delimit, so the connection can go on;
-    - a request with ``Expect: 100-continue`` whose declared Content-Length exceeds
-      ``max_body_bytes`` is answered ``413 body_too_large`` at once, without ``100 Continue``, and
-      its body is never read. waitress alone sends ``100 Continue`` for every such request (even one
-      over its own cap, which it then refuses), so a client uploaded up to twice the limit before
-      hearing the answer it could have had from the headers.
-    """
-    import json
+    parser = ConfigParser(interpolation=None)
+    parser.read(ini)
+    if not parser.has_section("server:main"):
+        return {}
+    return {key: value for key, value in parser.items("server:main") if key != "use"}
 
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
-    from waitress.server import BaseWSGIServer
-    from waitress.task import ErrorTask, WSGITask
-    from waitress.utilities import Error, RequestEntityTooLarge
 
-    class RequestTimeout(Error):
-        code = 408
-        reason = "Request Timeout"
+# --------------------------------------------------------------------------------------- failures
 
-    class BodyTooLarge(Error):
-        code = 413
-        reason = "Request Entity Too Large"
 
-    class DeclaredLengthParser(HTTPRequestParser):
-        def received(self, data: bytes) -> int:
-            headers_were_finished = self.headers_finished
-            consumed = super().received(data)
-            if self.headers_finished and not headers_were_finished:
-                refused_anyway = isinstance(self.error, RequestEntityTooLarge)
-                if self.content_length > max_body_bytes and (self.expect_continue or refused_anyway):
-                    # Answered from the declared length, in the application's own words.
-                    self.error = BodyTooLarge(
-                        f"request body of {self.content_length} bytes exceeds the limit of "
-                        f"{max_body_bytes} bytes"
-                    )
-                    self.completed = True
-                if self.error is not None:
-                    # An answer is ready: the client must not be invited to send the body.
-                    self.expect_continue = False
-            return consumed
+def explain_failure(exc: BaseException) -> str | None:
+    """One line saying what went wrong and what to do, for failures an operator can fix; None for
+    the others (their stack is printed)."""
+    from surveykit.server import SchemaBehind
 
-    from surveykit.errors import ErrorCode
+    if isinstance(exc, ConfigurationError):
+        return f"configuration: {exc}"
+    if isinstance(exc, SchemaBehind):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in {98, 48}:  # EADDRINUSE on Linux, BSD
+        return (
+            f"cannot listen: the address is already in use ({exc.strerror}); stop the other server "
+            "or choose another port (--port, or listen in [server:main])"
+        )
+    if isinstance(exc, OSError) and exc.errno == 99:
+        return f"cannot listen on that address ({exc.strerror}): check --host or [server:main] listen"
+    if type(exc).__module__.startswith("sqlalchemy"):
+        from sqlalchemy import exc as sa_exc
 
-    codes = {408: ErrorCode.REQUEST_TIMEOUT, 413: ErrorCode.BODY_TOO_LARGE}
-
-    class JsonErrorTask(ErrorTask):
-        def execute(self) -> None:
-            error = self.request.error
-            status = int(error.code)
-            code = codes.get(status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST)
-            message = f"{error.reason.lower()}: {error.body}"
-            body = json.dumps({"status": status, "code": str(code), "message": message, "details": []})
-            data = body.encode("utf-8")
-            self.status = f"{status} {error.reason}"
-            self.response_headers.extend(
-                [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")]
+        if isinstance(exc, sa_exc.NoSuchModuleError | sa_exc.ArgumentError):
+            return (
+                f"database URL not usable: {exc}; write postgresql+psycopg://user@host/db, or leave it "
+                "empty for the embedded SQLite file"
             )
-            self.set_close_on_finish()
-            self.content_length = len(data)
-            self.write(data)
-
-    class KeepAliveTask(WSGITask):
-        _building_header = False
-
-        def build_response_header(self) -> bytes:
-            self._building_header = True
-            try:
-                return super().build_response_header()
-            finally:
-                self._building_header = False
-
-        def set_close_on_finish(self) -> None:
-            bodiless_keep_alive = (
-                self._building_header
-                and not self.has_body
-                and self.version == "1.1"
-                and self.request.headers.get("CONNECTION", "").lower() != "close"
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            return (
+                f"cannot reach the database: {detail}; check that PostgreSQL runs and that "
+                "SURVEYKIT_DATABASE_URL (host, port, user, database name) is right"
             )
-            if not bodiless_keep_alive:
-                super().set_close_on_finish()
-
-    class SurveykitChannel(HTTPChannel):
-        parser_class = DeclaredLengthParser
-        task_class = KeepAliveTask
-        error_task_class = JsonErrorTask
-        _request_started = 0.0
-
-        def received(self, data: bytes) -> bool:
-            # Runs on waitress's I/O thread whenever bytes arrive.
-            now = time.monotonic()
-            if self.request is None:
-                self._request_started = now
-            elif data and now - self._request_started > read_seconds:
-                with self.requests_lock:
-                    if self.will_close or self.close_when_flushed:
-                        return False
-                    late = self.request
-                    late.error = RequestTimeout(
-                        f"the request was not complete {read_seconds:g} s after its first byte"
-                    )
-                    late.completed = True
-                    self.request = None
-                    self.requests.append(late)
-                    if len(self.requests) == 1:
-                        self.server.add_task(self)
-                return True
-            return super().received(data)
-
-    for listener in listeners:
-        if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = SurveykitChannel
-
-
-def _register_capability_commands() -> None:
-    from surveykit.accounts.cli import COMMANDS
-    from surveykit.exports.cli import COMMANDS as EXPORTS_COMMANDS
-    from surveykit.openapi import COMMANDS as OPENAPI_COMMANDS
-    from surveykit.participants.cli import COMMANDS as PARTICIPANTS_COMMANDS
-    from surveykit.studies.cli import COMMANDS as STUDIES_COMMANDS
-
-    for command in [
-        *COMMANDS,
-        *STUDIES_COMMANDS,
-        *PARTICIPANTS_COMMANDS,
-        *EXPORTS_COMMANDS,
-        *OPENAPI_COMMANDS,
-    ]:
-        cli.add_command(command)
-
-
-_register_capability_commands()
+        if isinstance(exc, sa_exc.ProgrammingError) and "alembic_version" not in str(exc):
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            return f"database error: {detail}; is the schema built? run `surveykit db upgrade`"
+    return None
 
 
 def main() -> None:
-    cli(prog_name="surveykit")
+    try:
+        status = cli.main(prog_name="surveykit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        message = explain_failure(exc)
+        if message is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        click.echo(f"Error: {message}", err=True)
+        click.echo(f"(run with --traceback or {TRACEBACK_ENV}=1 for the full stack)", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

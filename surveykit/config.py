@@ -62,6 +62,20 @@ def as_str(value: Any) -> str:
     return str(value).strip()
 
 
+def as_log_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in {"text", "json"}:
+        raise ValueError(f"must be text or json, got {value!r}")
+    return text
+
+
+def as_header_names(value: Any) -> frozenset[str]:
+    """Header names separated by spaces or commas, lower-cased (waitress's trusted_proxy_headers)."""
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return frozenset(str(name).lower() for name in value)
+    return frozenset(name.lower() for name in str(value).replace(",", " ").split())
+
+
 def as_jwt_keys(value: Any) -> dict[str, str]:
     """``kid:secret,kid2:secret2``: the first key signs, every key verifies."""
     if isinstance(value, dict):
@@ -135,6 +149,24 @@ SETTINGS: tuple[Setting, ...] = (
     # Changes per POST /api/v1/sync (more: 413) and entries per page of GET /api/v1/sync/changes.
     Setting("surveykit.sync_max_batch", "SURVEYKIT_SYNC_MAX_BATCH", as_positive_int, 100),
     Setting("surveykit.sync_max_pull", "SURVEYKIT_SYNC_MAX_PULL", as_positive_int, 1000),
+    # The access log and every other record: "text" lines or "json" lines (one object per line).
+    Setting("surveykit.log_format", "SURVEYKIT_LOG_FORMAT", as_log_format, "text"),
+    # The address of the reverse proxy in front (nginx): only from it are X-Forwarded-* headers
+    # believed, so audit events and the login throttle see the real client. Empty: no proxy.
+    Setting("surveykit.trusted_proxy", "SURVEYKIT_TRUSTED_PROXY", as_str, ""),
+    Setting(
+        "surveykit.trusted_proxy_headers",
+        "SURVEYKIT_TRUSTED_PROXY_HEADERS",
+        as_header_names,
+        "x-forwarded-for x-forwarded-proto",
+    ),
+    # How many proxies append to X-Forwarded-For (the client is the entry before theirs).
+    Setting("surveykit.trusted_proxy_count", "SURVEYKIT_TRUSTED_PROXY_COUNT", as_positive_int, 1),
+)
+
+# Shown masked by `surveykit config`.
+SECRET_SETTINGS = frozenset(
+    {"surveykit.secret", "surveykit.jwt_keys", "surveykit.admin_password", "sqlalchemy.url"}
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -151,9 +183,10 @@ def load_settings(
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = dict(ini_settings or {})
     for setting in SETTINGS:
-        if setting.env in environ:
+        source = setting_source(setting, merged, environ)
+        if source == "environment":
             raw, origin = environ[setting.env], f"environment variable {setting.env}"
-        elif setting.name in merged and merged[setting.name] not in (None, ""):
+        elif source == "ini":
             raw, origin = merged[setting.name], f"setting {setting.name}"
         else:
             raw, origin = setting.default, f"default of {setting.name}"
@@ -163,6 +196,7 @@ def load_settings(
             raise ConfigurationError(f"{origin}: {exc}") from exc
     if not merged["sqlalchemy.url"]:
         merged["sqlalchemy.url"] = sqlite_url_for(merged["surveykit.data_dir"])
+    check_database_url(merged["sqlalchemy.url"])
     try:
         merged["surveykit.jwt_keys"] = as_jwt_keys(
             merged["surveykit.jwt_keys"] or f"k1:{merged['surveykit.secret']}"
@@ -171,6 +205,37 @@ def load_settings(
         raise ConfigurationError(f"SURVEYKIT_JWT_KEYS: {exc}") from exc
     check_production_safety(merged)
     return merged
+
+
+def setting_source(setting: Setting, ini_settings: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Where a setting's value comes from: ``environment``, ``ini`` or ``default``."""
+    if setting.env in environ:
+        return "environment"
+    if setting.name in ini_settings and ini_settings[setting.name] not in (None, ""):
+        return "ini"
+    return "default"
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, in one sentence, a database URL SQLAlchemy would fail on with a long traceback."""
+    scheme = url.partition(":")[0].lower()
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg2"}:
+        raise ConfigurationError(
+            f"database URL {scheme}://... is not supported: write postgresql+psycopg://user@host/db "
+            "(the psycopg 3 driver surveykit installs)"
+        )
+    if scheme not in {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}:
+        raise ConfigurationError(
+            f"database URL scheme {scheme or '(none)'!r} is not supported: use "
+            "postgresql+psycopg://user@host/db, or leave the URL empty for the embedded SQLite file"
+        )
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"database URL is malformed: {exc}") from exc
 
 
 def sqlite_url_for(data_dir: str) -> str:
@@ -208,3 +273,37 @@ def check_production_safety(settings: Mapping[str, Any]) -> None:
 
 def setting_names() -> list[str]:
     return list(_BY_NAME)
+
+
+def describe_settings(
+    ini_settings: Mapping[str, Any], environ: Mapping[str, str], ini_path: str | None = None
+) -> list[dict[str, str]]:
+    """Every setting as ``name``, ``value`` (secrets masked) and ``source`` (default, the ini, or the
+    environment variable), for ``surveykit config``."""
+    settings = load_settings(ini_settings, environ)
+    rows = []
+    for setting in SETTINGS:
+        source = setting_source(setting, ini_settings, environ)
+        where = {"environment": f"environment ({setting.env})", "ini": f"ini ({ini_path or 'file'})"}
+        value = settings[setting.name]
+        if setting.name == "sqlalchemy.url" and source == "default":
+            source, shown = "default", f"{value} (embedded SQLite in the data folder)"
+        elif setting.name in SECRET_SETTINGS:
+            shown = mask(setting.name, value)
+        elif isinstance(value, (set, frozenset)):
+            shown = " ".join(sorted(value))
+        else:
+            shown = str(value)
+        rows.append({"name": setting.name, "value": shown, "source": where.get(source, "default")})
+    return rows
+
+
+def mask(name: str, value: Any) -> str:
+    """A secret shown without its secret part: a URL keeps all but its password, keys their ids."""
+    if name == "sqlalchemy.url":
+        from sqlalchemy.engine import make_url
+
+        return make_url(value).render_as_string(hide_password=True)
+    if name == "surveykit.jwt_keys":
+        return ",".join(f"{kid}:***" for kid in value)
+    return "***" if value else "(empty)"

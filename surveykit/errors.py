@@ -164,8 +164,11 @@ def integrity_error_view(exc: IntegrityError, request: Request) -> Response:
 
 @exception_view_config(Exception)
 def unexpected_error_view(exc: Exception, request: Request) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error; it has been logged")
+    request_id = request.environ.get("surveykit.request_id", "-")
+    log.error("unhandled error on %s %s (request %s)", request.method, request.path, request_id, exc_info=exc)
+    return error_response(
+        500, ErrorCode.INTERNAL_ERROR, f"internal error; it has been logged as request {request_id}"
+    )
 
 
 def allowed_methods(request: Request, route_name: str) -> set[str]:

@@ -38,6 +38,14 @@ def check(engine: Engine) -> None:
     command.check(alembic_config(engine))
 
 
+def history(engine: Engine) -> list[tuple[str, str]]:
+    """Every migration as (revision, message), oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    return [(script.revision, script.doc or "") for script in reversed(list(scripts.walk_revisions()))]
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

@@ -91,6 +91,7 @@ def users_list(obj: Any, as_json: bool) -> None:
 def users_grant(
     obj: Any, username: str, role: str, study: str | None, all_studies: bool, countries: tuple[str, ...]
 ) -> None:
+    """Give USERNAME the ROLE in one study (optionally only some countries) or in every study."""
     if bool(study) == all_studies:
         raise click.UsageError("give either --study SLUG or --all-studies")
     obj.require_schema()
@@ -374,11 +375,17 @@ def _when(value: str | None) -> datetime | None:
 
 
 @click.command("audit")
-@click.option("--actor")
+@click.option("--actor", help="Only events by this actor (a username, or cli:<user>).")
 @click.option("--action", help="Exact action, or a family such as 'auth.*'.")
 @click.option("--since", help="ISO date or time (UTC unless a zone is given).")
 @click.option("--until", help="ISO date or time, exclusive.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Show at most this many events.",
+)
 @json_option()
 @click.pass_obj
 def audit_command(

@@ -59,6 +59,10 @@ class TokenSecurityPolicy:
     def identity(self, request: Request) -> Identity | None:
         return self._identity_cache.get_or_create(request)
 
+    def known_identity(self, request: Request) -> Identity | None:
+        """The identity if this request already computed it (for the access log), else None."""
+        return self._identity_cache.get(request, None)
+
     def _load_identity(self, request: Request) -> Identity | None:
         header = request.headers.get("Authorization")
         if not header:

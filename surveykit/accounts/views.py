@@ -82,7 +82,7 @@ def login(request: Request) -> Any:
             request.registry["dbsession_factory"],
             body["username"],
             body["password"],
-            request.client_addr,
+            request.remote_addr,
             _policy(request),
             _throttle(request),
         )
@@ -318,7 +318,7 @@ def activate(request: Request) -> Any:
     body = json_body(request, schemas.ActivateSchema())
     try:
         services.admit_activation(
-            request.registry["dbsession_factory"], request.client_addr, _throttle(request)
+            request.registry["dbsession_factory"], request.remote_addr, _throttle(request)
         )
     except throttle.Throttled as throttled:
         return _throttled_response(request, throttled)

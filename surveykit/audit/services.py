@@ -75,7 +75,7 @@ def record_in_request(
         outcome=outcome,
         target=target,
         device_id=device_id,
-        remote_addr=request.client_addr,
+        remote_addr=request.remote_addr,
         details=details,
     )
 
@@ -108,7 +108,7 @@ def record_refusal(
             outcome="refused",
             target=target,
             device_id=device_id,
-            remote_addr=request.client_addr,
+            remote_addr=request.remote_addr,
             details=details,
         )
     )

@@ -25,6 +25,7 @@ def studies_group() -> None:
 @click.option("--name", help="Full name of the study.")
 @click.pass_obj
 def studies_add(obj: Any, slug: str, name: str | None) -> None:
+    """Create the study SLUG."""
     obj.require_schema()
     try:
         with obj.session() as session:
@@ -38,8 +39,8 @@ def studies_add(obj: Any, slug: str, name: str | None) -> None:
 @studies_group.command("add-country")
 @click.argument("slug")
 @click.argument("code")
-@click.option("--name", required=True)
-@click.option("--region")
+@click.option("--name", required=True, help="The country's name, e.g. Kenya.")
+@click.option("--region", help="The region it belongs to, e.g. Eastern Africa.")
 @click.option("--language", "languages", multiple=True, help="Interview language code (repeatable).")
 @click.pass_obj
 def studies_add_country(

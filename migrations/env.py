@@ -11,25 +11,43 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _app_settings(production_checks: bool = True):
+    # Plain `alembic -c development.ini ...`: the settings the application would use (ini, then
+    # SURVEYKIT_* environment variables).
+    from pyramid.paster import get_appsettings
+
+    from surveykit.config import load_settings
+
+    return load_settings(get_appsettings(config.config_file_name), production_checks=production_checks)
+
+
 def _engine():
     engine = config.attributes.get("engine")
     if engine is not None:
         return engine
-    # Plain `alembic -c development.ini ...`: build the engine the application would build.
-    from pyramid.paster import get_appsettings
-
-    from surveykit.config import load_settings
     from surveykit.db import make_engine
 
-    return make_engine(load_settings(get_appsettings(config.config_file_name)))
+    return make_engine(_app_settings())
+
+
+def _offline_url() -> str:
+    engine = config.attributes.get("engine")
+    if engine is not None:
+        return engine.url
+    # Writing SQL for review signs nothing: the production secret need not be set for it.
+    return (
+        config.get_main_option("sqlalchemy.url") or _app_settings(production_checks=False)["sqlalchemy.url"]
+    )
 
 
 def run_migrations_offline() -> None:
+    """``alembic ... upgrade head --sql``: the SQL for a DBA to review, no database needed."""
+    url = _offline_url()
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=url,
         target_metadata=target_metadata,
         literal_binds=True,
-        render_as_batch=True,
+        render_as_batch=str(url).startswith("sqlite"),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -175,10 +175,12 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 def load_settings(
     ini_settings: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    production_checks: bool = True,
 ) -> dict[str, Any]:
     """Merge defaults, .ini values and environment overrides into one coerced dict.
 
     Unknown keys from the .ini (Pyramid's own, for instance) pass through untouched.
+    ``production_checks=False`` only for tools that never serve (offline migration SQL).
     """
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = dict(ini_settings or {})
@@ -203,7 +205,8 @@ def load_settings(
         )
     except ValueError as exc:
         raise ConfigurationError(f"SURVEYKIT_JWT_KEYS: {exc}") from exc
-    check_production_safety(merged)
+    if production_checks:
+        check_production_safety(merged)
     return merged
 
 

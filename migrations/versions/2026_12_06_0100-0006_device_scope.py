@@ -16,7 +16,7 @@ Create Date: 2026-12-06 01:00:00
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0006"
 down_revision = "0005"
@@ -93,11 +93,17 @@ def upgrade() -> None:
         op.add_column("devices", sa.Column("scope", sa.JSON(), nullable=False, server_default="[]"))
     else:
         op.add_column("devices", sa.Column("scope", sa.JSON(), nullable=True))
-    coverage = _owners_coverage(bind)
-    for device_id, user_id in bind.execute(sa.select(_devices.c.id, _devices.c.user_id)).all():
-        bind.execute(
-            _devices.update().where(_devices.c.id == device_id).values(scope=coverage.get(user_id, []))
-        )
+    if context.is_offline_mode():
+        # Offline SQL (`alembic ... upgrade head --sql`) cannot read the grants this computes in
+        # Python: devices that already exist get no scope and must be re-enrolled. Run the upgrade
+        # online (`surveykit db upgrade`) to keep them working.
+        op.execute("UPDATE devices SET scope = '[]'")
+    else:
+        coverage = _owners_coverage(bind)
+        for device_id, user_id in bind.execute(sa.select(_devices.c.id, _devices.c.user_id)).all():
+            bind.execute(
+                _devices.update().where(_devices.c.id == device_id).values(scope=coverage.get(user_id, []))
+            )
     if bind.dialect.name != "sqlite":
         op.alter_column("devices", "scope", nullable=False)
     _drop_trigger()

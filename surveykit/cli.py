@@ -227,7 +227,8 @@ def db_upgrade(obj: CLIContext, revision: str) -> None:
     click.echo(f"database at revision {migrate.current_revision(obj.engine)}")
 
 
-@db.command("downgrade")
+# ignore_unknown_options: "-1" is a revision, not an option.
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 @pass_cli
 def db_downgrade(obj: CLIContext, revision: str) -> None:

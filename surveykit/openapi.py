@@ -455,6 +455,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("openapi", "GET"): Operation(
         "This document", "meta", {200: Reply("the OpenAPI 3.1 document", {"type": "object"})}
     ),
+    ("health", "GET"): Operation(
+        "Whether this server can serve (for load balancers and probes)",
+        "meta",
+        {
+            200: Reply(
+                "the database answers and its schema is at the newest migration",
+                _obj({"status": STR, "database": STR, "schema_revision": STR}),
+            )
+        },
+        errors=(503,),
+        description=(
+            "Public and cheap: one query. 503 (`service_unavailable`) says why: the database does not "
+            "answer, or its schema is behind this code's migrations."
+        ),
+    ),
     # ------------------------------------------------------------------- accounts (docs/accounts.md)
     ("auth_token", "POST"): Operation(
         "Log in with a username and password",

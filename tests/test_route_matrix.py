@@ -105,6 +105,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("export_study", "GET"): STUDY_ADMINS,
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
+    # The health probe (docs/operations.md): public.
+    ("health", "GET"): EVERYONE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -466,6 +468,7 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
 
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
+    ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
     ("auth_token", "POST"): lambda w: Call(
         "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
     ),

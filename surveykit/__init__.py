@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pyramid.config import Configurator
-from pyramid.events import BeforeTraversal
-from pyramid.router import Router
+from typing import TYPE_CHECKING, Any
 
 from surveykit import logs  # noqa: F401  (gives every log record the request id the inis' formats name)
 from surveykit.config import load_settings
+
+if TYPE_CHECKING:
+    from pyramid.router import Router
 
 
 def main(global_config: dict[str, Any] | None = None, **ini_settings: Any) -> Router:
@@ -19,6 +18,10 @@ def main(global_config: dict[str, Any] | None = None, **ini_settings: Any) -> Ro
 
 def make_app(settings: dict[str, Any]) -> Router:
     """The WSGI application for settings already passed through ``load_settings``."""
+    # Imported here, not at the top: the command line's start-up (``--help``) needs no Pyramid.
+    from pyramid.config import Configurator
+    from pyramid.events import BeforeTraversal
+
     settings = dict(settings)
     settings.setdefault("retry.activate_hook", "surveykit.web.retry_attempts")
     with Configurator(settings=settings) as config:

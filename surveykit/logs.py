@@ -20,10 +20,11 @@ import uuid
 from collections.abc import Callable
 from configparser import ConfigParser
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyramid.request import Request
-from pyramid.response import Response
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from pyramid.response import Response
 
 ACCESS_LOGGER = "surveykit.access"
 REQUEST_ID_HEADER = "X-Request-ID"

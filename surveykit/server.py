@@ -267,6 +267,7 @@ def adapt_waitress(listeners: Any, read_seconds: float, max_body_bytes: int) -> 
             return consumed
 
     from surveykit.errors import ErrorCode
+    from surveykit.logs import log_server_refusal
 
     codes = {408: ErrorCode.REQUEST_TIMEOUT, 413: ErrorCode.BODY_TOO_LARGE}
 
@@ -285,6 +286,8 @@ def adapt_waitress(listeners: Any, read_seconds: float, max_body_bytes: int) -> 
             self.set_close_on_finish()
             self.content_length = len(data)
             self.write(data)
+            peer = self.channel.addr[0] if isinstance(self.channel.addr, tuple) else None
+            log_server_refusal(self.request.command, status, len(data), peer)
 
     class KeepAliveTask(WSGITask):
         _building_header = False

@@ -176,6 +176,16 @@ def test_a_declared_oversized_body_with_expect_continue_gets_a_json_413(
         Expect="100-continue",
     )
     assert_envelope(exchange(both[name].port, request), 413, "body_too_large")
+    # Refused by waitress before the application: still one access line.
+    wait_for_log(both[name], "POST - status=413")
+    assert "refused by the server" in both[name].log_text()
+
+
+def wait_for_log(running: Running, text: str) -> None:
+    deadline = time.monotonic() + 10
+    while text not in running.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text in running.log_text()
 
 
 @pytest.mark.parametrize("name", SERVERS)

@@ -173,7 +173,7 @@ def log_access(request: Request, status: int, started: float, size: int | None) 
     )
 
 
-def log_server_refusal(method: str, status: int, size: int, remote_addr: str | None) -> None:
+def log_server_refusal(method: str | None, status: int, size: int, remote_addr: str | None) -> None:
     """The access line of a request waitress refused itself (it never reached the application)."""
     fields = {
         "method": method or "-",

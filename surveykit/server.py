@@ -287,7 +287,8 @@ def adapt_waitress(listeners: Any, read_seconds: float, max_body_bytes: int) -> 
             self.content_length = len(data)
             self.write(data)
             peer = self.channel.addr[0] if isinstance(self.channel.addr, tuple) else None
-            log_server_refusal(self.request.command, status, len(data), peer)
+            # A request line waitress could not parse has no method.
+            log_server_refusal(getattr(self.request, "command", None), status, len(data), peer)
 
     class KeepAliveTask(WSGITask):
         _building_header = False

@@ -35,7 +35,9 @@ from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
 from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
+from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
+from surveykit.sync.push import RESULTS
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -347,36 +349,100 @@ IMPORT_SUMMARY = _obj(
     },
     participants={"type": "array", "items": PARTICIPANT},
 )
-SYNC_RESULT = _obj(
-    {
-        "index": INT,
-        "uuid": NULLABLE_STR,
-        "result": STR,
-        "revision": {"type": ["integer", "null"]},
-        "content_hash": NULLABLE_STR,
-    },
-    code=STR,
-    message=STR,
-    errors={"type": "array"},
-    conflict_id=INT,
-    conflict_status=STR,
-    current=ANY_OBJECT,
-    field_conflicts={
-        "type": "array",
-        "items": _obj(
-            {
-                "id": INT,
-                "pid": STR,
-                "field": STR,
-                "incoming": {"type": ["string", "boolean", "null"]},
-                "registry": {"type": ["string", "boolean", "null"]},
-            }
-        ),
-    },
+# The record and the change as the server's own validation rules say (surveykit.sync.record_schema).
+RECORD_REF = {"$ref": "#/components/schemas/Record"}
+RECORD = {key: value for key, value in record_schema.record_schema().items() if key != "$schema"}
+CHANGE = record_schema.change_schema(RECORD_REF)
+SYNC_BATCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["changes"],
+    "properties": {"changes": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}}},
+}
+REGISTRY_VALUE = {"type": ["string", "boolean", "null"]}
+STORED_INTERVIEW = _obj(
+    {"uuid": STR, "revision": INT, "content_hash": STR, "record": RECORD_REF, "updated_at": DATETIME},
+    interviewer=STR,
 )
+FIELD_CONFLICT_RESULT = _obj(
+    {"id": INT, "pid": STR, "field": STR, "incoming": REGISTRY_VALUE, "registry": REGISTRY_VALUE}
+)
+
+
+def _result(kind: str, required: dict[str, Any]) -> dict[str, Any]:
+    common = {"index": INT, "uuid": NULLABLE_STR, "revision": {"type": ["integer", "null"]}}
+    return _obj(
+        {"result": {"const": kind}, **common, "content_hash": NULLABLE_STR, **required},
+        # current: the stored interview, when the change could not be applied over it;
+        # field_conflicts: registry fields kept as conflicts (docs/sync.md).
+        current=STORED_INTERVIEW,
+        field_conflicts={"type": "array", "items": FIELD_CONFLICT_RESULT},
+    )
+
+
+# One schema per result kind (docs/sync.md), told apart by "result".
+SYNC_RESULTS = {
+    "created": _result("created", {}),
+    "updated": _result("updated", {}),
+    "unchanged": _result("unchanged", {}),
+    "conflict": _result("conflict", {"conflict_id": INT, "conflict_status": STR}),
+    "rejected": _result(
+        "rejected",
+        {
+            "code": STR,
+            "message": STR,
+            "errors": {"type": "array", "items": ERROR_ENVELOPE["properties"]["details"]["items"]},
+        },
+    ),
+}
+assert tuple(SYNC_RESULTS) == RESULTS
+SYNC_RESULT = {"oneOf": [{"$ref": f"#/components/schemas/SyncResult{kind.title()}"} for kind in RESULTS]}
 SYNC_OUTCOME = _obj(
     {"results": {"type": "array", "items": SYNC_RESULT}, "counts": {"type": "object"}},
 )
+FEED_CONFLICT = _obj(
+    {
+        "id": INT,
+        "uuid": STR,
+        "study": STR,
+        "country": STR,
+        "status": {"enum": ["open", "resolved"]},
+        "base_revision": INT,
+        "content_hash": STR,
+        "record": RECORD_REF,
+        "received_at": DATETIME,
+        "device_id": NULLABLE_STR,
+        "user": NULLABLE_STR,
+        "resolution": NULLABLE_STR,
+        "resolved_at": NULLABLE_DATETIME,
+        "resolved_by": {"type": ["integer", "string", "null"]},
+        "resolution_revision": {"type": ["integer", "null"]},
+        "current": STORED_INTERVIEW,
+    }
+)
+FEED_INSTRUMENT = _obj({"slug": STR, "version": INT, "content_hash": STR})
+
+
+def _feed_change(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    # The object as it is now; null when it is gone or out of the caller's sight.
+    return _obj(
+        {
+            "seq": INT,
+            "kind": {"const": kind},
+            "key": STR,
+            "country": NULLABLE_STR,
+            "at": DATETIME,
+            "object": {"anyOf": [{"type": "null"}, obj]},
+        }
+    )
+
+
+FEED_OBJECTS = {
+    "interview": STORED_INTERVIEW,
+    "participant": PARTICIPANT,
+    "conflict": FEED_CONFLICT,
+    "instrument": FEED_INSTRUMENT,
+}
 FEED_PAGE = _obj(
     {
         "study": STR,
@@ -385,16 +451,9 @@ FEED_PAGE = _obj(
         "has_more": BOOL,
         "changes": {
             "type": "array",
-            "items": _obj(
-                {
-                    "seq": INT,
-                    "kind": STR,
-                    "key": STR,
-                    "country": NULLABLE_STR,
-                    "at": DATETIME,
-                    "object": {},
-                }
-            ),
+            "items": {
+                "oneOf": [{"$ref": f"#/components/schemas/FeedChange{k.title()}"} for k in FEED_OBJECTS]
+            },
         },
     }
 )
@@ -649,6 +708,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         query=lambda settings: _lang_query(),
     ),
+    ("instrument_record_schema", "GET"): Operation(
+        "The JSON Schema of a record collected with one instrument version",
+        "instruments",
+        {
+            200: Reply(
+                "a JSON Schema (draft 2020-12) to check records before syncing; it never changes",
+                {"type": "object"},
+                JSON,
+                ("ETag",),
+            ),
+            304: NOT_MODIFIED,
+        },
+        description=(
+            "The answers typed question by question (choices as enums, number bounds, date window). "
+            "What only the server can check is listed in docs/api.md."
+        ),
+    ),
     ("instrument_retire", "POST"): Operation(
         "Retire an instrument",
         "instruments",
@@ -844,7 +920,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Push a batch of interview records",
         "sync",
         {200: Reply("one result per change, in order", SYNC_OUTCOME)},
-        body=sync_schemas.SyncBatchSchema,
+        body=SYNC_BATCH,
         errors=(409,),
         description=(
             "Each change is checked on its own: a bad change is answered `rejected`, the others are stored."
@@ -1133,7 +1209,15 @@ def build_document(registry: Any) -> dict[str, Any]:
                     "description": "an access token from POST /api/v1/auth/token or /api/v1/devices/activate",
                 }
             },
-            "schemas": {"Error": ERROR_ENVELOPE},
+            "schemas": {
+                "Error": ERROR_ENVELOPE,
+                "Record": RECORD,
+                "Change": CHANGE,
+                **{f"SyncResult{kind.title()}": schema for kind, schema in SYNC_RESULTS.items()},
+                **{
+                    f"FeedChange{kind.title()}": _feed_change(kind, obj) for kind, obj in FEED_OBJECTS.items()
+                },
+            },
             "responses": {
                 f"Error{status}": {
                     "description": ERROR_DESCRIPTIONS.get(status, "an error"),

@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("instruments", "POST"): PUBLISHERS,
     ("instrument", "GET"): AUTHENTICATED,
     ("instrument_version", "GET"): AUTHENTICATED,
+    ("instrument_record_schema", "GET"): AUTHENTICATED,
     ("instrument_retire", "POST"): PUBLISHERS,
     ("studies", "GET"): AUTHENTICATED,
     ("studies", "POST"): GLOBAL_ADMIN,
@@ -112,11 +113,13 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # An instrument of a study none of them (but the global admin) holds a grant in.
     ("instrument", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_version", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_record_schema", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
     ("instruments", "POST", "other_study"): GLOBAL_ADMIN,
     # A shared instrument (no study): everyone signed in reads it, only global admins change it.
     ("instrument", "GET", "shared"): AUTHENTICATED,
     ("instrument_version", "GET", "shared"): AUTHENTICATED,
+    ("instrument_record_schema", "GET", "shared"): AUTHENTICATED,
     ("instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
     ("instruments", "POST", "shared"): GLOBAL_ADMIN,
     # A fieldworker in TZ: the KE coordinator is out of scope, the TZ one in.
@@ -305,6 +308,7 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
     return {
         ("instrument", "GET"): lambda w: Call("GET", base),
         ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
+        ("instrument_record_schema", "GET"): lambda w: Call("GET", f"{base}/versions/1/record-schema"),
         ("instrument_retire", "POST"): lambda w: Call("POST", f"{base}/retire"),
         ("instruments", "POST"): lambda w: Call(
             "POST", "/api/v1/instruments", _definition(slug, STUDY_OF[scope])

@@ -25,6 +25,7 @@ import colander
 from pyramid.authorization import Allow, Everyone
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.static import static_view
 from pyramid.view import view_config
 
 from surveykit.accounts import schemas as accounts_schemas
@@ -513,6 +514,17 @@ INSTRUMENT_DEFINITION_BODY = instrument_schemas.InstrumentDefinitionSchema
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("openapi", "GET"): Operation(
         "This document", "meta", {200: Reply("the OpenAPI 3.1 document", {"type": "object"})}
+    ),
+    ("api_docs", "GET"): Operation(
+        "Readable documentation of this API (Swagger UI)",
+        "meta",
+        {200: Reply("an HTML page showing this document", {"type": "string"}, "text/html")},
+    ),
+    ("api_docs_static", "GET"): Operation(
+        "The files of the documentation page (the vendored Swagger UI and its start script)",
+        "meta",
+        {200: Reply("a file", {"type": "string"}, "application/octet-stream")},
+        path_patterns={"subpath": "^[A-Za-z0-9._/-]+$"},
     ),
     # ------------------------------------------------------------------- accounts (docs/accounts.md)
     ("auth_token", "POST"): Operation(
@@ -1271,8 +1283,34 @@ def openapi_document(request: Request) -> Response:
     return response
 
 
+# The readable documentation: a vendored Swagger UI (surveykit/static/vendor/swagger-ui, see
+# scripts/refetch-swagger-ui.sh) started by a small script of ours, everything from this origin.
+DOCS_PAGE = (Path(__file__).parent / "api_docs.html").read_bytes()
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+@view_config(route_name="api_docs", request_method="GET", permission=Permission.PUBLIC)
+def api_docs_page(request: Request) -> Response:
+    response = Response(body=DOCS_PAGE, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control = "public, max-age=300"
+    return response
+
+
 def includeme(config: Any) -> None:
     config.add_route("openapi", "/api/v1/openapi.json", factory=PublicDocument)
+    config.add_route("api_docs", "/api/v1/docs", factory=PublicDocument)
+    config.add_route("api_docs_static", "/api/v1/docs/static/{subpath:.+}", factory=PublicDocument)
+    config.add_view(
+        static_view("surveykit:static", use_subpath=True, cache_max_age=3600),
+        route_name="api_docs_static",
+        request_method="GET",
+        permission=Permission.PUBLIC,
+    )
     config.scan("surveykit.openapi")
 
 

@@ -106,6 +106,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("export_study", "GET"): STUDY_ADMINS,
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
+    ("api_docs", "GET"): EVERYONE,
+    ("api_docs_static", "GET"): EVERYONE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -470,6 +472,8 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
 
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
+    ("api_docs", "GET"): lambda w: Call("GET", "/api/v1/docs"),
+    ("api_docs_static", "GET"): lambda w: Call("GET", "/api/v1/docs/static/api-docs/init.js"),
     ("auth_token", "POST"): lambda w: Call(
         "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
     ),

@@ -43,43 +43,43 @@ NOT_EXPRESSIBLE = (
 __doc__ += "".join(f"\n- {item};" for item in NOT_EXPRESSIBLE)
 
 # The text rule (surveykit.text) as patterns: multi-line text may hold tab, LF and CR; one-line none.
-MULTILINE_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"}
-ONE_LINE_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
-NOT_BLANK = "\\S"
-DATE_PATTERN = validation.DATE.pattern
-TIME_PATTERN = validation.RFC3339.pattern
-# The years a time may carry at all (the server also bounds it by its clock).
-PLAUSIBLE_YEAR = f"^(?:{validation.EARLIEST_TIME.year // 100}[0-9]{{2}}|2[1-9][0-9]{{2}})-"
-ANSWER_DATE_YEARS = "^(?:18[0-9]{2}|19[0-9]{2}|20[0-9]{2}|2100)-"
-
-
-def _all(*schemas: dict[str, Any]) -> dict[str, Any]:
-    return {"allOf": list(schemas)}
+# Each rule is one "pattern" (not an allOf of several), so client generators see a plain string.
+MULTILINE_CHARS = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+ONE_LINE_CHARS = "[^\\x00-\\x1f\\x7f-\\x9f]"
+NOT_BLANK = "(?=[\\s\\S]*\\S)"
+ONE_LINE_TEXT = {"type": "string", "pattern": f"^{ONE_LINE_CHARS}*$"}
+# Dates and times as validation.DATE and validation.RFC3339 read them, with the years they may carry
+# (the server also bounds times by its clock) and offsets within the world's time zones.
+TIME_YEARS = "(?:20[0-9]{2}|2[1-9][0-9]{2})"
+ANSWER_YEARS = "(?:18[0-9]{2}|19[0-9]{2}|20[0-9]{2}|2100)"
+MONTH_DAY = "-[0-9]{2}-[0-9]{2}"
+CLOCK = "[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]{1,9})?"
+OFFSET = "(?:[Zz]|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+assert validation.EARLIEST_TIME.year == 2000 and validation.MAX_UTC_OFFSET.total_seconds() == 14 * 3600
+assert (validation.EARLIEST_ANSWER_DATE.year, validation.LATEST_ANSWER_DATE.year) == (1800, 2100)
 
 
 def _text(
     max_length: int | None = None, *, one_line: bool = False, not_blank: bool = False
 ) -> dict[str, Any]:
-    schema = dict(ONE_LINE_TEXT if one_line else MULTILINE_TEXT)
+    chars = ONE_LINE_CHARS if one_line else MULTILINE_CHARS
+    schema: dict[str, Any] = {"type": "string", "pattern": f"^{NOT_BLANK if not_blank else ''}{chars}*$"}
     if max_length is not None:
         schema["maxLength"] = max_length
-    if not_blank:
-        return _all(schema, {"pattern": NOT_BLANK})
     return schema
 
 
 def _date(years: str) -> dict[str, Any]:
-    return _all({"type": "string", "pattern": DATE_PATTERN, "format": "date"}, {"pattern": years})
+    return {"type": "string", "format": "date", "pattern": f"^{years}{MONTH_DAY}$"}
 
 
 def _time() -> dict[str, Any]:
-    # Offsets within the world's time zones: -14:00 to +14:00.
-    offset = "(?:[Zz]|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))$"
-    return _all(
-        {"type": "string", "pattern": TIME_PATTERN, "format": "date-time", "maxLength": 40},
-        {"pattern": PLAUSIBLE_YEAR},
-        {"pattern": offset},
-    )
+    return {
+        "type": "string",
+        "format": "date-time",
+        "maxLength": 40,
+        "pattern": f"^{TIME_YEARS}{MONTH_DAY}{CLOCK}{OFFSET}$",
+    }
 
 
 def participant_schema() -> dict[str, Any]:
@@ -93,7 +93,7 @@ def participant_schema() -> dict[str, Any]:
             "agency": _text(validation.AGENCY_MAX, not_blank=True),
             "position": {"anyOf": [{"type": "null"}, _text(validation.POSITION_MAX)]},
             "consent_given": {"type": ["boolean", "null"]},
-            "consent_date": {"anyOf": [{"type": "null"}, _date(PLAUSIBLE_YEAR)]},
+            "consent_date": {"anyOf": [{"type": "null"}, _date(TIME_YEARS)]},
             "consent_recorded_how": {"anyOf": [{"type": "null"}, {"enum": list(CONSENT_RECORDED_HOW)}]},
         },
         # A consent date and how consent was recorded only when it was given.
@@ -127,14 +127,18 @@ def quote_schema() -> dict[str, Any]:
 
 
 def number_schema(rule: QuestionRule | None = None) -> dict[str, Any]:
-    bounds: dict[str, Any] = {"type": "number", "minimum": -NUMBER_LIMIT, "maximum": NUMBER_LIMIT}
+    schema: dict[str, Any] = {"type": "number", "minimum": -NUMBER_LIMIT, "maximum": NUMBER_LIMIT}
     if rule is not None and rule.minimum is not None:
-        bounds["minimum"] = max(rule.minimum, -NUMBER_LIMIT)
+        schema["minimum"] = max(rule.minimum, -NUMBER_LIMIT)
     if rule is not None and rule.maximum is not None:
-        bounds["maximum"] = min(rule.maximum, NUMBER_LIMIT)
+        schema["maximum"] = min(rule.maximum, NUMBER_LIMIT)
     # A decimal too small to keep is refused; 0 is fine.
-    size = {"anyOf": [{"const": 0}, {"minimum": SMALLEST_DECIMAL}, {"maximum": -SMALLEST_DECIMAL}]}
-    return _all(bounds, size)
+    schema["not"] = {
+        "exclusiveMinimum": -SMALLEST_DECIMAL,
+        "exclusiveMaximum": SMALLEST_DECIMAL,
+        "not": {"const": 0},
+    }
+    return schema
 
 
 def answer_schema(rule: QuestionRule) -> dict[str, Any]:
@@ -151,7 +155,7 @@ def answer_schema(rule: QuestionRule) -> dict[str, Any]:
     elif rule.type == "number":
         value = number_schema(rule)
     elif rule.type == "date":
-        value = _date(ANSWER_DATE_YEARS)
+        value = _date(ANSWER_YEARS)
     else:
         value = {"not": {}}  # not answerable by sync
     return {"anyOf": [{"type": "null"}, value]}
@@ -231,7 +235,7 @@ def record_schema(instrument: CompiledInstrument | None = None) -> dict[str, Any
             if rule.required and rule.relevance is None and not rule.binds
         ]
         if always_required:
-            complete["properties"]["answers"] = _all(*(_answered(qid) for qid in always_required))
+            complete["properties"]["answers"] = {"allOf": [_answered(qid) for qid in always_required]}
     return schema
 
 

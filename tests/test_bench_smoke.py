@@ -77,6 +77,8 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         # Embedded SQLite only, whatever the suite's backend: the stall it measures is SQLite's write lock.
         argv = ["--seconds", "0.5", "--flooders", "2", "--threads", "2", "--warmup-logins", "3"]
         return argv, ["throttled    flood", "unthrottled  flood"]
+    if script == "bench_json_body.py":
+        return ["--records", "3", "--repeat", "2"], ["orjson + counts (now)"]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

@@ -31,6 +31,7 @@ MAX_JSON_DEPTH = 64
 # orjson refuses more than 1,024 nested arrays and objects: inside this many arrays, a body may be
 # nested MAX_JSON_DEPTH levels deep and no more.
 _DEPTH_PADDING = 1024 - MAX_JSON_DEPTH
+_PAD_OPEN, _PAD_CLOSE = b"[" * _DEPTH_PADDING, b"]" * _DEPTH_PADDING
 # orjson reads an integer beyond 64 bits as a float; Python's json keeps it whole. Such a literal has
 # at least 19 digits in a row: with every digit mapped to "0" and the rest to " ", a C-speed search.
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
@@ -164,7 +165,7 @@ def _parse_json(raw: bytes) -> Any:
     ``_parse_json_strictly`` (the standard library): it gives the precise error or, for what the sync
     refuses record by record (a lone surrogate, a 400-digit number), the data with it."""
     try:
-        padded = orjson.loads(b"[" * _DEPTH_PADDING + raw + b"]" * _DEPTH_PADDING)
+        padded = orjson.loads(_PAD_OPEN + raw + _PAD_CLOSE)
     except orjson.JSONDecodeError as exc:
         if str(exc).startswith("depth limit exceeded"):
             raise APIError(

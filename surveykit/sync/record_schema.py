@@ -39,6 +39,7 @@ NOT_EXPRESSIBLE = (
     "times: started_at and ended_at between 2000-01-01 and a day after the server's clock, ended_at not "
     "before started_at, a consent date not after a day after the server's clock",
     "text: lone surrogates (they cannot be sent as valid JSON) and a blank (spaces only) agency or quote",
+    "whole numbers written with a fraction: to JSON Schema 1.0 is an integer, the server wants 1",
 )
 __doc__ += "".join(f"\n- {item};" for item in NOT_EXPRESSIBLE)
 

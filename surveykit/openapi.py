@@ -25,6 +25,7 @@ import colander
 from pyramid.authorization import Allow, Everyone
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.static import static_view
 from pyramid.view import view_config
 
 from surveykit.accounts import schemas as accounts_schemas
@@ -35,7 +36,9 @@ from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
 from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
+from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
+from surveykit.sync.push import RESULTS
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -347,36 +350,100 @@ IMPORT_SUMMARY = _obj(
     },
     participants={"type": "array", "items": PARTICIPANT},
 )
-SYNC_RESULT = _obj(
-    {
-        "index": INT,
-        "uuid": NULLABLE_STR,
-        "result": STR,
-        "revision": {"type": ["integer", "null"]},
-        "content_hash": NULLABLE_STR,
-    },
-    code=STR,
-    message=STR,
-    errors={"type": "array"},
-    conflict_id=INT,
-    conflict_status=STR,
-    current=ANY_OBJECT,
-    field_conflicts={
-        "type": "array",
-        "items": _obj(
-            {
-                "id": INT,
-                "pid": STR,
-                "field": STR,
-                "incoming": {"type": ["string", "boolean", "null"]},
-                "registry": {"type": ["string", "boolean", "null"]},
-            }
-        ),
-    },
+# The record and the change as the server's own validation rules say (surveykit.sync.record_schema).
+RECORD_REF = {"$ref": "#/components/schemas/Record"}
+RECORD = {key: value for key, value in record_schema.record_schema().items() if key != "$schema"}
+CHANGE = record_schema.change_schema(RECORD_REF)
+SYNC_BATCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["changes"],
+    "properties": {"changes": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}}},
+}
+REGISTRY_VALUE = {"type": ["string", "boolean", "null"]}
+STORED_INTERVIEW = _obj(
+    {"uuid": STR, "revision": INT, "content_hash": STR, "record": RECORD_REF, "updated_at": DATETIME},
+    interviewer=STR,
 )
+FIELD_CONFLICT_RESULT = _obj(
+    {"id": INT, "pid": STR, "field": STR, "incoming": REGISTRY_VALUE, "registry": REGISTRY_VALUE}
+)
+
+
+def _result(kind: str, required: dict[str, Any]) -> dict[str, Any]:
+    common = {"index": INT, "uuid": NULLABLE_STR, "revision": {"type": ["integer", "null"]}}
+    return _obj(
+        {"result": {"const": kind}, **common, "content_hash": NULLABLE_STR, **required},
+        # current: the stored interview, when the change could not be applied over it;
+        # field_conflicts: registry fields kept as conflicts (docs/sync.md).
+        current=STORED_INTERVIEW,
+        field_conflicts={"type": "array", "items": FIELD_CONFLICT_RESULT},
+    )
+
+
+# One schema per result kind (docs/sync.md), told apart by "result".
+SYNC_RESULTS = {
+    "created": _result("created", {}),
+    "updated": _result("updated", {}),
+    "unchanged": _result("unchanged", {}),
+    "conflict": _result("conflict", {"conflict_id": INT, "conflict_status": STR}),
+    "rejected": _result(
+        "rejected",
+        {
+            "code": STR,
+            "message": STR,
+            "errors": {"type": "array", "items": ERROR_ENVELOPE["properties"]["details"]["items"]},
+        },
+    ),
+}
+assert tuple(SYNC_RESULTS) == RESULTS
+SYNC_RESULT = {"oneOf": [{"$ref": f"#/components/schemas/SyncResult{kind.title()}"} for kind in RESULTS]}
 SYNC_OUTCOME = _obj(
     {"results": {"type": "array", "items": SYNC_RESULT}, "counts": {"type": "object"}},
 )
+FEED_CONFLICT = _obj(
+    {
+        "id": INT,
+        "uuid": STR,
+        "study": STR,
+        "country": STR,
+        "status": {"enum": ["open", "resolved"]},
+        "base_revision": INT,
+        "content_hash": STR,
+        "record": RECORD_REF,
+        "received_at": DATETIME,
+        "device_id": NULLABLE_STR,
+        "user": NULLABLE_STR,
+        "resolution": NULLABLE_STR,
+        "resolved_at": NULLABLE_DATETIME,
+        "resolved_by": {"type": ["integer", "string", "null"]},
+        "resolution_revision": {"type": ["integer", "null"]},
+        "current": STORED_INTERVIEW,
+    }
+)
+FEED_INSTRUMENT = _obj({"slug": STR, "version": INT, "content_hash": STR})
+
+
+def _feed_change(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    # The object as it is now; null when it is gone or out of the caller's sight.
+    return _obj(
+        {
+            "seq": INT,
+            "kind": {"const": kind},
+            "key": STR,
+            "country": NULLABLE_STR,
+            "at": DATETIME,
+            "object": {"anyOf": [{"type": "null"}, obj]},
+        }
+    )
+
+
+FEED_OBJECTS = {
+    "interview": STORED_INTERVIEW,
+    "participant": PARTICIPANT,
+    "conflict": FEED_CONFLICT,
+    "instrument": FEED_INSTRUMENT,
+}
 FEED_PAGE = _obj(
     {
         "study": STR,
@@ -385,16 +452,9 @@ FEED_PAGE = _obj(
         "has_more": BOOL,
         "changes": {
             "type": "array",
-            "items": _obj(
-                {
-                    "seq": INT,
-                    "kind": STR,
-                    "key": STR,
-                    "country": NULLABLE_STR,
-                    "at": DATETIME,
-                    "object": {},
-                }
-            ),
+            "items": {
+                "oneOf": [{"$ref": f"#/components/schemas/FeedChange{k.title()}"} for k in FEED_OBJECTS]
+            },
         },
     }
 )
@@ -469,6 +529,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "Public and cheap: one query. 503 (`service_unavailable`) says why: the database does not "
             "answer, or its schema is behind this code's migrations."
         ),
+    ),
+    ("api_docs", "GET"): Operation(
+        "Readable documentation of this API (Swagger UI)",
+        "meta",
+        {200: Reply("an HTML page showing this document", {"type": "string"}, "text/html")},
+    ),
+    ("api_docs_static", "GET"): Operation(
+        "The files of the documentation page (the vendored Swagger UI and its start script)",
+        "meta",
+        {200: Reply("a file", {"type": "string"}, "application/octet-stream")},
+        path_patterns={"subpath": "^[A-Za-z0-9._/-]+$"},
     ),
     # ------------------------------------------------------------------- accounts (docs/accounts.md)
     ("auth_token", "POST"): Operation(
@@ -663,6 +734,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             304: NOT_MODIFIED,
         },
         query=lambda settings: _lang_query(),
+    ),
+    ("instrument_record_schema", "GET"): Operation(
+        "The JSON Schema of a record collected with one instrument version",
+        "instruments",
+        {
+            200: Reply(
+                "a JSON Schema (draft 2020-12) to check records before syncing; it never changes",
+                {"type": "object"},
+                JSON,
+                ("ETag",),
+            ),
+            304: NOT_MODIFIED,
+        },
+        description=(
+            "The answers typed question by question (choices as enums, number bounds, date window). "
+            "What only the server can check is listed in docs/api.md."
+        ),
     ),
     ("instrument_retire", "POST"): Operation(
         "Retire an instrument",
@@ -859,7 +947,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Push a batch of interview records",
         "sync",
         {200: Reply("one result per change, in order", SYNC_OUTCOME)},
-        body=sync_schemas.SyncBatchSchema,
+        body=SYNC_BATCH,
         errors=(409,),
         description=(
             "Each change is checked on its own: a bad change is answered `rejected`, the others are stored."
@@ -1148,7 +1236,15 @@ def build_document(registry: Any) -> dict[str, Any]:
                     "description": "an access token from POST /api/v1/auth/token or /api/v1/devices/activate",
                 }
             },
-            "schemas": {"Error": ERROR_ENVELOPE},
+            "schemas": {
+                "Error": ERROR_ENVELOPE,
+                "Record": RECORD,
+                "Change": CHANGE,
+                **{f"SyncResult{kind.title()}": schema for kind, schema in SYNC_RESULTS.items()},
+                **{
+                    f"FeedChange{kind.title()}": _feed_change(kind, obj) for kind, obj in FEED_OBJECTS.items()
+                },
+            },
             "responses": {
                 f"Error{status}": {
                     "description": ERROR_DESCRIPTIONS.get(status, "an error"),
@@ -1202,8 +1298,34 @@ def openapi_document(request: Request) -> Response:
     return response
 
 
+# The readable documentation: a vendored Swagger UI (surveykit/static/vendor/swagger-ui, see
+# scripts/refetch-swagger-ui.sh) started by a small script of ours, everything from this origin.
+DOCS_PAGE = (Path(__file__).parent / "api_docs.html").read_bytes()
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+@view_config(route_name="api_docs", request_method="GET", permission=Permission.PUBLIC)
+def api_docs_page(request: Request) -> Response:
+    response = Response(body=DOCS_PAGE, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control = "public, max-age=300"
+    return response
+
+
 def includeme(config: Any) -> None:
     config.add_route("openapi", "/api/v1/openapi.json", factory=PublicDocument)
+    config.add_route("api_docs", "/api/v1/docs", factory=PublicDocument)
+    config.add_route("api_docs_static", "/api/v1/docs/static/{subpath:.+}", factory=PublicDocument)
+    config.add_view(
+        static_view("surveykit:static", use_subpath=True, cache_max_age=3600),
+        route_name="api_docs_static",
+        request_method="GET",
+        permission=Permission.PUBLIC,
+    )
     config.scan("surveykit.openapi")
 
 

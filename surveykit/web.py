@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import colander
+import orjson
 from pyramid.events import BeforeTraversal
 from pyramid.request import Request
 from pyramid.response import Response
@@ -25,8 +26,16 @@ from surveykit import text as text_rule
 from surveykit.errors import APIError, ErrorCode, error_response, field_error
 
 JSON_CONTENT_TYPES = {"application/json"}
-# Python's json module recurses per nesting level; refuse absurd depth before it runs out of stack.
+# The views, the text rule and colander walk bodies recursively in Python: refuse absurd depth.
 MAX_JSON_DEPTH = 64
+# orjson refuses more than 1,024 nested arrays and objects: inside this many arrays, a body may be
+# nested MAX_JSON_DEPTH levels deep and no more.
+_DEPTH_PADDING = 1024 - MAX_JSON_DEPTH
+_PAD_OPEN, _PAD_CLOSE = b"[" * _DEPTH_PADDING, b"]" * _DEPTH_PADDING
+# orjson reads an integer beyond 64 bits as a float; Python's json keeps it whole. Such a literal has
+# at least 19 digits in a row: with every digit mapped to "0" and the rest to " ", a C-speed search.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 # Where a JSON text may carry a character the text rule refuses: an escape of a C0 or C1 control, DEL
 # or a surrogate half (\u0000, \b, \f, \udc80, ...), or a raw DEL or C1 character (raw C0 characters
 # in strings are already invalid JSON). Only a body with such a spot is walked string by string; the
@@ -98,37 +107,9 @@ def json_body(
             f"expected Content-Type application/json, got {request.content_type or 'none'}",
         )
     raw = request.body
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise APIError(
-            400, ErrorCode.MALFORMED_JSON, f"request body is not valid UTF-8 (byte {exc.start})"
-        ) from exc
-    if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
-        raise APIError(400, ErrorCode.MALFORMED_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    duplicated: list[tuple[dict[str, Any], str]] = []
-
-    def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            seen: set[str] = set()
-            key = next(key for key, _ in pairs if key in seen or seen.add(key))
-            duplicated.append((obj, key))
-        return obj
-
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=build_object)
-    except json.JSONDecodeError as exc:
-        raise APIError(
-            400,
-            ErrorCode.MALFORMED_JSON,
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-        ) from exc
-    except ValueError as exc:
-        raise APIError(400, ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from exc
-    if duplicated:
-        raise _duplicate_key_error(data, *duplicated[0])
-    if _SUSPECT_ESCAPE.search(text) or _SUSPECT_RAW.search(text):
+    data = _parse_json(raw)
+    text = raw.decode("utf-8")  # valid: the parse refused anything else
+    if _SUSPECT_ESCAPE.search(text) or _may_hold_raw_control(raw, text):
         problems = [
             (path, message)
             for path, message in text_rule.tree_problems(data)
@@ -174,6 +155,83 @@ def _path_of(data: Any, target: Any, path: str) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The body parsed by orjson, which refuses invalid UTF-8, NaN, infinities, numbers that do not
+    fit a double, lone surrogates and (padded, see ``_DEPTH_PADDING``) nesting deeper than
+    ``MAX_JSON_DEPTH``, all at C speed. Bodies it refuses for another reason than depth, and the rare
+    one that may hold a key twice or an integer orjson would turn into a float, go through
+    ``_parse_json_strictly`` (the standard library): it gives the precise error or, for what the sync
+    refuses record by record (a lone surrogate, a 400-digit number), the data with it."""
+    try:
+        padded = orjson.loads(_PAD_OPEN + raw + _PAD_CLOSE)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise APIError(
+                400, ErrorCode.MALFORMED_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            ) from exc
+        return _parse_json_strictly(raw)
+    data = padded
+    for _ in range(_DEPTH_PADDING):
+        if not isinstance(data, list) or len(data) != 1:
+            return _parse_json_strictly(raw)  # not one JSON value, e.g. "1], [2"
+        data = data[0]
+    if _may_repeat_a_key(raw, data) or _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZEROS):
+        return _parse_json_strictly(raw)
+    return data
+
+
+def _may_hold_raw_control(raw: bytes, text: str) -> bool:
+    # In UTF-8, DEL is the byte 7F and every C1 character starts with the byte C2: when neither byte
+    # occurs (most bodies), the slower character search is not needed.
+    return b"\x7f" in raw or (b"\xc2" in raw and _SUSPECT_RAW.search(text) is not None)
+
+
+def _may_repeat_a_key(raw: bytes, data: Any) -> bool:
+    """Whether an object of the body may hold a key twice (orjson keeps the last one silently).
+
+    Outside strings, a colon follows each key and nothing else, so the body's colons are its keys
+    plus the colons inside its strings; orjson's serialisation of the data counts the same unless a
+    key was dropped with its value. Only a colon written as an escape (``\\u003a``) could make up for a
+    dropped one: a body with any ``\\u003X`` escape is suspect (an exact test would cost a walk)."""
+    if b"\\u003" in raw:
+        return True
+    return raw.count(b":") != orjson.dumps(data).count(b":")
+
+
+def _parse_json_strictly(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise APIError(
+            400, ErrorCode.MALFORMED_JSON, f"request body is not valid UTF-8 (byte {exc.start})"
+        ) from exc
+    if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
+        raise APIError(400, ErrorCode.MALFORMED_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    duplicated: list[tuple[dict[str, Any], str]] = []
+
+    def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            key = next(key for key, _ in pairs if key in seen or seen.add(key))
+            duplicated.append((obj, key))
+        return obj
+
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=build_object)
+    except json.JSONDecodeError as exc:
+        raise APIError(
+            400,
+            ErrorCode.MALFORMED_JSON,
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from exc
+    except ValueError as exc:
+        raise APIError(400, ErrorCode.MALFORMED_JSON, f"request body is not valid JSON: {exc}") from exc
+    if duplicated:
+        raise _duplicate_key_error(data, *duplicated[0])
+    return data
 
 
 def _nesting_depth_exceeds(text: str, limit: int) -> bool:

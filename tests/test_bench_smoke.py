@@ -79,6 +79,8 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         return argv, ["throttled    flood", "unthrottled  flood"]
     if script == "bench_cli_startup.py":
         return ["--runs", "1"], ["surveykit --help", "surveykit --version"]
+    if script == "bench_json_body.py":
+        return ["--records", "3", "--repeat", "2"], ["orjson + counts (now)"]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("instruments", "POST"): PUBLISHERS,
     ("instrument", "GET"): AUTHENTICATED,
     ("instrument_version", "GET"): AUTHENTICATED,
+    ("instrument_record_schema", "GET"): AUTHENTICATED,
     ("instrument_retire", "POST"): PUBLISHERS,
     ("studies", "GET"): AUTHENTICATED,
     ("studies", "POST"): GLOBAL_ADMIN,
@@ -107,6 +108,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
     ("health", "GET"): EVERYONE,
+    ("api_docs", "GET"): EVERYONE,
+    ("api_docs_static", "GET"): EVERYONE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -114,11 +117,13 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # An instrument of a study none of them (but the global admin) holds a grant in.
     ("instrument", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_version", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_record_schema", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
     ("instruments", "POST", "other_study"): GLOBAL_ADMIN,
     # A shared instrument (no study): everyone signed in reads it, only global admins change it.
     ("instrument", "GET", "shared"): AUTHENTICATED,
     ("instrument_version", "GET", "shared"): AUTHENTICATED,
+    ("instrument_record_schema", "GET", "shared"): AUTHENTICATED,
     ("instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
     ("instruments", "POST", "shared"): GLOBAL_ADMIN,
     # A fieldworker in TZ: the KE coordinator is out of scope, the TZ one in.
@@ -307,6 +312,7 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
     return {
         ("instrument", "GET"): lambda w: Call("GET", base),
         ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
+        ("instrument_record_schema", "GET"): lambda w: Call("GET", f"{base}/versions/1/record-schema"),
         ("instrument_retire", "POST"): lambda w: Call("POST", f"{base}/retire"),
         ("instruments", "POST"): lambda w: Call(
             "POST", "/api/v1/instruments", _definition(slug, STUDY_OF[scope])
@@ -469,6 +475,8 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
     ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
+    ("api_docs", "GET"): lambda w: Call("GET", "/api/v1/docs"),
+    ("api_docs_static", "GET"): lambda w: Call("GET", "/api/v1/docs/static/api-docs/init.js"),
     ("auth_token", "POST"): lambda w: Call(
         "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
     ),

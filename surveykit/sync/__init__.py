@@ -86,7 +86,14 @@ class FieldConflictResource(ConflictResource):
 
 
 def includeme(config: Any) -> None:
+    from surveykit.instruments import InstrumentResource
+
     config.add_route("sync", "/api/v1/sync", factory=SyncResource)
+    config.add_route(
+        "instrument_record_schema",
+        "/api/v1/instruments/{slug}/versions/{version}/record-schema",
+        factory=InstrumentResource,
+    )
     config.add_route("sync_changes", "/api/v1/sync/changes", factory=SyncResource)
     config.add_route("conflicts", "/api/v1/conflicts", factory=SyncResource)
     config.add_route("conflict_resolve", "/api/v1/conflicts/{conflict_id}/resolve", factory=ConflictResource)

@@ -17,11 +17,13 @@ from sqlalchemy import select
 
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
+from surveykit.instruments import services as instrument_services
+from surveykit.instruments.views import VERSION_CACHE_CONTROL, VERSION_NUMBER
 from surveykit.security import Permission
 from surveykit.studies.models import Study
-from surveykit.sync import schemas, services
+from surveykit.sync import record_schema, schemas, services
 from surveykit.sync.services import Caller, covers
-from surveykit.web import json_body, query_params
+from surveykit.web import json_body, query_params, representation
 
 # The records of a batch obey the text rule too, but each is checked on its own (services.validate):
 # a bad record is answered ``rejected`` and the rest of the batch is stored.
@@ -243,3 +245,20 @@ def resolve_field_conflict(request: Request) -> dict[str, Any]:
     )
     _no_store(request)
     return {"field_conflict": resolution.conflict, "participant": resolution.participant}
+
+
+@view_config(
+    route_name="instrument_record_schema", request_method="GET", permission=Permission.INSTRUMENTS_READ
+)
+def instrument_record_schema(request: Request) -> Any:
+    """The JSON Schema of a record collected with one instrument version (docs/api.md)."""
+    slug, raw = request.matchdict["slug"], request.matchdict["version"]
+    if not VERSION_NUMBER.match(raw) or int(raw) < 1:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, f"{raw!r} is not a version number")
+    try:
+        rep = record_schema.version_record_schema(request.dbsession, slug, int(raw))
+    except instrument_services.VersionNotFound as exc:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
+    except instrument_services.InstrumentNotFound as exc:
+        raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    return representation(request, rep, VERSION_CACHE_CONTROL)

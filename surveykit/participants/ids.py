@@ -105,7 +105,7 @@ def allocate_interview_numbers(
         & (InterviewNumberCounter.activity == activity)
         & (InterviewNumberCounter.country_code == country)
     )
-    for _attempt in range(2):
+    for _attempt in range(3):
         # The bound is part of the UPDATE, so a refused request never moves the counter.
         advanced = session.execute(
             update(InterviewNumberCounter)
@@ -116,6 +116,10 @@ def allocate_interview_numbers(
         if advanced is not None:
             return range(advanced - count, advanced)
         next_free = session.scalar(select(InterviewNumberCounter.next_number).where(key))
+        if next_free is not None and next_free + count <= MAX_INTERVIEW_NUMBER + 1:
+            # Another process created the counter after the UPDATE looked (PostgreSQL's read
+            # committed shows it to this statement, not to the one before): take numbers from it.
+            continue
         if next_free is not None or count > MAX_INTERVIEW_NUMBER:
             left = MAX_INTERVIEW_NUMBER + 1 - (next_free or 1)
             raise NumbersExhausted(

@@ -80,7 +80,7 @@ from surveykit.client import (  # noqa: E402
     ServerUnavailable,
     SessionEnded,
 )
-from surveykit.console import format_table  # noqa: E402
+from surveykit.terminal import format_table  # noqa: E402
 from surveykit.instruments.services import (  # noqa: E402
     iter_section_questions,
     read_definition_file,

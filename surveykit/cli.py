@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from surveykit.config import ConfigurationError, load_settings
-from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.terminal import echo_json, format_table, json_option, operator
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from surveykit.accounts import services
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
-from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.terminal import echo_json, format_table, json_option, operator
 
 
 def _policy(obj: Any) -> services.AccountPolicy:

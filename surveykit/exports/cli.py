@@ -12,7 +12,7 @@ import click
 
 from surveykit.audit import services as audit
 from surveykit.config import is_sqlite
-from surveykit.console import operator
+from surveykit.terminal import operator
 from surveykit.exports import services
 from surveykit.studies import services as studies
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.terminal import echo_json, format_table, json_option, operator
 from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.participants import importer, services
 from surveykit.participants.models import PARTICIPANT_STATUSES

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.console import echo_json, format_table, json_option, operator
+from surveykit.terminal import echo_json, format_table, json_option, operator
 from surveykit.studies import services as studies
 
 

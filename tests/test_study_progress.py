@@ -167,7 +167,9 @@ def test_the_api_shows_each_caller_its_own_countries(testapp, dbsession, world) 
     coordinator_ke = world.staff("coordinator", ["KE"])
     (kenya,) = testapp.get(url, headers=coordinator_ke).json["countries"]
     assert kenya["code"] == "KE" and kenya["open_conflicts"] == 1
-    assert kenya["activities"] == [{"activity": "RA1", "planned": 2, "drafts": 0, "complete": 1, "withdrawn": 0}]
+    assert kenya["activities"] == [
+        {"activity": "RA1", "planned": 2, "drafts": 0, "complete": 1, "withdrawn": 0}
+    ]
     analyst = world.accounts.headers("analyst", "ocsea", ["KE", "TZ"])
     assert [c["code"] for c in testapp.get(url, headers=analyst).json["countries"]] == ["KE", "TZ"]
     for headers in (world.accounts.headers("admin"), world.accounts.headers("admin", "ocsea")):

@@ -422,3 +422,226 @@ def reenrol(request: Request) -> dict[str, Any]:
         request, "device.reenrol", target=device.id, owner=owner.username, label=device.label
     )
     return _enrolment_answer(request, device, owner.username, code)
+
+
+# -------------------------------------------------------------------------------------- passwords
+
+
+@view_config(
+    route_name="me_password", request_method="POST", renderer="json", permission=Permission.ACCOUNT_UPDATE
+)
+def change_own_password(request: Request) -> Any:
+    """The caller's new password; the caller's other login sessions end, this one goes on."""
+    body = json_body(request, schemas.PasswordChangeSchema())
+    identity: Identity = request.identity
+    user = request.dbsession.get(User, identity.user_id)
+    try:
+        ended = services.change_own_password(
+            request.dbsession,
+            user,
+            body["current_password"],
+            body["new_password"],
+            _policy(request),
+            keep_session_id=identity.session_id,
+            client_addr=request.remote_addr,
+            throttle_policy=_throttle(request),
+        )
+    except services.AccountError as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
+        ) from exc
+    except throttle.Throttled as throttled:
+        return _throttled_response(request, throttled)
+    except services.PasswordChangeRefused as refused:
+        # Answered, not raised: the counted attempt and its audit event must commit.
+        audit.record_in_request(
+            request, "user.password_change", outcome="refused", target=user.username, reason=refused.reason
+        )
+        if refused.locked_until is not None:
+            retry_after = max(1, int((refused.locked_until - utcnow()).total_seconds()))
+            return error_response(
+                429,
+                ErrorCode.ACCOUNT_LOCKED,
+                f"too many wrong passwords: try again in {retry_after} seconds",
+                [field_error("current_password", "too many wrong passwords")],
+                headers={"Retry-After": str(retry_after)},
+            )
+        return error_response(
+            422,
+            ErrorCode.INVALID_INPUT,
+            "the current password is wrong",
+            [field_error("current_password", "wrong password")],
+        )
+    audit.record_in_request(request, "user.password_change", target=user.username, sessions_ended=ended)
+    return {"username": user.username, "sessions_ended": ended}
+
+
+# ------------------------------------------------------------------------------- users (admins)
+
+
+def _named_user(request: Request) -> User:
+    username = request.matchdict["username"]
+    user = (
+        request.dbsession.scalar(select(User).where(User.username == username))
+        if len(username) <= 64
+        else None
+    )
+    if user is None:
+        raise APIError(
+            404,
+            ErrorCode.USER_NOT_FOUND,
+            f"no user {username!r}",
+            [field_error("username", "unknown user", "path")],
+        )
+    return user
+
+
+@view_config(route_name="users", request_method="GET", renderer="json", permission=Permission.USERS_MANAGE)
+def list_users(request: Request) -> dict[str, Any]:
+    locked = services.locked_accounts(request.dbsession, _policy(request))
+    return {
+        "users": [
+            services.describe_user(request.dbsession, user, locked.get(user.username))
+            for user in services.list_users(request.dbsession)
+        ]
+    }
+
+
+@view_config(route_name="user", request_method="GET", renderer="json", permission=Permission.USERS_MANAGE)
+def get_user(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    return services.describe_user(request.dbsession, user, locked)
+
+
+@view_config(
+    route_name="user_password", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def reset_password(request: Request) -> dict[str, Any]:
+    """A new password for the account, chosen by the admin or generated (answered once)."""
+    body = json_body(request, schemas.PasswordResetSchema()) if request.body else {"password": None}
+    user = _named_user(request)
+    try:
+        reset = services.reset_password(request.dbsession, user, body["password"], _policy(request))
+    except services.AccountError as exc:
+        raise APIError(422, ErrorCode.INVALID_INPUT, str(exc), [field_error("password", str(exc))]) from exc
+    audit.record_in_request(
+        request,
+        "user.password_reset",
+        target=user.username,
+        generated=reset.generated is not None,
+        sessions_ended=reset.sessions_ended,
+        lockouts_cleared=reset.lockouts_cleared,
+    )
+    answer: dict[str, Any] = {
+        "username": user.username,
+        "sessions_ended": reset.sessions_ended,
+        "lockouts_cleared": reset.lockouts_cleared,
+    }
+    if reset.generated is not None:
+        _secret_response(request)
+        answer["password"] = reset.generated
+    return answer
+
+
+@view_config(
+    route_name="user_unlock", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def unlock(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    was_locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    cleared = services.unlock_account(request.dbsession, user)
+    audit.record_in_request(
+        request,
+        "user.unlock",
+        target=user.username,
+        was_locked_until=was_locked.isoformat() if was_locked else None,
+        lockouts_cleared=cleared,
+    )
+    return services.describe_user(request.dbsession, user, None) | {"lockouts_cleared": cleared}
+
+
+def _account_error(exc: services.AccountError, location: str = "body") -> APIError:
+    return APIError(
+        422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc), location)]
+    )
+
+
+@view_config(route_name="users", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE)
+def create_user(request: Request) -> dict[str, Any]:
+    """A new account, with the password given or a generated one (answered once); no grants yet."""
+    body = json_body(request, schemas.UserCreateSchema())
+    generated = services.generate_password() if body["password"] is None else None
+    try:
+        user = services.create_user(
+            request.dbsession, body["username"], generated or body["password"], _policy(request)
+        )
+    except services.AccountError as exc:
+        exists = isinstance(exc, services.AccountExists)
+        status, code = (409, ErrorCode.CONFLICT) if exists else (422, ErrorCode.INVALID_INPUT)
+        raise APIError(status, code, str(exc), [field_error(exc.field or "", str(exc))]) from exc
+    audit.record_in_request(request, "user.create", target=user.username, generated=generated is not None)
+    request.response.status = 201
+    answer = services.describe_user(request.dbsession, user, None)
+    if generated is not None:
+        _secret_response(request)
+        answer["password"] = generated
+    return answer
+
+
+@view_config(
+    route_name="user_deactivate", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def deactivate_user(request: Request) -> dict[str, Any]:
+    """Refuse the account's logins and end all its sessions, its tablets' included."""
+    user = _named_user(request)
+    if user.id == request.identity.user_id:
+        raise APIError(
+            422,
+            ErrorCode.INVALID_INPUT,
+            "you cannot deactivate your own account",
+            [field_error("username", "your own account", "path")],
+        )
+    services.deactivate_user(request.dbsession, user)
+    audit.record_in_request(request, "user.deactivate", target=user.username)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    return services.describe_user(request.dbsession, user, locked)
+
+
+@view_config(
+    route_name="user_grants", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def add_grant(request: Request) -> dict[str, Any]:
+    body = json_body(request, schemas.GrantCreateSchema())
+    user = _named_user(request)
+    try:
+        grant = services.add_grant(
+            request.dbsession, user, body["role"], body["study"], body["countries"], request.identity.actor
+        )
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
+    described = services.describe_grant(request.dbsession, grant)
+    audit.record_in_request(request, "grant.add", target=user.username, **described)
+    request.response.status = 201
+    return described
+
+
+@view_config(
+    route_name="user_grant", request_method="DELETE", renderer="json", permission=Permission.USERS_MANAGE
+)
+def remove_grant(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    raw = request.matchdict["grant_id"]
+    grant_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
+    if grant_id is None:
+        raise APIError(404, ErrorCode.NOT_FOUND, f"{user.username} has no grant {raw!r}")
+    try:
+        grant = services.remove_grant(request.dbsession, user, grant_id)
+    except services.AccountError as exc:
+        raise APIError(
+            404, ErrorCode.NOT_FOUND, str(exc), [field_error("grant_id", str(exc), "path")]
+        ) from exc
+    audit.record_in_request(request, "grant.remove", target=user.username, grant=grant_id, role=grant.role)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    request.dbsession.refresh(user)
+    return services.describe_user(request.dbsession, user, locked)

@@ -13,6 +13,7 @@ from typing import Any
 class Permission(StrEnum):
     PUBLIC = "public"
     ACCOUNT_READ = "account.read"
+    ACCOUNTS_MANAGE = "accounts.manage"
     INSTRUMENTS_READ = "instruments.read"
     INSTRUMENTS_VALIDATE = "instruments.validate"
     INSTRUMENTS_PUBLISH = "instruments.publish"

@@ -18,15 +18,6 @@ class ConsoleHomeResource:
         self.request = request
 
 
-class AccountsAdminResource:
-    """Accounts and grants: global admins, like the audit log and the ``surveykit users`` command."""
-
-    __acl__ = [(Allow, "role:admin:*", Permission.ACCOUNTS_MANAGE)]
-
-    def __init__(self, request: Any) -> None:
-        self.request = request
-
-
 class InstrumentsPageResource:
     """The instrument list: everyone signed in (filtered by study); retiring is checked per instrument."""
 

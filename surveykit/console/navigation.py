@@ -30,8 +30,16 @@ def _global_admin(identity: Identity) -> bool:
     return identity.is_global_admin
 
 
+def _exports_reader(identity: Identity) -> bool:
+    return identity.has_role({"analyst", "coordinator", "admin"})
+
+
 NAV: list[NavItem] = [
     NavItem("console.home", _("Start"), _anyone),
+    NavItem("console.exports", _("Workbooks"), _exports_reader),
+    NavItem("console.instruments", _("Instruments"), _anyone),
+    NavItem("console.users", _("Accounts"), _global_admin),
+    NavItem("console.audit", _("Audit log"), _global_admin),
     NavItem("console.account", _("My account"), _anyone),
 ]
 

@@ -314,3 +314,20 @@ def test_the_root_leads_a_browser_to_the_console_and_answers_api_clients_in_json
 ) -> None:
     assert testapp.get("/", headers=HTML, status=303).headers["Location"].endswith("/console/")
     assert testapp.get("/", status=404).json["code"] == "not_found"
+
+
+def test_an_unexpected_error_is_a_page_with_its_request_id_not_a_traceback(
+    testapp: webtest.TestApp, accounts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from surveykit.instruments import services as instruments
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(instruments, "list_instruments", broken)
+    sign_in(testapp, accounts, person(accounts))
+    page = testapp.get("/console/instruments", headers=HTML, status=500)
+    assert page.content_type == "text/html" and "Something went wrong" in page.text
+    assert page.headers["X-Request-ID"] in page.text
+    assert "secret internals" not in page.text and "Traceback" not in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"

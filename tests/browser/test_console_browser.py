@@ -68,6 +68,12 @@ def test_signing_in_and_out(
     assert browser.COOKIE_NAME not in page.evaluate("() => document.cookie")
     assert_accessible(page)
     screenshot(page, "console-home")
+    response = page.goto(f"{live_server.url}/console/no-such-page")
+    assert response.status == 404 and "Page not found" in page.inner_text("h1")
+    assert_accessible(page)
+    response = page.goto(f"{live_server.url}/console/admin/audit")  # a coordinator is no admin
+    assert response.status == 403 and "Not allowed" in page.inner_text("h1")
+    assert_accessible(page)
     sign_out(page)
     assert "/console/sign-in" in page.url and "You have signed out." in page.inner_text("main")
     page.goto(f"{live_server.url}/console/account")

@@ -390,3 +390,16 @@ def _table_counts(dbsession: Session) -> dict[str, Any]:
     counts["passwords"] = sorted(dbsession.execute(select(User.username, User.password_hash)).all(), key=str)
     counts["grant_ids"] = sorted(dbsession.scalars(select(Grant.id)))
     return counts
+
+
+def test_signing_out_of_an_ended_sign_in_leads_to_the_form(
+    testapp: webtest.TestApp, accounts: Any, dbsession: Session
+) -> None:
+    user = person(accounts)
+    session_id = sign_in(testapp, accounts, user)
+    token = csrf_in(testapp.get("/console/", headers=HTML))
+    services.revoke_sessions(dbsession, AuthSession.id == session_id, "revoked by an admin")
+    dbsession.flush()
+    response = testapp.post("/console/sign-out", {"csrf_token": token}, headers=HTML)
+    assert response.status_int == 303 and "/console/sign-in?next=" in response.headers["Location"]
+    assert browser.COOKIE_NAME + "=;" in set_cookie_header(response, browser.COOKIE_NAME).replace('""', "")

@@ -103,6 +103,10 @@ def console_not_found(exc: HTTPException, request: Request) -> Response:
 @exception_view_config(BadCSRFToken, path_info=CONSOLE_PATHS)
 @exception_view_config(BadCSRFOrigin, path_info=CONSOLE_PATHS)
 def console_bad_csrf(exc: HTTPException, request: Request) -> Response:
+    route = request.matched_route.name if request.matched_route is not None else None
+    if route == "console.signout" and request.identity is None:
+        # Signing out of a sign-in that has already ended (its page held that sign-in's token).
+        return signin_redirect(request)
     audit.record_refusal(request, "console.csrf_refused", target=f"{request.method} {request.path}")
     return error_page(
         request,

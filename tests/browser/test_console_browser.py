@@ -200,6 +200,11 @@ def test_instruments_and_retiring_one(
     screenshot(page, "console-instruments")
     page.click("table a")
     assert_accessible(page)
+    # On a tablet's screen too: nothing wider than the screen but the tables, which scroll inside.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.goto(f"{live_server.url}/console/instruments")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    page.go_back()
     with page.expect_navigation():
         page.click("text=Retire this instrument")
     assert asked and asked[0].startswith("Retire this instrument?")

@@ -19,15 +19,17 @@ from typing import Any
 
 import pytest
 import webtest
+from console_support import csrf_for, csrf_in, start_console_session
 from instrument_samples import minimal_definition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_sync_support import make_conflict, make_field_conflict
 
-from surveykit.accounts import passwords
+from surveykit.accounts import browser, passwords
 from surveykit.accounts import services as accounts_services
 from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.audit.models import AuditEvent
+from surveykit.console.routes import ROUTES as CONSOLE_ROUTES
 from surveykit.instruments import services as instruments
 from surveykit.security import Permission
 
@@ -56,6 +58,8 @@ READERS_KE = (
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
 NOBODY: frozenset[str] = frozenset()
+# The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
+PEOPLE = AUTHENTICATED - DEVICES
 
 # (route name, request method) -> the callers that are not refused (neither 401 nor 403).
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
@@ -125,6 +129,35 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("health", "GET"): EVERYONE,
     ("api_docs", "GET"): EVERYONE,
     ("api_docs_static", "GET"): EVERYONE,
+    # The web console (surveykit/console/routes.py). Callers are browsers: a signed-in person sends
+    # the sign-in cookie, a tablet its bearer token (which the console ignores). A refused anonymous
+    # browser is sent to the sign-in form, a refused person gets an HTML 403.
+    ("console.root", "GET"): EVERYONE,
+    ("console.static", "GET"): EVERYONE,
+    ("console.signin", "GET"): EVERYONE,
+    ("console.signin", "POST"): EVERYONE,
+    ("console.signout", "POST"): EVERYONE,
+    ("console.home", "GET"): PEOPLE,
+    ("console.account", "GET"): PEOPLE,
+    ("console.password", "GET"): PEOPLE,
+    ("console.password", "POST"): PEOPLE,
+    ("console.users", "GET"): GLOBAL_ADMIN,
+    ("console.users", "POST"): GLOBAL_ADMIN,
+    ("console.user", "GET"): GLOBAL_ADMIN,
+    ("console.user_grants", "POST"): GLOBAL_ADMIN,
+    ("console.user_grant_revoke", "POST"): GLOBAL_ADMIN,
+    ("console.user_deactivate", "POST"): GLOBAL_ADMIN,
+    ("console.user_password", "POST"): GLOBAL_ADMIN,
+    ("console.user_unlock", "POST"): GLOBAL_ADMIN,
+    ("console.audit", "GET"): GLOBAL_ADMIN,
+    ("console.exports", "GET"): PEOPLE,
+    ("console.export_country", "GET"): frozenset(
+        {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+    ),
+    ("console.export_study", "GET"): STUDY_ADMINS,
+    ("console.instruments", "GET"): PEOPLE,
+    ("console.instrument", "GET"): PEOPLE,
+    ("console.instrument_retire", "POST"): PUBLISHERS,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -206,6 +239,14 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
     ("export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
+    # The console's pages over the same resources: the same answers.
+    ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
+    ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
+    ("console.export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
+    ("console.instrument", "GET", "other_study"): GLOBAL_ADMIN,
+    ("console.instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
+    ("console.instrument", "GET", "shared"): PEOPLE,
+    ("console.instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
 }
 
 PASSWORD = "matrix password 1"
@@ -229,6 +270,7 @@ class Call:
     method: str
     url: str
     json: Any = None
+    form: dict[str, str] | None = None  # a console form (the caller's CSRF token is added)
 
 
 class World:
@@ -305,6 +347,16 @@ class World:
             return {"Authorization": f"Bearer {pair.access_token}"}
         return {"Authorization": f"Bearer {self.accounts.token(self.users[caller])}"}
 
+    def browser(self, caller: str) -> tuple[dict[str, str], str | None]:
+        """A console request's headers for ``caller`` (a fresh sign-in each time) and its CSRF token."""
+        headers = {"Accept": "text/html"}
+        if caller == "anonymous":
+            return headers, None
+        if caller in DEVICES:
+            return {**headers, **self.headers(caller)}, None
+        cookie, session_id = start_console_session(self.accounts, self.users[caller])
+        return {**headers, "Cookie": f"{browser.COOKIE_NAME}={cookie}"}, csrf_for(self.accounts, session_id)
+
     def refresh_token(self) -> str:
         pair = accounts_services.start_session(
             self.session, self.login_user, self.accounts.tokens, self.accounts.policy
@@ -328,6 +380,10 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
     slug = INSTRUMENTS[scope]
     base = f"/api/v1/instruments/{slug}"
     return {
+        ("console.instrument", "GET"): lambda w: Call("GET", f"/console/instruments/{slug}"),
+        ("console.instrument_retire", "POST"): lambda w: Call(
+            "POST", f"/console/instruments/{slug}/retire", form={}
+        ),
         ("instrument", "GET"): lambda w: Call("GET", base),
         ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
         ("instrument_record_schema", "GET"): lambda w: Call("GET", f"{base}/versions/1/record-schema"),
@@ -416,6 +472,22 @@ def _free_study(w: World) -> str:
 
     taken = {s.slug for s in studies.list_studies(w.session)}
     return _free_code(taken, [f"matrix-{n}" for n in range(100)])
+
+
+def _free_username(w: World) -> str:
+    taken = {user.username for user in accounts_services.list_users(w.session)}
+    return _free_code(taken, [f"m-new-{n}" for n in range(1000)])
+
+
+def _spare_user(w: World) -> str:
+    """A new account made for one call (deactivated or given a new password by it)."""
+    return w.accounts.user(_free_username(w), "fieldworker", "ocsea", ["KE"]).username
+
+
+def _spare_grant(w: World) -> int:
+    grant = accounts_services.add_grant(w.session, w.targets["ke"], "analyst", "ocsea", ["KH"], "tests")
+    w.session.flush()
+    return grant.id
 
 
 def _study_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
@@ -554,6 +626,52 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
     ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
+    **{
+        ("console.root", "GET"): lambda w: Call("GET", "/"),
+        ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
+        ("console.signin", "GET"): lambda w: Call("GET", "/console/sign-in"),
+        ("console.signin", "POST"): lambda w: Call(
+            "POST", "/console/sign-in", form={"username": "m-login", "password": PASSWORD}
+        ),
+        ("console.signout", "POST"): lambda w: Call("POST", "/console/sign-out", form={}),
+        ("console.home", "GET"): lambda w: Call("GET", "/console/"),
+        ("console.account", "GET"): lambda w: Call("GET", "/console/account"),
+        ("console.password", "GET"): lambda w: Call("GET", "/console/account/password"),
+        # The matrix's people have no password: the form answers "not your current password" (422).
+        ("console.password", "POST"): lambda w: Call(
+            "POST",
+            "/console/account/password",
+            form={"current_password": "x", "new_password": PASSWORD * 2, "confirm_password": PASSWORD * 2},
+        ),
+        ("console.users", "GET"): lambda w: Call("GET", "/console/admin/users"),
+        ("console.users", "POST"): lambda w: Call(
+            "POST", "/console/admin/users", form={"username": _free_username(w), "password": PASSWORD}
+        ),
+        ("console.user", "GET"): lambda w: Call("GET", "/console/admin/users/m-target-ke"),
+        ("console.user_grants", "POST"): lambda w: Call(
+            "POST",
+            "/console/admin/users/m-target-ke/grants",
+            form={"role": "analyst", "study": "ocsea", "countries": "KE"},
+        ),
+        ("console.user_grant_revoke", "POST"): lambda w: Call(
+            "POST", f"/console/admin/users/m-target-ke/grants/{_spare_grant(w)}/revoke", form={}
+        ),
+        ("console.user_deactivate", "POST"): lambda w: Call(
+            "POST", f"/console/admin/users/{_spare_user(w)}/deactivate", form={}
+        ),
+        ("console.user_password", "POST"): lambda w: Call(
+            "POST", f"/console/admin/users/{_spare_user(w)}/password", form={}
+        ),
+        ("console.user_unlock", "POST"): lambda w: Call(
+            "POST", "/console/admin/users/m-target-ke/unlock", form={}
+        ),
+        ("console.audit", "GET"): lambda w: Call("GET", "/console/admin/audit?action=auth.*"),
+        ("console.exports", "GET"): lambda w: Call("GET", "/console/exports"),
+        ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/KE.xlsx"),
+        ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/ocsea/ALL.xlsx"),
+        ("console.instruments", "GET"): lambda w: Call("GET", "/console/instruments"),
+        **{key: call for key, call in _instrument_calls("ocsea").items() if key[0].startswith("console.")},
+    },
 }
 
 SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
@@ -577,10 +695,15 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     },
     "sync_tz": _sync_calls("ocsea", "TZ"),
     "sync_other_study": _sync_calls("other", "KE"),
-    "export_tz": {("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx")},
+    "export_tz": {
+        ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx"),
+        ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/TZ.xlsx"),
+    },
     "export_other_study": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/other/KE.xlsx"),
         ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/other/ALL.xlsx"),
+        ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
+        ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
     },
 }
 
@@ -628,11 +751,15 @@ def test_the_matrix_covers_exactly_the_apps_routes(app: Any) -> None:
         assert (route, method) in SCENARIO_CALLS[scenario]
 
 
-def test_every_api_view_declares_an_explicit_permission(app: Any) -> None:
+def test_every_view_declares_an_explicit_permission(app: Any) -> None:
+    """API routes under /api/, console routes named console.* (all from the console's route list)."""
     routes = app_routes(app)
     api = {key: view for key, view in routes.items() if view["pattern"].startswith("/api/")}
-    assert len(api) == len(routes) >= 15
-    for (route, method), view in api.items():
+    console = {key: view for key, view in routes.items() if key[0].startswith(browser.CONSOLE_ROUTE_PREFIX)}
+    assert len(api) >= 15 and len(console) >= 7
+    assert len(api) + len(console) == len(routes)
+    assert {route for route, _ in console} == {route.name for route in CONSOLE_ROUTES}
+    for (route, method), view in routes.items():
         assert view["permission"] is not None, f"{route} {method} declares no permission"
         assert view["permission"] in set(Permission) - {Permission.UNDECLARED}, f"{route} {method}"
 
@@ -660,6 +787,55 @@ def _send(testapp: webtest.TestApp, call: Call, headers: dict[str, str]) -> webt
             expect_errors=True,
         )
     return testapp.request(call.url, method=call.method, headers=headers, expect_errors=True)
+
+
+def _check_console(
+    testapp: webtest.TestApp,
+    dbsession: Session,
+    world: World,
+    build: Callable[[World], Call],
+    allowed: frozenset[str],
+) -> list[str]:
+    """Console routes: allowed callers get a page, a download or a redirect onwards; refused
+    anonymous browsers (and tablets) are sent to the sign-in form; refused people get an HTML 403
+    page, and the refusal is audited."""
+    problems = []
+    for caller in CALLERS:
+        call = build(world)
+        headers, csrf = world.browser(caller)
+        refusals_before = _refusals(dbsession)
+        if call.form is not None:
+            form = {**call.form, **({"csrf_token": csrf} if csrf else {})}
+            if caller == "anonymous" or caller in DEVICES:
+                # A signed-out browser holds the token of its sign-in form.
+                page = testapp.get("/console/sign-in", headers={"Accept": "text/html"})
+                form["csrf_token"] = csrf_in(page)
+            response = testapp.post(call.url, form, headers=headers, expect_errors=True)
+            testapp.reset()
+        else:
+            response = testapp.request(call.url, method=call.method, headers=headers, expect_errors=True)
+        status = response.status_int
+        location = response.headers.get("Location", "")
+        label = f"{caller}: {call.method} {call.url} -> {status} {location}"
+        sent_to_signin = status == 303 and "/console/sign-in?next=" in location
+        refused = sent_to_signin or status in (401, 403)
+        if response.content_type == "application/json" and call.url != "/":
+            problems.append(f"{label}: a console route answered JSON")
+        if caller in allowed:
+            # A form answered with its errors (422) got past the permission and CSRF checks.
+            if refused or (status >= 400 and status != 422):
+                problems.append(f"{label}, expected to be allowed ({response.text[:200]})")
+            continue
+        if not refused:
+            problems.append(f"{label}, expected a refusal")
+        elif caller == "anonymous" or caller in DEVICES:
+            if not sent_to_signin:
+                problems.append(f"{label}, expected a redirect to the sign-in form")
+        elif status != 403 or response.content_type != "text/html":
+            problems.append(f"{label}, expected an HTML 403 page")
+        elif _refusals(dbsession) <= refusals_before:
+            problems.append(f"{label}: the refusal was not audited")
+    return problems
 
 
 def _check(
@@ -707,9 +883,19 @@ def _check(
 def test_route_matrix(
     route: str, method: str, testapp: webtest.TestApp, dbsession: Session, world: World
 ) -> None:
-    problems = _check(
-        testapp, dbsession, world, CALLS[(route, method)], EXPECTED[(route, method)], success_expected=True
-    )
+    if route.startswith(browser.CONSOLE_ROUTE_PREFIX):
+        problems = _check_console(
+            testapp, dbsession, world, CALLS[(route, method)], EXPECTED[(route, method)]
+        )
+    else:
+        problems = _check(
+            testapp,
+            dbsession,
+            world,
+            CALLS[(route, method)],
+            EXPECTED[(route, method)],
+            success_expected=True,
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -717,14 +903,11 @@ def test_route_matrix(
 def test_route_matrix_out_of_scope(
     route: str, method: str, scenario: str, testapp: webtest.TestApp, dbsession: Session, world: World
 ) -> None:
-    problems = _check(
-        testapp,
-        dbsession,
-        world,
-        SCENARIO_CALLS[scenario][(route, method)],
-        OUT_OF_SCOPE[(route, method, scenario)],
-        success_expected=True,
-    )
+    build, allowed = SCENARIO_CALLS[scenario][(route, method)], OUT_OF_SCOPE[(route, method, scenario)]
+    if route.startswith(browser.CONSOLE_ROUTE_PREFIX):
+        problems = _check_console(testapp, dbsession, world, build, allowed)
+    else:
+        problems = _check(testapp, dbsession, world, build, allowed, success_expected=True)
     assert not problems, "\n".join(problems)
 
 

@@ -1,0 +1,62 @@
+"""Every route of the web console, in one list: the app registers them from here and the route
+matrix (tests/test_route_matrix.py) checks that each one has a decision for every caller.
+
+A route's name starts with ``console.`` (``surveykit.accounts.browser.CONSOLE_ROUTE_PREFIX``): the
+security policy reads the sign-in cookie on those routes only. Its factory is the context whose ACL
+the view's permission is checked against, as for the API: reuse the domain package's resource
+(for example ``CountryExportResource``) so that a page and its API route cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from surveykit.accounts import AccountResource, PublicResource, UsersResource
+from surveykit.audit import AuditResource
+from surveykit.console.resources import ConsoleHomeResource, InstrumentsPageResource
+from surveykit.exports import CountryExportResource, StudyExportResource
+from surveykit.instruments import InstrumentResource
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    name: str
+    pattern: str
+    factory: Callable[[Any], Any]
+
+
+ROUTES: tuple[ConsoleRoute, ...] = (
+    # Everyone (surveykit/console/account.py)
+    ConsoleRoute("console.root", "/", PublicResource),
+    ConsoleRoute("console.static", "/console/static/{subpath:.+}", PublicResource),
+    ConsoleRoute("console.signin", "/console/sign-in", PublicResource),
+    ConsoleRoute("console.signout", "/console/sign-out", PublicResource),
+    ConsoleRoute("console.home", "/console/", ConsoleHomeResource),
+    ConsoleRoute("console.account", "/console/account", AccountResource),
+    ConsoleRoute("console.password", "/console/account/password", AccountResource),
+    # Admins (surveykit/console/admin.py, audit.py)
+    ConsoleRoute("console.users", "/console/admin/users", UsersResource),
+    ConsoleRoute("console.user", "/console/admin/users/{username}", UsersResource),
+    ConsoleRoute("console.user_grants", "/console/admin/users/{username}/grants", UsersResource),
+    ConsoleRoute(
+        "console.user_grant_revoke",
+        "/console/admin/users/{username}/grants/{grant_id:[0-9]{1,18}}/revoke",
+        UsersResource,
+    ),
+    ConsoleRoute("console.user_deactivate", "/console/admin/users/{username}/deactivate", UsersResource),
+    ConsoleRoute("console.user_password", "/console/admin/users/{username}/password", UsersResource),
+    ConsoleRoute("console.user_unlock", "/console/admin/users/{username}/unlock", UsersResource),
+    ConsoleRoute("console.audit", "/console/admin/audit", AuditResource),
+    # Analysts (surveykit/console/exports.py)
+    ConsoleRoute("console.exports", "/console/exports", AccountResource),
+    ConsoleRoute("console.export_study", "/console/exports/{study}/ALL.xlsx", StudyExportResource),
+    ConsoleRoute(
+        "console.export_country", "/console/exports/{study}/{country:[A-Z]{2}}.xlsx", CountryExportResource
+    ),
+    # Instruments (surveykit/console/instruments.py); the studio's pages will sit next to these
+    ConsoleRoute("console.instruments", "/console/instruments", InstrumentsPageResource),
+    ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
+    ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
+)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,21 @@ from surveykit.audit.schemas import AuditQuerySchema
 from surveykit.errors import ErrorCode
 from surveykit.exports.views import ExportQuerySchema
 from surveykit.instruments import schemas as instrument_schemas
+from surveykit.openapi_console import CONSOLE_OPERATIONS
+from surveykit.openapi_shapes import (
+    ANY_OBJECT,
+    BOOL,
+    DATETIME,
+    INT,
+    JSON,
+    NULLABLE_DATETIME,
+    NULLABLE_STR,
+    STR,
+    Operation,
+    Reply,
+)
+from surveykit.openapi_shapes import list_of as _list_of
+from surveykit.openapi_shapes import obj as _obj
 from surveykit.participants import schemas as participant_schemas
 from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
@@ -41,7 +55,6 @@ from surveykit.sync import schemas as sync_schemas
 from surveykit.sync.push import RESULTS
 
 OPENAPI_VERSION = "3.1.0"
-JSON = "application/json"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
 
@@ -193,23 +206,6 @@ ERROR_ENVELOPE = {
     },
 }
 
-
-def _obj(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    """An object with these keys always present (and maybe more: clients must ignore unknown keys)."""
-    return {"type": "object", "required": list(required), "properties": {**required, **optional}}
-
-
-def _list_of(key: str, item: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    return _obj({key: {"type": "array", "items": item}}, **optional)
-
-
-STR = {"type": "string"}
-INT = {"type": "integer"}
-BOOL = {"type": "boolean"}
-DATETIME = {"type": "string", "format": "date-time"}
-NULLABLE_STR = {"type": ["string", "null"]}
-NULLABLE_DATETIME = {"type": ["string", "null"], "format": "date-time"}
-ANY_OBJECT = {"type": "object"}
 
 TOKEN_PAIR = _obj(
     {
@@ -471,33 +467,6 @@ FIELD_CONFLICT_PAGE = _obj(
 
 
 # -------------------------------------------------------------------------------- the operations
-
-
-@dataclass(frozen=True)
-class Reply:
-    description: str
-    schema: dict[str, Any] | None = None
-    media_type: str | None = JSON
-    headers: tuple[str, ...] = ()
-    # OpenAPI links: name -> (operationId, parameters as runtime expressions). They tell clients,
-    # and the stateful fuzzing of tests/test_schemathesis.py, where a created thing can be used next.
-    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What the views do not expose about one (route, method)."""
-
-    summary: str
-    tag: str
-    success: dict[int, Reply]
-    body: Callable[[], colander.SchemaNode] | dict[str, Any] | None = None
-    body_media_types: tuple[str, ...] = (JSON,)
-    body_required: bool = True
-    query: Callable[[Any], colander.SchemaNode] | None = None
-    errors: tuple[int, ...] = ()
-    description: str = ""
-    path_patterns: dict[str, str] = field(default_factory=dict)
 
 
 def _pull_query(settings: Any) -> colander.SchemaNode:
@@ -1015,6 +984,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         query=_no_settings(ExportQuerySchema),
     ),
+    # Changing one's password, accounts, progress (surveykit/openapi_console.py).
+    **CONSOLE_OPERATIONS,
 }
 
 

@@ -105,6 +105,8 @@ BODY_SCHEMAS = {
     ("country_blocks_release", "POST"): participant_schemas.BlockReleaseSchema,
     ("conflict_resolve", "POST"): sync_schemas.ResolveSchema,
     ("field_conflict_resolve", "POST"): sync_schemas.FieldResolveSchema,
+    ("me_password", "POST"): accounts_schemas.PasswordChangeSchema,
+    ("user_password", "POST"): accounts_schemas.PasswordResetSchema,
 }
 
 

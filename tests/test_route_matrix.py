@@ -64,6 +64,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("auth_logout", "POST"): EVERYONE,
     ("device_activate", "POST"): EVERYONE,
     ("me", "GET"): AUTHENTICATED,
+    # A tablet's session never changes its owner's password.
+    ("me_password", "POST"): AUTHENTICATED - DEVICES,
+    # Accounts (docs/accounts.md): admins of every study.
+    ("users", "GET"): GLOBAL_ADMIN,
+    ("user", "GET"): GLOBAL_ADMIN,
+    ("user_password", "POST"): GLOBAL_ADMIN,
+    ("user_unlock", "POST"): GLOBAL_ADMIN,
     ("devices", "GET"): AUTHENTICATED,
     ("devices", "POST"): MANAGERS_KE,
     ("device", "DELETE"): MANAGERS_KE,
@@ -83,6 +90,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("study_country", "PATCH"): STUDY_ADMINS,
     ("study_activities", "POST"): STUDY_ADMINS,
     ("study_activity", "PATCH"): STUDY_ADMINS,
+    # The progress dashboard: coordinators, analysts and admins of the study (each sees its countries).
+    ("study_progress", "GET"): frozenset(
+        {"coordinator_ke", "coordinator_tz", "analyst_ke", "study_admin", "global_admin"}
+    ),
     ("participants", "GET"): READERS_KE,
     ("participants", "POST"): MANAGERS_KE,
     ("participants_import", "POST"): MANAGERS_KE,
@@ -170,6 +181,7 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("study_country", "PATCH", "other_study_registry"): GLOBAL_ADMIN,
     ("study_activities", "POST", "other_study_registry"): GLOBAL_ADMIN,
     ("study_activity", "PATCH", "other_study_registry"): GLOBAL_ADMIN,
+    ("study_progress", "GET", "other_study_registry"): GLOBAL_ADMIN,
     ("participants", "GET", "other_study_registry"): GLOBAL_ADMIN,
     ("participants", "POST", "other_study_registry"): GLOBAL_ADMIN,
     ("participants_import", "POST", "other_study_registry"): GLOBAL_ADMIN,
@@ -263,6 +275,8 @@ class World:
             )
             device.activated_at = device.created_at
             self.device_owners[caller], self.devices[caller] = owner, device
+        for user in self.users.values():
+            user.password_hash = _PASSWORD_HASH  # to change their own
         self.login_user = accounts.user("m-login", "analyst", "ocsea", ["KH"])
         self.login_user.password_hash = _PASSWORD_HASH
         for scope, slug in INSTRUMENTS.items():
@@ -408,6 +422,7 @@ def _study_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
         ("study_activity", "PATCH"): lambda w: _with_activity(
             w, study, Call("PATCH", f"{base}/activities/RA1", {"name": "Renamed"})
         ),
+        ("study_progress", "GET"): lambda w: Call("GET", f"{base}/progress"),
     }
 
 
@@ -490,6 +505,15 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         "POST", "/api/v1/devices/activate", {"code": w.pending_device("ke")[1]}
     ),
     ("me", "GET"): lambda w: Call("GET", "/api/v1/me"),
+    ("me_password", "POST"): lambda w: Call(
+        "POST", "/api/v1/me/password", {"current_password": PASSWORD, "new_password": PASSWORD * 2}
+    ),
+    ("users", "GET"): lambda w: Call("GET", "/api/v1/users"),
+    ("user", "GET"): lambda w: Call("GET", "/api/v1/users/m-login"),
+    ("user_password", "POST"): lambda w: Call(
+        "POST", "/api/v1/users/m-login/password", {"password": PASSWORD}
+    ),
+    ("user_unlock", "POST"): lambda w: Call("POST", "/api/v1/users/m-login/unlock"),
     ("devices", "GET"): lambda w: Call("GET", "/api/v1/devices"),
     ("audit", "GET"): lambda w: Call("GET", "/api/v1/audit"),
     ("instruments", "GET"): lambda w: Call("GET", "/api/v1/instruments"),

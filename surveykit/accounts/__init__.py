@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.authorization import Allow, Authenticated, Everyone
+from pyramid.authorization import Allow, Authenticated, Deny, Everyone
 
 from surveykit.security import Permission
 
@@ -19,7 +19,12 @@ class PublicResource:
 
 
 class AccountResource:
-    __acl__ = [(Allow, Authenticated, Permission.ACCOUNT_READ)]
+    # A tablet's session never changes its owner's password: a lost tablet is not its owner.
+    __acl__ = [
+        (Allow, Authenticated, Permission.ACCOUNT_READ),
+        (Deny, "device", Permission.ACCOUNT_UPDATE),
+        (Allow, Authenticated, Permission.ACCOUNT_UPDATE),
+    ]
 
     def __init__(self, request: Any) -> None:
         self.request = request
@@ -38,11 +43,25 @@ class DevicesResource:
         self.request = request
 
 
+class UsersResource:
+    """Accounts are managed by admins of every study."""
+
+    __acl__ = [(Allow, "role:admin:*", Permission.USERS_MANAGE)]
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
 def includeme(config: Any) -> None:
     config.add_route("auth_token", "/api/v1/auth/token", factory=PublicResource)
     config.add_route("auth_refresh", "/api/v1/auth/refresh", factory=PublicResource)
     config.add_route("auth_logout", "/api/v1/auth/logout", factory=PublicResource)
     config.add_route("me", "/api/v1/me", factory=AccountResource)
+    config.add_route("me_password", "/api/v1/me/password", factory=AccountResource)
+    config.add_route("users", "/api/v1/users", factory=UsersResource)
+    config.add_route("user", "/api/v1/users/{username}", factory=UsersResource)
+    config.add_route("user_password", "/api/v1/users/{username}/password", factory=UsersResource)
+    config.add_route("user_unlock", "/api/v1/users/{username}/unlock", factory=UsersResource)
     config.add_route("devices", "/api/v1/devices", factory=DevicesResource)
     config.add_route("device_activate", "/api/v1/devices/activate", factory=PublicResource)
     config.add_route("device", "/api/v1/devices/{device_id}", factory=DevicesResource)

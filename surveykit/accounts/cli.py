@@ -65,15 +65,26 @@ def users_list(obj: Any, as_json: bool) -> None:
     with obj.session() as session:
         rows = [["username", "status", "grants"]]
         described = []
+        locked = services.locked_accounts(session, _policy(obj))
         for user in services.list_users(session):
             grants = [services.describe_grant(session, grant) for grant in user.grants]
-            described.append({"username": user.username, "active": user.active, "grants": grants})
+            locked_until = locked.get(user.username)
+            described.append(
+                {
+                    "username": user.username,
+                    "active": user.active,
+                    "locked_until": locked_until.isoformat() if locked_until else None,
+                    "grants": grants,
+                }
+            )
             text = "; ".join(
                 f"#{g['id']} {g['role']} {g['study']}:"
                 f"{','.join(g['countries']) if isinstance(g['countries'], list) else '*'}"
                 for g in grants
             )
             status = "active" if user.active else "deactivated"
+            if locked_until is not None:
+                status += f", locked until {locked_until:%H:%M} UTC"
             rows.append([user.username, status, text or "-"])
     if as_json:
         echo_json({"users": described})
@@ -145,6 +156,66 @@ def users_deactivate(obj: Any, username: str) -> None:
     except services.AccountError as exc:
         raise _fail(exc) from exc
     click.echo(f"{username} deactivated")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+@click.pass_obj
+def users_set_password(obj: Any, username: str, generate: bool) -> None:
+    """Give USERNAME a new password (asked twice, or generated): their login sessions end and their
+    lockouts are cleared; their tablets keep working."""
+    obj.require_schema()
+    password = None if generate else click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with obj.session() as session:
+            user = services.get_user(session, username)
+            reset = services.reset_password(session, user, password, _policy(obj))
+            audit.record(
+                session,
+                "user.password_reset",
+                actor=operator(),
+                target=username,
+                details={
+                    "generated": reset.generated is not None,
+                    "sessions_ended": reset.sessions_ended,
+                    "lockouts_cleared": reset.lockouts_cleared,
+                },
+            )
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"password of {username} changed; {reset.sessions_ended} login session(s) ended")
+    if reset.generated is not None:
+        click.echo(f"password (shown once): {reset.generated}")
+
+
+@users_group.command("unlock")
+@click.argument("username")
+@click.pass_obj
+def users_unlock(obj: Any, username: str) -> None:
+    """Clear USERNAME's login lockout, from every address."""
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            user = services.get_user(session, username)
+            was_locked = services.account_lock_state(session, username, _policy(obj))
+            cleared = services.unlock_account(session, user)
+            audit.record(
+                session,
+                "user.unlock",
+                actor=operator(),
+                target=username,
+                details={
+                    "was_locked_until": was_locked.isoformat() if was_locked else None,
+                    "lockouts_cleared": cleared,
+                },
+            )
+    except services.AccountError as exc:
+        raise _fail(exc) from exc
+    if was_locked:
+        click.echo(f"{username} unlocked (was locked until {was_locked:%Y-%m-%d %H:%M:%S} UTC)")
+    else:
+        click.echo(f"{username} was not locked; {cleared} attempt counter(s) cleared")
 
 
 def ensure_first_admin(session: Any, policy: services.AccountPolicy, password: str) -> tuple[str, str] | None:

@@ -58,3 +58,16 @@ class ActivateSchema(_Strict):
 
 class DeviceQuerySchema(_Strict):
     username = _text("username", 64, missing=None)
+
+
+class PasswordChangeSchema(_Strict):
+    # Not stripped or shortened, as at login.
+    current_password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))
+    new_password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))
+
+
+class PasswordResetSchema(_Strict):
+    # Missing: the server generates one and answers it once.
+    password = colander.SchemaNode(
+        colander.String(), validator=colander.Length(min=1, max=1024), missing=None
+    )

@@ -787,3 +787,133 @@ def describe_device(device: Device, username: str, slugs: dict[int, str]) -> dic
             else None
         ),
     }
+
+
+# ------------------------------------------------------------------ passwords and lockouts by hand
+
+
+class PasswordChangeRefused(Exception):
+    """The current password given to change one's own was wrong (``reason`` ``bad_password``), or
+    too many wrong ones were given from this address (``locked``, with ``locked_until``).
+
+    The attempt has been counted in the session: callers must commit it (answer, don't raise)."""
+
+    def __init__(self, reason: str, locked_until: datetime | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.locked_until = locked_until
+
+
+def _staff_sessions_of(user: User) -> Any:
+    # Tablets' sessions come from enrolment, not from the password: they are not ended here.
+    return (AuthSession.user_id == user.id) & AuthSession.device_id.is_(None)
+
+
+def change_own_password(
+    session: Session,
+    user: User,
+    current: str,
+    new: str,
+    policy: AccountPolicy,
+    keep_session_id: str | None = None,
+    *,
+    client_addr: str | None = None,
+    throttle_policy: throttle.ThrottlePolicy | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Set ``user``'s password to ``new`` after checking ``current``; returns how many of the
+    user's other login sessions were ended (every one but ``keep_session_id``; tablets keep theirs).
+
+    The new password must meet the policy (``AccountError`` with field ``new_password``, nothing
+    counted). The current password is checked like a login: the attempt counts against the
+    account's lockout for ``client_addr`` and the address's login throttle (``throttle.Throttled``),
+    and a locked account is refused unverified. A wrong or refused one raises
+    ``PasswordChangeRefused`` with the attempt counted: commit the session all the same.
+    """
+    now = now or utcnow()
+    try:
+        passwords.check_password_rules(new, policy.password_min_length)
+    except passwords.PasswordRejected as exc:
+        raise AccountError(str(exc), "new_password") from exc
+    address = throttle.address_key(client_addr)
+    if throttle_policy is not None:
+        throttle.count_address(session, throttle.LOGIN, address, throttle_policy, now)
+    attempt = throttle.count_attempt(
+        session,
+        throttle.LOCKOUT,
+        address,
+        user.username,
+        window_seconds=policy.lockout_seconds,
+        now=now,
+        restart_at=policy.lockout_threshold,
+    )
+    if attempt.attempts > policy.lockout_threshold:
+        raise PasswordChangeRefused("locked", attempt.window_ends_at)
+    if not passwords.verify_password(user.password_hash, current):
+        if attempt.attempts == policy.lockout_threshold:
+            raise PasswordChangeRefused("locked_now", attempt.window_ends_at)
+        raise PasswordChangeRefused("bad_password")
+    throttle.forget(session, throttle.LOCKOUT, address, user.username)
+    user.password_hash = passwords.hash_password(new)
+    others = _staff_sessions_of(user)
+    if keep_session_id is not None:
+        others = others & (AuthSession.id != keep_session_id)
+    return revoke_sessions(session, others, "password changed", now)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    # The generated password (shown once), or None when the admin chose it.
+    generated: str | None
+    sessions_ended: int
+    lockouts_cleared: int
+
+
+def reset_password(
+    session: Session, user: User, new: str | None, policy: AccountPolicy, now: datetime | None = None
+) -> PasswordReset:
+    """An admin gives ``user`` a new password (``new``, or a generated one when None): every login
+    session of the user ends (tablets keep theirs), and the account's lockouts are cleared, since
+    they counted guesses at the old password."""
+    generated = generate_password() if new is None else None
+    set_password(user, generated or new, policy)
+    ended = revoke_sessions(session, _staff_sessions_of(user), "password reset", now)
+    cleared = unlock_account(session, user)
+    return PasswordReset(generated, ended, cleared)
+
+
+def unlock_account(session: Session, user: User) -> int:
+    """Clear the account's login lockout from every address; returns how many counters went."""
+    return throttle.forget_account(session, throttle.LOCKOUT, user.username)
+
+
+def account_lock_state(
+    session: Session, username: str, policy: AccountPolicy, now: datetime | None = None
+) -> datetime | None:
+    """Until when ``username`` is locked from some address (the latest such time), or None."""
+    return locked_accounts(session, policy, [username], now).get(username)
+
+
+def locked_accounts(
+    session: Session, policy: AccountPolicy, usernames: list[str] | None = None, now: datetime | None = None
+) -> dict[str, datetime]:
+    """Username -> until when it is locked from some address, for the accounts locked now (of
+    ``usernames``, or all), in one query."""
+    return throttle.locked_until(
+        session, throttle.LOCKOUT, policy.lockout_threshold, now or utcnow(), usernames
+    )
+
+
+def describe_user(session: Session, user: User, locked_until: datetime | None) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "active": user.active,
+        "created_at": user.created_at.isoformat(),
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+        "locked_until": locked_until.isoformat() if locked_until else None,
+        "grants": [describe_grant(session, grant) for grant in user.grants],
+    }

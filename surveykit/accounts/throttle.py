@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, literal, select, tuple_
+from sqlalchemy import case, delete, func, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -178,3 +178,31 @@ def purge_due() -> bool:
             return False
         _next_purge = now + PURGE_INTERVAL
         return True
+
+
+def forget_account(session: Session, kind: str, username: str) -> int:
+    """Delete the account's counters of ``kind`` from every address; returns how many went."""
+    return session.execute(
+        delete(AttemptCounter)
+        .where(AttemptCounter.kind == kind, AttemptCounter.username == username)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def locked_until(
+    session: Session, kind: str, threshold: int, now: datetime, usernames: list[str] | None = None
+) -> dict[str, datetime]:
+    """Username -> the latest end of a window in which it reached ``threshold`` attempts from some
+    address, for the windows still running (the accounts locked now)."""
+    statement = (
+        select(AttemptCounter.username, func.max(AttemptCounter.window_ends_at))
+        .where(
+            AttemptCounter.kind == kind,
+            AttemptCounter.attempts >= threshold,
+            AttemptCounter.window_ends_at > now,
+        )
+        .group_by(AttemptCounter.username)
+    )
+    if usernames is not None:
+        statement = statement.where(AttemptCounter.username.in_(usernames))
+    return {username: until for username, until in session.execute(statement)}

@@ -364,3 +364,140 @@ def reenrol(request: Request) -> dict[str, Any]:
         request, "device.reenrol", target=device.id, owner=owner.username, label=device.label
     )
     return _enrolment_answer(request, device, owner.username, code)
+
+
+# -------------------------------------------------------------------------------------- passwords
+
+
+@view_config(
+    route_name="me_password", request_method="POST", renderer="json", permission=Permission.ACCOUNT_UPDATE
+)
+def change_own_password(request: Request) -> Any:
+    """The caller's new password; the caller's other login sessions end, this one goes on."""
+    body = json_body(request, schemas.PasswordChangeSchema())
+    identity: Identity = request.identity
+    user = request.dbsession.get(User, identity.user_id)
+    try:
+        ended = services.change_own_password(
+            request.dbsession,
+            user,
+            body["current_password"],
+            body["new_password"],
+            _policy(request),
+            keep_session_id=identity.session_id,
+            client_addr=request.remote_addr,
+            throttle_policy=_throttle(request),
+        )
+    except services.AccountError as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
+        ) from exc
+    except throttle.Throttled as throttled:
+        return _throttled_response(request, throttled)
+    except services.PasswordChangeRefused as refused:
+        # Answered, not raised: the counted attempt and its audit event must commit.
+        audit.record_in_request(
+            request, "user.password_change", outcome="refused", target=user.username, reason=refused.reason
+        )
+        if refused.locked_until is not None:
+            retry_after = max(1, int((refused.locked_until - utcnow()).total_seconds()))
+            return error_response(
+                429,
+                ErrorCode.ACCOUNT_LOCKED,
+                f"too many wrong passwords: try again in {retry_after} seconds",
+                [field_error("current_password", "too many wrong passwords")],
+                headers={"Retry-After": str(retry_after)},
+            )
+        return error_response(
+            422,
+            ErrorCode.INVALID_INPUT,
+            "the current password is wrong",
+            [field_error("current_password", "wrong password")],
+        )
+    audit.record_in_request(request, "user.password_change", target=user.username, sessions_ended=ended)
+    return {"username": user.username, "sessions_ended": ended}
+
+
+# ------------------------------------------------------------------------------- users (admins)
+
+
+def _named_user(request: Request) -> User:
+    username = request.matchdict["username"]
+    user = (
+        request.dbsession.scalar(select(User).where(User.username == username))
+        if len(username) <= 64
+        else None
+    )
+    if user is None:
+        raise APIError(
+            404,
+            ErrorCode.USER_NOT_FOUND,
+            f"no user {username!r}",
+            [field_error("username", "unknown user", "path")],
+        )
+    return user
+
+
+@view_config(route_name="users", request_method="GET", renderer="json", permission=Permission.USERS_MANAGE)
+def list_users(request: Request) -> dict[str, Any]:
+    locked = services.locked_accounts(request.dbsession, _policy(request))
+    return {
+        "users": [
+            services.describe_user(request.dbsession, user, locked.get(user.username))
+            for user in services.list_users(request.dbsession)
+        ]
+    }
+
+
+@view_config(route_name="user", request_method="GET", renderer="json", permission=Permission.USERS_MANAGE)
+def get_user(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    return services.describe_user(request.dbsession, user, locked)
+
+
+@view_config(
+    route_name="user_password", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def reset_password(request: Request) -> dict[str, Any]:
+    """A new password for the account, chosen by the admin or generated (answered once)."""
+    body = json_body(request, schemas.PasswordResetSchema()) if request.body else {"password": None}
+    user = _named_user(request)
+    try:
+        reset = services.reset_password(request.dbsession, user, body["password"], _policy(request))
+    except services.AccountError as exc:
+        raise APIError(422, ErrorCode.INVALID_INPUT, str(exc), [field_error("password", str(exc))]) from exc
+    audit.record_in_request(
+        request,
+        "user.password_reset",
+        target=user.username,
+        generated=reset.generated is not None,
+        sessions_ended=reset.sessions_ended,
+        lockouts_cleared=reset.lockouts_cleared,
+    )
+    answer: dict[str, Any] = {
+        "username": user.username,
+        "sessions_ended": reset.sessions_ended,
+        "lockouts_cleared": reset.lockouts_cleared,
+    }
+    if reset.generated is not None:
+        _secret_response(request)
+        answer["password"] = reset.generated
+    return answer
+
+
+@view_config(
+    route_name="user_unlock", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def unlock(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    was_locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    cleared = services.unlock_account(request.dbsession, user)
+    audit.record_in_request(
+        request,
+        "user.unlock",
+        target=user.username,
+        was_locked_until=was_locked.isoformat() if was_locked else None,
+        lockouts_cleared=cleared,
+    )
+    return services.describe_user(request.dbsession, user, None) | {"lockouts_cleared": cleared}

@@ -7,10 +7,11 @@ from typing import Any
 from pyramid.request import Request
 from pyramid.view import view_config
 
+from surveykit.accounts.identity import grants_coverage
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.security import Permission
-from surveykit.studies import schemas, services
+from surveykit.studies import PROGRESS_ROLES, progress, schemas, services
 from surveykit.studies.models import Study
 from surveykit.web import json_body
 
@@ -145,3 +146,14 @@ def update_activity(request: Request) -> dict[str, Any]:
             request, "study.update_activity", target=f"{study.slug}/{code}", changed=changed
         )
     return services.describe_activity(activity)
+
+
+@view_config(
+    route_name="study_progress", request_method="GET", renderer="json", permission=Permission.PROGRESS_READ
+)
+def study_progress(request: Request) -> dict[str, Any]:
+    """Fieldwork progress of the study, in the countries the caller's grants cover."""
+    study = load_study(request)
+    covered = grants_coverage(request.identity.grants, PROGRESS_ROLES, study.slug)
+    countries = list(covered) if covered is not None else None
+    return progress.study_progress(request.dbsession, study.slug, countries).to_json()

@@ -12,10 +12,11 @@ from typing import Any
 from pyramid.request import Request
 
 from surveykit.accounts.identity import grants_coverage
-from surveykit.console.fieldwork import PROGRESS_ROLES, page_study
+from surveykit.console.fieldwork import page_study
 from surveykit.console.web import console_view
 from surveykit.db import utcnow
 from surveykit.security import Permission
+from surveykit.studies import PROGRESS_ROLES
 from surveykit.studies import progress as study_progress
 from surveykit.studies.progress import CountryProgress
 

@@ -18,14 +18,11 @@ from surveykit.accounts.identity import DEVICE_MANAGING_ROLES, Identity, grants_
 from surveykit.console.web import console_view
 from surveykit.participants import READER_ROLES, WRITER_ROLES
 from surveykit.security import Permission
+from surveykit.studies import PROGRESS_ROLES
 from surveykit.studies import services as studies
 from surveykit.studies.models import Country, Study
 from surveykit.sync import conflict_acl
 from surveykit.sync.push import MANAGER_ROLES
-
-# Who reads a study's progress dashboard (the API's progress endpoint has the same rule).
-PROGRESS_ROLES = frozenset({"coordinator", "analyst", "admin"})
-
 
 def _country_principals(study: str, country: str, roles: tuple[str, ...] | frozenset[str]) -> list[str]:
     return [

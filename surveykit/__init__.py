@@ -39,5 +39,6 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.include("surveykit.exports")
         config.include("surveykit.health")
         config.include("surveykit.openapi")
+        config.include("surveykit.console")
         config.scan("surveykit.errors")
     return config.make_wsgi_app()

@@ -1020,7 +1020,8 @@ def split_pattern(pattern: str) -> tuple[str, dict[str, str | None]]:
 
 
 def app_operations(registry: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    """(route, method) -> {pattern, permission} for every routed view, from the introspector."""
+    """(route, method) -> {pattern, permission} for every routed API view (under /api/; the web
+    console's pages are not API operations), from the introspector."""
     introspector = registry.introspector
     patterns = {
         item["introspectable"]["name"]: item["introspectable"]["pattern"]
@@ -1030,7 +1031,7 @@ def app_operations(registry: Any) -> dict[tuple[str, str], dict[str, Any]]:
     for item in introspector.get_category("views") or []:
         view = item["introspectable"]
         route = view["route_name"]
-        if route is None:
+        if route is None or not patterns[route].startswith("/api/"):
             continue
         methods = view["request_methods"]
         methods = ("*",) if methods is None else (methods,) if isinstance(methods, str) else methods

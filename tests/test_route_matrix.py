@@ -19,15 +19,17 @@ from typing import Any
 
 import pytest
 import webtest
+from console_support import csrf_for, csrf_in, start_console_session
 from instrument_samples import minimal_definition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_sync_support import make_conflict, make_field_conflict
 
-from surveykit.accounts import passwords
+from surveykit.accounts import browser, passwords
 from surveykit.accounts import services as accounts_services
 from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.audit.models import AuditEvent
+from surveykit.console.routes import ROUTES as CONSOLE_ROUTES
 from surveykit.instruments import services as instruments
 from surveykit.security import Permission
 
@@ -56,6 +58,8 @@ READERS_KE = (
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
 NOBODY: frozenset[str] = frozenset()
+# The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
+PEOPLE = AUTHENTICATED - DEVICES
 
 # (route name, request method) -> the callers that are not refused (neither 401 nor 403).
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
@@ -121,6 +125,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("health", "GET"): EVERYONE,
     ("api_docs", "GET"): EVERYONE,
     ("api_docs_static", "GET"): EVERYONE,
+    # The web console (surveykit/console/routes.py). Callers are browsers: a signed-in person sends
+    # the sign-in cookie, a tablet its bearer token (which the console ignores). A refused anonymous
+    # browser is sent to the sign-in form, a refused person gets an HTML 403.
+    ("console.root", "GET"): EVERYONE,
+    ("console.static", "GET"): EVERYONE,
+    ("console.signin", "GET"): EVERYONE,
+    ("console.signin", "POST"): EVERYONE,
+    ("console.signout", "POST"): EVERYONE,
+    ("console.home", "GET"): PEOPLE,
+    ("console.account", "GET"): PEOPLE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -225,6 +239,7 @@ class Call:
     method: str
     url: str
     json: Any = None
+    form: dict[str, str] | None = None  # a console form (the caller's CSRF token is added)
 
 
 class World:
@@ -300,6 +315,16 @@ class World:
             self.session.flush()
             return {"Authorization": f"Bearer {pair.access_token}"}
         return {"Authorization": f"Bearer {self.accounts.token(self.users[caller])}"}
+
+    def browser(self, caller: str) -> tuple[dict[str, str], str | None]:
+        """A console request's headers for ``caller`` (a fresh sign-in each time) and its CSRF token."""
+        headers = {"Accept": "text/html"}
+        if caller == "anonymous":
+            return headers, None
+        if caller in DEVICES:
+            return {**headers, **self.headers(caller)}, None
+        cookie, session_id = start_console_session(self.accounts, self.users[caller])
+        return {**headers, "Cookie": f"{browser.COOKIE_NAME}={cookie}"}, csrf_for(self.accounts, session_id)
 
     def refresh_token(self) -> str:
         pair = accounts_services.start_session(
@@ -536,6 +561,17 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
     ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
+    **{
+        ("console.root", "GET"): lambda w: Call("GET", "/"),
+        ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
+        ("console.signin", "GET"): lambda w: Call("GET", "/console/sign-in"),
+        ("console.signin", "POST"): lambda w: Call(
+            "POST", "/console/sign-in", form={"username": "m-login", "password": PASSWORD}
+        ),
+        ("console.signout", "POST"): lambda w: Call("POST", "/console/sign-out", form={}),
+        ("console.home", "GET"): lambda w: Call("GET", "/console/"),
+        ("console.account", "GET"): lambda w: Call("GET", "/console/account"),
+    },
 }
 
 SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
@@ -610,11 +646,15 @@ def test_the_matrix_covers_exactly_the_apps_routes(app: Any) -> None:
         assert (route, method) in SCENARIO_CALLS[scenario]
 
 
-def test_every_api_view_declares_an_explicit_permission(app: Any) -> None:
+def test_every_view_declares_an_explicit_permission(app: Any) -> None:
+    """API routes under /api/, console routes named console.* (all from the console's route list)."""
     routes = app_routes(app)
     api = {key: view for key, view in routes.items() if view["pattern"].startswith("/api/")}
-    assert len(api) == len(routes) >= 15
-    for (route, method), view in api.items():
+    console = {key: view for key, view in routes.items() if key[0].startswith(browser.CONSOLE_ROUTE_PREFIX)}
+    assert len(api) >= 15 and len(console) >= 7
+    assert len(api) + len(console) == len(routes)
+    assert {route for route, _ in console} == {route.name for route in CONSOLE_ROUTES}
+    for (route, method), view in routes.items():
         assert view["permission"] is not None, f"{route} {method} declares no permission"
         assert view["permission"] in set(Permission) - {Permission.UNDECLARED}, f"{route} {method}"
 
@@ -642,6 +682,54 @@ def _send(testapp: webtest.TestApp, call: Call, headers: dict[str, str]) -> webt
             expect_errors=True,
         )
     return testapp.request(call.url, method=call.method, headers=headers, expect_errors=True)
+
+
+def _check_console(
+    testapp: webtest.TestApp,
+    dbsession: Session,
+    world: World,
+    build: Callable[[World], Call],
+    allowed: frozenset[str],
+) -> list[str]:
+    """Console routes: allowed callers get a page, a download or a redirect onwards; refused
+    anonymous browsers (and tablets) are sent to the sign-in form; refused people get an HTML 403
+    page, and the refusal is audited."""
+    problems = []
+    for caller in CALLERS:
+        call = build(world)
+        headers, csrf = world.browser(caller)
+        refusals_before = _refusals(dbsession)
+        if call.form is not None:
+            form = {**call.form, **({"csrf_token": csrf} if csrf else {})}
+            if caller == "anonymous" or caller in DEVICES:
+                # A signed-out browser holds the token of its sign-in form.
+                page = testapp.get("/console/sign-in", headers={"Accept": "text/html"})
+                form["csrf_token"] = csrf_in(page)
+            response = testapp.post(call.url, form, headers=headers, expect_errors=True)
+            testapp.reset()
+        else:
+            response = testapp.request(call.url, method=call.method, headers=headers, expect_errors=True)
+        status = response.status_int
+        location = response.headers.get("Location", "")
+        label = f"{caller}: {call.method} {call.url} -> {status} {location}"
+        sent_to_signin = status == 303 and "/console/sign-in?next=" in location
+        refused = sent_to_signin or status in (401, 403)
+        if response.content_type == "application/json" and call.url != "/":
+            problems.append(f"{label}: a console route answered JSON")
+        if caller in allowed:
+            if refused or status >= 400:
+                problems.append(f"{label}, expected to be allowed ({response.text[:200]})")
+            continue
+        if not refused:
+            problems.append(f"{label}, expected a refusal")
+        elif caller == "anonymous" or caller in DEVICES:
+            if not sent_to_signin:
+                problems.append(f"{label}, expected a redirect to the sign-in form")
+        elif status != 403 or response.content_type != "text/html":
+            problems.append(f"{label}, expected an HTML 403 page")
+        elif _refusals(dbsession) <= refusals_before:
+            problems.append(f"{label}: the refusal was not audited")
+    return problems
 
 
 def _check(
@@ -689,9 +777,19 @@ def _check(
 def test_route_matrix(
     route: str, method: str, testapp: webtest.TestApp, dbsession: Session, world: World
 ) -> None:
-    problems = _check(
-        testapp, dbsession, world, CALLS[(route, method)], EXPECTED[(route, method)], success_expected=True
-    )
+    if route.startswith(browser.CONSOLE_ROUTE_PREFIX):
+        problems = _check_console(
+            testapp, dbsession, world, CALLS[(route, method)], EXPECTED[(route, method)]
+        )
+    else:
+        problems = _check(
+            testapp,
+            dbsession,
+            world,
+            CALLS[(route, method)],
+            EXPECTED[(route, method)],
+            success_expected=True,
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -699,14 +797,11 @@ def test_route_matrix(
 def test_route_matrix_out_of_scope(
     route: str, method: str, scenario: str, testapp: webtest.TestApp, dbsession: Session, world: World
 ) -> None:
-    problems = _check(
-        testapp,
-        dbsession,
-        world,
-        SCENARIO_CALLS[scenario][(route, method)],
-        OUT_OF_SCOPE[(route, method, scenario)],
-        success_expected=True,
-    )
+    build, allowed = SCENARIO_CALLS[scenario][(route, method)], OUT_OF_SCOPE[(route, method, scenario)]
+    if route.startswith(browser.CONSOLE_ROUTE_PREFIX):
+        problems = _check_console(testapp, dbsession, world, build, allowed)
+    else:
+        problems = _check(testapp, dbsession, world, build, allowed, success_expected=True)
     assert not problems, "\n".join(problems)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.request import Request, RequestLocalCache
 
+from surveykit.accounts import browser
 from surveykit.accounts.identity import (
     Identity,
     IdentityRefused,
@@ -64,6 +65,16 @@ class TokenSecurityPolicy:
         return self._identity_cache.get(request, None)
 
     def _load_identity(self, request: Request) -> Identity | None:
+        if browser.is_console_request(request):
+            # Console pages know the sign-in cookie only; the API knows bearer tokens only.
+            value = request.cookies.get(browser.COOKIE_NAME)
+            if not value:
+                return None
+            try:
+                claims = browser.decode_cookie_value(self.tokens, value)
+            except TokenRejected as exc:
+                return self._refuse(request, exc.reason, exc.message)
+            return self._checked_identity(request, claims)
         header = request.headers.get("Authorization")
         if not header:
             return None
@@ -74,6 +85,10 @@ class TokenSecurityPolicy:
             claims = self.verified.decode(token.strip())
         except TokenRejected as exc:
             return self._refuse(request, exc.reason, exc.message)
+        return self._checked_identity(request, claims)
+
+    def _checked_identity(self, request: Request, claims: dict[str, Any]) -> Identity | None:
+        """The identity behind verified claims, checked against revocation (or remembered)."""
         epoch = request.cache_epoch
         key = (claims["sid"], claims["sub"], claims.get("dev"))
         known = self.known.get(key, epoch)

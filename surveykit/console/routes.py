@@ -1,0 +1,35 @@
+"""Every route of the web console, in one list: the app registers them from here and the route
+matrix (tests/test_route_matrix.py) checks that each one has a decision for every caller.
+
+A route's name starts with ``console.`` (``surveykit.accounts.browser.CONSOLE_ROUTE_PREFIX``): the
+security policy reads the sign-in cookie on those routes only. Its factory is the context whose ACL
+the view's permission is checked against, as for the API: reuse the domain package's resource
+(for example ``CountryExportResource``) so that a page and its API route cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from surveykit.accounts import AccountResource, PublicResource
+from surveykit.console.resources import ConsoleHomeResource
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    name: str
+    pattern: str
+    factory: Callable[[Any], Any]
+
+
+ROUTES: tuple[ConsoleRoute, ...] = (
+    # Everyone (surveykit/console/account.py)
+    ConsoleRoute("console.root", "/", PublicResource),
+    ConsoleRoute("console.static", "/console/static/{subpath:.+}", PublicResource),
+    ConsoleRoute("console.signin", "/console/sign-in", PublicResource),
+    ConsoleRoute("console.signout", "/console/sign-out", PublicResource),
+    ConsoleRoute("console.home", "/console/", ConsoleHomeResource),
+    ConsoleRoute("console.account", "/console/account", AccountResource),
+)

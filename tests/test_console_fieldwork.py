@@ -39,7 +39,10 @@ class Fieldwork:
         self.session = dbsession
         self.world = SyncWorld(accounts, dbsession)
         self.study = self.world.study
-        for country, agencies in (("KE", ["Ministry of ICT", "Police"]), ("TZ", ["Ministry of Home Affairs"])):
+        for country, agencies in (
+            ("KE", ["Ministry of ICT", "Police"]),
+            ("TZ", ["Ministry of Home Affairs"]),
+        ):
             for agency in agencies:
                 participants.register_interview(
                     dbsession, self.study, country, "RA1", [participants.NewParticipant(agency)], "tests"
@@ -57,7 +60,9 @@ class Fieldwork:
     def get(self, user: Any, url: str, status: int | str = 200) -> webtest.TestResponse:
         return self.as_(user).get(url, headers=HTML, status=status)
 
-    def post(self, user: Any, url: str, form: dict[str, Any], status: int | str = "*", page: str | None = None):
+    def post(
+        self, user: Any, url: str, form: dict[str, Any], status: int | str = "*", page: str | None = None
+    ):
         """POST a form as ``user`` with the CSRF token of ``page`` (default: the URL itself)."""
         app = self.as_(user)
         token = csrf_in(app.get(page or url, headers=HTML))
@@ -84,7 +89,9 @@ def _no_json_or_traceback(response: webtest.TestResponse) -> None:
 def test_the_start_page_lists_only_the_callers_countries(fw: Fieldwork) -> None:
     boss = fw.person("boss-ke", "coordinator", ["KE"])
     page = fw.get(boss, "/console/fieldwork")
-    assert f"{KE}/participants" in page.text and f"{KE}/tablets" in page.text and f"{KE}/conflicts" in page.text
+    assert (
+        f"{KE}/participants" in page.text and f"{KE}/tablets" in page.text and f"{KE}/conflicts" in page.text
+    )
     assert TZ not in page.text
     assert "/console/studies/ocsea/progress" in page.text
     analyst = fw.person("reader-ke", "analyst", ["KE"])
@@ -161,7 +168,9 @@ def test_a_participant_is_edited_and_withdrawn_with_errors_beside_their_fields(f
     url = "/console/studies/ocsea/participants/RA1-KE-01-A"
     refused = fw.post(boss, url, {"agency": "", "position": "", "status": "planned"}, status=422)
     assert "agency is required" in refused.html.find(id="error-agency").get_text()
-    done = fw.post(boss, url, {"agency": "Ministry of ICT", "position": "Director", "status": "withdrawn"}, 303)
+    done = fw.post(
+        boss, url, {"agency": "Ministry of ICT", "position": "Director", "status": "withdrawn"}, 303
+    )
     assert done.location.endswith(url)
     person = fw.session.scalar(select(Participant).where(Participant.pid == "RA1-KE-01-A"))
     fw.session.refresh(person)
@@ -198,7 +207,9 @@ def _count(fw: Fieldwork) -> int:
 def test_an_import_is_checked_row_by_row_before_anything_is_stored(fw: Fieldwork) -> None:
     boss = fw.person("boss-ke", "coordinator", ["KE"])
     before = _count(fw)
-    bad = _upload(fw, boss, "agency,position,interview\nMinistry of ICT,Director,1\n,Head,1\nPolice,,\n", status=422)
+    bad = _upload(
+        fw, boss, "agency,position,interview\nMinistry of ICT,Director,1\n,Head,1\nPolice,,\n", status=422
+    )
     _no_json_or_traceback(bad)
     assert "Nothing was imported" in bad.html.find(id="error-file").get_text()
     problem = bad.html.find("tr", class_="problem-row")
@@ -208,8 +219,13 @@ def test_an_import_is_checked_row_by_row_before_anything_is_stored(fw: Fieldwork
         "agency is required",
     ]
     assert _count(fw) == before
-    good = _upload(fw, boss, "agency,position,interview\nMinistry of ICT,Director,1\nTreasury,Head,1\nPolice,,\n")
-    rows = [[c.get_text(strip=True) for c in tr.find_all(["th", "td"])] for tr in good.html.find("tbody").find_all("tr")]
+    good = _upload(
+        fw, boss, "agency,position,interview\nMinistry of ICT,Director,1\nTreasury,Head,1\nPolice,,\n"
+    )
+    rows = [
+        [c.get_text(strip=True) for c in tr.find_all(["th", "td"])]
+        for tr in good.html.find("tbody").find_all("tr")
+    ]
     assert rows == [
         ["2", "RA1-KE-03-A", "1", "Ministry of ICT", "Director"],
         ["3", "RA1-KE-03-B", "1", "Treasury", "Head"],
@@ -223,7 +239,12 @@ def test_an_import_is_checked_row_by_row_before_anything_is_stored(fw: Fieldwork
     assert _count(fw) == before + 3
     pids = set(fw.session.scalars(select(Participant.pid).where(Participant.country_code == "KE")))
     assert {"RA1-KE-03-A", "RA1-KE-03-B", "RA1-KE-04-A"} <= pids
-    assert fw.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "participant.import")) == 1
+    assert (
+        fw.session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "participant.import")
+        )
+        == 1
+    )
 
 
 def test_an_import_refuses_fixable_mistakes_next_to_their_cause(fw: Fieldwork) -> None:
@@ -273,10 +294,15 @@ def test_a_tablet_is_enrolled_with_its_code_and_qr_code_then_re_enrolled_and_rev
     assert text == f"surveykit://enrol?server=http%3A%2F%2Fsurveykit.test&code={code}"
     device = fw.session.scalar(select(Device).where(Device.label == "KE tablet 1"))
     assert device.scope == [{"study_id": fw.study.id, "countries": ["KE"]}]
-    assert fw.session.scalar(select(AuditEvent.target).where(AuditEvent.action == "device.enrol")) == device.id
+    assert (
+        fw.session.scalar(select(AuditEvent.target).where(AuditEvent.action == "device.enrol")) == device.id
+    )
     # Enrolment errors beside their fields: someone else's field researcher, a missing label.
     refused = fw.post(boss, f"{KE}/tablets", {"username": "walker-tz", "label": "x"}, status=403)
-    assert "not a fieldworker in a study and country you coordinate" in refused.html.find(id="error-username").get_text()
+    assert (
+        "not a fieldworker in a study and country you coordinate"
+        in refused.html.find(id="error-username").get_text()
+    )
     missing = fw.post(boss, f"{KE}/tablets", {"username": "walker-ke", "label": ""}, status=422)
     assert missing.html.find(id="error-label") is not None
     # Re-enrolment: a new code for the same device.
@@ -344,7 +370,10 @@ def test_a_conflict_is_shown_side_by_side_and_merged_field_by_field(fw: Fieldwor
     empty = fw.post(boss, url, {"resolution": "merged", "base_revision": "2"}, status=422)
     assert empty.html.find(id="error-take") is not None
     merged = fw.post(
-        boss, url, {"resolution": "merged", "base_revision": "2", "take": ["notes", "answers.people"]}, status=303
+        boss,
+        url,
+        {"resolution": "merged", "base_revision": "2", "take": ["notes", "answers.people"]},
+        status=303,
     )
     assert merged.location.endswith(url)
     stored = fw.session.get(Interview, uuid)
@@ -356,11 +385,16 @@ def test_a_conflict_is_shown_side_by_side_and_merged_field_by_field(fw: Fieldwor
         "in_person",
     )
     revision = fw.session.scalar(
-        select(InterviewRevision).where(InterviewRevision.interview_uuid == uuid, InterviewRevision.revision == 3)
+        select(InterviewRevision).where(
+            InterviewRevision.interview_uuid == uuid, InterviewRevision.revision == 3
+        )
     )
     assert revision.record == stored.record
     after = fw.get(boss, url)
-    history = [tr.find("th").get_text(strip=True) for tr in after.html.find_all("table")[-1].find("tbody").find_all("tr")]
+    history = [
+        tr.find("th").get_text(strip=True)
+        for tr in after.html.find_all("table")[-1].find("tbody").find_all("tr")
+    ]
     assert history == ["revision 1", "revision 2", f"conflict {conflict_id}", "revision 3"]
     # Resolving it again (a second tab): the page says it is resolved already, nothing changes.
     again = fw.as_(boss).post(
@@ -385,7 +419,9 @@ def test_a_stale_or_invalid_resolution_is_explained_and_stores_nothing(fw: Field
         .values(record={**fw.session.get(InterviewRevision, conflict_id).record, "answers": {"people": 99}})
     )
     fw.session.expire_all()
-    invalid = fw.post(boss, url, {"resolution": "merged", "base_revision": "2", "take": ["answers.people"]}, status=422)
+    invalid = fw.post(
+        boss, url, {"resolution": "merged", "base_revision": "2", "take": ["answers.people"]}, status=422
+    )
     assert "Nothing was stored" in invalid.text
     assert invalid.html.find("tr", id="row-answers.people").find(class_="error") is not None
     assert fw.session.get(Interview, uuid).revision == 2

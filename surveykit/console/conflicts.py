@@ -184,7 +184,9 @@ def resolve(request: Request) -> Response:
         try:
             record = review.merge_records(conflict["current"]["record"], conflict["record"], take)
         except review.UnknownField as exc:
-            message = translate(request, _("${field} is not a field of this record.", mapping={"field": exc.path}))
+            message = translate(
+                request, _("${field} is not a field of this record.", mapping={"field": exc.path})
+            )
             return _conflict_page(request, conflict, {"take": message}, chosen, 422)
     caller = Caller.from_identity(request.identity)
     session = request.dbsession
@@ -208,7 +210,8 @@ def resolve(request: Request) -> Response:
         keyed = problem_fields(exc.problems, record or conflict["record"])
         general = keyed.pop("", [])
         message = translate(
-            request, _("Nothing was stored: the resolved record would not be valid. See the fields marked below.")
+            request,
+            _("Nothing was stored: the resolved record would not be valid. See the fields marked below."),
         )
         errors = {"form": " ".join([message, *general]), "fields": keyed}
         return _conflict_page(request, conflict, errors, chosen, 422)
@@ -262,12 +265,16 @@ def _field_conflict_page(
     return response
 
 
-@console_view(route_name="console.field_conflict", request_method="GET", permission=Permission.CONFLICTS_RESOLVE)
+@console_view(
+    route_name="console.field_conflict", request_method="GET", permission=Permission.CONFLICTS_RESOLVE
+)
 def field_conflict_page(request: Request) -> Response:
     return _field_conflict_page(request, _field_conflict_or_404(request))
 
 
-@console_view(route_name="console.field_conflict", request_method="POST", permission=Permission.CONFLICTS_RESOLVE)
+@console_view(
+    route_name="console.field_conflict", request_method="POST", permission=Permission.CONFLICTS_RESOLVE
+)
 def resolve_field(request: Request) -> Response:
     conflict = _field_conflict_or_404(request)
     resolution = request.POST.get("resolution", "")
@@ -281,7 +288,9 @@ def resolve_field(request: Request) -> Response:
         pass  # without the value the page showed, the resolution is not checked for staleness
     caller = Caller.from_identity(request.identity)
     try:
-        result = services.resolve_field_conflict(request.dbsession, caller, conflict["id"], resolution, **extra)
+        result = services.resolve_field_conflict(
+            request.dbsession, caller, conflict["id"], resolution, **extra
+        )
     except services.ConflictAlreadyResolved as exc:
         return _field_conflict_page(request, _field_conflict_or_404(request), {"form": str(exc) + "."}, 409)
     except services.StaleFieldResolution as exc:

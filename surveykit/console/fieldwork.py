@@ -24,6 +24,7 @@ from surveykit.studies.models import Country, Study
 from surveykit.sync import conflict_acl
 from surveykit.sync.push import MANAGER_ROLES
 
+
 def _country_principals(study: str, country: str, roles: tuple[str, ...] | frozenset[str]) -> list[str]:
     return [
         f"role:{role}:{grant_study}:{grant_country}"

@@ -30,9 +30,15 @@ def _global_admin(identity: Identity) -> bool:
     return identity.is_global_admin
 
 
+def _fieldwork(identity: Identity) -> bool:
+    return identity.has_role({"coordinator", "analyst", "admin"})
+
+
 NAV: list[NavItem] = [
     NavItem("console.home", _("Start"), _anyone),
     NavItem("console.account", _("My account"), _anyone),
+    # consolecoord: progress, registry, tablets and conflicts, per study and country
+    NavItem("console.fieldwork", _("Fieldwork"), _fieldwork),
 ]
 
 

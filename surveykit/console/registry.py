@@ -13,7 +13,6 @@ import binascii
 from typing import Any
 
 import colander
-
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
@@ -80,7 +79,9 @@ def registry(request: Request) -> dict[str, Any]:
     kept = {name: value for name, value in typed.items() if value}
 
     def url(**extra: str) -> str:
-        return request.route_path("console.registry", study=study.slug, cc=country.code, _query={**kept, **extra})
+        return request.route_path(
+            "console.registry", study=study.slug, cc=country.code, _query={**kept, **extra}
+        )
 
     return {
         "study": study,
@@ -143,7 +144,9 @@ def _import_page(
     return response
 
 
-@console_view(route_name="console.registry_import", request_method="GET", permission=Permission.PARTICIPANTS_WRITE)
+@console_view(
+    route_name="console.registry_import", request_method="GET", permission=Permission.PARTICIPANTS_WRITE
+)
 def import_form(request: Request) -> Response:
     study = page_study(request)
     return _import_page(request, study, page_country(request, study))
@@ -155,7 +158,10 @@ def _rejected(
     count = exc.total
     message = translate(
         request,
-        _("Nothing was imported: the file has ${count} problem(s), listed below by row. Fix them and check again."),
+        _(
+            "Nothing was imported: the file has ${count} problem(s), listed below by row. "
+            "Fix them and check again."
+        ),
         count=count,
     )
     return _import_page(
@@ -169,7 +175,9 @@ def _rejected(
     )
 
 
-@console_view(route_name="console.registry_import", request_method="POST", permission=Permission.PARTICIPANTS_WRITE)
+@console_view(
+    route_name="console.registry_import", request_method="POST", permission=Permission.PARTICIPANTS_WRITE
+)
 def import_file(request: Request) -> Response:
     """``step=check`` (an uploaded file): the dry run shown row by row, nothing stored;
     ``step=store`` (the checked file sent back): the import itself."""
@@ -179,7 +187,9 @@ def import_file(request: Request) -> Response:
     activity = request.POST.get("activity", "")
     errors: dict[str, str] = {}
     if activity not in {code for code, _label in _activity_options(request, study)}:
-        errors["activity"] = translate(request, _("Choose the research activity these participants take part in."))
+        errors["activity"] = translate(
+            request, _("Choose the research activity these participants take part in.")
+        )
     step = request.POST.get("step", "check")
     if step == "store":
         try:
@@ -247,6 +257,7 @@ def import_file(request: Request) -> Response:
 
 # ------------------------------------------------------------------------------------ participant
 
+
 # What a coordinator may set the status to from each status (the registry's transitions).
 def status_options(current: str) -> list[str]:
     return [current] + [new for old, new in sorted(services.TRANSITIONS) if old == current]
@@ -256,7 +267,9 @@ def _participant_or_404(request: Request, study: Study, for_update: bool = False
     if request.context.country is None:
         raise HTTPNotFound(f"{request.matchdict['pid']!r} is not a participant ID like RA1-KE-04-B.")
     try:
-        return services.get_participant(request.dbsession, study, request.matchdict["pid"], for_update=for_update)
+        return services.get_participant(
+            request.dbsession, study, request.matchdict["pid"], for_update=for_update
+        )
     except services.ParticipantNotFound as exc:
         raise HTTPNotFound(str(exc)) from exc
 
@@ -277,7 +290,11 @@ def _participant_page(
             "participant": participant,
             "may_edit": bool(may_edit),
             "form": form
-            or {"agency": participant.agency, "position": participant.position or "", "status": participant.status},
+            or {
+                "agency": participant.agency,
+                "position": participant.position or "",
+                "status": participant.status,
+            },
             "status_options": [(name, name) for name in status_options(participant.status)],
             "errors": errors or {},
         },
@@ -293,7 +310,9 @@ def participant_page(request: Request) -> Response:
     return _participant_page(request, study, _participant_or_404(request, study))
 
 
-@console_view(route_name="console.participant", request_method="POST", permission=Permission.PARTICIPANTS_WRITE)
+@console_view(
+    route_name="console.participant", request_method="POST", permission=Permission.PARTICIPANTS_WRITE
+)
 def update_participant(request: Request) -> Response:
     study = page_study(request)
     participant = _participant_or_404(request, study, for_update=True)
@@ -313,8 +332,12 @@ def update_participant(request: Request) -> Response:
         field = exc.field if exc.field in ("agency", "position", "status") else "form"
         return _participant_page(request, study, participant, form, {field: str(exc)}, 422)
     if changed:
-        audit.record_in_request(request, "participant.update", target=participant.pid, changed=changed, via="console")
+        audit.record_in_request(
+            request, "participant.update", target=participant.pid, changed=changed, via="console"
+        )
         flash(request, translate(request, _("${pid} is updated."), pid=participant.pid))
     else:
         flash(request, translate(request, _("Nothing changed.")), "info")
-    return HTTPSeeOther(location=request.route_path("console.participant", study=study.slug, pid=participant.pid))
+    return HTTPSeeOther(
+        location=request.route_path("console.participant", study=study.slug, pid=participant.pid)
+    )

@@ -634,8 +634,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "audit",
         {
             200: Reply(
-                "a page of events; `next_before` is given when there may be more",
-                _list_of("events", AUDIT_EVENT, next_before=INT),
+                "a page of events; when older ones match, `next_before` and `next` (this query's URL "
+                "from there) lead on",
+                _list_of("events", AUDIT_EVENT, next_before=INT, next=STR),
             )
         },
         query=_no_settings(AuditQuerySchema),
@@ -811,9 +812,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     # ----------------------------------------------------------- participants (docs/participants.md)
     ("participants", "GET"): Operation(
-        "The participants of one country of a study",
+        "A page of the participants of one country of a study, in ID order, filtered",
         "participants",
-        {200: Reply("the participants", _list_of("participants", PARTICIPANT))},
+        {
+            200: Reply(
+                "a page; when more match, `next_after` (the `after` of the next page) and `next` (this "
+                "query's URL from there) lead on",
+                _list_of("participants", PARTICIPANT, next_after=STR, next=STR),
+            )
+        },
         query=_no_settings(participant_schemas.ListQuerySchema),
     ),
     ("participants", "POST"): Operation(

@@ -262,3 +262,61 @@ def test_the_orm_cannot_change_audit_rows_either(dbsession: Session, history: li
         dbsession.flush()
     savepoint.rollback()
     assert len(audit_events(dbsession)) == len(history)
+
+
+def test_paging_follows_next_links_with_the_filters_kept(
+    testapp: webtest.TestApp, history: list[AuditEvent], admin: dict[str, str]
+) -> None:
+    url = f"{AUDIT}?action=auth.*&limit=2"
+    seen: list[str] = []
+    while url:
+        body = testapp.get(url, headers=admin).json
+        seen += _actions_of(body)
+        url = body.get("next")
+        if url:
+            assert url.startswith(f"{AUDIT}?") and "action=auth.%2A" in url
+            assert f"before={body['next_before']}" in url
+    expected = [e.action for e in reversed(history) if e.action.startswith("auth.")]
+    assert seen == expected
+    # A page that ends exactly at the last matching event offers no next page.
+    exact = testapp.get(AUDIT, params={"limit": len(history)}, headers=admin).json
+    assert "next" not in exact and "next_before" not in exact
+    assert (
+        testapp.get(AUDIT, params={"limit": len(history) - 1}, headers=admin).json["next_before"]
+        == history[1].id
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"since": "2026-03-01T12:05:00Z", "until": "2026-03-01T12:05:00Z"}, "until"),
+        ({"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "until"),
+        ({"action": "*"}, "action"),
+        ({"action": "auth*"}, "action"),
+        ({"action": "*.login"}, "action"),
+        ({"until": "2026-02-30T00:00:00Z"}, "until"),
+        ({"before": "x"}, "before"),
+    ],
+)
+def test_bad_filters_name_the_parameter(
+    params: dict[str, str], path: str, testapp: webtest.TestApp, admin: dict[str, str]
+) -> None:
+    answer = testapp.get(AUDIT, params=params, headers=admin, status=422)
+    assert_envelope(answer, 422, "invalid_input")
+    assert [(d["location"], d["path"]) for d in answer.json["details"]] == [("querystring", path)]
+
+
+def test_query_page_is_keyset_paging(dbsession: Session) -> None:
+    for n in range(5):
+        audit.record(dbsession, f"page.event{n}", actor="t")
+    dbsession.flush()
+    first = audit.query_page(dbsession, action="page.*", limit=2)
+    assert [e.action for e in first.events] == ["page.event4", "page.event3"]
+    # Events written after the first page do not shift the next one.
+    audit.record(dbsession, "page.event5", actor="t")
+    dbsession.flush()
+    second = audit.query_page(dbsession, action="page.*", limit=2, before_id=first.next_before)
+    assert [e.action for e in second.events] == ["page.event2", "page.event1"]
+    last = audit.query_page(dbsession, action="page.*", limit=2, before_id=second.next_before)
+    assert [e.action for e in last.events] == ["page.event0"] and last.next_before is None

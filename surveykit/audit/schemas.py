@@ -37,9 +37,31 @@ class BoundedDateTime(colander.DateTime):
         return value
 
 
+def _action_filter(node: colander.SchemaNode, value: str) -> None:
+    if "*" in (value[:-2] if value.endswith(".*") else value):
+        raise colander.Invalid(node, "an action (auth.login) or a family ending in '.*' (auth.*)")
+
+
+def _time_range(node: colander.SchemaNode, value: dict[str, Any]) -> None:
+    if value["since"] is not None and value["until"] is not None and value["since"] >= value["until"]:
+        invalid = colander.Invalid(node)
+        invalid.add(
+            colander.Invalid(node["until"], "must be later than since"), node.children.index(node["until"])
+        )
+        raise invalid
+
+
 class AuditQuerySchema(colander.MappingSchema):
+    """Filters (actor, action, since inclusive, until exclusive, RFC 3339 times; a time without an
+    offset is UTC) and keyset paging (``before``: the id the previous page's ``next_before`` gave)."""
+
     actor = _text("actor", 200, missing=None)
-    action = _text("action", 64, missing=None)
+    action = colander.SchemaNode(
+        StrictString(),
+        name="action",
+        validator=colander.All(colander.Length(max=64), _action_filter),
+        missing=None,
+    )
     since = colander.SchemaNode(BoundedDateTime(), missing=None)
     until = colander.SchemaNode(BoundedDateTime(), missing=None)
     before = colander.SchemaNode(
@@ -48,4 +70,4 @@ class AuditQuerySchema(colander.MappingSchema):
     limit = colander.SchemaNode(colander.Integer(), missing=100, validator=colander.Range(min=1, max=1000))
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
+        super().__init__(*args, typ=colander.Mapping(unknown="raise"), validator=_time_range, **kw)

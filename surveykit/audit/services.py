@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -143,7 +144,7 @@ def query(
     limit: int = 100,
 ) -> list[AuditEvent]:
     """Newest first; ``action`` ending in ``.*`` matches a family (``auth.*``)."""
-    statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), MAX_PAGE))
+    statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), MAX_PAGE + 1))
     if actor:
         statement = statement.where(AuditEvent.actor == actor)
     if action:
@@ -158,6 +159,34 @@ def query(
     if before_id:
         statement = statement.where(AuditEvent.id < before_id)
     return list(session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    # The ``before_id`` of the next page, when there are older events matching the filters.
+    next_before: int | None
+
+
+def query_page(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """One page of ``query``, newest first, and where the next one starts (keyset paging on the id:
+    events written meanwhile never shift a page)."""
+    limit = min(max(limit, 1), MAX_PAGE)
+    events = query(
+        session, actor=actor, action=action, since=since, until=until, before_id=before_id, limit=limit + 1
+    )
+    if len(events) > limit:
+        return AuditPage(events[:limit], events[limit - 1].id)
+    return AuditPage(events, None)
 
 
 def as_json(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:

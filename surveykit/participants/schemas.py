@@ -12,8 +12,16 @@ from typing import Any
 import colander
 
 from surveykit.instruments.schemas import StrictBoolean, StrictString
+from surveykit.participants.ids import InvalidParticipantId, parse_pid
 from surveykit.participants.models import PARTICIPANT_STATUSES
-from surveykit.participants.services import AGENCY_MAX, CONSENT_HOW_MAX, POSITION_MAX, text_problem
+from surveykit.participants.services import (
+    AGENCY_MAX,
+    CONSENT_HOW_MAX,
+    DEFAULT_LIST_PAGE,
+    MAX_LIST_PAGE,
+    POSITION_MAX,
+    text_problem,
+)
 from surveykit.studies.schemas import NullableText, Strict
 from surveykit.studies.services import ACTIVITY_CODE, COUNTRY_CODE, STUDY_SLUG
 
@@ -109,11 +117,6 @@ class ParticipantUpdateSchema(Strict):
             raise colander.Invalid(node, "give at least one field to change")
 
 
-class ListQuerySchema(Strict):
-    activity = activity_node(missing=None)
-    status = colander.SchemaNode(StrictString(), validator=colander.OneOf(PARTICIPANT_STATUSES), missing=None)
-
-
 class QueryBoolean(colander.SchemaType):
     def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
         if cstruct is colander.null:
@@ -123,6 +126,44 @@ class QueryBoolean(colander.SchemaType):
         if cstruct in ("0", "false", "no", ""):
             return False
         raise colander.Invalid(node, "must be true or false")
+
+
+def _participant_id(node: colander.SchemaNode, value: str) -> None:
+    try:
+        parse_pid(value)
+    except InvalidParticipantId as exc:
+        raise colander.Invalid(
+            node, "must be a participant ID like RA1-KE-04-B (the last one of a page)"
+        ) from exc
+
+
+def _search_text(name: str, max_length: int) -> colander.SchemaNode:
+    return colander.SchemaNode(
+        StrictString(),
+        name=name,
+        validator=colander.All(colander.Length(min=1, max=max_length), _clean(max_length)),
+        missing=None,
+    )
+
+
+class ListQuerySchema(Strict):
+    """Filters and keyset paging of a country's registry (``after``: the last ID of the page before)."""
+
+    activity = activity_node(missing=None)
+    status = colander.SchemaNode(StrictString(), validator=colander.OneOf(PARTICIPANT_STATUSES), missing=None)
+    withdrawn = colander.SchemaNode(QueryBoolean(), missing=None)
+    id_prefix = colander.SchemaNode(
+        StrictString(),
+        name="id_prefix",
+        validator=colander.Regex(r"^[A-Za-z0-9-]{1,20}$", "the start of an ID, like RA1-KE-0"),
+        missing=None,
+    )
+    agency = _search_text("agency", AGENCY_MAX)
+    position = _search_text("position", POSITION_MAX)
+    after = colander.SchemaNode(StrictString(), validator=_participant_id, missing=None)
+    limit = colander.SchemaNode(
+        colander.Integer(), validator=colander.Range(min=1, max=MAX_LIST_PAGE), missing=DEFAULT_LIST_PAGE
+    )
 
 
 class ImportQuerySchema(Strict):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from surveykit.accounts.models import Device
@@ -118,6 +118,75 @@ def list_participants(
     if status is not None:
         statement = statement.where(Participant.status == status)
     return list(session.scalars(statement))
+
+
+DEFAULT_LIST_PAGE = 100
+MAX_LIST_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ParticipantFilter:
+    """What a registry search narrows to; text filters match anywhere, ignoring case."""
+
+    activity: str | None = None
+    status: str | None = None
+    # True: withdrawn only; False: all but the withdrawn.
+    withdrawn: bool | None = None
+    id_prefix: str | None = None
+    agency: str | None = None
+    position: str | None = None
+
+
+@dataclass(frozen=True)
+class ParticipantPage:
+    participants: list[Participant]
+    # The ID to pass as ``after`` for the next page, when more participants match.
+    next_after: str | None
+
+
+def participant_page(
+    session: Session,
+    study: Study,
+    country: str,
+    filters: ParticipantFilter = ParticipantFilter(),
+    after: str | None = None,
+    limit: int = DEFAULT_LIST_PAGE,
+) -> ParticipantPage:
+    """One page of a country's participants in ID order (activity, number, letter), after the ID
+    ``after`` (keyset paging: one indexed range read per page however deep, and participants
+    registered meanwhile never shift a page)."""
+    p = Participant
+    limit = min(max(limit, 1), MAX_LIST_PAGE)
+    statement = (
+        select(p)
+        .where(p.study_id == study.id, p.country_code == country)
+        .order_by(p.activity, p.interview_number, p.letter)
+        .limit(limit + 1)
+    )
+    if filters.activity is not None:
+        statement = statement.where(p.activity == filters.activity)
+    if filters.status is not None:
+        statement = statement.where(p.status == filters.status)
+    if filters.withdrawn is not None:
+        statement = statement.where(
+            (p.status == "withdrawn") if filters.withdrawn else (p.status != "withdrawn")
+        )
+    if filters.id_prefix:
+        statement = statement.where(p.pid.startswith(filters.id_prefix.upper(), autoescape=True))
+    if filters.agency:
+        statement = statement.where(p.agency.icontains(filters.agency, autoescape=True))
+    if filters.position:
+        statement = statement.where(p.position.icontains(filters.position, autoescape=True))
+    if after is not None:
+        last = ids.parse_pid(after)
+        statement = statement.where(
+            tuple_(p.activity, p.interview_number, p.letter)
+            > tuple_(last.activity, last.interview_number, last.letter)
+        )
+    rows = list(session.scalars(statement))
+    if len(rows) > limit:
+        return ParticipantPage(rows[:limit], rows[limit - 1].pid)
+    return ParticipantPage(rows, None)
 
 
 def interview_participants(

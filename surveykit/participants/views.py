@@ -63,8 +63,27 @@ def list_participants(request: Request) -> dict[str, Any]:
         studies.get_country(request.dbsession, study, country)
     except studies.CountryNotFound as exc:
         raise _scope_error(exc, "cc") from exc
-    rows = services.list_participants(request.dbsession, study, country, query["activity"], query["status"])
-    return {"participants": [services.describe_participant(row, study.slug) for row in rows]}
+    filters = services.ParticipantFilter(
+        activity=query["activity"],
+        status=query["status"],
+        withdrawn=query["withdrawn"],
+        id_prefix=query["id_prefix"],
+        agency=query["agency"],
+        position=query["position"],
+    )
+    page = services.participant_page(
+        request.dbsession, study, country, filters, query["after"], query["limit"]
+    )
+    body: dict[str, Any] = {
+        "participants": [services.describe_participant(row, study.slug) for row in page.participants]
+    }
+    if page.next_after is not None:
+        body["next_after"] = page.next_after
+        params = {key: value for key, value in request.GET.items() if key != "after"}
+        body["next"] = request.route_path(
+            "participants", study=study.slug, cc=country, _query={**params, "after": page.next_after}
+        )
+    return body
 
 
 @view_config(

@@ -253,20 +253,20 @@ def measure(
     return statistics.median(times) * 1000, statements[0]
 
 
-def progress_service_ms(engine: Any, rounds: int) -> float:
-    """The dashboard's service alone (``studies.progress.study_progress``) for every country, to tell
-    the page's own cost (identity, view, template) from the queries'."""
+def progress_service_ms(engine: Any, countries: list[str], rounds: int) -> float:
+    """The dashboard's service alone (``studies.progress.study_progress``) for these countries, to
+    tell the page's own cost (sign-in, view, template) from its queries'."""
     from sqlalchemy.orm import Session
 
     from surveykit.studies.progress import study_progress
 
     session = Session(bind=engine)
     try:
-        study_progress(session, STUDY, None)
+        study_progress(session, STUDY, countries)
         times = []
         for _ in range(rounds):
             started = time.perf_counter()
-            study_progress(session, STUDY, None)
+            study_progress(session, STUDY, countries)
             times.append(time.perf_counter() - started)
             session.rollback()
         return statistics.median(times) * 1000
@@ -314,7 +314,7 @@ def main() -> int:
                 args.rounds,
             )
             dashboard.append((size, ms, statements))
-        service_ms = progress_service_ms(engine, args.rounds)
+        service_ms = progress_service_ms(engine, countries, args.rounds)
         registry_path = f"/console/studies/{STUDY}/countries/{REGISTRY_COUNTRY}/participants"
         after = ids.format_pid("RA1", REGISTRY_COUNTRY, (deep_page - 1) * PAGE_SIZE, "A")
         first = measure(app, counter, registry_path, loaded["cookies"]["registry"], "RA1-RG-", args.rounds)
@@ -339,7 +339,7 @@ def main() -> int:
     growth = "the same for every number of countries" if same else "GROW with the countries: FAIL"
     verdict = "PASS" if full_ms <= TARGET_MS else "FAIL"
     print(f"statements per dashboard: {growth}")
-    print(f"of which the progress service alone (all countries): {service_ms:.1f} ms")
+    print(f"of which the progress service alone ({args.countries} countries): {service_ms:.1f} ms")
     print(
         f"dashboard for {args.countries} countries: {full_ms:.1f} ms, target <= {TARGET_MS:.0f} ms: {verdict}"
     )

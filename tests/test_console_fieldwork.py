@@ -463,3 +463,18 @@ def test_a_form_without_its_csrf_token_is_refused(fw: Fieldwork) -> None:
     refused = app.post(f"{KE}/tablets", {"username": "walker-ke", "label": "x"}, headers=HTML, status=400)
     _no_json_or_traceback(refused)
     assert fw.session.scalar(select(func.count()).select_from(Device)) == 0
+
+
+def test_the_guide_shows_screenshots_the_browser_tests_take() -> None:
+    root = Path(__file__).parent.parent
+    guide = (root / "docs" / "console-coordinators.md").read_text(encoding="utf-8")
+    shown = re.findall(r"\]\(img/(console-[a-z-]+)\.png\)", guide)
+    taken = set(
+        re.findall(
+            r'screenshot\(page, "([a-z-]+)"',
+            (Path(__file__).parent / "browser" / "test_console_coordinators.py").read_text(),
+        )
+    )
+    assert shown and set(shown) <= taken
+    for name in shown:
+        assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name

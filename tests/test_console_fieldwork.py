@@ -478,3 +478,26 @@ def test_the_guide_shows_screenshots_the_browser_tests_take() -> None:
     assert shown and set(shown) <= taken
     for name in shown:
         assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_a_field_conflict_resolved_on_a_stale_page_changes_nothing(fw: Fieldwork) -> None:
+    from test_sync_support import make_field_conflict
+
+    admin = fw.accounts.user(None, "admin", None)
+    conflict_id = make_field_conflict(fw.session, admin.id)
+    boss = fw.person("boss-ke", "coordinator", ["KE"])
+    url = f"/console/field-conflicts/{conflict_id}"
+    app = fw.as_(boss)
+    page = app.get(url, headers=HTML)
+    conflict = fw.session.get(FieldConflict, conflict_id)
+    person = fw.session.get(Participant, conflict.participant_id)
+    participants.update_participant(fw.session, person, {"agency": "Ministry of Communications"})
+    fw.session.flush()
+    form = page.html.find("form", action=url)
+    fields = {field["name"]: field.get("value", "") for field in form.find_all("input", type="hidden")}
+    stale = app.post(url, {**fields, "resolution": "take_incoming"}, headers=HTML, status=409)
+    assert "changed while you were looking at it" in stale.text
+    assert "Ministry of Communications" in stale.text
+    fw.session.refresh(conflict)
+    fw.session.refresh(person)
+    assert conflict.resolved_at is None and person.agency == "Ministry of Communications"

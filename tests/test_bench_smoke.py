@@ -79,6 +79,11 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         return argv, ["throttled    flood", "unthrottled  flood"]
     if script == "bench_cli_startup.py":
         return ["--runs", "1"], ["surveykit --help", "surveykit --version"]
+    if script == "bench_dashboard.py":
+        argv = ["--countries", "3", "--interviews", "90", "--registry-participants", "120", "--page-size", "10"]
+        argv += ["--deep-page", "5", "--rounds", "1", "--sizes", "1,2,3", "--tablets", "2"]
+        expected = ["same statement count at every size: yes", "registry page     5", "target: dashboard"]
+        return argv + (["--postgres", admin] if admin else []), expected
     if script == "bench_json_body.py":
         return ["--records", "3", "--repeat", "2"], ["orjson + counts (now)"]
     if script == "bench_console_pages.py":

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -92,4 +93,14 @@ class Participant(Base):
         UniqueConstraint("study_id", "activity", "country_code", "interview_number", "letter"),
         CheckConstraint("status IN ('planned','interviewed','withdrawn')", name="status_known"),
         CheckConstraint("interview_number >= 1", name="interview_number_positive"),
+        # A country's registry in ID order (keyset pages), covering the dashboard's counts.
+        Index(
+            "ix_participants_country_order",
+            "study_id",
+            "country_code",
+            "activity",
+            "interview_number",
+            "letter",
+            "status",
+        ),
     )

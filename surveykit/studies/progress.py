@@ -149,14 +149,20 @@ def study_progress(session: Session, study_slug: str, countries: list[str] | Non
             else:
                 entry.drafts = count
 
+    # Open conflicts are few: find their records through the conflicts' (kind, resolved_at) index
+    # rather than joining from all the study's records (which SQLite's planner prefers otherwise).
+    r = InterviewRevision
+    is_open = (r.kind == "conflict") & r.resolved_at.is_(None)
+    open_record_conflicts = select(r.interview_uuid).where(is_open)
+    conflicts_of_record = (
+        select(func.count()).where(r.interview_uuid == Interview.uuid, is_open).scalar_subquery()
+    )
     record_conflicts = (
-        select(Interview.country_code.label("code"), func.count().label("open"))
-        .join(InterviewRevision, InterviewRevision.interview_uuid == Interview.uuid)
+        select(Interview.country_code.label("code"), func.sum(conflicts_of_record).label("open"))
         .where(
+            Interview.uuid.in_(open_record_conflicts),
             Interview.study_id == study.id,
             in_countries(Interview.country_code),
-            InterviewRevision.kind == "conflict",
-            InterviewRevision.resolved_at.is_(None),
         )
         .group_by(Interview.country_code)
     )

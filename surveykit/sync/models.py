@@ -62,7 +62,10 @@ class Interview(Base):
     __table_args__ = (
         # One record per interview: a second UUID for the same interview number is refused.
         UniqueConstraint("study_id", "activity", "country_code", "interview_number"),
-        Index("ix_interviews_study_id_country_code", "study_id", "country_code"),
+        # Covers the progress dashboard's counts (surveykit.studies.progress).
+        Index(
+            "ix_interviews_study_country_activity_status", "study_id", "country_code", "activity", "status"
+        ),
         CheckConstraint("status IN ('draft','complete')", name="status_known"),
         CheckConstraint("revision >= 1", name="revision_positive"),
     )

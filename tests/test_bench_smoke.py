@@ -80,7 +80,16 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
     if script == "bench_cli_startup.py":
         return ["--runs", "1"], ["surveykit --help", "surveykit --version"]
     if script == "bench_dashboard.py":
-        argv = ["--countries", "3", "--interviews", "90", "--registry-participants", "120", "--page-size", "10"]
+        argv = [
+            "--countries",
+            "3",
+            "--interviews",
+            "90",
+            "--registry-participants",
+            "120",
+            "--page-size",
+            "10",
+        ]
         argv += ["--deep-page", "5", "--rounds", "1", "--sizes", "1,2,3", "--tablets", "2"]
         expected = ["same statement count at every size: yes", "registry page     5", "target: dashboard"]
         return argv + (["--postgres", admin] if admin else []), expected

@@ -15,7 +15,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from surveykit.accounts import services, throttle
-from surveykit.accounts.models import AuthSession
+from surveykit.accounts.models import AuthSession, User
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit import services as audit
 from surveykit.console.web import _, console_view, flash, forget_signin_cookie, set_signin_cookie, translate
@@ -176,3 +176,80 @@ def home(request: Request) -> dict[str, Any]:
 def account(request: Request) -> dict[str, Any]:
     identity = request.identity
     return {"grants": identity.grants}
+
+
+PASSWORD_TEMPLATE = "surveykit.console:templates/account/password.jinja2"
+
+
+@console_view(
+    route_name="console.password",
+    request_method="GET",
+    permission=Permission.ACCOUNT_UPDATE,
+    renderer=PASSWORD_TEMPLATE,
+)
+def password_form(request: Request) -> dict[str, Any]:
+    return {"errors": {}, "min_length": request.registry.settings["surveykit.password_min_length"]}
+
+
+@console_view(route_name="console.password", request_method="POST", permission=Permission.ACCOUNT_UPDATE)
+def change_password(request: Request) -> Response:
+    """As ``POST /api/v1/me/password``: the other sign-ins end, this one goes on."""
+    from pyramid.renderers import render_to_response
+
+    current = request.POST.get("current_password", "")
+    new = request.POST.get("new_password", "")
+    confirm = request.POST.get("confirm_password", "")
+
+    def form_again(status: int, errors: dict[str, str]) -> Response:
+        values = {"errors": errors, "min_length": request.registry.settings["surveykit.password_min_length"]}
+        response = render_to_response(PASSWORD_TEMPLATE, values, request=request)
+        response.status = status
+        return response
+
+    if not current:
+        return form_again(422, {"current_password": translate(request, _("Enter your current password."))})
+    if new != confirm:
+        return form_again(422, {"confirm_password": translate(request, _("The two new passwords differ."))})
+    identity = request.identity
+    user = request.dbsession.get(User, identity.user_id)
+    try:
+        ended = services.change_own_password(
+            request.dbsession,
+            user,
+            current,
+            new,
+            services.AccountPolicy.from_settings(request.registry.settings),
+            keep_session_id=identity.session_id,
+            client_addr=request.remote_addr,
+            throttle_policy=throttle.ThrottlePolicy.from_settings(request.registry.settings),
+        )
+    except services.AccountError as exc:
+        return form_again(422, {"new_password": str(exc)})
+    except throttle.Throttled as throttled:
+        message = translate(
+            request,
+            _("Too many attempts from your address. Try again in ${seconds} seconds."),
+            seconds=throttled.retry_after,
+        )
+        return form_again(429, {"form": message})
+    except services.PasswordChangeRefused as refused:
+        # Answered, not raised: the counted attempt and its audit event must commit.
+        audit.record_in_request(
+            request,
+            "user.password_change",
+            outcome="refused",
+            target=user.username,
+            reason=refused.reason,
+            via="console",
+        )
+        if refused.locked_until is not None:
+            message = translate(request, _("Too many wrong passwords: try again later."))
+            return form_again(429, {"current_password": message})
+        return form_again(
+            422, {"current_password": translate(request, _("This is not your current password."))}
+        )
+    audit.record_in_request(
+        request, "user.password_change", target=user.username, sessions_ended=ended, via="console"
+    )
+    flash(request, translate(request, _("Your password is changed. Your other sign-ins have ended.")))
+    return HTTPSeeOther(location=request.route_path("console.account"))

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from surveykit.accounts import AccountResource, PublicResource
+from surveykit.accounts import AccountResource, PublicResource, UsersResource
+from surveykit.audit import AuditResource
 from surveykit.console.fieldwork import CountryConflictsResource, CountryTabletsResource
-from surveykit.console.resources import ConsoleHomeResource
+from surveykit.console.resources import ConsoleHomeResource, InstrumentsPageResource
+from surveykit.exports import CountryExportResource, StudyExportResource
+from surveykit.instruments import InstrumentResource
 from surveykit.participants import CountryParticipantsResource, ParticipantResource
 from surveykit.studies import StudyResource
 from surveykit.sync import ConflictResource, FieldConflictResource
@@ -36,6 +39,30 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("console.signout", "/console/sign-out", PublicResource),
     ConsoleRoute("console.home", "/console/", ConsoleHomeResource),
     ConsoleRoute("console.account", "/console/account", AccountResource),
+    ConsoleRoute("console.password", "/console/account/password", AccountResource),
+    # Admins (surveykit/console/admin.py, audit.py)
+    ConsoleRoute("console.users", "/console/admin/users", UsersResource),
+    ConsoleRoute("console.user", "/console/admin/users/{username}", UsersResource),
+    ConsoleRoute("console.user_grants", "/console/admin/users/{username}/grants", UsersResource),
+    ConsoleRoute(
+        "console.user_grant_revoke",
+        "/console/admin/users/{username}/grants/{grant_id:[0-9]{1,18}}/revoke",
+        UsersResource,
+    ),
+    ConsoleRoute("console.user_deactivate", "/console/admin/users/{username}/deactivate", UsersResource),
+    ConsoleRoute("console.user_password", "/console/admin/users/{username}/password", UsersResource),
+    ConsoleRoute("console.user_unlock", "/console/admin/users/{username}/unlock", UsersResource),
+    ConsoleRoute("console.audit", "/console/admin/audit", AuditResource),
+    # Analysts (surveykit/console/exports.py)
+    ConsoleRoute("console.exports", "/console/exports", AccountResource),
+    ConsoleRoute("console.export_study", "/console/exports/{study}/ALL.xlsx", StudyExportResource),
+    ConsoleRoute(
+        "console.export_country", "/console/exports/{study}/{country:[A-Z]{2}}.xlsx", CountryExportResource
+    ),
+    # Instruments (surveykit/console/instruments.py); the studio's pages will sit next to these
+    ConsoleRoute("console.instruments", "/console/instruments", InstrumentsPageResource),
+    ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
+    ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
     # consolecoord: coordinators and analysts (fieldwork.py, dashboard.py, registry.py, tablets.py,
     # conflicts.py); the registry and conflict pages use the API's own resources.
     ConsoleRoute("console.fieldwork", "/console/fieldwork", ConsoleHomeResource),

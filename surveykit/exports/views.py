@@ -68,7 +68,8 @@ def _client_holds(request: Request, tag: str) -> bool:
     return tag in candidates
 
 
-def _export(request: Request, country: str) -> Response:
+def export_response(request: Request, country: str) -> Response:
+    """The workbook of ``country`` (or ``ALL``) of the study in the URL, or 304 (also for the console)."""
     scope = _scope(request, country)
     session = request.dbsession
     tag = services.content_tag(session, scope)
@@ -109,9 +110,9 @@ def _export(request: Request, country: str) -> Response:
 
 @view_config(route_name="export_country", request_method="GET", permission=Permission.EXPORTS_READ)
 def export_country(request: Request) -> Response:
-    return _export(request, request.matchdict["country"])
+    return export_response(request, request.matchdict["country"])
 
 
 @view_config(route_name="export_study", request_method="GET", permission=Permission.EXPORTS_READ)
 def export_study(request: Request) -> Response:
-    return _export(request, services.ALL_COUNTRIES)
+    return export_response(request, services.ALL_COUNTRIES)

@@ -414,6 +414,31 @@ def get_instrument(session: Session, slug: str) -> Instrument:
     return instrument
 
 
+def list_versions(session: Session, slug: str) -> list[dict[str, Any]]:
+    """The published versions of an instrument, newest first (without their definitions)."""
+    instrument = get_instrument(session, slug)
+    rows = session.execute(
+        select(
+            InstrumentVersion.version,
+            InstrumentVersion.content_hash,
+            InstrumentVersion.published_at,
+            InstrumentVersion.published_by,
+        )
+        .where(InstrumentVersion.instrument_id == instrument.id)
+        .order_by(InstrumentVersion.version.desc())
+    )
+    return [
+        {
+            "version": row.version,
+            "content_hash": row.content_hash,
+            "published_at": row.published_at,
+            "published_by": row.published_by,
+            "current": row.version == instrument.current_version,
+        }
+        for row in rows
+    ]
+
+
 def list_instruments(
     session: Session, include_retired: bool = False, studies: set[str] | None = None
 ) -> list[dict[str, Any]]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
 from console_support import HTML, csrf_in, sign_in
+from qr_support import read_qr_codes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_sync_support import SyncWorld, change, make_record, new_uuid
@@ -25,9 +25,6 @@ from surveykit.participants import services as participants
 from surveykit.participants.models import Participant
 from surveykit.sync import services as sync
 from surveykit.sync.models import FieldConflict, Interview, InterviewRevision
-
-sys.path.insert(0, str(Path(__file__).parent / "browser"))
-from qr_support import read_qr_codes  # noqa: E402
 
 
 class Fieldwork:
@@ -135,6 +132,9 @@ def test_the_dashboard_shows_the_callers_countries_as_a_table_and_bars(fw: Field
     fw.testapp.reset()
     anonymous = fw.testapp.get("/console/studies/ocsea/progress", headers=HTML, status=303)
     assert "/console/sign-in" in anonymous.location
+    admin = fw.accounts.user("root-admin", "admin", None)
+    unknown = fw.get(admin, "/console/studies/no-such-study/progress", status=404)
+    assert "Page not found" in unknown.text and "Traceback" not in unknown.text
 
 
 # -------------------------------------------------------------------------------------- registry
@@ -156,6 +156,10 @@ def test_the_registry_is_searched_and_paged_within_the_country(fw: Fieldwork) ->
     assert len(re.findall(r">(RA1-KE-\d+-A)</a>", found.text)) == 10
     bad = fw.testapp.get(f"{KE}/participants?id_prefix=%21%21", headers=HTML)
     assert bad.html.find(id="error-id_prefix") is not None
+    forged = fw.testapp.get(f"{KE}/participants?after=not-an-id", headers=HTML)
+    assert "start from the first page" in forged.html.find(class_="form-error").get_text()
+    missing = fw.testapp.get("/console/studies/ocsea/countries/ZZ/participants", headers=HTML, status="*")
+    assert missing.status_int in (403, 404) and "Traceback" not in missing.text
     # Another country's coordinator sees neither the list nor a participant of it.
     other = fw.person("boss-tz", "coordinator", ["TZ"])
     _no_json_or_traceback(fw.get(other, f"{KE}/participants", status=403))

@@ -124,7 +124,9 @@ def _conflict_or_404(request: Request) -> dict[str, Any]:
     conflict_id = request.context.conflict_id
     conflict = review.get_conflict(request.dbsession, conflict_id) if conflict_id is not None else None
     if conflict is None:
-        raise HTTPNotFound(f"There is no conflict {request.matchdict['conflict_id']!r}.")
+        raise HTTPNotFound(
+            translate(request, _("There is no conflict ${id}."), id=request.matchdict["conflict_id"])
+        )
     return conflict
 
 
@@ -244,7 +246,9 @@ def _field_conflict_or_404(request: Request) -> dict[str, Any]:
     conflict_id = request.context.conflict_id
     conflict = review.get_field_conflict(request.dbsession, conflict_id) if conflict_id is not None else None
     if conflict is None:
-        raise HTTPNotFound(f"There is no field conflict {request.matchdict['conflict_id']!r}.")
+        raise HTTPNotFound(
+            translate(request, _("There is no field conflict ${id}."), id=request.matchdict["conflict_id"])
+        )
     return conflict
 
 

@@ -15,7 +15,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from pyramid.request import Request
 
 from surveykit.accounts.identity import DEVICE_MANAGING_ROLES, Identity, grants_coverage
-from surveykit.console.web import console_view
+from surveykit.console.web import _, console_view, translate
 from surveykit.participants import READER_ROLES, WRITER_ROLES
 from surveykit.security import Permission
 from surveykit.studies import PROGRESS_ROLES
@@ -72,7 +72,9 @@ def page_study(request: Request) -> Study:
     try:
         return studies.get_study(request.dbsession, request.matchdict["study"])
     except studies.StudyNotFound as exc:
-        raise HTTPNotFound(f"There is no study {request.matchdict['study']!r}.") from exc
+        raise HTTPNotFound(
+            translate(request, _("There is no study ${study}."), study=request.matchdict["study"])
+        ) from exc
 
 
 def page_country(request: Request, study: Study) -> Country:
@@ -80,7 +82,14 @@ def page_country(request: Request, study: Study) -> Country:
     try:
         return studies.get_country(request.dbsession, study, request.matchdict["cc"])
     except studies.CountryNotFound as exc:
-        raise HTTPNotFound(f"Study {study.slug} has no country {request.matchdict['cc']!r}.") from exc
+        raise HTTPNotFound(
+            translate(
+                request,
+                _("Study ${study} has no country ${code}."),
+                study=study.slug,
+                code=request.matchdict["cc"],
+            )
+        ) from exc
 
 
 # ------------------------------------------------------------------------------------- start page

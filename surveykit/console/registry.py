@@ -51,6 +51,8 @@ def read_filters(request: Request) -> tuple[dict[str, str], dict[str, Any], dict
         return typed, schemas.ListQuerySchema().deserialize(query), {}
     except colander.Invalid as invalid:
         errors = {path.rsplit(".", 1)[-1]: message for path, message in invalid.asdict().items()}
+        if set(errors) - set(FILTERS):  # the paging link itself (edited by hand): start again
+            errors["form"] = translate(request, _("This page link is not valid: start from the first page."))
         return typed, {}, errors
 
 
@@ -265,7 +267,11 @@ def status_options(current: str) -> list[str]:
 
 def _participant_or_404(request: Request, study: Study, for_update: bool = False) -> Any:
     if request.context.country is None:
-        raise HTTPNotFound(f"{request.matchdict['pid']!r} is not a participant ID like RA1-KE-04-B.")
+        raise HTTPNotFound(
+            translate(
+                request, _("${pid} is not a participant ID like RA1-KE-04-B."), pid=request.matchdict["pid"]
+            )
+        )
     try:
         return services.get_participant(
             request.dbsession, study, request.matchdict["pid"], for_update=for_update

@@ -124,6 +124,49 @@ CONSOLE_OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(404,),
         path_patterns=_USERNAME,
     ),
+    ("users", "POST"): Operation(
+        "Create an account (no grants yet)",
+        "users",
+        {
+            201: Reply(
+                "the account; `password` is there (once) when the server generated it",
+                _user_answer(password=STR),
+            )
+        },
+        body=accounts_schemas.UserCreateSchema,
+        errors=(409,),
+        description=(
+            "Send `password` to choose it (the password rules apply), or leave it out for a generated "
+            "one. A taken username is 409 `conflict`. Admins of every study only."
+        ),
+    ),
+    ("user_deactivate", "POST"): Operation(
+        "Deactivate an account: its logins are refused and all its sessions end, its tablets' too",
+        "users",
+        {200: Reply("the account, now inactive", USER)},
+        errors=(404,),
+        path_patterns=_USERNAME,
+        description="An admin cannot deactivate their own account (422).",
+    ),
+    ("user_grants", "POST"): Operation(
+        "Give an account a role in a study (some or all of its countries), or in every study (admins)",
+        "users",
+        {201: Reply("the grant", USER_GRANT)},
+        body=accounts_schemas.GrantCreateSchema,
+        errors=(404,),
+        path_patterns=_USERNAME,
+        description=(
+            "`study` null or left out: every study, for the `admin` role only. `countries` left out: "
+            "every country of the study. An unknown study or country is 422 naming the field."
+        ),
+    ),
+    ("user_grant", "DELETE"): Operation(
+        "Remove one of an account's grants",
+        "users",
+        {200: Reply("the account without that grant", USER)},
+        errors=(404,),
+        path_patterns={**_USERNAME, "grant_id": "^[0-9]{1,9}$"},
+    ),
     ("study_progress", "GET"): Operation(
         "Fieldwork progress of a study, country by country",
         "studies",

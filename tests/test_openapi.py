@@ -109,6 +109,8 @@ BODY_SCHEMAS = {
     ("field_conflict_resolve", "POST"): sync_schemas.FieldResolveSchema,
     ("me_password", "POST"): accounts_schemas.PasswordChangeSchema,
     ("user_password", "POST"): accounts_schemas.PasswordResetSchema,
+    ("users", "POST"): accounts_schemas.UserCreateSchema,
+    ("user_grants", "POST"): accounts_schemas.GrantCreateSchema,
 }
 
 

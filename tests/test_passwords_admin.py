@@ -301,3 +301,16 @@ def test_the_cli_sets_a_password_and_unlocks(generate: bool, fresh_database, tmp
         assert "no user" in run.fails("users", "set-password", "nobody", "--generate")
     finally:
         engine.dispose()
+
+
+def test_an_unknown_key_beside_a_password_is_not_echoed(testapp, accounts) -> None:
+    user = _user(accounts)
+    body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "new_pasword": "hunter2 hunter2"}
+    answer = _post(testapp, "/api/v1/me/password", body, _bearer(accounts.token(user)))
+    assert answer.status_int == 422
+    assert [d["path"] for d in answer.json["details"]] == ["new_pasword"]
+    assert "hunter2" not in answer.text
+    reset = _post(
+        testapp, "/api/v1/users/amina/password", {"passwd": "hunter2 hunter2"}, accounts.headers("admin")
+    )
+    assert reset.status_int == 422 and "hunter2" not in reset.text

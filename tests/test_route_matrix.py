@@ -102,6 +102,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("user", "GET"): GLOBAL_ADMIN,
     ("user_password", "POST"): GLOBAL_ADMIN,
     ("user_unlock", "POST"): GLOBAL_ADMIN,
+    ("users", "POST"): GLOBAL_ADMIN,
+    ("user_deactivate", "POST"): GLOBAL_ADMIN,
+    ("user_grants", "POST"): GLOBAL_ADMIN,
+    ("user_grant", "DELETE"): GLOBAL_ADMIN,
     ("devices", "GET"): AUTHENTICATED,
     ("devices", "POST"): MANAGERS_KE,
     ("device", "DELETE"): MANAGERS_KE,
@@ -480,6 +484,12 @@ def _planned(w: World, study: str, country: str) -> str:
     return person.pid
 
 
+def _grant_of(w: World, user: Any) -> int:
+    from surveykit.accounts.models import Grant
+
+    return w.session.scalar(select(Grant.id).where(Grant.user_id == user.id).limit(1))
+
+
 def _free_code(taken: set[str], candidates: list[str]) -> str:
     return next(code for code in candidates if code not in taken)
 
@@ -627,6 +637,14 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         "POST", "/api/v1/users/m-login/password", {"password": PASSWORD}
     ),
     ("user_unlock", "POST"): lambda w: Call("POST", "/api/v1/users/m-login/unlock"),
+    ("users", "POST"): lambda w: Call("POST", "/api/v1/users", {"username": f"m-new-{len(w.users)}"}),
+    ("user_deactivate", "POST"): lambda w: Call("POST", "/api/v1/users/m-target-ke/deactivate"),
+    ("user_grants", "POST"): lambda w: Call(
+        "POST", "/api/v1/users/m-login/grants", {"role": "analyst", "study": "ocsea", "countries": ["KE"]}
+    ),
+    ("user_grant", "DELETE"): lambda w: Call(
+        "DELETE", f"/api/v1/users/m-login/grants/{_grant_of(w, w.login_user)}"
+    ),
     ("devices", "GET"): lambda w: Call("GET", "/api/v1/devices"),
     ("audit", "GET"): lambda w: Call("GET", "/api/v1/audit"),
     ("instruments", "GET"): lambda w: Call("GET", "/api/v1/instruments"),

@@ -160,9 +160,16 @@ def test_the_statement_count_does_not_grow_with_the_countries(dbsession, world) 
 def test_the_api_shows_each_caller_its_own_countries(testapp, dbsession, world) -> None:
     _planned(world, "KE")
     _planned(world, "TZ")
+    admin_id = world.accounts.user("progress-admin", "admin", None).id
+    make_conflict(dbsession, admin_id, "ocsea", "KE")
+    make_field_conflict(dbsession, admin_id, "ocsea", "TZ")
     url = "/api/v1/studies/ocsea/progress"
     coordinator_ke = world.staff("coordinator", ["KE"])
-    assert [c["code"] for c in testapp.get(url, headers=coordinator_ke).json["countries"]] == ["KE"]
+    (kenya,) = testapp.get(url, headers=coordinator_ke).json["countries"]
+    assert kenya["code"] == "KE" and kenya["open_conflicts"] == 1
+    assert kenya["activities"] == [
+        {"activity": "RA1", "planned": 2, "drafts": 0, "complete": 1, "withdrawn": 0}
+    ]
     analyst = world.accounts.headers("analyst", "ocsea", ["KE", "TZ"])
     assert [c["code"] for c in testapp.get(url, headers=analyst).json["countries"]] == ["KE", "TZ"]
     for headers in (world.accounts.headers("admin"), world.accounts.headers("admin", "ocsea")):

@@ -6,8 +6,17 @@ from typing import Any
 
 import colander
 
+from surveykit.accounts.models import ROLES
 from surveykit.instruments.schemas import StrictString
+from surveykit.studies.schemas import Strict
 from surveykit.studies.services import COUNTRY_CODE, STUDY_SLUG
+
+
+class NullableSlug(StrictString):
+    """A string, or JSON null (kept as None)."""
+
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        return None if cstruct is None else super().deserialize(node, cstruct)
 
 
 class _Strict(colander.MappingSchema):
@@ -60,14 +69,38 @@ class DeviceQuerySchema(_Strict):
     username = _text("username", 64, missing=None)
 
 
-class PasswordChangeSchema(_Strict):
+# The bodies below carry passwords: unknown keys are reported without their values (``Strict``).
+
+
+class PasswordChangeSchema(Strict):
     # Not stripped or shortened, as at login.
     current_password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))
     new_password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))
 
 
-class PasswordResetSchema(_Strict):
+class PasswordResetSchema(Strict):
     # Missing: the server generates one and answers it once.
     password = colander.SchemaNode(
         colander.String(), validator=colander.Length(min=1, max=1024), missing=None
     )
+
+
+def _study_or_none(node: colander.SchemaNode, value: str | None) -> None:
+    if value is not None and not STUDY_SLUG.match(value):
+        raise colander.Invalid(node, "must be the slug of a study, or null for every study")
+
+
+class UserCreateSchema(Strict):
+    username = _text("username", 64)
+    # Missing: the server generates one and answers it once.
+    password = colander.SchemaNode(
+        colander.String(), validator=colander.Length(min=1, max=1024), missing=None
+    )
+
+
+class GrantCreateSchema(Strict):
+    role = colander.SchemaNode(StrictString(), validator=colander.OneOf(ROLES))
+    # Null or missing: every study (admins only).
+    study = colander.SchemaNode(NullableSlug(), validator=_study_or_none, missing=None)
+    # Missing: every country of the study.
+    countries = _Countries(validator=colander.Length(min=1, max=100), missing=None)

@@ -48,6 +48,10 @@ class AccountError(ValueError):
         self.field = field
 
 
+class AccountExists(AccountError):
+    """The username is taken."""
+
+
 class LoginRefused(Exception):
     """Wrong username or password, a locked or inactive account; ``reason`` is for the audit log
     (``failure``: what was wrong with the attempt that locked the account, for ``locked_now``)."""
@@ -158,7 +162,7 @@ def create_user(session: Session, username: str, password: str | None, policy: A
             "username",
         )
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AccountError(f"user {username!r} already exists", "username")
+        raise AccountExists(f"user {username!r} already exists", "username")
     user = User(username=username, active=True)
     if password is not None:
         set_password(user, password, policy)

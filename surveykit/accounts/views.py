@@ -501,3 +501,89 @@ def unlock(request: Request) -> dict[str, Any]:
         lockouts_cleared=cleared,
     )
     return services.describe_user(request.dbsession, user, None) | {"lockouts_cleared": cleared}
+
+
+def _account_error(exc: services.AccountError, location: str = "body") -> APIError:
+    return APIError(
+        422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc), location)]
+    )
+
+
+@view_config(route_name="users", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE)
+def create_user(request: Request) -> dict[str, Any]:
+    """A new account, with the password given or a generated one (answered once); no grants yet."""
+    body = json_body(request, schemas.UserCreateSchema())
+    generated = services.generate_password() if body["password"] is None else None
+    try:
+        user = services.create_user(
+            request.dbsession, body["username"], generated or body["password"], _policy(request)
+        )
+    except services.AccountError as exc:
+        exists = isinstance(exc, services.AccountExists)
+        status, code = (409, ErrorCode.CONFLICT) if exists else (422, ErrorCode.INVALID_INPUT)
+        raise APIError(status, code, str(exc), [field_error(exc.field or "", str(exc))]) from exc
+    audit.record_in_request(request, "user.create", target=user.username, generated=generated is not None)
+    request.response.status = 201
+    answer = services.describe_user(request.dbsession, user, None)
+    if generated is not None:
+        _secret_response(request)
+        answer["password"] = generated
+    return answer
+
+
+@view_config(
+    route_name="user_deactivate", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def deactivate_user(request: Request) -> dict[str, Any]:
+    """Refuse the account's logins and end all its sessions, its tablets' included."""
+    user = _named_user(request)
+    if user.id == request.identity.user_id:
+        raise APIError(
+            422,
+            ErrorCode.INVALID_INPUT,
+            "you cannot deactivate your own account",
+            [field_error("username", "your own account", "path")],
+        )
+    services.deactivate_user(request.dbsession, user)
+    audit.record_in_request(request, "user.deactivate", target=user.username)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    return services.describe_user(request.dbsession, user, locked)
+
+
+@view_config(
+    route_name="user_grants", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
+)
+def add_grant(request: Request) -> dict[str, Any]:
+    body = json_body(request, schemas.GrantCreateSchema())
+    user = _named_user(request)
+    try:
+        grant = services.add_grant(
+            request.dbsession, user, body["role"], body["study"], body["countries"], request.identity.actor
+        )
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
+    described = services.describe_grant(request.dbsession, grant)
+    audit.record_in_request(request, "grant.add", target=user.username, **described)
+    request.response.status = 201
+    return described
+
+
+@view_config(
+    route_name="user_grant", request_method="DELETE", renderer="json", permission=Permission.USERS_MANAGE
+)
+def remove_grant(request: Request) -> dict[str, Any]:
+    user = _named_user(request)
+    raw = request.matchdict["grant_id"]
+    grant_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
+    if grant_id is None:
+        raise APIError(404, ErrorCode.NOT_FOUND, f"{user.username} has no grant {raw!r}")
+    try:
+        grant = services.remove_grant(request.dbsession, user, grant_id)
+    except services.AccountError as exc:
+        raise APIError(
+            404, ErrorCode.NOT_FOUND, str(exc), [field_error("grant_id", str(exc), "path")]
+        ) from exc
+    audit.record_in_request(request, "grant.remove", target=user.username, grant=grant_id, role=grant.role)
+    locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
+    request.dbsession.refresh(user)
+    return services.describe_user(request.dbsession, user, locked)

@@ -174,7 +174,7 @@ def study_progress(session: Session, study_slug: str, countries: list[str] | Non
     )
     for code, count in session.execute(record_conflicts.union_all(field_conflicts)):
         if code in by_code:
-            by_code[code].open_conflicts += count
+            by_code[code].open_conflicts += int(count)  # PostgreSQL sums counts as numeric
 
     _add_tablets(session, study.id, by_code, in_countries)
     return StudyProgress(study.slug, utcnow(), list(by_code.values()))

@@ -187,6 +187,7 @@ def run(app: Any, global_conf: dict[str, Any] | None = None, **options: Any) -> 
     prepare_database(settings, registry["db_engine"], echo)
     server, addresses = create_server(app, settings, options)
     for address in addresses:
+        echo(f"the web console: {address}/console/ (sign in; change a printed password under My account)")
         echo(f"surveykit is serving on {address}/api/v1/instruments")
     sys.stdout.flush()
     try:

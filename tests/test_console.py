@@ -314,3 +314,92 @@ def test_the_root_leads_a_browser_to_the_console_and_answers_api_clients_in_json
 ) -> None:
     assert testapp.get("/", headers=HTML, status=303).headers["Location"].endswith("/console/")
     assert testapp.get("/", status=404).json["code"] == "not_found"
+
+
+def test_an_unexpected_error_is_a_page_with_its_request_id_not_a_traceback(
+    testapp: webtest.TestApp, accounts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from surveykit.instruments import services as instruments
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(instruments, "list_instruments", broken)
+    sign_in(testapp, accounts, person(accounts))
+    page = testapp.get("/console/instruments", headers=HTML, status=500)
+    assert page.content_type == "text/html" and "Something went wrong" in page.text
+    assert page.headers["X-Request-ID"] in page.text
+    assert "secret internals" not in page.text and "Traceback" not in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_console_view_checks_csrf(app: Any) -> None:
+    """``console_view`` turns the check on; a view registered another way would show here."""
+    checked = {}
+    for item in app.registry.introspector.get_category("views"):
+        view = item["introspectable"]
+        if (view["route_name"] or "").startswith(browser.CONSOLE_ROUTE_PREFIX) and view[
+            "route_name"
+        ] != "console.static":
+            checked[(view["route_name"], str(view["request_methods"]))] = view["require_csrf"]
+    assert len(checked) >= 20 and all(checked.values()), [key for key, on in checked.items() if not on]
+
+
+def test_every_console_form_is_refused_without_its_csrf_token(
+    testapp: webtest.TestApp, accounts: Any, dbsession: Session
+) -> None:
+    """Each state-changing console route, sent by a global admin (who may do everything) without the
+    token: refused with the HTML 400 page, and the database holds what it held."""
+    from test_route_matrix import CALLS, World
+
+    world = World(accounts, dbsession)
+    posts = sorted(
+        key for key in CALLS if key[0].startswith(browser.CONSOLE_ROUTE_PREFIX) and key[1] == "POST"
+    )
+    assert len(posts) >= 10
+    for key in posts:
+        call = CALLS[key](world)
+        headers, _ = world.browser("global_admin")
+        dbsession.flush()
+        before = _table_counts(dbsession)
+        response = testapp.post(call.url, call.form, headers=headers, expect_errors=True)
+        assert response.status_int == 400 and "The form has expired" in response.text, key
+        assert _table_counts(dbsession) == before, key
+        testapp.reset()
+
+
+def _table_counts(dbsession: Session) -> dict[str, Any]:
+    """Rows per table, and the state of users, grants, sessions and instruments (what forms change)."""
+    from sqlalchemy import func, text
+
+    from surveykit.accounts.models import Grant
+    from surveykit.instruments.models import Instrument
+
+    dbsession.expire_all()
+    counts: dict[str, Any] = {
+        table: dbsession.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+        for table in ("users", "grants", "auth_sessions", "instruments")
+    }
+    counts["active"] = sorted(dbsession.scalars(select(User.username).where(User.active.is_(True))))
+    counts["revoked_sessions"] = dbsession.scalar(
+        select(func.count()).select_from(AuthSession).where(AuthSession.revoked_at.is_not(None))
+    )
+    counts["retired"] = sorted(
+        dbsession.scalars(select(Instrument.slug).where(Instrument.retired_at.is_not(None)))
+    )
+    counts["passwords"] = sorted(dbsession.execute(select(User.username, User.password_hash)).all(), key=str)
+    counts["grant_ids"] = sorted(dbsession.scalars(select(Grant.id)))
+    return counts
+
+
+def test_signing_out_of_an_ended_sign_in_leads_to_the_form(
+    testapp: webtest.TestApp, accounts: Any, dbsession: Session
+) -> None:
+    user = person(accounts)
+    session_id = sign_in(testapp, accounts, user)
+    token = csrf_in(testapp.get("/console/", headers=HTML))
+    services.revoke_sessions(dbsession, AuthSession.id == session_id, "revoked by an admin")
+    dbsession.flush()
+    response = testapp.post("/console/sign-out", {"csrf_token": token}, headers=HTML)
+    assert response.status_int == 303 and "/console/sign-in?next=" in response.headers["Location"]
+    assert browser.COOKIE_NAME + "=;" in set_cookie_header(response, browser.COOKIE_NAME).replace('""', "")

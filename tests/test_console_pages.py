@@ -390,11 +390,17 @@ def test_instruments_list_their_versions_and_a_coordinator_retires_one(
     instruments.publish(dbsession, instruments.validate_definition(definition))
     definition["title"]["en"] = "Debrief, second edition"
     instruments.publish(dbsession, instruments.validate_definition(definition))
+    accounts.study("other", ("KE",))
+    elsewhere = minimal_definition("other-debrief")
+    elsewhere["study"] = "other"
+    instruments.publish(dbsession, instruments.validate_definition(elsewhere))
     dbsession.flush()
     analyst = accounts.user("kesi", "analyst", "ocsea", ["KE"])
     sign_in(testapp, accounts, analyst)
     listing = testapp.get("/console/instruments", headers=HTML)
     assert "Debrief, second edition" in listing.text and "in use" in listing.text
+    assert "other-debrief" not in listing.text  # another study's instrument is not shown
+    testapp.get("/console/instruments/other-debrief", headers=HTML, status=403)
     detail = testapp.get("/console/instruments/ocsea-debrief", headers=HTML)
     assert re.findall(r'<td class="number">(\d)', detail.text) == ["2", "1"]
     assert "Retire this instrument" not in detail.text  # an analyst reads, does not retire

@@ -244,6 +244,7 @@ def test_two_processes_starting_together_make_one_first_start(
         published = [line for line in output if f"{RA1_SLUG} published as new version 1" in line]
         admins = [line for line in output if line.startswith("created the first admin: username admin")]
         assert (len(published), len(admins)) == (1, 1), output
+        assert sum(line.startswith("the web console: http://127.0.0.1:") for line in output) == 2, output
         password = admins[0].split("password ", 1)[1].split()[0]
         for server in servers.values():
             check_ra1_is_served(server, login(server, "admin", password))

@@ -69,8 +69,11 @@ def console_forbidden(exc: HTTPForbidden, request: Request) -> Response:
     return error_page(
         request,
         403,
-        "Not allowed",
-        "Your grants do not allow this page. If you need it, ask an administrator for a grant.",
+        translate(request, _("Not allowed")),
+        translate(
+            request,
+            _("Your grants do not allow this page. If you need it, ask an administrator for a grant."),
+        ),
     )
 
 
@@ -81,28 +84,47 @@ def console_not_found(exc: HTTPException, request: Request) -> Response:
     if isinstance(exc, PredicateMismatch) and request.matched_route is not None:
         allowed = allowed_methods(request, request.matched_route.name)
         if request.method not in allowed:
-            response = error_page(request, 405, "Not possible here", "This page cannot be used that way.")
+            response = error_page(
+                request,
+                405,
+                translate(request, _("Not possible here")),
+                translate(request, _("This page cannot be used that way.")),
+            )
             response.headers["Allow"] = ", ".join(sorted(allowed))
             return response
-    return error_page(request, 404, "Page not found", "There is no page at this address.")
+    return error_page(
+        request,
+        404,
+        translate(request, _("Page not found")),
+        translate(request, _("There is no page at this address.")),
+    )
 
 
 @exception_view_config(BadCSRFToken, path_info=CONSOLE_PATHS)
 @exception_view_config(BadCSRFOrigin, path_info=CONSOLE_PATHS)
 def console_bad_csrf(exc: HTTPException, request: Request) -> Response:
+    route = request.matched_route.name if request.matched_route is not None else None
+    if route == "console.signout" and request.identity is None:
+        # Signing out of a sign-in that has already ended (its page held that sign-in's token).
+        return signin_redirect(request)
     audit.record_refusal(request, "console.csrf_refused", target=f"{request.method} {request.path}")
     return error_page(
         request,
         400,
-        "The form has expired",
-        "This form was sent without a valid security token (it may be older than your sign-in). "
-        "Go back, reload the page and send it again.",
+        translate(request, _("The form has expired")),
+        translate(
+            request,
+            _(
+                "This form was sent without a valid security token (it may be older than your sign-in). "
+                "Go back, reload the page and send it again."
+            ),
+        ),
     )
 
 
 @exception_view_config(APIError, path_info=CONSOLE_PATHS)
 def console_api_error(exc: APIError, request: Request) -> Response:
-    return error_page(request, exc.status, "Request refused", exc.message)
+    return error_page(request, exc.status, translate(request, _("Request refused")), exc.message)
 
 
 @exception_view_config(HTTPException, path_info=CONSOLE_PATHS)
@@ -116,7 +138,10 @@ def console_http_exception(exc: HTTPException, request: Request) -> Response:
 def console_integrity_error(exc: IntegrityError, request: Request) -> Response:
     log.warning("integrity error on %s %s: %s", request.method, request.path, exc.orig)
     return error_page(
-        request, 409, "Changed meanwhile", "Someone changed the same data at the same time. Please retry."
+        request,
+        409,
+        translate(request, _("Changed meanwhile")),
+        translate(request, _("Someone changed the same data at the same time. Please retry.")),
     )
 
 
@@ -127,7 +152,13 @@ def console_unexpected_error(exc: Exception, request: Request) -> Response:
     return error_page(
         request,
         500,
-        "Something went wrong",
-        f"The server could not complete this request. It has been logged as request {request_id}; "
-        "quote it when you report the problem.",
+        translate(request, _("Something went wrong")),
+        translate(
+            request,
+            _(
+                "The server could not complete this request. It has been logged as request ${request_id}; "
+                "quote it when you report the problem."
+            ),
+            request_id=request_id,
+        ),
     )

@@ -68,6 +68,12 @@ def test_signing_in_and_out(
     assert browser.COOKIE_NAME not in page.evaluate("() => document.cookie")
     assert_accessible(page)
     screenshot(page, "console-home")
+    response = page.goto(f"{live_server.url}/console/no-such-page")
+    assert response.status == 404 and "Page not found" in page.inner_text("h1")
+    assert_accessible(page)
+    response = page.goto(f"{live_server.url}/console/admin/audit")  # a coordinator is no admin
+    assert response.status == 403 and "Not allowed" in page.inner_text("h1")
+    assert_accessible(page)
     sign_out(page)
     assert "/console/sign-in" in page.url and "You have signed out." in page.inner_text("main")
     page.goto(f"{live_server.url}/console/account")
@@ -194,6 +200,11 @@ def test_instruments_and_retiring_one(
     screenshot(page, "console-instruments")
     page.click("table a")
     assert_accessible(page)
+    # On a tablet's screen too: nothing wider than the screen but the tables, which scroll inside.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.goto(f"{live_server.url}/console/instruments")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    page.go_back()
     with page.expect_navigation():
         page.click("text=Retire this instrument")
     assert asked and asked[0].startswith("Retire this instrument?")

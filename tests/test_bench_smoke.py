@@ -95,6 +95,23 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         return argv + (["--postgres", admin] if admin else []), expected
     if script == "bench_json_body.py":
         return ["--records", "3", "--repeat", "2"], ["orjson + counts (now)"]
+    if script == "bench_console_pages.py":
+        argv = [
+            "--countries",
+            "3",
+            "--interviews",
+            "60",
+            "--registry",
+            "120",
+            "--deep-page",
+            "2",
+            "--rounds",
+            "1",
+        ]
+        return argv + (["--postgres", admin] if admin else []), [
+            "statements per dashboard: the same for every number of countries",
+            "registry page 2 / page 1",
+        ]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

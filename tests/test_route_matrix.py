@@ -28,6 +28,7 @@ from test_sync_support import make_conflict, make_field_conflict
 from surveykit.accounts import browser, passwords
 from surveykit.accounts import services as accounts_services
 from surveykit.accounts.identity import GrantScope, Identity
+from surveykit.accounts.models import User
 from surveykit.audit.models import AuditEvent
 from surveykit.console.routes import ROUTES as CONSOLE_ROUTES
 from surveykit.instruments import services as instruments
@@ -60,6 +61,32 @@ MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
 NOBODY: frozenset[str] = frozenset()
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
+
+# consolecoord: the progress dashboard (coordinators, analysts, admins of the study), the registry
+# (whoever reads the country's registry; its managers edit and import), tablets and conflicts (the
+# country's managers).
+PROGRESS_READERS = frozenset(
+    {"coordinator_ke", "coordinator_tz", "analyst_ke", "study_admin", "global_admin"}
+)
+COORDINATION_PAGES: dict[tuple[str, str], frozenset[str]] = {
+    ("console.fieldwork", "GET"): PEOPLE,
+    ("console.progress", "GET"): PROGRESS_READERS,
+    ("console.registry", "GET"): READERS_KE - DEVICES,
+    ("console.registry_import", "GET"): MANAGERS_KE,
+    ("console.registry_import", "POST"): MANAGERS_KE,
+    ("console.participant", "GET"): READERS_KE - DEVICES,
+    ("console.participant", "POST"): MANAGERS_KE,
+    ("console.tablets", "GET"): MANAGERS_KE,
+    ("console.tablets", "POST"): MANAGERS_KE,
+    ("console.tablet_reenrol", "POST"): MANAGERS_KE,
+    ("console.tablet_revoke", "GET"): MANAGERS_KE,
+    ("console.tablet_revoke", "POST"): MANAGERS_KE,
+    ("console.conflicts", "GET"): MANAGERS_KE,
+    ("console.conflict", "GET"): MANAGERS_KE,
+    ("console.conflict", "POST"): MANAGERS_KE,
+    ("console.field_conflict", "GET"): MANAGERS_KE,
+    ("console.field_conflict", "POST"): MANAGERS_KE,
+}
 
 # (route name, request method) -> the callers that are not refused (neither 401 nor 403).
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
@@ -158,6 +185,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("console.instruments", "GET"): PEOPLE,
     ("console.instrument", "GET"): PEOPLE,
     ("console.instrument_retire", "POST"): PUBLISHERS,
+    # consolecoord: the coordinators' pages (docs/console-coordinators.md), as their API routes allow.
+    **COORDINATION_PAGES,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -247,6 +276,18 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("console.instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
     ("console.instrument", "GET", "shared"): PEOPLE,
     ("console.instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
+    # consolecoord: the same pages for TZ (the KE callers are out of scope) and for another study.
+    **{
+        (route, method, "console_tz"): MANAGERS_TZ
+        for route, method in COORDINATION_PAGES
+        if route != "console.fieldwork"
+    }
+    | {("console.progress", "GET", "console_tz"): PROGRESS_READERS},
+    **{
+        (route, method, "console_other_study"): GLOBAL_ADMIN
+        for route, method in COORDINATION_PAGES
+        if route != "console.fieldwork"
+    },
 }
 
 PASSWORD = "matrix password 1"
@@ -674,6 +715,89 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     },
 }
 
+
+def _coordination_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """consolecoord: the coordinators' pages of ``study``/``country``, each with what it acts on."""
+    import base64
+
+    from surveykit.studies import services as studies
+
+    base = f"/console/studies/{study}/countries/{country}"
+
+    def fieldworker(w: World) -> str:
+        username = f"m-walker-{study}-{country}".lower()
+        if w.session.scalar(select(func.count()).select_from(User).where(User.username == username)) == 0:
+            w.accounts.user(username, "fieldworker", study, [country])
+        return username
+
+    def device(w: World) -> str:
+        owner = w.session.scalar(select(User).where(User.username == fieldworker(w)))
+        target = studies.get_study(w.session, study)
+        scope = [{"study_id": target.id, "countries": [country]}]
+        device, _ = accounts_services.enrol_device(
+            w.session, owner, "spare", "tests", w.accounts.policy, scope=scope
+        )
+        w.session.flush()
+        return device.id
+
+    sheet = base64.b64encode(b"agency,position\nMinistry of ICT,Director\n").decode("ascii")
+    planned = {"activity": "RA1", "step": "store", "filename": "plan.csv", "data": sheet}
+    edit = {"agency": "Ministry of ICT", "position": "Director", "status": "planned"}
+
+    def conflict(w: World) -> int:
+        return make_conflict(w.session, w.users["global_admin"].id, study, country)
+
+    def field_conflict(w: World) -> int:
+        return make_field_conflict(w.session, w.users["global_admin"].id, study, country)
+
+    return {
+        ("console.progress", "GET"): lambda w: Call("GET", f"/console/studies/{study}/progress"),
+        ("console.registry", "GET"): lambda w: _with_activity(w, study, Call("GET", f"{base}/participants")),
+        ("console.registry_import", "GET"): lambda w: _with_activity(
+            w, study, Call("GET", f"{base}/participants/import")
+        ),
+        ("console.registry_import", "POST"): lambda w: _with_activity(
+            w, study, Call("POST", f"{base}/participants/import", form=planned)
+        ),
+        ("console.participant", "GET"): lambda w: Call(
+            "GET", f"/console/studies/{study}/participants/{_planned(w, study, country)}"
+        ),
+        ("console.participant", "POST"): lambda w: Call(
+            "POST", f"/console/studies/{study}/participants/{_planned(w, study, country)}", form=edit
+        ),
+        ("console.tablets", "GET"): lambda w: Call("GET", f"{base}/tablets"),
+        ("console.tablets", "POST"): lambda w: Call(
+            "POST", f"{base}/tablets", form={"username": fieldworker(w), "label": "matrix tablet"}
+        ),
+        ("console.tablet_reenrol", "POST"): lambda w: Call(
+            "POST", f"{base}/tablets/{device(w)}/reenrol", form={}
+        ),
+        ("console.tablet_revoke", "GET"): lambda w: Call("GET", f"{base}/tablets/{device(w)}/revoke"),
+        ("console.tablet_revoke", "POST"): lambda w: Call(
+            "POST", f"{base}/tablets/{device(w)}/revoke", form={}
+        ),
+        ("console.conflicts", "GET"): lambda w: Call("GET", f"{base}/conflicts"),
+        ("console.conflict", "GET"): lambda w: Call("GET", f"/console/conflicts/{conflict(w)}"),
+        ("console.conflict", "POST"): lambda w: Call(
+            "POST", f"/console/conflicts/{conflict(w)}", form={"resolution": "keep_current"}
+        ),
+        ("console.field_conflict", "GET"): lambda w: Call(
+            "GET", f"/console/field-conflicts/{field_conflict(w)}"
+        ),
+        ("console.field_conflict", "POST"): lambda w: Call(
+            "POST", f"/console/field-conflicts/{field_conflict(w)}", form={"resolution": "keep_current"}
+        ),
+    }
+
+
+# consolecoord: the start page is everyone's; the rest is scoped by study and country.
+CALLS.update(
+    {
+        ("console.fieldwork", "GET"): lambda w: Call("GET", "/console/fieldwork"),
+        **_coordination_calls("ocsea", "KE"),
+    }
+)
+
 SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "other_study": _instrument_calls("other_study"),
     "shared": _instrument_calls("shared"),
@@ -705,6 +829,9 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
     },
+    # consolecoord
+    "console_tz": _coordination_calls("ocsea", "TZ"),
+    "console_other_study": _coordination_calls("other", "KE"),
 }
 
 

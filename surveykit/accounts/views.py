@@ -6,18 +6,15 @@ enrolment code spent) are returned as error responses rather than raised, so the
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
-import segno
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import forbidden_view_config, view_config
 from sqlalchemy import select
 
-from surveykit.accounts import schemas, services, throttle
+from surveykit.accounts import enrolment, schemas, services, throttle
 from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.accounts.models import Device, User
 from surveykit.accounts.policy import AUTH_PROBLEM
@@ -216,21 +213,17 @@ def _grant_json(grant: GrantScope) -> dict[str, Any]:
 
 def _manages(request: Request, device: Device, slugs: dict[int, str]) -> bool:
     """Whether the caller's coordinator and admin grants cover the device's whole scope."""
-    identity: Identity = request.identity
-    return identity.manages_scope(services.scope_by_slug(device.scope, slugs))
+    return enrolment.manages(request.identity, device, slugs)
 
 
-def _qr(payload: str) -> dict[str, str]:
-    qr = segno.make(payload, error="m")
-    png = io.BytesIO()
-    qr.save(png, kind="png", scale=6, border=4)
-    svg = io.BytesIO()
-    qr.save(svg, kind="svg", scale=6, border=4, xmldecl=False)
-    return {
-        "payload": payload,
-        "png_base64": base64.b64encode(png.getvalue()).decode("ascii"),
-        "svg": svg.getvalue().decode("utf-8"),
-    }
+def _denied(request: Request, denied: enrolment.EnrolmentDenied, action: str, target: str | None) -> APIError:
+    """The API's answer to a refused device action, audited when the refusal says so."""
+    if denied.audit is not None:
+        audit.record_refusal(request, action, target=target, **denied.audit)
+    details = (
+        [field_error(denied.field, denied.detail, denied.location)] if denied.field is not None else None
+    )
+    return APIError(denied.status, denied.code, denied.message, details)
 
 
 @view_config(
@@ -238,40 +231,21 @@ def _qr(payload: str) -> dict[str, str]:
 )
 def enrol(request: Request) -> dict[str, Any]:
     body = json_body(request, schemas.EnrolSchema())
-    owner = request.dbsession.scalar(select(User).where(User.username == body["username"]))
-    if owner is None and request.identity.is_global_admin:
-        raise APIError(
-            404,
-            ErrorCode.USER_NOT_FOUND,
-            f"no user {body['username']!r}",
-            [field_error("username", "unknown user")],
-        )
-    # A coordinator gets the same answer for an unknown username as for someone else's fieldworker,
-    # so enrolment cannot be used to find out which usernames exist.
-    scope = services.enrolment_scope(request.dbsession, owner, request.identity) if owner else []
-    if not scope:
-        audit.record_refusal(
-            request,
-            "device.enrol",
-            target=body["username"],
-            reason="unknown_user" if owner is None else "out_of_scope",
-        )
-        raise APIError(
-            403,
-            ErrorCode.FORBIDDEN,
-            f"{body['username']} is not a fieldworker in a study and country you coordinate",
-        )
-    if body["study"] is not None or body["countries"] is not None:
-        scope = _requested_scope(request, owner, body)
     try:
-        device, code = services.enrol_device(
-            request.dbsession, owner, body["label"], request.identity.actor, _policy(request), scope=scope
+        enrolled = enrolment.enrol_for(
+            request.dbsession,
+            request.identity,
+            body["username"],
+            body["label"],
+            _policy(request),
+            body["study"],
+            body["countries"],
         )
-    except services.AccountError as exc:
-        raise APIError(
-            422, ErrorCode.INVALID_INPUT, str(exc), [field_error(exc.field or "", str(exc))]
-        ) from exc
-    answer = _enrolment_answer(request, device, owner.username, code)
+    except enrolment.EnrolmentDenied as denied:
+        target = body["username"]
+        raise _denied(request, denied, "device.enrol", target) from denied
+    device, owner = enrolled.device, enrolled.owner
+    answer = _enrolment_answer(request, device, owner.username, enrolled.code)
     audit.record_in_request(
         request,
         "device.enrol",
@@ -284,30 +258,13 @@ def enrol(request: Request) -> dict[str, Any]:
     return answer
 
 
-def _requested_scope(request: Request, owner: User, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The study and countries the enrol request names, if the caller manages them and the owner
-    holds them (403 and 422 otherwise, with the field at fault)."""
-    try:
-        return services.enrolment_scope(
-            request.dbsession, owner, request.identity, body["study"], body["countries"]
-        )
-    except services.DeviceScopeRefused as refused:
-        detail = [field_error(refused.field, str(refused))]
-        if refused.beyond_manager:
-            audit.record_refusal(
-                request, "device.enrol", target=owner.username, reason="out_of_scope", field=refused.field
-            )
-            raise APIError(403, ErrorCode.FORBIDDEN, str(refused), detail) from refused
-        raise APIError(422, ErrorCode.INVALID_INPUT, str(refused), detail) from refused
-
-
 def _enrolment_answer(request: Request, device: Device, username: str, code: str) -> dict[str, Any]:
     server_url = request.registry.settings["surveykit.public_url"] or request.application_url
     _secret_response(request)
     return {
         "device": services.describe_device(device, username, services.study_slugs(request.dbsession)),
         "enrolment_code": code,
-        "qr": _qr(services.enrolment_payload(server_url, code)),
+        "qr": enrolment.qr_code(services.enrolment_payload(server_url, code)),
     }
 
 
@@ -372,15 +329,10 @@ def _managed_device(request: Request, action: str) -> Device:
     """The device named in the URL, if the caller's grants cover its whole scope (404 unknown, 403
     out of scope)."""
     device_id = request.matchdict["device_id"]
-    device = request.dbsession.get(Device, device_id) if len(device_id) <= 36 else None
-    if device is None:
-        raise APIError(404, ErrorCode.DEVICE_NOT_FOUND, f"no device {device_id!r}")
-    if not _manages(request, device, services.study_slugs(request.dbsession)):
-        audit.record_refusal(request, action, target=device.id, reason="out_of_scope")
-        raise APIError(
-            403, ErrorCode.FORBIDDEN, "this device reaches studies or countries outside your grants"
-        )
-    return device
+    try:
+        return enrolment.managed_device(request.dbsession, request.identity, device_id)
+    except enrolment.EnrolmentDenied as denied:
+        raise _denied(request, denied, action, device_id) from denied
 
 
 @view_config(
@@ -404,19 +356,9 @@ def reenrol(request: Request) -> dict[str, Any]:
     """A new one-time enrolment code for an existing device: its activation keeps the device id."""
     device = _managed_device(request, "device.reenrol")
     try:
-        code = services.reenrol_device(request.dbsession, device, request.identity.actor, _policy(request))
-    except services.ReenrolmentRefused as refused:
-        audit.record_refusal(request, "device.reenrol", target=device.id, reason=refused.reason)
-        raise APIError(
-            409,
-            ErrorCode.DEVICE_REVOKED,
-            "this device was revoked and stays revoked; enrol a new device instead",
-        ) from refused
-    except services.AccountError as exc:
-        audit.record_refusal(request, "device.reenrol", target=device.id, reason="owner_not_enrollable")
-        raise APIError(
-            422, ErrorCode.INVALID_INPUT, str(exc), [field_error("device_id", str(exc), "path")]
-        ) from exc
+        code = enrolment.reenrol(request.dbsession, request.identity, device, _policy(request))
+    except enrolment.EnrolmentDenied as denied:
+        raise _denied(request, denied, "device.reenrol", device.id) from denied
     owner = request.dbsession.get(User, device.user_id)
     audit.record_in_request(
         request, "device.reenrol", target=device.id, owner=owner.username, label=device.label

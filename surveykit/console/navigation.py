@@ -34,8 +34,14 @@ def _exports_reader(identity: Identity) -> bool:
     return identity.has_role({"analyst", "coordinator", "admin"})
 
 
+def _fieldwork(identity: Identity) -> bool:
+    return identity.has_role({"coordinator", "analyst", "admin"})
+
+
 NAV: list[NavItem] = [
     NavItem("console.home", _("Start"), _anyone),
+    # consolecoord: progress, registry, tablets and conflicts, per study and country
+    NavItem("console.fieldwork", _("Fieldwork"), _fieldwork),
     NavItem("console.exports", _("Workbooks"), _exports_reader),
     NavItem("console.instruments", _("Instruments"), _anyone),
     NavItem("console.users", _("Accounts"), _global_admin),

@@ -15,9 +15,13 @@ from typing import Any
 
 from surveykit.accounts import AccountResource, PublicResource, UsersResource
 from surveykit.audit import AuditResource
+from surveykit.console.fieldwork import CountryConflictsResource, CountryTabletsResource
 from surveykit.console.resources import ConsoleHomeResource, InstrumentsPageResource
 from surveykit.exports import CountryExportResource, StudyExportResource
 from surveykit.instruments import InstrumentResource
+from surveykit.participants import CountryParticipantsResource, ParticipantResource
+from surveykit.studies import StudyResource
+from surveykit.sync import ConflictResource, FieldConflictResource
 
 
 @dataclass(frozen=True)
@@ -59,4 +63,37 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("console.instruments", "/console/instruments", InstrumentsPageResource),
     ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
     ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
+    # consolecoord: coordinators and analysts (fieldwork.py, dashboard.py, registry.py, tablets.py,
+    # conflicts.py); the registry and conflict pages use the API's own resources.
+    ConsoleRoute("console.fieldwork", "/console/fieldwork", ConsoleHomeResource),
+    ConsoleRoute("console.progress", "/console/studies/{study}/progress", StudyResource),
+    ConsoleRoute(
+        "console.registry",
+        "/console/studies/{study}/countries/{cc}/participants",
+        CountryParticipantsResource,
+    ),
+    ConsoleRoute(
+        "console.registry_import",
+        "/console/studies/{study}/countries/{cc}/participants/import",
+        CountryParticipantsResource,
+    ),
+    ConsoleRoute("console.participant", "/console/studies/{study}/participants/{pid}", ParticipantResource),
+    ConsoleRoute(
+        "console.tablets", "/console/studies/{study}/countries/{cc}/tablets", CountryTabletsResource
+    ),
+    ConsoleRoute(
+        "console.tablet_reenrol",
+        "/console/studies/{study}/countries/{cc}/tablets/{device_id}/reenrol",
+        CountryTabletsResource,
+    ),
+    ConsoleRoute(
+        "console.tablet_revoke",
+        "/console/studies/{study}/countries/{cc}/tablets/{device_id}/revoke",
+        CountryTabletsResource,
+    ),
+    ConsoleRoute(
+        "console.conflicts", "/console/studies/{study}/countries/{cc}/conflicts", CountryConflictsResource
+    ),
+    ConsoleRoute("console.conflict", "/console/conflicts/{conflict_id}", ConflictResource),
+    ConsoleRoute("console.field_conflict", "/console/field-conflicts/{conflict_id}", FieldConflictResource),
 )

@@ -122,6 +122,20 @@ def test_login_returns_an_access_and_a_refresh_token(
     assert (event.actor, event.outcome, event.target) == ("amina", "success", "amina")
 
 
+def test_a_misspelled_key_is_reported_without_echoing_its_value(testapp: webtest.TestApp) -> None:
+    """A password typed under the wrong key must not come back in the error (nor reach its logs)."""
+    secret = "hunter2-never-echo-me"
+    for path, body in [
+        (LOGIN, {"username": "amina", "pasword": secret}),
+        (REFRESH, {"refresh_tokn": secret}),
+        ("/api/v1/devices/activate", {"code": "ABCD", "cod": secret}),
+    ]:
+        response = testapp.post_json(path, body, status=422)
+        assert secret not in response.text
+        paths = {problem["path"] for problem in response.json["details"]}
+        assert set(body) - {"username", "code"} <= paths
+
+
 def test_wrong_password_and_unknown_user_get_the_same_answer(
     testapp: webtest.TestApp, dbsession: Session, accounts: Any
 ) -> None:

@@ -19,26 +19,21 @@ class NullableSlug(StrictString):
         return None if cstruct is None else super().deserialize(node, cstruct)
 
 
-class _Strict(colander.MappingSchema):
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, typ=colander.Mapping(unknown="raise"), **kw)
-
-
 def _text(name: str, max_length: int, **kw: Any) -> colander.SchemaNode:
     return colander.SchemaNode(StrictString(), name=name, validator=colander.Length(max=max_length), **kw)
 
 
-class LoginSchema(_Strict):
+class LoginSchema(Strict):
     username = _text("username", 64)
     # Not stripped or shortened: a password is compared exactly as typed.
     password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))
 
 
-class RefreshSchema(_Strict):
+class RefreshSchema(Strict):
     refresh_token = _text("refresh_token", 200)
 
 
-class LogoutSchema(_Strict):
+class LogoutSchema(Strict):
     refresh_token = _text("refresh_token", 200, missing=None)
 
 
@@ -48,7 +43,7 @@ class _Countries(colander.SequenceSchema):
     )
 
 
-class EnrolSchema(_Strict):
+class EnrolSchema(Strict):
     username = _text("username", 64)
     label = _text("label", 200)
     # The scope the device is bound to; by default all the owner's fieldworker grants that the
@@ -61,15 +56,14 @@ class EnrolSchema(_Strict):
     countries = _Countries(validator=colander.Length(min=1, max=100), missing=None)
 
 
-class ActivateSchema(_Strict):
+class ActivateSchema(Strict):
     code = _text("code", 40)
 
 
-class DeviceQuerySchema(_Strict):
+class DeviceQuerySchema(Strict):
     username = _text("username", 64, missing=None)
 
 
-# The bodies below carry passwords: unknown keys are reported without their values (``Strict``).
 
 
 class PasswordChangeSchema(Strict):

@@ -61,7 +61,8 @@ PRELOAD_TEXT = """
 ALTER TABLE preload ADD COLUMN record text;
 UPDATE preload SET record = replace(replace(replace(replace(replace(%(template)s,
     '@@country@@', %(country)s), '-' || %(country)s || '-987654321:',
-    '-' || %(country)s || '-' || CASE WHEN n < 10 THEN '0' || n ELSE n::text END || ':'), '987654321', n::text),
+    '-' || %(country)s || '-' || CASE WHEN n < 10 THEN '0' || n ELSE n::text END || ':'),
+    '987654321', n::text),
     '@@quote-0@@', q0), '@@quote-1@@', q1);
 ALTER TABLE preload ADD COLUMN hash text;
 UPDATE preload SET hash = encode(sha256(convert_to(record, 'UTF8')), 'hex');
@@ -108,6 +109,26 @@ SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid),
 FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
 WHERE s.nspname = 'public' AND c.relkind = 'r' AND c.relname = ANY(%s)
 """
+# The push path's statements (as the server sends them) for one batch of fresh records, planned and
+# run with EXPLAIN (ANALYZE, BUFFERS) in a transaction that is rolled back.
+EXPLAINED = {
+    "lock the batch's records": "SELECT * FROM interviews WHERE uuid = ANY(%(uuids)s) ORDER BY uuid "
+    "FOR UPDATE",
+    "their revision keys": "SELECT interview_uuid, base_revision, content_hash, kind, revision, id, "
+    "resolved_at FROM interview_revisions WHERE interview_uuid = ANY(%(uuids)s) "
+    "AND content_hash = ANY(%(hashes)s)",
+    "taken interview numbers": "SELECT uuid FROM interviews WHERE (study_id, activity, country_code, "
+    "interview_number) IN (SELECT study_id, activity, country_code, interview_number FROM interviews "
+    "WHERE uuid = ANY(%(uuids)s))",
+    "quote owners": "SELECT id, interview_uuid FROM quotes WHERE id = ANY(%(quotes)s)",
+    "a revision appended": "INSERT INTO interview_revisions (interview_uuid, kind, revision, base_revision, "
+    "content_hash, record, user_id, received_at) SELECT uuid, 'accepted', revision + 1, revision, "
+    "md5(content_hash) || md5(uuid), record, interviewer_id, now() FROM interviews "
+    "WHERE uuid = ANY(%(uuids)s)",
+    "change_seq set": "UPDATE interviews SET change_seq = change_seq + 1 WHERE uuid = ANY(%(uuids)s)",
+    "a feed page (cursor 0, 1,001 entries)": "SELECT * FROM change_log WHERE study_id = %(study)s "
+    "AND seq > 0 AND (country_code = ANY(%(countries)s) OR country_code IS NULL) ORDER BY seq LIMIT 1001",
+}
 GROWING_TABLES = ["interviews", "interview_revisions", "quotes", "participants", "change_log"]
 
 
@@ -192,6 +213,54 @@ class Growth:
                     vacuum.execute("VACUUM ANALYZE")
         return time.monotonic() - started
 
+    def explain(self, acked: list[str]) -> list[list[str]]:
+        """Execution time, buffers and constraint-trigger time of each push-path statement."""
+        import psycopg
+
+        lines = []
+        with psycopg.connect(self.sk_url) as connection:
+            uuids = acked[-bs.BATCH_SIZE :]
+            study = connection.execute("SELECT id FROM studies WHERE slug = %s", (bs.STUDY,)).fetchone()[0]
+            hashes = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT content_hash FROM interviews WHERE uuid = ANY(%s)", (uuids,)
+                )
+            ]
+            quotes = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM quotes WHERE interview_uuid = ANY(%s)", (uuids,)
+                )
+            ]
+            countries = [*bs.COUNTRIES, *self.countries]
+            params = {
+                "uuids": uuids,
+                "hashes": hashes,
+                "quotes": quotes,
+                "study": study,
+                "countries": countries,
+            }
+            for label, statement in EXPLAINED.items():
+                plan = [
+                    row[0] for row in connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params)
+                ]
+                buffers = next((line.strip() for line in plan if "Buffers:" in line), "")
+                triggers = sum(
+                    float(line.split("time=")[1].split()[0]) for line in plan if line.startswith("Trigger")
+                )
+                total = next(line.split(":")[1].strip() for line in plan if line.startswith("Execution Time"))
+                lines.append(
+                    [
+                        label,
+                        total,
+                        f"{triggers:.2f} ms" if triggers else "-",
+                        buffers.removeprefix("Buffers: "),
+                    ]
+                )
+            connection.rollback()
+        return lines
+
     def sizes(self) -> dict[str, tuple[int, int, int]]:
         import psycopg
 
@@ -249,6 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="records the bare clients generate per window (default 8,000 per second)",
     )
     parser.add_argument("--postgres", default=bs.DEFAULT_POSTGRES_URL, metavar="ADMIN_URL")
+    parser.add_argument(
+        "--explain", action="store_true", help="print EXPLAIN ANALYZE figures of the push path at each size"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 on errors or a record not stored once")
     args = parser.parse_args(argv)
     try:
@@ -347,6 +419,15 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
                 bs.report_row(pull)
                 rows.append((size, "pull", pull))
                 table_sizes.append((size, growth.sizes()))
+                if args.explain:
+                    print(
+                        f"  push-path statements at {size:,} stored records (EXPLAIN ANALYZE, rolled back):"
+                    )
+                    bs.print_table(
+                        ["statement", "execution", "FK triggers", "buffers"],
+                        growth.explain(list(site.acked)),
+                        "lrrl",
+                    )
         finally:
             statistics.stop()
             site.stop()

@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bare-records",
         type=int,
-        help="records the bare clients generate per window (default 8,000 per second)",
+        help="records the bare clients generate per window (default 12,000 per second)",
     )
     parser.add_argument("--postgres", default=bs.DEFAULT_POSTGRES_URL, metavar="ADMIN_URL")
     parser.add_argument(
@@ -332,7 +332,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.size_list[-1] > PRELOAD_PER_COUNTRY * len(country_codes(50)):
         parser.error(f"--sizes: at most {PRELOAD_PER_COUNTRY * len(country_codes(50)):,}")
     if args.bare_records is None:
-        args.bare_records = int(8_000 * (args.warmup + args.seconds)) + 1_000
+        args.bare_records = int(12_000 * (args.warmup + args.seconds)) + 1_000
     args.client_counts = [args.clients]
     args.analyze = "auto"
     return args

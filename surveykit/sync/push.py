@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from surveykit.accounts.identity import ALL, GrantScope, Identity
-from surveykit.db import utcnow
+from surveykit.db import StoredJSON, utcnow
 from surveykit.errors import ErrorCode, field_error
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.services import load_definition
@@ -441,6 +441,8 @@ class Writer:
         self._field_conflict_rows: list[tuple[dict[str, Any], list[dict[str, Any]], PersonState]] = []
         self._written_uuids: set[str] = set()
         self._written_people: set[int] = set()
+        # content hash -> the canonical JSON text it covers, of the records of the batch
+        self._texts: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------- lookups
 
@@ -483,11 +485,19 @@ class Writer:
                 self._instruments[key] = compiled
         return self._instruments[key]
 
+    def _stored(self, record: dict[str, Any], digest: str) -> Any:
+        """What a JSON column is given for ``record``: its canonical text when the batch has it."""
+        text = self._texts.get(digest)
+        return record if text is None else StoredJSON(text)
+
     # ----------------------------------------------------------------------------- validation
 
-    def validate(self, record: Any, prefix: str) -> tuple[RecordKey | None, StudyInfo | None, list[Problem]]:
-        """The record's key, its study, and every problem with it, paths prefixed by ``prefix``."""
-        unstorable = validation.check_text(record)
+    def validate(
+        self, record: Any, prefix: str, canonical: str | None = None
+    ) -> tuple[RecordKey | None, StudyInfo | None, list[Problem]]:
+        """The record's key, its study, and every problem with it, paths prefixed by ``prefix``
+        (``canonical``: the record's canonical JSON text, when known, saves walking it for text)."""
+        unstorable = validation.check_text_of(record, canonical)
         if unstorable:
             return None, None, _prefixed(prefix, unstorable)
         key, problems = validation.read_key(record)
@@ -694,7 +704,10 @@ class Writer:
         if not validation.is_int(base) or not 0 <= base <= MAX_REVISION:
             problems.append((f"{prefix}.base_revision", "required: the revision it is based on, 0 if new"))
         record = change.get("record")
-        digest = validation.safe_hash(record) if isinstance(record, dict) else None
+        hashed = validation.hash_and_text(record) if isinstance(record, dict) else None
+        digest = hashed[0] if hashed is not None else None
+        if hashed is not None:
+            self._texts[hashed[0]] = hashed[1]
         if not isinstance(record, dict):
             problems.append((f"{prefix}.record", "required: the record, a JSON object"))
         if problems:
@@ -713,7 +726,9 @@ class Writer:
             earlier = self._revision_keys.get((uuid, base, digest))
             if earlier is not None and earlier.kind == "accepted":
                 return ChangeResult(index, uuid, "unchanged", earlier.revision, digest)
-        key, study, problems = self.validate(record, f"changes[{index}].record")
+        key, study, problems = self.validate(
+            record, f"changes[{index}].record", self._texts.get(digest or "")
+        )
         if problems or key is None or study is None or digest is None:
             return _rejected(index, uuid, digest, ErrorCode.SYNC_RECORD_INVALID, problems)
         try:
@@ -948,7 +963,7 @@ class Writer:
                 "revision": revision,
                 "base_revision": base,
                 "content_hash": digest,
-                "record": record,
+                "record": self._stored(record, digest),
                 "user_id": self.caller.user_id,
                 "device_id": self.caller.device_id,
                 "received_at": self.now,
@@ -1137,7 +1152,13 @@ class Writer:
         """Write what the decided changes stored: one executemany per table and kind of write."""
         connection = self.session.connection()
         if self._created:
-            connection.execute(INSERT_INTERVIEWS, [state.row() for state in self._created.values()])
+            connection.execute(
+                INSERT_INTERVIEWS,
+                [
+                    {**state.row(), "record": self._stored(state.record, state.content_hash)}
+                    for state in self._created.values()
+                ],
+            )
         if self._updated:
             connection.execute(
                 UPDATE_INTERVIEWS,
@@ -1146,7 +1167,7 @@ class Writer:
                         "b_uuid": state.uuid,
                         "b_revision": state.revision,
                         "b_content_hash": state.content_hash,
-                        "b_record": state.record,
+                        "b_record": self._stored(state.record, state.content_hash),
                         "b_status": state.status,
                         "b_instrument_slug": state.instrument_slug,
                         "b_instrument_version": state.instrument_version,

@@ -635,8 +635,11 @@ class Writer:
         """Everything deciding ``pending`` needs from the database, in a few queries."""
         keyed = [item for item in pending if item.key is not None]
         self._lock([item.uuid for item in keyed])
+        # A revision belongs to a stored record (a foreign key): a new record's needs no lookup.
         self._load_revision_keys(
-            (item.uuid, item.base, item.digest) for item in keyed if item.digest is not None
+            (item.uuid, item.base, item.digest)
+            for item in keyed
+            if item.digest is not None and item.uuid in self._records
         )
         interviews: dict[str, InterviewKey] = {}
         for item in keyed:

@@ -125,7 +125,6 @@ EXPLAINED = {
     "content_hash, record, user_id, received_at) SELECT uuid, 'accepted', revision + 1, revision, "
     "md5(content_hash) || md5(uuid), record, interviewer_id, now() FROM interviews "
     "WHERE uuid = ANY(%(uuids)s)",
-    "change_seq set": "UPDATE interviews SET change_seq = change_seq + 1 WHERE uuid = ANY(%(uuids)s)",
     "a feed page (cursor 0, 1,001 entries)": "SELECT * FROM change_log WHERE study_id = %(study)s "
     "AND seq > 0 AND (country_code = ANY(%(countries)s) OR country_code IS NULL) ORDER BY seq LIMIT 1001",
 }

@@ -17,7 +17,6 @@ Create Date: 2026-12-06 04:00:00
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_perf14"
@@ -29,24 +28,24 @@ RECORD_TABLES = ("interviews", "interview_revisions")
 ROW_TARGET = 4080  # bytes: half a page, so two rows with a compressed record fit one
 
 
-def _lz4_available() -> bool:
-    return bool(
-        op.get_bind().scalar(
-            sa.text(
-                "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
-                "AND 'lz4' = ANY(enumvals)"
-            )
-        )
-    )
+# A server built without lz4 keeps pglz; the check runs in the database, so ``--sql`` works too.
+SET_LZ4 = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression'
+               AND 'lz4' = ANY(enumvals)) THEN
+        EXECUTE 'ALTER TABLE {table} ALTER COLUMN record SET COMPRESSION lz4';
+    END IF;
+END
+$$
+"""
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        lz4 = _lz4_available()
         for table in RECORD_TABLES:
             op.execute(f"ALTER TABLE {table} SET (toast_tuple_target = {ROW_TARGET})")
-            if lz4:
-                op.execute(f"ALTER TABLE {table} ALTER COLUMN record SET COMPRESSION lz4")
+            op.execute(SET_LZ4.format(table=table))
     with op.batch_alter_table("participants") as batch:
         batch.drop_index("ix_participants_change_seq")
 

@@ -68,14 +68,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class StoredJSON:
-    """JSON text already serialised (a pushed record's canonical form), bound to a JSON column as
-    it is instead of being serialised again. Not a ``str``: an engine without ``dump_json`` fails
-    on it instead of storing the text as a JSON string."""
+class StoredJSON(dict):
+    """A JSON object whose serialised text is already known (a pushed record's canonical form).
+    Engines made here (``dump_json``) bind that text as it is instead of serialising the object
+    again; any other serialiser sees a plain dict and writes the same value."""
 
     __slots__ = ("text",)
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, value: dict[str, Any], text: str) -> None:
+        super().__init__(value)
         self.text = text
 
 

@@ -488,7 +488,7 @@ class Writer:
     def _stored(self, record: dict[str, Any], digest: str) -> Any:
         """What a JSON column is given for ``record``: its canonical text when the batch has it."""
         text = self._texts.get(digest)
-        return record if text is None else StoredJSON(text)
+        return record if text is None else StoredJSON(record, text)
 
     # ----------------------------------------------------------------------------- validation
 

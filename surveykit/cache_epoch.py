@@ -108,7 +108,14 @@ class EpochReader:
             self._engine.dispose()
 
 
+_PREPARED = b"surveykit_read_epoch"
+
+
 def _read(raw: Any) -> int | None:
+    driver = raw.driver_connection
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is not None:
+        return _read_libpq(raw, driver, pgconn)
     cursor = raw.cursor()
     try:
         cursor.execute(READ_EPOCH)
@@ -116,6 +123,27 @@ def _read(raw: Any) -> int | None:
     finally:
         cursor.close()
     return None if row is None else row[0]
+
+
+def _read_libpq(raw: Any, driver: Any, pgconn: Any) -> int | None:
+    """The epoch through libpq's prepared-statement call (psycopg's ``pgconn``): the read runs on
+    every request, and psycopg's cursor machinery costs several times the call itself. The
+    connection is in autocommit mode and used by this thread alone."""
+    from psycopg import OperationalError
+    from psycopg.pq import ExecStatus
+
+    if not raw.info.get("epoch_prepared"):
+        result = pgconn.prepare(_PREPARED, READ_EPOCH.encode())
+        if result.status != ExecStatus.COMMAND_OK:
+            raise OperationalError(f"cannot prepare the cache epoch read: {pgconn.get_error_message()}")
+        raw.info["epoch_prepared"] = True
+    result = pgconn.exec_prepared(_PREPARED, None)
+    if result.status != ExecStatus.TUPLES_OK:
+        raise OperationalError(f"cannot read the cache epoch: {pgconn.get_error_message()}")
+    if result.ntuples == 0:
+        return None
+    value = result.get_value(0, 0)
+    return None if value is None else int(value)
 
 
 MISSING = object()

@@ -7,6 +7,7 @@ SQLite file are marked retryable, so pyramid_retry replays the whole request ins
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class StoredJSON(dict):
+    """A JSON object whose serialised text is already known (a pushed record's canonical form).
+    Engines made here (``dump_json``) bind that text as it is instead of serialising the object
+    again; any other serialiser sees a plain dict and writes the same value."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: dict[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.text = text
+
+
+def dump_json(value: Any) -> str:
+    """The engines' JSON serialiser: ``StoredJSON`` passes through, anything else is serialised."""
+    if isinstance(value, StoredJSON):
+        return value.text
+    return json.dumps(value)
+
+
 def make_engine(settings: dict[str, Any]) -> Engine:
     url = settings["sqlalchemy.url"]
     if is_sqlite(url):
@@ -75,6 +95,7 @@ def make_engine(settings: dict[str, Any]) -> Engine:
         url,
         pool_size=settings["surveykit.db_pool_size"],
         max_overflow=settings["surveykit.db_pool_size"],
+        json_serializer=dump_json,
     )
 
     @event.listens_for(engine, "handle_error")
@@ -92,7 +113,7 @@ def _make_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     database = url.split("///", 1)[1] if "///" in url else ""
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, json_serializer=dump_json)
 
     @event.listens_for(engine, "connect")
     def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -53,6 +53,21 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
             argv = [*common, "--backends", "sqlite"]
             expected = ["surveykit SQLite: ", "each stored exactly once, as sent"]
         return argv, [*expected, "settings: "]
+    if script == "bench_sync_growth.py":
+        # PostgreSQL only: the preload is SQL for PostgreSQL, and the growth it measures is its own.
+        if not admin:
+            return ["--help"], ["--sizes"]
+        argv = ["--sizes", "0,300", "--seconds", "0.5", "--warmup", "0.2", "--clients", "2"]
+        argv += ["--bare-records", "100", "--postgres", admin, "--explain", "--strict"]
+        expected = [
+            "preloaded 300 records",
+            "surveykit (acknowledged pushes): ",
+            "bare insert: ",
+            "each stored exactly once, as sent",
+            "push-path statements at 300 stored records",
+            "CPU per record vs first size",
+        ]
+        return argv, expected
     if script == "bench_instrument_get.py":
         argv = ["--seconds", "0.3", "--warmup", "0", "--rounds", "1", "--processes", "0"]
         argv += ["--concurrency", "2", "--threads", "2"]

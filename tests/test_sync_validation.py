@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 from test_sync_support import SyncWorld, change, make_record, new_uuid, post_json, sync_definition
 
@@ -430,3 +432,45 @@ def test_an_invalid_answer_leaves_the_relevance_of_its_dependants_undecided(test
     record["answers"].update(budget_line_exists="yes", budget_line_details="A line for the hotline.")
     result = tablet.push(testapp, [change(new_uuid(), 0, record)]).json["results"][0]
     assert [e["path"] for e in result["errors"]] == [f"{P}.answers.budget_line_exists"]
+
+
+# Text with every kind of character the text rule treats differently: plain, line breaks and tabs
+# (refused in keys only), other C0 controls, DEL and C1 controls, lone surrogates, quotes and
+# backslashes (escaped in JSON without being refused), and non-ASCII text.
+_CHARACTERS = st.sampled_from(
+    [
+        "a",
+        "é",
+        "ก",
+        " ",
+        "\n",
+        "\t",
+        "\r",
+        "\x00",
+        "\x07",
+        "\x1b",
+        "\x7f",
+        "\x85",
+        "\x9f",
+        "\ud800",
+        '"',
+        "\\",
+        "/",
+    ]
+)
+_TEXT = st.lists(_CHARACTERS, max_size=6).map("".join)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | _TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _JSON, max_size=5))
+def test_the_text_check_from_canonical_text_agrees_with_the_full_walk(record: dict) -> None:
+    """The push checks a record's text from its canonical JSON when it can: it must find exactly
+    what walking the record finds (nothing, or the same problems)."""
+    hashed = validation.hash_and_text(record)
+    canonical = hashed[1] if hashed is not None else None
+    assert validation.check_text_of(record, canonical) == validation.check_text(record)

@@ -64,8 +64,6 @@ class DeviceQuerySchema(Strict):
     username = _text("username", 64, missing=None)
 
 
-
-
 class PasswordChangeSchema(Strict):
     # Not stripped or shortened, as at login.
     current_password = colander.SchemaNode(colander.String(), validator=colander.Length(min=1, max=1024))

@@ -86,7 +86,7 @@ class Participant(Base):
     # the registry owns them, and a push that disagrees leaves a field conflict instead of a value.
     coordinator_fields: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # Position in the study's change feed of the last change (see surveykit.sync).
-    change_seq: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    change_seq: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         UniqueConstraint("study_id", "pid"),

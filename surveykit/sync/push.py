@@ -37,24 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Integer,
-    String,
-    bindparam,
-    column,
-    delete,
-    insert,
-    select,
-    tuple_,
-    update,
-    values,
-)
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from surveykit.accounts.identity import ALL, GrantScope, Identity
-from surveykit.db import utcnow
+from surveykit.db import StoredJSON, utcnow
 from surveykit.errors import ErrorCode, field_error
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.services import load_definition
@@ -279,6 +267,7 @@ UPDATE_INTERVIEWS = (
         instrument_slug=bindparam("b_instrument_slug"),
         instrument_version=bindparam("b_instrument_version"),
         updated_at=bindparam("b_updated_at", type_=_interviews.c.updated_at.type),
+        change_seq=func.coalesce(bindparam("b_change_seq", type_=Integer), _interviews.c.change_seq),
     )
 )
 INSERT_REVISIONS = insert(_revisions)
@@ -294,7 +283,8 @@ UPDATE_PARTICIPANTS = (
         **{
             name: bindparam(f"b_{name}", type_=_participants.c[name].type)
             for name in (*PARTICIPANT_FIELDS, "status", "coordinator_fields", "updated_at")
-        }
+        },
+        change_seq=func.coalesce(bindparam("b_change_seq", type_=Integer), _participants.c.change_seq),
     )
 )
 OPEN_FIELD_CONFLICTS = select(
@@ -319,36 +309,6 @@ SET_PARTICIPANT_SEQ = (
     .where(_participants.c.study_id == bindparam("b_study_id"), _participants.c.pid == bindparam("b_pid"))
     .values(change_seq=bindparam("b_seq"))
 )
-
-
-def _set_interview_seqs(connection: Connection, seqs: list[tuple[str, int]]) -> None:
-    """``change_seq`` of many interviews in one UPDATE ... FROM (VALUES ...): it runs while the
-    study's feed counter is locked, so one statement beats one per row. (SQLite cannot name the
-    columns of a VALUES list: an executemany there, where the single write lock is held anyway.)"""
-    if connection.dialect.name == "sqlite":
-        connection.execute(SET_INTERVIEW_SEQ, [{"b_uuid": uuid, "b_seq": seq} for uuid, seq in seqs])
-        return
-    rows = values(column("uuid", String), column("seq", Integer), name="seqs").data(seqs)
-    connection.execute(
-        update(_interviews).where(_interviews.c.uuid == rows.c.uuid).values(change_seq=rows.c.seq)
-    )
-
-
-def _set_participant_seqs(connection: Connection, seqs: list[tuple[int, str, int]]) -> None:
-    if connection.dialect.name == "sqlite":
-        connection.execute(
-            SET_PARTICIPANT_SEQ,
-            [{"b_study_id": study_id, "b_pid": pid, "b_seq": seq} for study_id, pid, seq in seqs],
-        )
-        return
-    rows = values(
-        column("study_id", Integer), column("pid", String), column("seq", Integer), name="seqs"
-    ).data(seqs)
-    connection.execute(
-        update(_participants)
-        .where(_participants.c.study_id == rows.c.study_id, _participants.c.pid == rows.c.pid)
-        .values(change_seq=rows.c.seq)
-    )
 
 
 # (study id, activity, country, interview number)
@@ -410,6 +370,7 @@ class PersonState:
     status: str
     values: dict[str, Any]
     row: dict[str, Any] | None = None  # a new participant's full row
+    change_seq: int | None = None  # its new feed position, when the batch puts it in the feed
     # Fields a coordinator changed that no pushed record has carried since (see field_ownership).
     coordinator_fields: set[str] = field(default_factory=set)
     # Open field conflicts: field -> {incoming value as JSON: conflict id}
@@ -480,6 +441,8 @@ class Writer:
         self._field_conflict_rows: list[tuple[dict[str, Any], list[dict[str, Any]], PersonState]] = []
         self._written_uuids: set[str] = set()
         self._written_people: set[int] = set()
+        # content hash -> the canonical JSON text it covers, of the records of the batch
+        self._texts: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------- lookups
 
@@ -522,11 +485,19 @@ class Writer:
                 self._instruments[key] = compiled
         return self._instruments[key]
 
+    def _stored(self, record: dict[str, Any], digest: str) -> Any:
+        """What a JSON column is given for ``record``: its canonical text when the batch has it."""
+        text = self._texts.get(digest)
+        return record if text is None else StoredJSON(record, text)
+
     # ----------------------------------------------------------------------------- validation
 
-    def validate(self, record: Any, prefix: str) -> tuple[RecordKey | None, StudyInfo | None, list[Problem]]:
-        """The record's key, its study, and every problem with it, paths prefixed by ``prefix``."""
-        unstorable = validation.check_text(record)
+    def validate(
+        self, record: Any, prefix: str, canonical: str | None = None
+    ) -> tuple[RecordKey | None, StudyInfo | None, list[Problem]]:
+        """The record's key, its study, and every problem with it, paths prefixed by ``prefix``
+        (``canonical``: the record's canonical JSON text, when known, saves walking it for text)."""
+        unstorable = validation.check_text_of(record, canonical)
         if unstorable:
             return None, None, _prefixed(prefix, unstorable)
         key, problems = validation.read_key(record)
@@ -664,8 +635,11 @@ class Writer:
         """Everything deciding ``pending`` needs from the database, in a few queries."""
         keyed = [item for item in pending if item.key is not None]
         self._lock([item.uuid for item in keyed])
+        # A revision belongs to a stored record (a foreign key): a new record's needs no lookup.
         self._load_revision_keys(
-            (item.uuid, item.base, item.digest) for item in keyed if item.digest is not None
+            (item.uuid, item.base, item.digest)
+            for item in keyed
+            if item.digest is not None and item.uuid in self._records
         )
         interviews: dict[str, InterviewKey] = {}
         for item in keyed:
@@ -713,7 +687,6 @@ class Writer:
                 )
             else:
                 results[index] = self._push_pending(item)
-        self.write()
         return [result for result in results if result is not None]
 
     def _screen(self, index: int, change: Any) -> ChangeResult | Pending | OutOfScope:
@@ -734,7 +707,10 @@ class Writer:
         if not validation.is_int(base) or not 0 <= base <= MAX_REVISION:
             problems.append((f"{prefix}.base_revision", "required: the revision it is based on, 0 if new"))
         record = change.get("record")
-        digest = validation.safe_hash(record) if isinstance(record, dict) else None
+        hashed = validation.hash_and_text(record) if isinstance(record, dict) else None
+        digest = hashed[0] if hashed is not None else None
+        if hashed is not None:
+            self._texts[hashed[0]] = hashed[1]
         if not isinstance(record, dict):
             problems.append((f"{prefix}.record", "required: the record, a JSON object"))
         if problems:
@@ -753,7 +729,9 @@ class Writer:
             earlier = self._revision_keys.get((uuid, base, digest))
             if earlier is not None and earlier.kind == "accepted":
                 return ChangeResult(index, uuid, "unchanged", earlier.revision, digest)
-        key, study, problems = self.validate(record, f"changes[{index}].record")
+        key, study, problems = self.validate(
+            record, f"changes[{index}].record", self._texts.get(digest or "")
+        )
         if problems or key is None or study is None or digest is None:
             return _rejected(index, uuid, digest, ErrorCode.SYNC_RECORD_INVALID, problems)
         try:
@@ -988,7 +966,7 @@ class Writer:
                 "revision": revision,
                 "base_revision": base,
                 "content_hash": digest,
-                "record": record,
+                "record": self._stored(record, digest),
                 "user_id": self.caller.user_id,
                 "device_id": self.caller.device_id,
                 "received_at": self.now,
@@ -1177,7 +1155,13 @@ class Writer:
         """Write what the decided changes stored: one executemany per table and kind of write."""
         connection = self.session.connection()
         if self._created:
-            connection.execute(INSERT_INTERVIEWS, [state.row() for state in self._created.values()])
+            connection.execute(
+                INSERT_INTERVIEWS,
+                [
+                    {**state.row(), "record": self._stored(state.record, state.content_hash)}
+                    for state in self._created.values()
+                ],
+            )
         if self._updated:
             connection.execute(
                 UPDATE_INTERVIEWS,
@@ -1186,11 +1170,12 @@ class Writer:
                         "b_uuid": state.uuid,
                         "b_revision": state.revision,
                         "b_content_hash": state.content_hash,
-                        "b_record": state.record,
+                        "b_record": self._stored(state.record, state.content_hash),
                         "b_status": state.status,
                         "b_instrument_slug": state.instrument_slug,
                         "b_instrument_version": state.instrument_version,
                         "b_updated_at": state.updated_at,
+                        "b_change_seq": state.change_seq or None,
                     }
                     for state in self._updated.values()
                 ],
@@ -1240,6 +1225,7 @@ class Writer:
                             **person.values,
                             "status": person.status,
                             "updated_at": self.now,
+                            "change_seq": person.change_seq or 0,
                         }
                         for _, person in new_people
                     ],
@@ -1257,6 +1243,7 @@ class Writer:
                             "b_status": person.status,
                             "b_coordinator_fields": field_ownership.format_owned(person.coordinator_fields),
                             "b_updated_at": self.now,
+                            "b_change_seq": person.change_seq,
                         }
                         for (study_id, pid), person in old_people
                     ],
@@ -1273,28 +1260,39 @@ class Writer:
         self._people_changed.clear()
 
     def finish(self) -> None:
-        """Write what is left, then take the feed numbers for everything stored, one study at a
-        time, in one order (the study's counter stays locked until commit: it comes last)."""
-        self.write()
-        interview_seqs: list[tuple[str, int]] = []
-        participant_seqs: list[tuple[int, str, int]] = []
+        """Take the feed numbers for everything the batch changed, one study at a time, in one
+        order (each study's counter stays locked until commit), then write every row once, with
+        its feed position in it: a row inserted and then updated for its number would leave a dead
+        row version and an index entry per index behind each record."""
+        interview_seqs: dict[str, int] = {}
+        participant_seqs: dict[tuple[int, str], int] = {}
         for study_id in sorted(self._feed):
             entries = self._feed[study_id]
             numbers = feed.append_changes(
                 self.session, study_id, [(country, kind, key) for (kind, key), country in entries.items()]
             )
-            for ((kind, key), _country), seq in zip(entries.items(), numbers, strict=True):
+            for (kind, key), seq in zip(entries, numbers, strict=True):
                 if kind == "interview":
-                    interview_seqs.append((key, seq))
-                    self._records[key].change_seq = seq
+                    interview_seqs[key] = self._records[key].change_seq = seq
                 elif kind == "participant":
-                    participant_seqs.append((study_id, key, seq))
+                    participant_seqs[(study_id, key)] = seq
         self._feed.clear()
+        for person_key, person in self._people_changed.items():
+            person.change_seq = participant_seqs.pop(person_key, None)
+        written = {*self._created, *self._updated}
+        self.write()
+        # Every entry noted has its row among the writes; should one not, its number is set here.
         connection = self.session.connection()
-        if interview_seqs:
-            _set_interview_seqs(connection, interview_seqs)
+        if leftover := [{"b_uuid": u, "b_seq": seq} for u, seq in interview_seqs.items() if u not in written]:
+            connection.execute(SET_INTERVIEW_SEQ, leftover)
         if participant_seqs:
-            _set_participant_seqs(connection, participant_seqs)
+            connection.execute(
+                SET_PARTICIPANT_SEQ,
+                [
+                    {"b_study_id": sid, "b_pid": pid, "b_seq": seq}
+                    for (sid, pid), seq in participant_seqs.items()
+                ],
+            )
         self._expire_written()
         self.session.flush()
 

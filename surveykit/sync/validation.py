@@ -87,6 +87,29 @@ def content_hash(record: Any) -> str:
     return hashlib.sha256(canonical_json(record)).hexdigest()
 
 
+def hash_and_text(record: Any) -> tuple[str, str] | None:
+    """The content hash and the canonical JSON text it covers, or None for data with no UTF-8 form."""
+    try:
+        text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
+    except (UnicodeEncodeError, ValueError):
+        return None
+
+
+# In canonical JSON text (``ensure_ascii=False``) every character the text rule refuses shows up as
+# an escape (control characters, line breaks, tabs, lone surrogates) or as itself (DEL and the C1
+# controls), and a non-finite number as a bare NaN or Infinity. Text with none of these needs no
+# walk through the record; any match (an escaped quote or backslash aside) takes the full check.
+_MAYBE_REFUSED = re.compile(r'\\[^"\\]|[\x7f-\x9f]|NaN|Infinity')
+
+
+def check_text_of(record: Any, canonical: str | None) -> list[Problem]:
+    """``check_text(record)``, answered from the record's canonical JSON text when it is given."""
+    if canonical is not None and _MAYBE_REFUSED.search(canonical) is None:
+        return []
+    return check_text(record)
+
+
 def safe_hash(record: Any) -> str | None:
     """The content hash, or None for data that has no UTF-8 form (lone surrogates)."""
     try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 import zope.sqlalchemy
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
@@ -104,10 +106,8 @@ def push(request: Request) -> dict[str, Any]:
     return outcome.as_json()
 
 
-@view_config(
-    route_name="sync_changes", request_method="GET", renderer="json", permission=Permission.SYNC_PULL
-)
-def pull(request: Request) -> dict[str, Any]:
+@view_config(route_name="sync_changes", request_method="GET", permission=Permission.SYNC_PULL)
+def pull(request: Request) -> Response:
     max_limit = request.registry.settings["surveykit.sync_max_pull"]
     query = query_params(request, schemas.pull_query_schema(max_limit))
     countries = _scope(request, "sync.scope_refused", query["study"], query["country"], services.READ_ROLES)
@@ -121,8 +121,11 @@ def pull(request: Request) -> dict[str, Any]:
             f"{exc}: the server's data was restored from an earlier state; pull again from cursor 0",
             [field_error("cursor", f"at most {exc.top}", "querystring")],
         ) from exc
-    _no_store(request)
-    return body
+    # The records inside are the stored JSON text (orjson.Fragment): serialised by orjson, not the
+    # json renderer, which would need them parsed first.
+    response = Response(body=orjson.dumps(body), content_type="application/json", charset=None)
+    response.cache_control = "no-store"
+    return response
 
 
 @view_config(

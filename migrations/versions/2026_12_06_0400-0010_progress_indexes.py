@@ -7,7 +7,7 @@
   registry in ID order, so a keyset page is one range read however deep, and the dashboard's
   registry counts come from the index alone.
 
-Revision ID: 0010_consoleapi
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-06 04:00:00
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0010_consoleapi"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

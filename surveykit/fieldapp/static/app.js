@@ -86,13 +86,13 @@ function registerServiceWorker() {
       registration.installing?.addEventListener("statechange", offer);
     });
   }).catch(() => {});
-  let reloading = false;
+  // The first worker taking control is no update; a later one is the release the researcher chose.
+  let reloading = !navigator.serviceWorker.controller;
   navigator.serviceWorker.addEventListener("controllerchange", () => {
-    if (reloading || !window.fieldappReloadOnUpdate) return;
+    if (reloading) { reloading = false; return; }
     reloading = true;
     location.reload();
   });
-  window.fieldappReloadOnUpdate = true;
 }
 
 async function route() {

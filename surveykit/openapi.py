@@ -545,7 +545,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("fieldapp_index", "GET"): Operation(
         "The field app (an offline web app for tablets): its page",
         "meta",
-        {200: Reply("the app's HTML page (revalidated: Cache-Control no-cache)", {"type": "string"}, "text/html")},
+        {200: Reply("the app's HTML page (revalidated: no-cache)", {"type": "string"}, "text/html")},
     ),
     ("fieldapp_service_worker", "GET"): Operation(
         "The field app's service worker (scope /app/), carrying the release's version",

@@ -125,7 +125,7 @@ def test_relevance_vectors_pass_in_the_apps_evaluator(field: Any, page: Any) -> 
     )
     wrong = [
         (c["expression"], c["answers"], c["expected"], got)
-        for c, got in zip(VECTORS, results)
+        for c, got in zip(VECTORS, results, strict=True)
         if got != c["expected"]
     ]
     assert len(results) == len(VECTORS) > 100

@@ -4,17 +4,21 @@ own JavaScript evaluator."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from sqlalchemy import text
 
 from surveykit import server as surveykit_server
 from surveykit.accounts import services as account_services
+from surveykit.exports import services as exports
 from surveykit.studies import services as studies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +110,26 @@ def quote(page: Any, question: str, passage: str, tags: str = "", by: str = "A")
         item.locator("select").select_option(by)
 
 
+def conduct_interview(page: Any, screenshot: Any = None, assert_accessible: Any = None) -> None:
+    """The RA1 interview of journey 1: participants A and B, three quotes (one said by B)."""
+    fill_metadata(page)
+    if screenshot:
+        screenshot(page, "field-app-metadata")
+    page.get_by_role("link", name="Government ministries/agencies").click()
+    page.fill("#q-gov_capacity", ANSWER)
+    quote(page, "gov_capacity", "There is no focal point yet", "capacity, focal point")
+    quote(page, "gov_capacity", "budgets are thin", "budget", by="B")
+    page.locator("#block-budget_line_exists label.option", has_text="Yes").click()
+    page.fill("#q-budget_line_details", "A small line for the hotline since 2025.")
+    quote(page, "budget_line_details", "small line for the hotline", "budget")
+    page.get_by_role("link", name="Public awareness").click()
+    page.fill("#q-pa_understanding", "Officials know little; parents less.")
+    if screenshot:
+        screenshot(page, "field-app-question")
+    if assert_accessible:
+        assert_accessible(page)
+
+
 def db_rows(live_server: Any, sql: str, **params: Any) -> list[Any]:
     with live_server.session() as session:
         return list(session.execute(text(sql), params))
@@ -149,19 +173,7 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     context.set_offline(True)
     page.reload()
     page.wait_for_selector("#interview-title")
-    fill_metadata(page)
-    screenshot(page, "field-app-metadata")
-    page.get_by_role("link", name="Government ministries/agencies").click()
-    page.fill("#q-gov_capacity", ANSWER)
-    quote(page, "gov_capacity", "There is no focal point yet", "capacity, focal point")
-    quote(page, "gov_capacity", "budgets are thin", "budget", by="B")
-    page.locator("#block-budget_line_exists label.option", has_text="Yes").click()
-    page.fill("#q-budget_line_details", "A small line for the hotline since 2025.")
-    quote(page, "budget_line_details", "small line for the hotline", "budget")
-    page.get_by_role("link", name="Public awareness").click()
-    page.fill("#q-pa_understanding", "Officials know little; parents less.")
-    screenshot(page, "field-app-question")
-    assert_accessible(page)
+    conduct_interview(page, screenshot, assert_accessible)
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.close()
@@ -176,3 +188,143 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     assert page.locator("#q-gov_capacity").input_value() == ANSWER
     assert page.locator("#quotes-gov_capacity li.quote").count() == 2
     assert db_rows(field, "SELECT uuid FROM interviews") == []
+
+
+def sync_and_wait(page: Any) -> str:
+    page.goto(page.url.split("#")[0] + "#/")
+    page.locator("#sync-button").click()
+    message = page.get_by_text("Sync finished")
+    message.wait_for()
+    return message.inner_text()
+
+
+def started_tablet(field: Any, new_context: Any, username: str, **options: Any) -> tuple[Any, Any, str, str]:
+    device_id, code = enrolment_code(field, username)
+    context = new_context(viewport=TABLET, **options)
+    page = open_app(context, field.url)
+    enrol(page, code)
+    wait_for_worker(page)
+    download_instruments(page)
+    return context, page, device_id, reserve_and_start(page)
+
+
+def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
+    field: Any, new_context: Any, screenshot: Any, assert_accessible: Any
+) -> None:
+    context, page, device_id, uuid = started_tablet(field, new_context, "amina")
+    context.set_offline(True)
+    conduct_interview(page)
+    page.get_by_role("button", name="Mark complete").click()
+    page.wait_for_selector("text=Reopen as draft")
+    context.set_offline(False)
+
+    assert "1 created" in sync_and_wait(page)
+    row = page.locator(f"[data-uuid='{uuid}']")
+    stored = db_rows(field, "SELECT uuid, revision, content_hash, record, device_id FROM interviews")
+    assert [(r.uuid, r.revision, r.device_id) for r in stored] == [(uuid, 1, device_id)]
+    assert f"revision 1, {stored[0].content_hash[:12]}" in row.inner_text()
+    record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
+    assert [p["letter"] for p in record["participants"]] == ["A", "B"]
+    assert record["status"] == "complete" and record["answers"]["gov_capacity"] == ANSWER
+    quotes = db_rows(field, "SELECT text, start_offset, end_offset, question_id FROM quotes ORDER BY text")
+    assert [q.text for q in quotes] == [
+        "There is no focal point yet",
+        "budgets are thin",
+        "small line for the hotline",
+    ]
+    assert all(ANSWER[q.start_offset : q.end_offset] == q.text for q in quotes[:2])
+    said_by = {q["text"]: (q.get("participant", "A"), q.get("tags")) for q in record["quotes"]}
+    assert said_by["budgets are thin"] == ("B", ["budget"])
+    assert said_by["There is no focal point yet"] == ("A", ["capacity", "focal point"])
+    assert page.locator("#count-sent").inner_text() == "1"
+    screenshot(page, "field-app-home")
+    assert_accessible(page)
+
+    assert "0 created, 0 updated, 0 unchanged" in sync_and_wait(page)
+    assert db_rows(field, "SELECT count(*) AS n FROM interview_revisions")[0].n == 1
+
+    with field.session() as session:
+        buffer = io.BytesIO()
+        exports.write_workbook(session, exports.resolve_scope(session, "ocsea", "KE"), buffer, "tests")
+    workbook = openpyxl.load_workbook(io.BytesIO(buffer.getvalue()), read_only=True)
+    cells = {
+        str(c) for sheet in workbook.worksheets for r in sheet.iter_rows(values_only=True) for c in r if c
+    }
+    pid = record_pid(record)
+    assert f"{pid}-B" in cells and any("There is no focal point yet" in c for c in cells)
+
+
+def record_pid(record: dict[str, Any]) -> str:
+    return f"RA1-KE-{record['interview_number']:02d}"
+
+
+def coordinator_push(field: Any, uuid: str, change: dict[str, Any]) -> dict[str, Any]:
+    with field.accounts() as accounts:
+        token = accounts.token(accounts.user(None, "coordinator", "ocsea", ["KE"]))
+    request = urllib.request.Request(
+        f"{field.url}/api/v1/sync",
+        data=json.dumps({"changes": [change]}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())["results"][0]
+
+
+def test_journey_3_an_edit_made_on_the_server_meanwhile_keeps_the_tablets_change_as_a_conflict(
+    field: Any, new_context: Any, screenshot: Any
+) -> None:
+    context, page, device_id, uuid = started_tablet(field, new_context, "joseph")
+    fill_metadata(page, second=False)
+    assert "1 created" in sync_and_wait(page)
+    current = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)[0].record
+    current = current if isinstance(current, dict) else json.loads(current)
+    edited = {**current, "notes": "Corrected by the coordinator."}
+    assert (
+        coordinator_push(field, uuid, {"uuid": uuid, "base_revision": 1, "record": edited})["result"]
+        == "updated"
+    )
+
+    page.locator(f"[data-uuid='{uuid}'] a").click()
+    page.fill("#record-notes", "The tablet's own note.")
+    assert "1 conflict" in sync_and_wait(page)
+    row = page.locator(f"[data-uuid='{uuid}']")
+    assert "conflict" in row.inner_text()
+    conflicts = db_rows(
+        field, "SELECT record, base_revision FROM interview_revisions WHERE kind = 'conflict'"
+    )
+    assert len(conflicts) == 1 and conflicts[0].base_revision == 1
+    kept = conflicts[0].record if isinstance(conflicts[0].record, dict) else json.loads(conflicts[0].record)
+    assert kept["notes"] == "The tablet's own note."
+    assert db_rows(field, "SELECT revision FROM interviews WHERE uuid = :u", u=uuid)[0].revision == 2
+
+    row.locator("a").click()
+    page.locator("#conflict").wait_for()
+    assert "Someone changed this interview on the server" in page.locator("#conflict").inner_text()
+    assert page.locator("#record-notes").input_value() == "Corrected by the coordinator."
+    screenshot(page, "field-app-conflict")
+
+
+def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_once_fixed(
+    field: Any, new_context: Any, screenshot: Any
+) -> None:
+    context, page, device_id, uuid = started_tablet(field, new_context, "grace")
+    fill_metadata(page, second=False)
+    today = page.locator("#q-interview_date").input_value()
+    next_year = str(int(today[:4]) + 1) + today[4:]
+    page.fill("#q-interview_date", next_year)
+    assert "1 rejected" in sync_and_wait(page)
+    assert "rejected" in page.locator(f"[data-uuid='{uuid}']").inner_text()
+    assert db_rows(field, "SELECT uuid FROM interviews WHERE uuid = :u", u=uuid) == []
+
+    page.locator(f"[data-uuid='{uuid}'] a").click()
+    notice = page.locator("#rejected")
+    notice.wait_for()
+    assert "started_at" in notice.locator(".error-path").first.inner_text()
+    assert "plausible" in notice.inner_text()
+    screenshot(page, "field-app-rejected")
+    page.fill("#q-interview_date", today)
+    assert "1 created" in sync_and_wait(page)
+    stored = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)
+    record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
+    assert record["started_at"].startswith(today)
+    assert "sent" in page.locator(f"[data-uuid='{uuid}']").inner_text()

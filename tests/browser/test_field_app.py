@@ -163,6 +163,21 @@ def test_relevance_vectors_pass_in_the_apps_evaluator(field: Any, page: Any) -> 
     ]
     assert len(results) == len(VECTORS) > 100
     assert not wrong, wrong
+    # The app's own strings exist in English and Portuguese alike.
+    english, portuguese = page.evaluate(
+        "async () => { const m = await import('/app/i18n.js'); return [m.keys(), m.portugueseKeys()]; }"
+    )
+    assert len(english) > 100 and sorted(english) == sorted(portuguese)
+
+
+def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(field: Any, new_context: Any) -> None:
+    context = new_context(viewport=TABLET)
+    context.add_init_script("Object.defineProperty(window, 'indexedDB', { value: undefined });")
+    page = open_app(context, field.url)
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "cannot store data" in alert.inner_text()
+    assert page.locator("#enrol-code").count() == 0
 
 
 def test_journey_1_offline_interview_survives_reload_and_reopening(
@@ -338,6 +353,23 @@ def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_on
     record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
     assert record["started_at"].startswith(today)
     assert "sent" in page.locator(f"[data-uuid='{uuid}']").inner_text()
+
+    # A colleague on the same tablet: signing out keeps this work, and they do not see it.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector("#enrol-code")
+    _, code = enrolment_code(field, "grace-colleague")
+    enrol(page, code)
+    assert page.locator("#interview-list li").count() == 0
+    assert page.evaluate(
+        """() => new Promise((resolve) => {
+            const open = indexedDB.open('surveykit-field');
+            open.onsuccess = () => {
+                const count = open.result.transaction('interviews').objectStore('interviews').count();
+                count.onsuccess = () => resolve(count.result);
+            };
+        })"""
+    ) == 1
 
 
 def test_journey_5_a_revoked_tablet_keeps_its_work_and_its_backup_is_pushed_once_by_the_command(

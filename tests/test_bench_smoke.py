@@ -81,6 +81,9 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         return ["--runs", "1"], ["surveykit --help", "surveykit --version"]
     if script == "bench_json_body.py":
         return ["--records", "3", "--repeat", "2"], ["orjson + counts (now)"]
+    if script == "bench_field_app.py":
+        argv = ["--interviews", "12", "--sync", "4", "--keystrokes", "4", "--cpu", "1"]
+        return argv + (["--postgres", admin] if admin else []), ["keystroke to local save", "4 created"]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

@@ -76,7 +76,7 @@ def download_instruments(page: Any) -> None:
 
 def wait_for_worker(page: Any) -> None:
     page.wait_for_function(
-        "navigator.serviceWorker && navigator.serviceWorker.controller !== null", timeout=20_000
+        "() => navigator.serviceWorker && navigator.serviceWorker.controller !== null", timeout=20_000
     )
 
 
@@ -131,12 +131,14 @@ def conduct_interview(page: Any, screenshot: Any = None, assert_accessible: Any 
     page.locator("#block-budget_line_exists label.option", has_text="Yes").click()
     page.fill("#q-budget_line_details", "A small line for the hotline since 2025.")
     quote(page, "budget_line_details", "small line for the hotline", "budget")
-    page.get_by_role("link", name="Public awareness").click()
-    page.fill("#q-pa_understanding", "Officials know little; parents less.")
-    if screenshot:
-        screenshot(page, "field-app-question")
     if assert_accessible:
         assert_accessible(page)
+    if screenshot:
+        top = page.locator("#block-gov_capacity").bounding_box()["y"]
+        page.mouse.wheel(0, top - 8)
+        screenshot(page, "field-app-question")
+    page.get_by_role("link", name="Public awareness").click()
+    page.fill("#q-pa_understanding", "Officials know little; parents less.")
 
 
 def db_rows(live_server: Any, sql: str, **params: Any) -> list[Any]:
@@ -170,7 +172,9 @@ def test_relevance_vectors_pass_in_the_apps_evaluator(field: Any, page: Any) -> 
     assert len(english) > 100 and sorted(english) == sorted(portuguese)
 
 
-def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(field: Any, new_context: Any) -> None:
+def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(
+    field: Any, new_context: Any
+) -> None:
     context = new_context(viewport=TABLET)
     context.add_init_script("Object.defineProperty(window, 'indexedDB', { value: undefined });")
     page = open_app(context, field.url)
@@ -216,7 +220,7 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
 
 def sync_and_wait(page: Any) -> str:
     page.goto(page.url.split("#")[0] + "#/")
-    page.wait_for_function("window.fieldapp && !window.fieldapp.syncing")
+    page.wait_for_function("() => window.fieldapp && !window.fieldapp.syncing")
     page.locator("#sync-button").click()
     message = page.get_by_text("Sync finished")
     message.wait_for()
@@ -361,15 +365,18 @@ def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_on
     _, code = enrolment_code(field, "grace-colleague")
     enrol(page, code)
     assert page.locator("#interview-list li").count() == 0
-    assert page.evaluate(
-        """() => new Promise((resolve) => {
+    assert (
+        page.evaluate(
+            """() => new Promise((resolve) => {
             const open = indexedDB.open('surveykit-field');
             open.onsuccess = () => {
                 const count = open.result.transaction('interviews').objectStore('interviews').count();
                 count.onsuccess = () => resolve(count.result);
             };
         })"""
-    ) == 1
+        )
+        == 1
+    )
 
 
 def test_journey_5_a_revoked_tablet_keeps_its_work_and_its_backup_is_pushed_once_by_the_command(

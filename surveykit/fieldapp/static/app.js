@@ -6,7 +6,7 @@ import * as sync from "./sync.js";
 import * as instruments from "./instruments.js";
 import { LANGUAGES, language, setLanguage, t } from "./i18n.js";
 import { h, replace, download } from "./ui.js";
-import { completionProblems, localTimestamp, newParticipant, notReady, participantId } from "./record.js";
+import { completionProblems, interviewLabel, localTimestamp, newParticipant, notReady } from "./record.js";
 import { showInterview } from "./interview.js";
 
 const view = document.getElementById("view");
@@ -214,7 +214,7 @@ async function showHome() {
     const state = sync.unsentState(it);
     return h("li", { class: `row state-${state}`, dataset: { uuid: it.uuid } },
       h("a", { href: `#/i/${it.uuid}`, class: "row-link" },
-        h("strong", { class: "pid" }, participantId(it.record, it.record.participants.map((p) => p.letter).join(""))),
+        h("strong", { class: "pid" }, interviewLabel(it.record)),
         h("span", { class: "badge" }, t(`state_${it.record.status}`)),
         h("span", { class: "sync-state" }, syncText(it))));
   });

@@ -7,7 +7,7 @@ import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
   CONSENT_HOW, LETTERS, MODES, completionProblems, consentRefused, homeValue, localTimestamp,
-  newParticipant, participantId, questions, relevantAnswers, setHome,
+  interviewLabel, newParticipant, participantId, questions, relevantAnswers, setHome,
 } from "./record.js";
 
 const text = instruments.text;
@@ -51,18 +51,20 @@ class InterviewScreen {
       window.fieldappSaveTimes.push(performance.now() - started);
       if (window.fieldappSaveTimes.length > 1000) window.fieldappSaveTimes.shift();
       const el = document.getElementById("saved");
-      if (el) el.textContent = t("saved");
+      if (el && el.textContent !== t("saved")) el.textContent = t("saved");
     }).catch((err) => {
       this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
     });
-    this.refreshVisibility();
+    // Relevance after the write has committed, and once per pause in typing rather than per key.
+    clearTimeout(this.visibilityTimer);
+    this.visibilityTimer = setTimeout(() => this.refreshVisibility(), 120);
     return this.saving;
   }
 
   render(part) {
     this.part = part;
     const view = document.getElementById("view");
-    const pid = participantId(this.record, this.record.participants.map((p) => p.letter).join(""));
+    const pid = interviewLabel(this.record);
     replace(view,
       h("div", { id: "message" }),
       h("div", { class: "interview-head" },
@@ -321,6 +323,8 @@ class InterviewScreen {
     const { asked } = relevantAnswers(this.record, this.def);
     document.querySelectorAll(".question[data-qid]").forEach((el) => {
       const shown = asked.has(el.dataset.qid);
+      if (el.dataset.shown === String(shown)) return; // unchanged: leave the DOM alone
+      el.dataset.shown = String(shown);
       el.classList.toggle("hidden-q", !shown);
       el.querySelectorAll("input, textarea, select, button").forEach((c) => { c.disabled = !shown; });
       const note = el.querySelector(".not-asked");

@@ -14,6 +14,12 @@ export function participantId(record, letter) {
   return `${record.activity}-${record.country}-${String(n).padStart(n > 99 ? 3 : 2, "0")}-${letter}`;
 }
 
+// "RA1-KE-04 (A, B)": the interview's ID and its participants' letters.
+export function interviewLabel(record) {
+  const id = participantId(record, "A").slice(0, -2);
+  return `${id} (${record.participants.map((p) => p.letter).join(", ")})`;
+}
+
 export function newParticipant(letter) {
   return { letter, agency: "", position: null, consent_given: null, consent_date: null, consent_recorded_how: null };
 }

@@ -24,6 +24,7 @@ from surveykit.accounts.models import Device
 from surveykit.cli import cli
 from surveykit.exports import services as exports
 from surveykit.fieldapp import views
+from surveykit.participants import services as participants
 from surveykit.studies import services as studies
 from surveykit.web import Representation
 
@@ -331,6 +332,26 @@ def test_journey_3_an_edit_made_on_the_server_meanwhile_keeps_the_tablets_change
     assert "Someone changed this interview on the server" in page.locator("#conflict").inner_text()
     assert page.locator("#record-notes").input_value() == "Corrected by the coordinator."
     screenshot(page, "field-app-conflict")
+
+    # A group interview the coordinators planned reaches the tablet through the feed.
+    council = "National Council for Children"
+    with field.session() as session:
+        planned = participants.register_interview(
+            session,
+            studies.get_study(session, "ocsea"),
+            "KE",
+            "RA1",
+            [participants.NewParticipant(council), participants.NewParticipant(council, "Legal officer")],
+            "tests",
+        )
+        pids = [p.pid for p in planned]
+    sync_and_wait(page)
+    page.get_by_role("link", name="New interview").click()
+    offer = page.locator("#planned li", has_text=", ".join(pids))
+    offer.get_by_role("button", name="Start interview").click()
+    page.wait_for_selector("#interview-title")
+    assert page.locator("#pA-agency").input_value() == council
+    assert page.locator("#pB-position").input_value() == "Legal officer"
 
 
 def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_once_fixed(

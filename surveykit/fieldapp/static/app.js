@@ -6,7 +6,7 @@ import * as sync from "./sync.js";
 import * as instruments from "./instruments.js";
 import { LANGUAGES, language, setLanguage, t } from "./i18n.js";
 import { h, replace, download } from "./ui.js";
-import { completionProblems, interviewLabel, localTimestamp, newParticipant, notReady } from "./record.js";
+import { interviewLabel, localTimestamp, newParticipant, notReady } from "./record.js";
 import { showInterview } from "./interview.js";
 
 const view = document.getElementById("view");
@@ -43,6 +43,8 @@ async function start() {
   window.addEventListener("offline", updateNetwork);
   window.addEventListener("hashchange", route);
   ctx.deviceId = await store.getValue("active_device");
+  // Asked again at each start: a browser may grant it later (an installed app, a used site).
+  if (ctx.deviceId) await askPersistence().catch(() => {});
   await route();
   if (ctx.session && navigator.onLine) runSync();
 }
@@ -441,5 +443,4 @@ async function showNew() {
   await refreshOptions();
 }
 
-export { completionProblems };
 start();

@@ -6,7 +6,7 @@ import * as instruments from "./instruments.js";
 import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
-  CONSENT_HOW, LETTERS, MODES, completionProblems, consentRefused, homeValue, localTimestamp,
+  CONSENT_HOW, LETTERS, completionProblems, consentRefused, homeValue, localTimestamp,
   interviewLabel, newParticipant, participantId, questions, relevantAnswers, setHome,
 } from "./record.js";
 
@@ -375,4 +375,3 @@ class InterviewScreen {
   }
 }
 
-export { MODES };

@@ -8,8 +8,17 @@ import { loadDefinition } from "./instruments.js";
 
 export const BATCH = 25;
 
+// Key order does not matter (the server's content hash sorts keys too).
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
 function same(a, b) {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return canonical(a) === canonical(b);
 }
 
 // The change this interview would send now, or null when there is nothing new.

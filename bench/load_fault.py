@@ -80,12 +80,12 @@ from surveykit.client import (  # noqa: E402
     ServerUnavailable,
     SessionEnded,
 )
-from surveykit.terminal import format_table  # noqa: E402
 from surveykit.instruments.services import (  # noqa: E402
     iter_section_questions,
     read_definition_file,
     validate_definition,
 )
+from surveykit.terminal import format_table  # noqa: E402
 
 STUDY = "ocsea"
 ACTIVITY = "RA1"

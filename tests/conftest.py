@@ -18,13 +18,10 @@ import pytest
 import webtest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from support_db import TEST_SECRET, Accounts, CommittingApp, DatabaseFactory, settings_for
+from support_db import Accounts, DatabaseFactory, settings_for
 
 from surveykit import make_app, migrate
 from surveykit.db import bind_to_connection, make_engine
-
-# Test modules import these from here as well as from support_db.
-__all__ = ["TEST_SECRET", "Accounts", "CommittingApp", "DatabaseFactory", "settings_for"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

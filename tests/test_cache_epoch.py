@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import settings_for
 from instrument_samples import minimal_definition
 from sqlalchemy import event, text, update
 from sqlalchemy.orm import Session
+from support_db import settings_for
 
 from surveykit import make_app, migrate
 from surveykit.accounts import services as account_services

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import CommittingApp, settings_for
 from sqlalchemy import select
+from support_db import CommittingApp, settings_for
 
 from surveykit.accounts import services as accounts
 from surveykit.accounts.models import AuthSession, Device

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import webtest
-from conftest import settings_for
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
+from support_db import settings_for
 from test_accounts_cli import CLI
 from test_sync_support import SyncWorld, change, make_conflict, make_record, new_uuid, post_json
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Accounts
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
+from support_db import Accounts
 from test_export_support import ExportWorld, kenya, load, rows, summary
 
 from surveykit.audit.models import AuditEvent

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import webtest
 from click.testing import CliRunner
-from conftest import CommittingApp, settings_for
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from support_db import CommittingApp, settings_for
 
 from surveykit import make_app
 from surveykit.accounts import passwords, services, throttle

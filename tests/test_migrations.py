@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from conftest import settings_for
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from support_db import settings_for
 
 import surveykit.models  # noqa: F401  (every table on the metadata)
 from surveykit import migrate

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import webtest
 from click.testing import CliRunner
-from conftest import CommittingApp, settings_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from support_db import CommittingApp, settings_for
 from test_participants_import import ENVELOPE_KEYS, XLSX, xlsx
 from test_sync_support import SyncWorld, change, make_record, new_uuid
 

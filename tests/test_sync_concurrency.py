@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import CommittingApp, settings_for
 from sqlalchemy import func, select
+from support_db import CommittingApp, settings_for
 from test_sync_support import change, make_record, new_uuid, sync_definition
 
 from surveykit.accounts import services as accounts

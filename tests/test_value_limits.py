@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import webtest
 from click.testing import CliRunner
-from conftest import Accounts
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
+from support_db import Accounts
 from test_export_support import ExportWorld, kenya, load, rows, summary
 from test_sync_support import SyncWorld, change, make_record, new_uuid, post_json, sync_definition
 

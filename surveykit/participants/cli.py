@@ -12,11 +12,11 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.terminal import echo_json, format_table, json_option, operator
 from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.participants import importer, services
 from surveykit.participants.models import PARTICIPANT_STATUSES
 from surveykit.studies import services as studies
+from surveykit.terminal import echo_json, format_table, json_option, operator
 
 # Files above this size get progress bars (on a terminal; tqdm stays quiet when output is piped).
 LARGE_FILE_BYTES = 64 * 1024

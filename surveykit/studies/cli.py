@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from surveykit.audit import services as audit
-from surveykit.terminal import echo_json, format_table, json_option, operator
 from surveykit.studies import services as studies
+from surveykit.terminal import echo_json, format_table, json_option, operator
 
 
 def _fail(exc: Exception) -> click.ClickException:

@@ -38,6 +38,7 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.include("surveykit.sync")
         config.include("surveykit.exports")
         config.include("surveykit.health")
+        config.include("surveykit.fieldapp")
         config.include("surveykit.openapi")
         config.include("surveykit.console")
         config.scan("surveykit.errors")

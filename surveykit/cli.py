@@ -131,6 +131,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "studies_group",
         "Studies, their countries and research activities (the scope of...",
     ),
+    "sync": (
+        "surveykit.sync.cli",
+        "sync_group",
+        "Sync from the command line: push a tablet's backup file.",
+    ),
     "users": ("surveykit.accounts.cli", "users_group", "Staff accounts and their grants."),
 }
 

@@ -127,6 +127,9 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
             "statements per dashboard: the same for every number of countries",
             "registry page 2 / page 1",
         ]
+    if script == "bench_field_app.py":
+        argv = ["--interviews", "12", "--sync", "4", "--keystrokes", "4", "--cpu", "1"]
+        return argv + (["--postgres", admin] if admin else []), ["keystroke to local save", "4 created"]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

@@ -187,6 +187,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("console.instrument_retire", "POST"): PUBLISHERS,
     # consolecoord: the coordinators' pages (docs/console-coordinators.md), as their API routes allow.
     **COORDINATION_PAGES,
+    # The field app's files (docs/field-app.md): public; the app itself signs in as a device.
+    ("fieldapp_index", "GET"): EVERYONE,
+    ("fieldapp_service_worker", "GET"): EVERYONE,
+    ("fieldapp_file", "GET"): EVERYONE,
 }
 
 # (route, method, scenario) -> allowed callers, where the target lies outside the usual scope.
@@ -615,6 +619,9 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
     ("api_docs", "GET"): lambda w: Call("GET", "/api/v1/docs"),
     ("api_docs_static", "GET"): lambda w: Call("GET", "/api/v1/docs/static/api-docs/init.js"),
+    ("fieldapp_index", "GET"): lambda w: Call("GET", "/app/"),
+    ("fieldapp_service_worker", "GET"): lambda w: Call("GET", "/app/sw.js"),
+    ("fieldapp_file", "GET"): lambda w: Call("GET", "/app/app.js"),
     ("auth_token", "POST"): lambda w: Call(
         "POST", "/api/v1/auth/token", {"username": "m-login", "password": PASSWORD}
     ),
@@ -883,8 +890,11 @@ def test_every_view_declares_an_explicit_permission(app: Any) -> None:
     routes = app_routes(app)
     api = {key: view for key, view in routes.items() if view["pattern"].startswith("/api/")}
     console = {key: view for key, view in routes.items() if key[0].startswith(browser.CONSOLE_ROUTE_PREFIX)}
-    assert len(api) >= 15 and len(console) >= 7
-    assert len(api) + len(console) == len(routes)
+    # Besides the API and the console, only the field app's files (surveykit/fieldapp), which are public.
+    pages = {key: view for key, view in routes.items() if key not in api and key not in console}
+    assert all(view["pattern"].startswith("/app/") for view in pages.values()), sorted(pages)
+    assert all(view["permission"] == Permission.PUBLIC for view in pages.values())
+    assert len(api) >= 15 and len(console) >= 7 and len(pages) == 3
     assert {route for route, _ in console} == {route.name for route in CONSOLE_ROUTES}
     for (route, method), view in routes.items():
         assert view["permission"] is not None, f"{route} {method} declares no permission"

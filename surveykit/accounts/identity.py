@@ -224,3 +224,14 @@ def device_seen_long_ago(last_seen: datetime | None, now: datetime) -> bool:
 def touch_device(session: Session, device_id: str, now: datetime) -> None:
     """Record when a device was last seen (called in a transaction of its own, see the policy)."""
     session.connection().execute(_TOUCH_DEVICE, {"device_id": device_id, "now": now})
+
+
+def device_grants(session: Session, device: Device) -> tuple[GrantScope, ...]:
+    """What a session of ``device`` may do now: its owner's fieldworker grants within its scope (the
+    same grants its tablet's token carries; for pushing a tablet's backup file at the command line)."""
+    rows = session.execute(
+        select(Grant.role, Grant.study_id, Study.slug, Grant.countries)
+        .join(Study, Study.id == Grant.study_id, isouter=True)
+        .where(Grant.user_id == device.user_id)
+    ).all()
+    return _device_grants(rows, device.scope or [])

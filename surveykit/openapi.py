@@ -510,24 +510,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: Reply("a file", {"type": "string"}, "application/octet-stream")},
         path_patterns={"subpath": "^[A-Za-z0-9._/-]+$"},
     ),
-    # ------------------------------------------------------------ the field app (docs/field-app.md)
-    ("fieldapp_index", "GET"): Operation(
-        "The field app (an offline web app for tablets): its page",
-        "meta",
-        {200: Reply("the app's HTML page (revalidated: no-cache)", {"type": "string"}, "text/html")},
-    ),
-    ("fieldapp_service_worker", "GET"): Operation(
-        "The field app's service worker (scope /app/), carrying the release's version",
-        "meta",
-        {200: Reply("JavaScript", {"type": "string"}, "text/javascript")},
-    ),
-    ("fieldapp_file", "GET"): Operation(
-        "The field app's other files (ES modules, stylesheet, manifest, icon)",
-        "meta",
-        {200: Reply("a file", {"type": "string"}, "application/octet-stream")},
-        errors=(404,),
-        path_patterns={"subpath": "^[A-Za-z0-9._/-]+$"},
-    ),
     # ------------------------------------------------------------------- accounts (docs/accounts.md)
     ("auth_token", "POST"): Operation(
         "Log in with a username and password",
@@ -1046,7 +1028,7 @@ def split_pattern(pattern: str) -> tuple[str, dict[str, str | None]]:
 
 def app_operations(registry: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """(route, method) -> {pattern, permission} for every routed API view (under /api/; the web
-    console's pages are not API operations), from the introspector."""
+    console's pages and the field app's files are not API operations), from the introspector."""
     introspector = registry.introspector
     patterns = {
         item["introspectable"]["name"]: item["introspectable"]["pattern"]

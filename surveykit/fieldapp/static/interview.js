@@ -7,7 +7,7 @@ import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
   CONSENT_HOW, LETTERS, completionProblems, consentRefused, homeValue, localTimestamp,
-  interviewLabel, newParticipant, participantId, questions, relevantAnswers, setHome,
+  interviewLabel, newParticipant, participantId, questions, referencedQuestions, relevantAnswers, setHome,
 } from "./record.js";
 
 const text = instruments.text;
@@ -35,34 +35,62 @@ class InterviewScreen {
     this.def = definition;
     this.hooks = hooks;
     this.rules = questions(definition);
+    this.referenced = referencedQuestions(definition);
     this.saving = Promise.resolve();
+    this.writing = false;
+    this.waiting = [];
   }
 
   get record() { return this.it.record; }
 
-  // Saved as typed: one put per change, in order; the time from the event to the committed
-  // write is kept for the benchmark.
+  // Saved as typed. The keystroke's handler starts the write itself (IndexedDB copies the record
+  // as it is at that moment); while one write is in flight, later changes wait for it and go
+  // together in the next one, so at most the changes of one write's duration are ever unsaved.
+  // The time from each change to the write holding it is kept for the benchmark.
   save(started = performance.now()) {
     this.it.edits = (this.it.edits || 0) + 1;
     this.it.dirty = true;
     this.it.updated_at = new Date().toISOString();
-    const snapshot = structuredClone(this.it);
-    this.saving = store.put(["interviews", snapshot]).then(() => {
-      window.fieldappSaveTimes.push(performance.now() - started);
-      if (window.fieldappSaveTimes.length > 1000) window.fieldappSaveTimes.shift();
-      const el = document.getElementById("saved");
-      if (el && el.textContent !== t("saved")) el.textContent = t("saved");
-    }).catch((err) => {
-      this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
-    });
-    // Relevance after the write has committed, and once per pause in typing rather than per key.
-    clearTimeout(this.visibilityTimer);
-    this.visibilityTimer = setTimeout(() => this.refreshVisibility(), 120);
+    this.waiting.push(started);
+    if (!this.writing) this.saving = this.writeLoop();
     return this.saving;
+  }
+
+  async writeLoop() {
+    this.writing = true;
+    try {
+      while (this.waiting.length) {
+        const starts = this.waiting;
+        this.waiting = [];
+        try {
+          await store.put(["interviews", this.it]);
+        } catch (err) {
+          this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
+          return;
+        }
+        const now = performance.now();
+        const times = window.fieldappSaveTimes;
+        for (const s of starts) times.push(now - s);
+        if (times.length > 1000) times.splice(0, times.length - 1000);
+        if (!this.savedShown) {
+          this.savedShown = true;
+          const el = document.getElementById("saved");
+          if (el) el.textContent = t("saved");
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  // Relevance rules read only some questions; a change to any other cannot show or hide anything.
+  changed(questionId) {
+    if (questionId === undefined || this.referenced.has(questionId)) this.refreshVisibility();
   }
 
   render(part) {
     this.part = part;
+    this.savedShown = false;
     const view = document.getElementById("view");
     const pid = interviewLabel(this.record);
     replace(view,
@@ -137,6 +165,7 @@ class InterviewScreen {
           const s = performance.now();
           r.started_at = e.target.value;
           this.save(s);
+          this.changed();
         } })),
       h("div", { class: "field" }, h("label", { for: "record-notes" }, t("notes_record")),
         h("textarea", { id: "record-notes", rows: 3, oninput: (e) => { const s = performance.now(); r.notes = e.target.value; this.save(s); } }, r.notes || "")));
@@ -150,6 +179,7 @@ class InterviewScreen {
       if (name === "consent_given" && value === true && !p.consent_date) p.consent_date = localTimestamp().slice(0, 10);
       this.save(s);
       if (rerender) this.render("metadata");
+      else this.changed();
     };
     const consent = h("fieldset", { class: "choice" }, h("legend", {}, t("consent_given")),
       [[true, t("yes")], [false, t("no")], [null, t("not_asked")]].map(([v, label]) => h("label", { class: "option" },
@@ -222,6 +252,7 @@ class InterviewScreen {
     else if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) delete this.record.answers[q.id];
     else this.record.answers[q.id] = value;
     this.save(started);
+    this.changed(q.id);
   }
 
   question(q) {

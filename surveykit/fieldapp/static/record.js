@@ -57,6 +57,13 @@ function rules(definition) {
   return compiled.get(definition);
 }
 
+// The questions some relevance rule reads: only a change to one of these can show or hide another.
+export function referencedQuestions(definition) {
+  const out = new Set();
+  for (const rule of rules(definition)) for (const id of rule.expr ? rule.expr.references : []) out.add(id);
+  return out;
+}
+
 // A bound fact's value from its home, as the server's _home reads it.
 export function homeValue(record, binds) {
   const [kind, name] = binds.split(".");

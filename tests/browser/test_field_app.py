@@ -173,6 +173,65 @@ def test_relevance_vectors_pass_in_the_apps_evaluator(field: Any, page: Any) -> 
     assert len(english) > 100 and sorted(english) == sorted(portuguese)
 
 
+RECORD_RULES = """async () => {
+    const { nobodyConsents, outgoing, relevantAnswers, speakers } = await import('/app/record.js');
+    const { takeRegistryInto } = await import('/app/sync.js');
+    const definition = { metadata: [], sections: [{ id: 's', questions: [
+        { id: 'story', type: 'long_text' }] }] };
+    const person = (letter, consent) => ({ letter, agency: 'Ministry of ICT', position: null,
+        consent_given: consent, consent_date: consent ? '2026-05-04' : null, consent_recorded_how: null });
+    const record = (a, b) => ({ study: 'ocsea', country: 'KE', activity: 'RA1', interview_number: 3,
+        participants: [person('A', a), person('B', b)], instrument: { slug: 'x', version: 1 },
+        language: 'en', mode: 'in_person', started_at: '2026-05-04T09:00:00+03:00', status: 'draft',
+        answers: { story: 'A said this. B said that.' }, notes: '',
+        quotes: [{ id: '1', question_id: 'story', text: 'A said this', start: 0, end: 11, tags: [] },
+                 { id: '2', question_id: 'story', text: 'B said that', start: 13, end: 24, tags: [],
+                   participant: 'B' }] });
+    const sent = (a, b) => outgoing({ record: record(a, b) }, definition);
+    // Registry corrections: a field untouched on the tablet follows the registry; one the
+    // researcher changed locally (differs from the server's copy and the known entry) stays.
+    const acked = record(true, true);
+    const local = { uuid: 'u', edits: 4, dirty: false, acked, record: record(true, true) };
+    local.record.participants[1].agency = 'Ministry of Justice';
+    const known = { ...person('B', true) };
+    const corrected = takeRegistryInto(structuredClone(local),
+        { ...person('B', true), agency: 'Ministry of Health', position: 'Head of Policy' }, known);
+    return {
+        both: sent(true, true).quotes.map((q) => q.id),
+        bRefused: sent(true, false).quotes.map((q) => q.id),
+        bRefusedPeople: sent(true, false).participants.map((p) => [p.letter, p.consent_given]),
+        aRefused: sent(false, true).quotes.map((q) => q.id),
+        aRefusedAnswers: Object.keys(sent(false, true).answers),
+        nobodyAnswers: Object.keys(sent(false, false).answers),
+        nobody: [nobodyConsents(record(false, false)), nobodyConsents(record(false, true)),
+                 nobodyConsents(record(null, false))],
+        speakers: speakers(record(false, true)),
+        asked: [...relevantAnswers(record(false, false), definition).asked],
+        corrected: [corrected.record.participants[1].agency, corrected.record.participants[1].position,
+                    corrected.edits, corrected.dirty],
+        same: takeRegistryInto(structuredClone(local), { ...known, agency: 'Ministry of Justice' }, known),
+    };
+}"""
+
+
+def test_consent_per_participant_and_registry_corrections_in_the_apps_record_code(
+    field: Any, page: Any
+) -> None:
+    page.goto(f"{field.url}/app/")
+    got = page.evaluate(RECORD_RULES)
+    assert got["both"] == ["1", "2"]
+    # B refused: B stays in the record (agency and consent are theirs to keep), B's quote goes.
+    assert got["bRefused"] == ["1"] and got["bRefusedPeople"] == [["A", True], ["B", False]]
+    # A refused, B goes on: the answers are kept, A's quote (no participant means A) is not.
+    assert got["aRefused"] == ["2"] and got["aRefusedAnswers"] == ["story"]
+    # Nobody consents: the interview stops, nothing more is recorded.
+    assert got["nobodyAnswers"] == [] and got["asked"] == []
+    assert got["nobody"] == [True, False, False] and got["speakers"] == ["B"]
+    # The correction reaches the untouched position; the locally changed agency stays.
+    assert got["corrected"] == ["Ministry of Justice", "Head of Policy", 5, True]
+    assert got["same"] is None
+
+
 def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(
     field: Any, new_context: Any
 ) -> None:
@@ -244,6 +303,17 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     context, page, device_id, uuid = started_tablet(field, new_context, "amina")
     context.set_offline(True)
     conduct_interview(page)
+    # Participant C joins and does not consent: the interview goes on for A and B, and C cannot
+    # be quoted.
+    page.get_by_role("link", name="Interview details and consent").click()
+    page.get_by_role("button", name="Add participant C").click()
+    page.fill("#pC-agency", "Ministry of Justice")
+    page.locator("[data-letter=C] label.option").get_by_text("No", exact=True).click()
+    assert "C did not consent" in page.locator("#pC-refused").inner_text()
+    assert page.locator("#consent-stop").count() == 0
+    page.get_by_role("link", name="Government ministries/agencies").click()
+    speakers = page.locator("#quotes-gov_capacity li.quote").first.locator("select option")
+    assert speakers.all_inner_texts() == ["A", "B"]
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.set_offline(False)  # the connection coming back starts a sync by itself
@@ -254,7 +324,8 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     assert [(r.uuid, r.revision, r.device_id) for r in stored] == [(uuid, 1, device_id)]
     assert f"revision 1, {stored[0].content_hash[:12]}" in row.inner_text()
     record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
-    assert [p["letter"] for p in record["participants"]] == ["A", "B"]
+    people = [(p["letter"], p["consent_given"]) for p in record["participants"]]
+    assert people == [("A", True), ("B", True), ("C", False)]
     assert record["status"] == "complete" and record["answers"]["gov_capacity"] == ANSWER
     quotes = db_rows(field, "SELECT text, start_offset, end_offset, question_id FROM quotes ORDER BY text")
     assert [q.text for q in quotes] == [
@@ -283,9 +354,40 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     pid = record_pid(record)
     assert f"{pid}-B" in cells and any("There is no focal point yet" in c for c in cells)
 
+    # A coordinator corrects B's position in the registry: the next pull writes it into the
+    # tablet's record (docs/client.md, rule 13) and the sync after that stores it, no conflict.
+    answer = coordinator_call(
+        field, "PATCH", f"/api/v1/studies/ocsea/participants/{pid}-B", {"position": "Head of Policy"}
+    )
+    assert answer["position"] == "Head of Policy"
+    sync_and_wait(page)
+    local = page.evaluate(
+        "async (u) => (await (await import('/app/store.js')).get('interviews', u)).record.participants[1]",
+        uuid,
+    )
+    assert local["position"] == "Head of Policy"
+    assert "1 updated" in sync_and_wait(page)
+    stored = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)[0].record
+    stored = stored if isinstance(stored, dict) else json.loads(stored)
+    assert stored["participants"][1]["position"] == "Head of Policy"
+    assert db_rows(field, "SELECT count(*) AS n FROM field_conflicts")[0].n == 0
+
 
 def record_pid(record: dict[str, Any]) -> str:
     return f"RA1-KE-{record['interview_number']:02d}"
+
+
+def coordinator_call(field: Any, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    with field.accounts() as accounts:
+        token = accounts.token(accounts.user("registry-coordinator", "coordinator", "ocsea", ["KE"]))
+    request = urllib.request.Request(
+        f"{field.url}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())
 
 
 def coordinator_push(field: Any, uuid: str, change: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import * as instruments from "./instruments.js";
 import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
-  CONSENT_HOW, LETTERS, completionProblems, consentRefused, homeValue, localTimestamp,
+  CONSENT_HOW, LETTERS, completionProblems, homeValue, localTimestamp, nobodyConsents, refusedConsent, speakers,
   interviewLabel, newParticipant, participantId, questions, referencedQuestions, relevantAnswers, setHome,
 } from "./record.js";
 
@@ -158,7 +158,7 @@ class InterviewScreen {
           this.save();
           this.render("metadata");
         } }, t("add_participant", { letter: next })) : null),
-      consentRefused(r) ? h("p", { class: "msg warn", id: "consent-stop", role: "alert" }, t("consent_stop")) : null,
+      nobodyConsents(r) ? h("p", { class: "msg warn", id: "consent-stop", role: "alert" }, t("consent_stop")) : null,
       metaQuestions.map((q) => this.question(q)),
       h("div", { class: "field" }, h("label", { for: startedId }, t("started_at")),
         h("input", { id: startedId, name: "started_at", value: r.started_at, oninput: (e) => {
@@ -192,6 +192,8 @@ class InterviewScreen {
       h("div", { class: "field" }, h("label", { for: id("position") }, t("position")),
         h("input", { id: id("position"), value: p.position || "", maxlength: 300, oninput: (e) => set("position", e.target.value || null) })),
       consent,
+      p.consent_given === false && !nobodyConsents(this.record)
+        ? h("p", { class: "msg warn", id: id("refused") }, t("consent_refused_one", { letter: p.letter })) : null,
       p.consent_given === true ? [
         h("div", { class: "field" }, h("label", { for: id("consent-date") }, t("consent_date")),
           h("input", { id: id("consent-date"), type: "date", value: p.consent_date || "", oninput: (e) => set("consent_date", e.target.value || null) })),
@@ -227,7 +229,7 @@ class InterviewScreen {
     };
     const section = find(this.def.sections);
     if (!section) return h("p", {}, t("section_empty"));
-    if (consentRefused(this.record)) return h("p", { class: "msg warn", role: "alert" }, t("consent_stop"));
+    if (nobodyConsents(this.record)) return h("p", { class: "msg warn", role: "alert" }, t("consent_stop"));
     const body = (s, level) => [
       h(level === 3 ? "h3" : "h4", {}, this.translated(s.title)),
       s.intro ? h("p", { class: "intro" }, this.translated(s.intro)) : null,
@@ -319,10 +321,12 @@ class InterviewScreen {
         const area = document.getElementById(`q-${q.id}`);
         const { selectionStart: a, selectionEnd: b, value } = area;
         if (a === b) { this.hooks.say(t("select_first"), "error"); return; }
+        const [speaker] = speakers(this.record);
+        if (!speaker) { this.hooks.say(t("consent_stop"), "error"); return; }
         // Offsets count code points, as the server does (docs/sync.md, Quotes).
         const start = Array.from(value.slice(0, a)).length;
         const quoted = value.slice(a, b);
-        const quote = { id: crypto.randomUUID(), question_id: q.id, text: quoted, start, end: start + Array.from(quoted).length, tags: [], participant: "A" };
+        const quote = { id: crypto.randomUUID(), question_id: q.id, text: quoted, start, end: start + Array.from(quoted).length, tags: [], participant: speaker };
         this.record.quotes = [...(this.record.quotes || []), quote];
         this.save();
         draw();
@@ -341,8 +345,11 @@ class InterviewScreen {
           this.save();
         } })),
       h("div", { class: "field inline" }, h("label", { for: byId }, t("quote_by")),
-        h("select", { id: byId, onchange: (e) => { quote.participant = e.target.value; this.save(); } },
-          this.record.participants.map((p) => h("option", { value: p.letter, selected: (quote.participant || "A") === p.letter }, p.letter)))),
+        h("select", { id: byId, onchange: (e) => { quote.participant = e.target.value; this.save(); redraw(); } },
+          this.record.participants.filter((p) => p.consent_given !== false || p.letter === (quote.participant || "A"))
+            .map((p) => h("option", { value: p.letter, selected: (quote.participant || "A") === p.letter }, p.letter)))),
+      refusedConsent(this.record, quote.participant || "A")
+        ? h("p", { class: "msg warn small" }, t("quote_not_kept", { letter: quote.participant || "A" })) : null,
       h("button", { type: "button", class: "btn quiet", onclick: () => {
         this.record.quotes = this.record.quotes.filter((x) => x.id !== quote.id);
         this.save();

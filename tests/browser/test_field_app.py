@@ -32,6 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 RA1 = REPO / "instruments" / "ra1-duty-bearers.yaml"
 VECTORS = json.loads((REPO / "tests" / "relevance_vectors.json").read_text(encoding="utf-8"))["cases"]
 TABLET = {"width": 800, "height": 1280}  # a 10-inch tablet, portrait
+LANDSCAPE = {"width": 1280, "height": 800}
+# Storage full, on demand: IndexedDB refuses writes the way a full disk makes it refuse them.
+DISK_FULL = """(() => {
+    const put = IDBObjectStore.prototype.put;
+    IDBObjectStore.prototype.put = function (...args) {
+        if (window.fieldappDiskFull) {
+            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        }
+        return put.apply(this, args);
+    };
+})();"""
 ANSWER = "We trained two officers last year. There is no focal point yet, and budgets are thin."
 
 
@@ -142,6 +153,13 @@ def conduct_interview(page: Any, screenshot: Any = None, assert_accessible: Any 
     page.fill("#q-pa_understanding", "Officials know little; parents less.")
 
 
+def stored_answer(page: Any, uuid: str, question: str) -> Any:
+    return page.evaluate(
+        "async ([u, q]) => (await (await import('/app/store.js')).get('interviews', u)).record.answers[q]",
+        [uuid, question],
+    )
+
+
 def db_rows(live_server: Any, sql: str, **params: Any) -> list[Any]:
     with live_server.session() as session:
         return list(session.execute(text(sql), params))
@@ -250,23 +268,44 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     device_id, code = enrolment_code(field, "wanjiru")
     profile = tmp_path / "profile"
     context = new_context(user_data_dir=profile, viewport=TABLET)
+    context.add_init_script(DISK_FULL)
     page = open_app(context, field.url)
     screenshot(page, "field-app-enrol")
     assert_accessible(page)
     enrol(page, code)
     wait_for_worker(page)
     download_instruments(page)
+    # A small block: three numbers, so one interview leaves the low-block warning.
+    page.evaluate(
+        "async (d) => (await import('/app/sync.js')).reserveBlock(d, 'ocsea', 'KE', 'RA1', 3)", device_id
+    )
     uuid = reserve_and_start(page)
 
     context.set_offline(True)
     page.reload()
     page.wait_for_selector("#interview-title")
     conduct_interview(page, screenshot, assert_accessible)
+
+    # The storage fills up: the researcher is told, and what was saved stays as it was.
+    page.evaluate("window.fieldappDiskFull = true")
+    page.locator("#q-pa_understanding").press_sequentially(" More")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "storage is full" in alert.inner_text() and "Everything saved before is kept" in alert.inner_text()
+    assert stored_answer(page, uuid, "pa_understanding") == "Officials know little; parents less."
+    page.evaluate("window.fieldappDiskFull = false")
+    page.locator("#q-pa_understanding").press_sequentially("!")
+    page.wait_for_function(
+        "async (u) => (await (await import('/app/store.js')).get('interviews', u))"
+        ".record.answers.pa_understanding.endsWith('More!')",
+        arg=uuid,
+    )
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.close()
 
-    reopened = new_context(user_data_dir=profile, viewport=TABLET, offline=True)
+    # Reopened offline, on the tablet turned to landscape.
+    reopened = new_context(user_data_dir=profile, viewport=LANDSCAPE, offline=True)
     page = open_app(reopened, field.url)
     page.wait_for_selector("#interview-list")
     row = page.locator(f"[data-uuid='{uuid}']")
@@ -275,7 +314,10 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     page.get_by_role("link", name="Government ministries/agencies").click()
     assert page.locator("#q-gov_capacity").input_value() == ANSWER
     assert page.locator("#quotes-gov_capacity li.quote").count() == 2
+    screenshot(page, "field-app-landscape")
     assert db_rows(field, "SELECT uuid FROM interviews") == []
+    page.goto(page.url.split("#")[0] + "#/new")
+    assert "Only 2 interview number(s) left" in page.locator("#low-block").inner_text()
 
 
 def sync_and_wait(page: Any) -> str:

@@ -293,6 +293,7 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     alert.wait_for()
     assert "storage is full" in alert.inner_text() and "Everything saved before is kept" in alert.inner_text()
     assert stored_answer(page, uuid, "pa_understanding") == "Officials know little; parents less."
+    assert page.locator("#saved").inner_text() == ""
     page.evaluate("window.fieldappDiskFull = false")
     page.locator("#q-pa_understanding").press_sequentially("!")
     page.wait_for_function(
@@ -300,6 +301,7 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
         ".record.answers.pa_understanding.endsWith('More!')",
         arg=uuid,
     )
+    page.locator("#saved", has_text="Saved on this tablet").wait_for()
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.close()

@@ -66,6 +66,9 @@ class InterviewScreen {
           await store.put(["interviews", this.it]);
         } catch (err) {
           this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
+          this.savedShown = false;
+          const el = document.getElementById("saved");
+          if (el) el.textContent = "";
           return;
         }
         const now = performance.now();

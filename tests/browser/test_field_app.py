@@ -32,6 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 RA1 = REPO / "instruments" / "ra1-duty-bearers.yaml"
 VECTORS = json.loads((REPO / "tests" / "relevance_vectors.json").read_text(encoding="utf-8"))["cases"]
 TABLET = {"width": 800, "height": 1280}  # a 10-inch tablet, portrait
+LANDSCAPE = {"width": 1280, "height": 800}
+# Storage full, on demand: IndexedDB refuses writes the way a full disk makes it refuse them.
+DISK_FULL = """(() => {
+    const put = IDBObjectStore.prototype.put;
+    IDBObjectStore.prototype.put = function (...args) {
+        if (window.fieldappDiskFull) {
+            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        }
+        return put.apply(this, args);
+    };
+})();"""
 ANSWER = "We trained two officers last year. There is no focal point yet, and budgets are thin."
 
 
@@ -142,6 +153,13 @@ def conduct_interview(page: Any, screenshot: Any = None, assert_accessible: Any 
     page.fill("#q-pa_understanding", "Officials know little; parents less.")
 
 
+def stored_answer(page: Any, uuid: str, question: str) -> Any:
+    return page.evaluate(
+        "async ([u, q]) => (await (await import('/app/store.js')).get('interviews', u)).record.answers[q]",
+        [uuid, question],
+    )
+
+
 def db_rows(live_server: Any, sql: str, **params: Any) -> list[Any]:
     with live_server.session() as session:
         return list(session.execute(text(sql), params))
@@ -173,6 +191,65 @@ def test_relevance_vectors_pass_in_the_apps_evaluator(field: Any, page: Any) -> 
     assert len(english) > 100 and sorted(english) == sorted(portuguese)
 
 
+RECORD_RULES = """async () => {
+    const { nobodyConsents, outgoing, relevantAnswers, speakers } = await import('/app/record.js');
+    const { takeRegistryInto } = await import('/app/sync.js');
+    const definition = { metadata: [], sections: [{ id: 's', questions: [
+        { id: 'story', type: 'long_text' }] }] };
+    const person = (letter, consent) => ({ letter, agency: 'Ministry of ICT', position: null,
+        consent_given: consent, consent_date: consent ? '2026-05-04' : null, consent_recorded_how: null });
+    const record = (a, b) => ({ study: 'ocsea', country: 'KE', activity: 'RA1', interview_number: 3,
+        participants: [person('A', a), person('B', b)], instrument: { slug: 'x', version: 1 },
+        language: 'en', mode: 'in_person', started_at: '2026-05-04T09:00:00+03:00', status: 'draft',
+        answers: { story: 'A said this. B said that.' }, notes: '',
+        quotes: [{ id: '1', question_id: 'story', text: 'A said this', start: 0, end: 11, tags: [] },
+                 { id: '2', question_id: 'story', text: 'B said that', start: 13, end: 24, tags: [],
+                   participant: 'B' }] });
+    const sent = (a, b) => outgoing({ record: record(a, b) }, definition);
+    // Registry corrections: a field untouched on the tablet follows the registry; one the
+    // researcher changed locally (differs from the server's copy and the known entry) stays.
+    const acked = record(true, true);
+    const local = { uuid: 'u', edits: 4, dirty: false, acked, record: record(true, true) };
+    local.record.participants[1].agency = 'Ministry of Justice';
+    const known = { ...person('B', true) };
+    const corrected = takeRegistryInto(structuredClone(local),
+        { ...person('B', true), agency: 'Ministry of Health', position: 'Head of Policy' }, known);
+    return {
+        both: sent(true, true).quotes.map((q) => q.id),
+        bRefused: sent(true, false).quotes.map((q) => q.id),
+        bRefusedPeople: sent(true, false).participants.map((p) => [p.letter, p.consent_given]),
+        aRefused: sent(false, true).quotes.map((q) => q.id),
+        aRefusedAnswers: Object.keys(sent(false, true).answers),
+        nobodyAnswers: Object.keys(sent(false, false).answers),
+        nobody: [nobodyConsents(record(false, false)), nobodyConsents(record(false, true)),
+                 nobodyConsents(record(null, false))],
+        speakers: speakers(record(false, true)),
+        asked: [...relevantAnswers(record(false, false), definition).asked],
+        corrected: [corrected.record.participants[1].agency, corrected.record.participants[1].position,
+                    corrected.edits, corrected.dirty],
+        same: takeRegistryInto(structuredClone(local), { ...known, agency: 'Ministry of Justice' }, known),
+    };
+}"""
+
+
+def test_consent_per_participant_and_registry_corrections_in_the_apps_record_code(
+    field: Any, page: Any
+) -> None:
+    page.goto(f"{field.url}/app/")
+    got = page.evaluate(RECORD_RULES)
+    assert got["both"] == ["1", "2"]
+    # B refused: B stays in the record (agency and consent are theirs to keep), B's quote goes.
+    assert got["bRefused"] == ["1"] and got["bRefusedPeople"] == [["A", True], ["B", False]]
+    # A refused, B goes on: the answers are kept, A's quote (no participant means A) is not.
+    assert got["aRefused"] == ["2"] and got["aRefusedAnswers"] == ["story"]
+    # Nobody consents: the interview stops, nothing more is recorded.
+    assert got["nobodyAnswers"] == [] and got["asked"] == []
+    assert got["nobody"] == [True, False, False] and got["speakers"] == ["B"]
+    # The correction reaches the untouched position; the locally changed agency stays.
+    assert got["corrected"] == ["Ministry of Justice", "Head of Policy", 5, True]
+    assert got["same"] is None
+
+
 def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(
     field: Any, new_context: Any
 ) -> None:
@@ -191,23 +268,46 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     device_id, code = enrolment_code(field, "wanjiru")
     profile = tmp_path / "profile"
     context = new_context(user_data_dir=profile, viewport=TABLET)
+    context.add_init_script(DISK_FULL)
     page = open_app(context, field.url)
     screenshot(page, "field-app-enrol")
     assert_accessible(page)
     enrol(page, code)
     wait_for_worker(page)
     download_instruments(page)
+    # A small block: three numbers, so one interview leaves the low-block warning.
+    page.evaluate(
+        "async (d) => (await import('/app/sync.js')).reserveBlock(d, 'ocsea', 'KE', 'RA1', 3)", device_id
+    )
     uuid = reserve_and_start(page)
 
     context.set_offline(True)
     page.reload()
     page.wait_for_selector("#interview-title")
     conduct_interview(page, screenshot, assert_accessible)
+
+    # The storage fills up: the researcher is told, and what was saved stays as it was.
+    page.evaluate("window.fieldappDiskFull = true")
+    page.locator("#q-pa_understanding").press_sequentially(" More")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "storage is full" in alert.inner_text() and "Everything saved before is kept" in alert.inner_text()
+    assert stored_answer(page, uuid, "pa_understanding") == "Officials know little; parents less."
+    assert page.locator("#saved").inner_text() == ""
+    page.evaluate("window.fieldappDiskFull = false")
+    page.locator("#q-pa_understanding").press_sequentially("!")
+    page.wait_for_function(
+        "async (u) => (await (await import('/app/store.js')).get('interviews', u))"
+        ".record.answers.pa_understanding.endsWith('More!')",
+        arg=uuid,
+    )
+    page.locator("#saved", has_text="Saved on this tablet").wait_for()
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.close()
 
-    reopened = new_context(user_data_dir=profile, viewport=TABLET, offline=True)
+    # Reopened offline, on the tablet turned to landscape.
+    reopened = new_context(user_data_dir=profile, viewport=LANDSCAPE, offline=True)
     page = open_app(reopened, field.url)
     page.wait_for_selector("#interview-list")
     row = page.locator(f"[data-uuid='{uuid}']")
@@ -216,7 +316,10 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     page.get_by_role("link", name="Government ministries/agencies").click()
     assert page.locator("#q-gov_capacity").input_value() == ANSWER
     assert page.locator("#quotes-gov_capacity li.quote").count() == 2
+    screenshot(page, "field-app-landscape")
     assert db_rows(field, "SELECT uuid FROM interviews") == []
+    page.goto(page.url.split("#")[0] + "#/new")
+    assert "Only 2 interview number(s) left" in page.locator("#low-block").inner_text()
 
 
 def sync_and_wait(page: Any) -> str:
@@ -244,6 +347,17 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     context, page, device_id, uuid = started_tablet(field, new_context, "amina")
     context.set_offline(True)
     conduct_interview(page)
+    # Participant C joins and does not consent: the interview goes on for A and B, and C cannot
+    # be quoted.
+    page.get_by_role("link", name="Interview details and consent").click()
+    page.get_by_role("button", name="Add participant C").click()
+    page.fill("#pC-agency", "Ministry of Justice")
+    page.locator("[data-letter=C] label.option").get_by_text("No", exact=True).click()
+    assert "C did not consent" in page.locator("#pC-refused").inner_text()
+    assert page.locator("#consent-stop").count() == 0
+    page.get_by_role("link", name="Government ministries/agencies").click()
+    speakers = page.locator("#quotes-gov_capacity li.quote").first.locator("select option")
+    assert speakers.all_inner_texts() == ["A", "B"]
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.set_offline(False)  # the connection coming back starts a sync by itself
@@ -254,7 +368,8 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     assert [(r.uuid, r.revision, r.device_id) for r in stored] == [(uuid, 1, device_id)]
     assert f"revision 1, {stored[0].content_hash[:12]}" in row.inner_text()
     record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
-    assert [p["letter"] for p in record["participants"]] == ["A", "B"]
+    people = [(p["letter"], p["consent_given"]) for p in record["participants"]]
+    assert people == [("A", True), ("B", True), ("C", False)]
     assert record["status"] == "complete" and record["answers"]["gov_capacity"] == ANSWER
     quotes = db_rows(field, "SELECT text, start_offset, end_offset, question_id FROM quotes ORDER BY text")
     assert [q.text for q in quotes] == [
@@ -283,9 +398,40 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     pid = record_pid(record)
     assert f"{pid}-B" in cells and any("There is no focal point yet" in c for c in cells)
 
+    # A coordinator corrects B's position in the registry: the next pull writes it into the
+    # tablet's record (docs/client.md, rule 13) and the sync after that stores it, no conflict.
+    answer = coordinator_call(
+        field, "PATCH", f"/api/v1/studies/ocsea/participants/{pid}-B", {"position": "Head of Policy"}
+    )
+    assert answer["position"] == "Head of Policy"
+    sync_and_wait(page)
+    local = page.evaluate(
+        "async (u) => (await (await import('/app/store.js')).get('interviews', u)).record.participants[1]",
+        uuid,
+    )
+    assert local["position"] == "Head of Policy"
+    assert "1 updated" in sync_and_wait(page)
+    stored = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)[0].record
+    stored = stored if isinstance(stored, dict) else json.loads(stored)
+    assert stored["participants"][1]["position"] == "Head of Policy"
+    assert db_rows(field, "SELECT count(*) AS n FROM field_conflicts")[0].n == 0
+
 
 def record_pid(record: dict[str, Any]) -> str:
     return f"RA1-KE-{record['interview_number']:02d}"
+
+
+def coordinator_call(field: Any, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    with field.accounts() as accounts:
+        token = accounts.token(accounts.user("registry-coordinator", "coordinator", "ocsea", ["KE"]))
+    request = urllib.request.Request(
+        f"{field.url}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())
 
 
 def coordinator_push(field: Any, uuid: str, change: dict[str, Any]) -> dict[str, Any]:

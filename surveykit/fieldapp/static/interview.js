@@ -6,8 +6,8 @@ import * as instruments from "./instruments.js";
 import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
-  CONSENT_HOW, LETTERS, completionProblems, consentRefused, homeValue, localTimestamp,
-  interviewLabel, newParticipant, participantId, questions, relevantAnswers, setHome,
+  CONSENT_HOW, LETTERS, completionProblems, homeValue, localTimestamp, nobodyConsents, refusedConsent, speakers,
+  interviewLabel, newParticipant, participantId, questions, referencedQuestions, relevantAnswers, setHome,
 } from "./record.js";
 
 const text = instruments.text;
@@ -35,34 +35,65 @@ class InterviewScreen {
     this.def = definition;
     this.hooks = hooks;
     this.rules = questions(definition);
+    this.referenced = referencedQuestions(definition);
     this.saving = Promise.resolve();
+    this.writing = false;
+    this.waiting = [];
   }
 
   get record() { return this.it.record; }
 
-  // Saved as typed: one put per change, in order; the time from the event to the committed
-  // write is kept for the benchmark.
+  // Saved as typed. The keystroke's handler starts the write itself (IndexedDB copies the record
+  // as it is at that moment); while one write is in flight, later changes wait for it and go
+  // together in the next one, so at most the changes of one write's duration are ever unsaved.
+  // The time from each change to the write holding it is kept for the benchmark.
   save(started = performance.now()) {
     this.it.edits = (this.it.edits || 0) + 1;
     this.it.dirty = true;
     this.it.updated_at = new Date().toISOString();
-    const snapshot = structuredClone(this.it);
-    this.saving = store.put(["interviews", snapshot]).then(() => {
-      window.fieldappSaveTimes.push(performance.now() - started);
-      if (window.fieldappSaveTimes.length > 1000) window.fieldappSaveTimes.shift();
-      const el = document.getElementById("saved");
-      if (el && el.textContent !== t("saved")) el.textContent = t("saved");
-    }).catch((err) => {
-      this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
-    });
-    // Relevance after the write has committed, and once per pause in typing rather than per key.
-    clearTimeout(this.visibilityTimer);
-    this.visibilityTimer = setTimeout(() => this.refreshVisibility(), 120);
+    this.waiting.push(started);
+    if (!this.writing) this.saving = this.writeLoop();
     return this.saving;
+  }
+
+  async writeLoop() {
+    this.writing = true;
+    try {
+      while (this.waiting.length) {
+        const starts = this.waiting;
+        this.waiting = [];
+        try {
+          await store.put(["interviews", this.it]);
+        } catch (err) {
+          this.hooks.say(store.isQuotaError(err) ? t("storage_full") : String(err), "error");
+          this.savedShown = false;
+          const el = document.getElementById("saved");
+          if (el) el.textContent = "";
+          return;
+        }
+        const now = performance.now();
+        const times = window.fieldappSaveTimes;
+        for (const s of starts) times.push(now - s);
+        if (times.length > 1000) times.splice(0, times.length - 1000);
+        if (!this.savedShown) {
+          this.savedShown = true;
+          const el = document.getElementById("saved");
+          if (el) el.textContent = t("saved");
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  // Relevance rules read only some questions; a change to any other cannot show or hide anything.
+  changed(questionId) {
+    if (questionId === undefined || this.referenced.has(questionId)) this.refreshVisibility();
   }
 
   render(part) {
     this.part = part;
+    this.savedShown = false;
     const view = document.getElementById("view");
     const pid = interviewLabel(this.record);
     replace(view,
@@ -130,13 +161,14 @@ class InterviewScreen {
           this.save();
           this.render("metadata");
         } }, t("add_participant", { letter: next })) : null),
-      consentRefused(r) ? h("p", { class: "msg warn", id: "consent-stop", role: "alert" }, t("consent_stop")) : null,
+      nobodyConsents(r) ? h("p", { class: "msg warn", id: "consent-stop", role: "alert" }, t("consent_stop")) : null,
       metaQuestions.map((q) => this.question(q)),
       h("div", { class: "field" }, h("label", { for: startedId }, t("started_at")),
         h("input", { id: startedId, name: "started_at", value: r.started_at, oninput: (e) => {
           const s = performance.now();
           r.started_at = e.target.value;
           this.save(s);
+          this.changed();
         } })),
       h("div", { class: "field" }, h("label", { for: "record-notes" }, t("notes_record")),
         h("textarea", { id: "record-notes", rows: 3, oninput: (e) => { const s = performance.now(); r.notes = e.target.value; this.save(s); } }, r.notes || "")));
@@ -150,6 +182,7 @@ class InterviewScreen {
       if (name === "consent_given" && value === true && !p.consent_date) p.consent_date = localTimestamp().slice(0, 10);
       this.save(s);
       if (rerender) this.render("metadata");
+      else this.changed();
     };
     const consent = h("fieldset", { class: "choice" }, h("legend", {}, t("consent_given")),
       [[true, t("yes")], [false, t("no")], [null, t("not_asked")]].map(([v, label]) => h("label", { class: "option" },
@@ -162,6 +195,8 @@ class InterviewScreen {
       h("div", { class: "field" }, h("label", { for: id("position") }, t("position")),
         h("input", { id: id("position"), value: p.position || "", maxlength: 300, oninput: (e) => set("position", e.target.value || null) })),
       consent,
+      p.consent_given === false && !nobodyConsents(this.record)
+        ? h("p", { class: "msg warn", id: id("refused") }, t("consent_refused_one", { letter: p.letter })) : null,
       p.consent_given === true ? [
         h("div", { class: "field" }, h("label", { for: id("consent-date") }, t("consent_date")),
           h("input", { id: id("consent-date"), type: "date", value: p.consent_date || "", oninput: (e) => set("consent_date", e.target.value || null) })),
@@ -197,7 +232,7 @@ class InterviewScreen {
     };
     const section = find(this.def.sections);
     if (!section) return h("p", {}, t("section_empty"));
-    if (consentRefused(this.record)) return h("p", { class: "msg warn", role: "alert" }, t("consent_stop"));
+    if (nobodyConsents(this.record)) return h("p", { class: "msg warn", role: "alert" }, t("consent_stop"));
     const body = (s, level) => [
       h(level === 3 ? "h3" : "h4", {}, this.translated(s.title)),
       s.intro ? h("p", { class: "intro" }, this.translated(s.intro)) : null,
@@ -222,6 +257,7 @@ class InterviewScreen {
     else if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) delete this.record.answers[q.id];
     else this.record.answers[q.id] = value;
     this.save(started);
+    this.changed(q.id);
   }
 
   question(q) {
@@ -288,10 +324,12 @@ class InterviewScreen {
         const area = document.getElementById(`q-${q.id}`);
         const { selectionStart: a, selectionEnd: b, value } = area;
         if (a === b) { this.hooks.say(t("select_first"), "error"); return; }
+        const [speaker] = speakers(this.record);
+        if (!speaker) { this.hooks.say(t("consent_stop"), "error"); return; }
         // Offsets count code points, as the server does (docs/sync.md, Quotes).
         const start = Array.from(value.slice(0, a)).length;
         const quoted = value.slice(a, b);
-        const quote = { id: crypto.randomUUID(), question_id: q.id, text: quoted, start, end: start + Array.from(quoted).length, tags: [], participant: "A" };
+        const quote = { id: crypto.randomUUID(), question_id: q.id, text: quoted, start, end: start + Array.from(quoted).length, tags: [], participant: speaker };
         this.record.quotes = [...(this.record.quotes || []), quote];
         this.save();
         draw();
@@ -310,8 +348,11 @@ class InterviewScreen {
           this.save();
         } })),
       h("div", { class: "field inline" }, h("label", { for: byId }, t("quote_by")),
-        h("select", { id: byId, onchange: (e) => { quote.participant = e.target.value; this.save(); } },
-          this.record.participants.map((p) => h("option", { value: p.letter, selected: (quote.participant || "A") === p.letter }, p.letter)))),
+        h("select", { id: byId, onchange: (e) => { quote.participant = e.target.value; this.save(); redraw(); } },
+          this.record.participants.filter((p) => p.consent_given !== false || p.letter === (quote.participant || "A"))
+            .map((p) => h("option", { value: p.letter, selected: (quote.participant || "A") === p.letter }, p.letter)))),
+      refusedConsent(this.record, quote.participant || "A")
+        ? h("p", { class: "msg warn small" }, t("quote_not_kept", { letter: quote.participant || "A" })) : null,
       h("button", { type: "button", class: "btn quiet", onclick: () => {
         this.record.quotes = this.record.quotes.filter((x) => x.id !== quote.id);
         this.save();

@@ -57,6 +57,13 @@ function rules(definition) {
   return compiled.get(definition);
 }
 
+// The questions some relevance rule reads: only a change to one of these can show or hide another.
+export function referencedQuestions(definition) {
+  const out = new Set();
+  for (const rule of rules(definition)) for (const id of rule.expr ? rule.expr.references : []) out.add(id);
+  return out;
+}
+
 // A bound fact's value from its home, as the server's _home reads it.
 export function homeValue(record, binds) {
   const [kind, name] = binds.split(".");
@@ -83,8 +90,20 @@ export function setHome(record, binds, value) {
   }
 }
 
-export function consentRefused(record) {
-  return (record.participants || [])[0]?.consent_given === false;
+// Consent is each participant's own. One who refused records nothing more (no quote of theirs is
+// kept or sent); the interview goes on for the others, and stops only when nobody consents.
+export function refusedConsent(record, letter) {
+  return (record.participants || []).find((p) => p.letter === letter)?.consent_given === false;
+}
+
+export function nobodyConsents(record) {
+  const people = record.participants || [];
+  return people.length > 0 && people.every((p) => p.consent_given === false);
+}
+
+// Who may be quoted: the participants who have not refused.
+export function speakers(record) {
+  return (record.participants || []).filter((p) => p.consent_given !== false).map((p) => p.letter);
 }
 
 // Which questions are asked, on the answers the record would send.
@@ -98,7 +117,7 @@ export function relevantAnswers(record, definition, raw = record.answers || {}) 
       if (home !== null) valid[rule.id] = home;
     }
   }
-  const refused = consentRefused(record);
+  const refused = nobodyConsents(record);
   for (const rule of rules(definition)) {
     const relevant = rule.expr ? rule.expr.evaluate(valid) : true;
     if (!relevant) continue;
@@ -132,6 +151,7 @@ export function outgoing(interview, definition) {
   const quotes = [];
   for (const q of r.quotes || []) {
     if (!(q.question_id in answers)) continue;
+    if (refusedConsent(r, q.participant || "A")) continue;
     const anchored = anchorQuote(q, answers[q.question_id]);
     if (!anchored) continue;
     const quote = { id: q.id, question_id: q.question_id, text: anchored.text, start: anchored.start, end: anchored.end };

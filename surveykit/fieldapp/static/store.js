@@ -5,6 +5,7 @@
 const DB_NAME = "surveykit-field";
 const DB_VERSION = 1;
 let opened = null;
+let openDb = null; // the same database once open, for writes that start at once
 
 function upgrade(db, oldVersion) {
   if (oldVersion < 1) {
@@ -41,7 +42,8 @@ export function open() {
     request.onsuccess = () => {
       const db = request.result;
       // Another tab opening a newer schema: let it upgrade, and reload onto the new code.
-      db.onversionchange = () => { db.close(); location.reload(); };
+      db.onversionchange = () => { db.close(); openDb = null; location.reload(); };
+      openDb = db;
       resolve(db);
     };
     request.onerror = () => reject(new StoreUnavailable(String(request.error)));
@@ -77,13 +79,31 @@ export async function all(storeName, index, value) {
   return result(index ? store.index(index).getAll(value) : store.getAll());
 }
 
-// Writes several objects (in several stores) in one transaction: all or nothing.
-export async function put(...items) {
-  const db = await open();
+
+function write(db, items) {
   const names = [...new Set(items.map(([name]) => name))];
   const tx = db.transaction(names, "readwrite");
+  // put() copies the value as it is now, so the caller may go on changing it.
   for (const [name, value] of items) tx.objectStore(name).put(value);
-  return done(tx);
+  const finished = done(tx);
+  // Ask for the commit now rather than when the current task (a keystroke's events) ends.
+  if (tx.commit) tx.commit();
+  return finished;
+}
+
+// Writes several objects (in several stores) in one transaction: all or nothing. Once the
+// database is open the write starts before this returns.
+export function put(...items) {
+  if (openDb) {
+    try {
+      return write(openDb, items);
+    } catch (err) {
+      if (err.name !== "InvalidStateError") return Promise.reject(err);
+      openDb = null; // closed under us (another tab upgrading): open again
+      opened = null;
+    }
+  }
+  return open().then((db) => write(db, items));
 }
 
 export async function remove(storeName, key) {

@@ -132,11 +132,64 @@ function studiesOf(session) {
   return [...new Set((session.grants || []).map((g) => g.study).filter((s) => s !== "*"))];
 }
 
-async function applyEntry(deviceId, entry, instrumentsToFetch) {
+const REGISTRY_FIELDS = ["agency", "position", "consent_given", "consent_date", "consent_recorded_how"];
+
+// A coordinator's correction of a participant (docs/client.md, rule 13): written into this
+// device's records of that interview and queued as an edit, so record and registry agree again.
+// A field the researcher changed locally (it differs from both the server's copy and the registry
+// entry known before) is left alone; its push tells whether it conflicts.
+export function takeRegistryInto(interview, registry, known) {
+  const record = interview.record;
+  const entry = (record.participants || []).find((p) => p.letter === registry.letter);
+  if (!entry) return null;
+  const server = ((interview.acked || {}).participants || []).find((p) => p.letter === registry.letter);
+  let changed = false;
+  for (const name of REGISTRY_FIELDS) {
+    if (!(name in registry)) continue;
+    const wanted = registry[name] ?? null;
+    const local = entry[name] ?? null;
+    if (same(wanted, local)) continue;
+    const untouched = (server && same(server[name] ?? null, local)) || (known && same(known[name] ?? null, local));
+    if (!untouched) continue;
+    entry[name] = wanted;
+    changed = true;
+  }
+  if (!changed) return null;
+  return { ...interview, record, edits: (interview.edits || 0) + 1, dirty: true, updated_at: new Date().toISOString() };
+}
+
+function interviewKey(study, r) {
+  return `${study}/${r.country}/${r.activity}/${r.interview_number}`;
+}
+
+// This device's records by interview, read once per pull (a pull adds no record).
+function localIndex(deviceId) {
+  let index = null;
+  return {
+    async byInterview() {
+      if (!index) {
+        index = new Map();
+        for (const it of await interviewsOf(deviceId)) {
+          const key = interviewKey(it.record.study, it.record);
+          index.set(key, [...(index.get(key) || []), it.uuid]);
+        }
+      }
+      return index;
+    },
+  };
+}
+
+async function applyEntry(deviceId, entry, instrumentsToFetch, study, local) {
   if (entry.kind === "participant") {
     const key = `${deviceId}:${entry.key}`;
+    const known = await store.get("registry", key);
     if (entry.object === null) return store.remove("registry", key);
-    return store.put(["registry", { key, device_id: deviceId, ...entry.object }]);
+    await store.put(["registry", { key, device_id: deviceId, ...entry.object }]);
+    const o = entry.object;
+    for (const uuid of (await local.byInterview()).get(interviewKey(study, o)) || []) {
+      await store.update("interviews", uuid, (current) => (current ? takeRegistryInto(current, o, known) ?? undefined : undefined));
+    }
+    return null;
   }
   if (entry.kind === "instrument" && entry.object) {
     instrumentsToFetch.add(`${entry.object.slug}@${entry.object.version}`);
@@ -161,6 +214,7 @@ async function applyEntry(deviceId, entry, instrumentsToFetch) {
 
 export async function pull(deviceId) {
   const fetchLater = new Set();
+  const local = localIndex(deviceId);
   let session = await store.get("sessions", deviceId);
   for (const study of studiesOf(session)) {
     let more = true;
@@ -177,7 +231,7 @@ export async function pull(deviceId) {
         }
         throw err;
       }
-      for (const entry of data.changes) await applyEntry(deviceId, entry, fetchLater);
+      for (const entry of data.changes) await applyEntry(deviceId, entry, fetchLater, study, local);
       await store.update("sessions", deviceId, (s) => ({ ...s, cursors: { ...(s.cursors || {}), [study]: data.next_cursor } }));
       more = data.has_more;
     }

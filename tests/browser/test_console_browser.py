@@ -9,6 +9,7 @@ from typing import Any
 import openpyxl
 from console_helpers import accept_confirmations, console_login, sign_out
 from instrument_samples import minimal_definition
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from surveykit.accounts import browser
@@ -167,7 +168,7 @@ def test_an_analyst_downloads_a_workbook(
     console_login(page, live_server, "hawa", PASSWORD)
     page.click("nav >> text=Workbooks")
     links = page.locator("main a[download]")
-    assert links.count() == 1  # KE only: no TZ, no whole-study workbook for a KE analyst
+    expect(links).to_have_count(1)  # KE only: no TZ, no whole-study workbook for a KE analyst
     assert "never" in page.inner_text("table")
     assert_accessible(page)
     with page.expect_download() as download_info:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from qr_support import read_qr_codes
 from sqlalchemy import func, select
 from test_sync_support import SyncWorld, change, make_record, new_uuid
@@ -114,7 +115,7 @@ def test_import_a_planned_sample_with_a_bad_row_then_fixed(
     page.click("text=Check the file")
     assert "Nothing was imported" in page.inner_text("#error-file")
     row = page.locator("tr.problem-row")
-    assert row.count() == 1
+    expect(row).to_have_count(1)
     assert [cell.strip() for cell in row.locator("th, td").all_inner_texts()] == [
         "3",
         "agency",
@@ -132,7 +133,7 @@ def test_import_a_planned_sample_with_a_bad_row_then_fixed(
     page.set_input_files("#field-file", str(good))
     page.click("text=Check the file")
     rows = page.locator("tbody tr")
-    assert rows.count() == 3
+    expect(rows).to_have_count(3)
     assert _participants(live_server) == before, "the check stores nothing"
     first = [cell.strip() for cell in rows.nth(0).locator("th, td").all_inner_texts()]
     assert first[0] == "2" and first[1] == "RA1-KE-05-A" and first[3] == "National Council for Children"
@@ -195,7 +196,7 @@ def test_resolve_a_conflict_by_merging_two_fields(
     page.goto(f"{live_server.url}{KE}/conflicts")
     assert_accessible(page)
     page.click(f"text=Conflict {site['conflict_id']}")
-    assert page.locator("table.comparison tr.differs").count() == 3
+    expect(page.locator("table.comparison tr.differs")).to_have_count(3)
     assert_accessible(page)
     screenshot(page, "console-conflict", full_page=True)
     page.check("tr[id='row-notes'] input[name=take]")
@@ -236,14 +237,14 @@ def test_the_progress_dashboard(
     page.click("nav >> text=Fieldwork")
     assert_accessible(page)
     page.click("text=Progress dashboard")
-    assert page.locator("svg.bar").count() == 1  # KE only: the coordinator's country
+    expect(page.locator("svg.bar")).to_have_count(1)  # KE only: the coordinator's country
     assert "Country TZ" not in page.inner_text("main")
     assert_accessible(page)
     # An admin of the study sees every country.
     page.click("text=Sign out")
     sign_in(page, live_server, "dora")
     page.goto(f"{live_server.url}/console/studies/ocsea/progress")
-    assert page.locator("svg.bar").count() == 3
+    expect(page.locator("svg.bar")).to_have_count(3)
     assert_accessible(page)
     screenshot(page, "console-progress", full_page=True)
 

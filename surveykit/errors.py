@@ -19,6 +19,7 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config
+from pyramid_retry import RetryableException
 from sqlalchemy.exc import IntegrityError
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,16 @@ def http_exception_view(exc: HTTPException, request: Request) -> Response:
     return error_response(exc.code, code, str(message))
 
 
+class ConcurrentWrite(RetryableException):
+    """What a request read is being changed by another transaction that committed while it was
+    reading: pyramid_retry replays the request, which then reads the other's outcome."""
+
+
 @exception_view_config(IntegrityError)
-def integrity_error_view(exc: IntegrityError, request: Request) -> Response:
+@exception_view_config(ConcurrentWrite)
+def integrity_error_view(exc: IntegrityError | ConcurrentWrite, request: Request) -> Response:
     # Reached only after pyramid_retry's replays also collided: a genuine conflict.
-    log.warning("integrity error on %s %s: %s", request.method, request.path, exc.orig)
+    log.warning("concurrent write on %s %s: %s", request.method, request.path, getattr(exc, "orig", exc))
     return error_response(409, ErrorCode.CONFLICT, "the change conflicts with stored data; retry")
 
 

@@ -312,11 +312,22 @@ def test_two_app_processes_on_one_database_with_devices_syncing_through_both(
     receipts = {
         tuple(sorted((r["uuid"], r["revision"], r["content_hash"]) for r in body)) for _, body in answers
     }
-    assert len(receipts) == 1
+    assert len(receipts) == 1, differing_results(answers)
     created = Counter(r["uuid"] for _, body in answers for r in body if r["result"] == "created")
     assert sorted(created.values()) == [1] * 20
     for transport in transports:
         assert len(transport.counts) == 2 and min(transport.counts.values()) > 5, transport.counts
+
+
+def differing_results(answers: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+    """The results of the copies that differ from the first copy's, for the failure message."""
+    first = {r["uuid"]: r for r in answers[0][1]}
+    return [
+        {"copy": copy, "first": first.get(r["uuid"]), "this": r}
+        for copy, (_, body) in enumerate(answers)
+        for r in body
+        if (r["revision"], r["content_hash"]) != (first.get(r["uuid"], {}).get("revision"), r["content_hash"])
+    ]
 
 
 def fire_one_batch_concurrently(client: Client, urls: list[str], copies: int) -> list[tuple[int, Any]]:

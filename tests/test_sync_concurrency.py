@@ -23,6 +23,7 @@ from surveykit.participants import ids
 from surveykit.studies import services as studies
 from surveykit.studies.feed import ChangeLogEntry
 from surveykit.studies.models import ResearchActivity
+from surveykit.sync import push
 from surveykit.sync.models import Interview, InterviewRevision
 
 THREADS = 4
@@ -167,3 +168,40 @@ def test_concurrent_edits_of_one_record_give_one_revision_and_conflicts(server: 
         }
         interview = session.get(Interview, uuid)
         assert (interview.revision, interview.content_hash) == (2, winner["content_hash"])
+
+
+def test_a_record_created_by_another_request_while_a_push_reads_is_replayed_not_refused(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL each statement sees what committed before it: a duplicate of a batch can read
+    "no such record" and then, a statement later, find the record's number held by that very UUID,
+    because the other copy committed in between. The push is replayed and answers ``unchanged``
+    with the first receipt, instead of refusing the number as taken (the interleaving is forced
+    here by hiding the stored row from the first read)."""
+    headers, numbers = server.tablet("amina")
+    uuid = new_uuid()
+    body = {"changes": [change(uuid, 0, make_record(numbers[0]))]}
+    [first] = server.concurrently([(headers, body)])
+    assert first["results"][0]["result"] == "created"
+
+    real_lock = push.Writer._lock
+    writers: list[push.Writer] = []
+
+    def lock_missing_the_row_once(self: push.Writer, uuids: Any) -> None:
+        if self not in writers:
+            writers.append(self)
+        if self is writers[0]:
+            self._locked.update(uuids)  # read before the other request committed: nothing stored
+            return
+        real_lock(self, uuids)
+
+    monkeypatch.setattr(push.Writer, "_lock", lock_missing_the_row_once)
+    [again] = server.concurrently([(headers, body)])
+
+    assert len(writers) == 2, "the push was not replayed"
+    result = again["results"][0]
+    assert result["result"] == "unchanged", result
+    assert (result["revision"], result["content_hash"]) == (1, first["results"][0]["content_hash"])
+    with server.factory() as session:
+        assert session.scalar(select(func.count()).select_from(Interview)) == 1
+        assert session.scalar(select(func.count()).select_from(InterviewRevision)) == 1

@@ -43,7 +43,7 @@ from sqlalchemy.orm.util import identity_key
 
 from surveykit.accounts.identity import ALL, GrantScope, Identity
 from surveykit.db import StoredJSON, utcnow
-from surveykit.errors import ErrorCode, field_error
+from surveykit.errors import ConcurrentWrite, ErrorCode, field_error
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.services import load_definition
 from surveykit.participants import ids
@@ -773,7 +773,7 @@ class Writer:
                     f"the server has no record {uuid}",
                     [(f"{prefix}.base_revision", "unknown record: a new record has base_revision 0")],
                 )
-            self._check_new_number(prefix, key, study)
+            self._check_new_number(prefix, uuid, key, study)
             interview = InterviewState(
                 uuid=uuid,
                 study_id=study.id,
@@ -890,12 +890,16 @@ class Writer:
         if problems:
             raise Rejected(ErrorCode.SYNC_RECORD_INVALID, "a record's identity cannot change", problems)
 
-    def _check_new_number(self, prefix: str, key: RecordKey, study: StudyInfo) -> None:
+    def _check_new_number(self, prefix: str, uuid: str, key: RecordKey, study: StudyInfo) -> None:
         path = f"{prefix}.record.interview_number"
         label = f"{key.activity}-{key.country}-{key.interview_number:02d}"
         number = (study.id, key.activity, key.country, key.interview_number)
         self._load_numbers([number])
         other = self._numbers[number]
+        if other == uuid:
+            # The record was not stored when its row was read, and is now: another request
+            # created it in between (on PostgreSQL each statement sees what committed before it).
+            raise ConcurrentWrite(f"{uuid} was created by a concurrent request")
         if other is not None:
             raise Rejected(
                 ErrorCode.SYNC_RECORD_INVALID,

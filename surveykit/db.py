@@ -224,19 +224,6 @@ def tm_session(session_factory: sessionmaker[Session], transaction_manager: Any)
     return session
 
 
-def bind_to_connection(registry: Any, connection: Any) -> dict[str, Any]:
-    """Run an application's sessions and cache-epoch reads on one connection (tests roll it back).
-
-    Returns what it replaced, for ``registry.update`` afterwards.
-    """
-    from surveykit.cache_epoch import EpochReader
-
-    replaced = {key: registry[key] for key in ("dbsession_factory", "cache_epoch_reader")}
-    registry["dbsession_factory"] = make_session_factory(connection, join_transaction_mode="create_savepoint")
-    registry["cache_epoch_reader"] = EpochReader(connection)
-    return replaced
-
-
 class SurveykitRequest(Request):
     """The request, with its transaction manager, database session and cache epoch made on first use.
 

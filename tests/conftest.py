@@ -18,10 +18,10 @@ import pytest
 import webtest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from support_db import Accounts, DatabaseFactory, settings_for
+from support_db import Accounts, DatabaseFactory, bind_to_connection, settings_for
 
 from surveykit import make_app, migrate
-from surveykit.db import bind_to_connection, make_engine
+from surveykit.db import make_engine
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from surveykit import make_app, migrate
+from surveykit.cache_epoch import EpochReader
 from surveykit.config import load_settings
 from surveykit.db import make_engine, make_session_factory
 
@@ -161,3 +162,14 @@ class Accounts:
         else:
             user = self.user(username, role, study or "ocsea", countries)
         return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+def bind_to_connection(registry: Any, connection: Any) -> dict[str, Any]:
+    """Run an application's sessions and cache-epoch reads on one connection (tests roll it back).
+
+    Returns what it replaced, for ``registry.update`` afterwards.
+    """
+    replaced = {key: registry[key] for key in ("dbsession_factory", "cache_epoch_reader")}
+    registry["dbsession_factory"] = make_session_factory(connection, join_transaction_mode="create_savepoint")
+    registry["cache_epoch_reader"] = EpochReader(connection)
+    return replaced

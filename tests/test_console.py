@@ -15,12 +15,12 @@ from console_support import HTML, csrf_for, csrf_in, sign_in, start_console_sess
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from support_db import bind_to_connection
 
 from surveykit import make_app
 from surveykit.accounts import browser, passwords, services
 from surveykit.accounts.models import AuthSession, User
 from surveykit.audit.models import AuditEvent
-from surveykit.db import bind_to_connection
 
 PASSWORD = "console password 1"
 _PASSWORD_HASH = passwords.hash_password(PASSWORD)

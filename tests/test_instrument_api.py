@@ -11,9 +11,9 @@ import webob
 import webtest
 from instrument_samples import RA1_FILE, RA1_SLUG, minimal_definition
 from sqlalchemy.orm import Session
+from support_db import bind_to_connection
 
 from surveykit import make_app
-from surveykit.db import bind_to_connection
 from surveykit.instruments import services
 from surveykit.security import Permission
 

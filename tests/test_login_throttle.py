@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from support_db import CommittingApp, settings_for
+from support_db import CommittingApp, bind_to_connection, settings_for
 
 from surveykit import make_app
 from surveykit.accounts import passwords, services, throttle
@@ -26,7 +26,7 @@ from surveykit.accounts.models import AttemptCounter, User
 from surveykit.audit import services as audit
 from surveykit.audit.models import AuditEvent
 from surveykit.cli import cli
-from surveykit.db import begin_write, bind_to_connection, utcnow
+from surveykit.db import begin_write, utcnow
 
 LOGIN = "/api/v1/auth/token"
 ACTIVATE = "/api/v1/devices/activate"

@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
+from support_db import bind_to_connection
 
 from surveykit import make_app
 from surveykit.accounts import services
 from surveykit.accounts.tokens import REQUIRED_CLAIMS
 from surveykit.audit.models import AuditEvent
 from surveykit.config import DEVELOPMENT_SECRET, ConfigurationError, load_settings
-from surveykit.db import bind_to_connection
 
 ME = "/api/v1/me"
 ENVELOPE_KEYS = {"status", "code", "message", "details"}

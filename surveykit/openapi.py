@@ -52,7 +52,7 @@ from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
 from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
-from surveykit.sync.push import RESULTS
+from surveykit.sync.receipts import RESULTS
 
 OPENAPI_VERSION = "3.1.0"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -30,7 +30,7 @@ from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
 from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
-from surveykit.sync.push import RESULTS
+from surveykit.sync.receipts import RESULTS
 
 DOCS_FILE = Path(__file__).parent.parent / "docs" / "openapi.json"
 

@@ -22,7 +22,7 @@ from surveykit.studies import PROGRESS_ROLES
 from surveykit.studies import services as studies
 from surveykit.studies.models import Country, Study
 from surveykit.sync import conflict_acl
-from surveykit.sync.push import MANAGER_ROLES
+from surveykit.sync.callers import MANAGER_ROLES
 
 
 def _country_principals(study: str, country: str, roles: tuple[str, ...] | frozenset[str]) -> list[str]:

@@ -15,7 +15,9 @@ from surveykit.accounts.identity import device_grants
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
 from surveykit.sync import schemas
-from surveykit.sync.push import RESULTS, Caller, push_batch
+from surveykit.sync.callers import Caller
+from surveykit.sync.push import push_batch
+from surveykit.sync.receipts import RESULTS
 from surveykit.terminal import echo_json, format_table, json_option, operator
 
 

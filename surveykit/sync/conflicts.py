@@ -15,8 +15,10 @@ from surveykit.participants import services as participants
 from surveykit.participants.models import Participant
 from surveykit.studies.models import Study
 from surveykit.sync import field_ownership, validation
+from surveykit.sync.callers import Caller
 from surveykit.sync.models import FieldConflict, Interview, InterviewRevision
-from surveykit.sync.push import Caller, Rejected, Writer, conflict_json, details, interview_json, summary
+from surveykit.sync.push import Writer
+from surveykit.sync.receipts import Rejected, conflict_json, details, interview_json, summary
 from surveykit.sync.validation import Problem
 
 _UNSET: Any = object()

@@ -21,7 +21,7 @@ from surveykit.participants.services import describe_participant
 from surveykit.studies import feed
 from surveykit.studies.models import Study
 from surveykit.sync.models import Interview, InterviewRevision
-from surveykit.sync.push import conflict_json
+from surveykit.sync.receipts import conflict_json
 
 _interviews = Interview.__table__
 _participants = Participant.__table__

@@ -31,19 +31,15 @@ Deciding one change (``uuid``, ``base_revision``, ``record``) with ``h`` = the r
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from surveykit.accounts.identity import ALL, GrantScope, Identity
 from surveykit.db import StoredJSON, utcnow
-from surveykit.errors import ConcurrentWrite, ErrorCode, field_error
+from surveykit.errors import ConcurrentWrite, ErrorCode
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.services import load_definition
 from surveykit.participants import ids
@@ -51,351 +47,45 @@ from surveykit.participants.models import Participant
 from surveykit.studies import feed
 from surveykit.studies.models import Country, ResearchActivity, Study
 from surveykit.sync import field_ownership, validation
-from surveykit.sync.models import FieldConflict, Interview, InterviewRevision, Quote
+from surveykit.sync.batch_state import (
+    InterviewKey,
+    InterviewState,
+    OutOfScope,
+    Pending,
+    PersonState,
+    RevisionKey,
+    StudyInfo,
+)
+from surveykit.sync.callers import Caller
+from surveykit.sync.models import Interview
+from surveykit.sync.receipts import BatchOutcome, ChangeResult, Rejected, details, interview_json, summary
 from surveykit.sync.validation import CompiledInstrument, Problem, RecordKey
+from surveykit.sync.write_statements import (
+    DELETE_QUOTES,
+    INSERT_CONFLICTS,
+    INSERT_FIELD_CONFLICTS,
+    INSERT_INTERVIEWS,
+    INSERT_PARTICIPANTS,
+    INSERT_QUOTES,
+    INSERT_REVISIONS,
+    INTERVIEWS,
+    LOCK_INTERVIEWS,
+    OPEN_FIELD_CONFLICTS,
+    PARTICIPANT_FIELDS,
+    PARTICIPANTS,
+    QUOTE_OWNERS,
+    REVISION_KEYS,
+    SET_INTERVIEW_SEQ,
+    SET_PARTICIPANT_SEQ,
+    UPDATE_INTERVIEWS,
+    UPDATE_PARTICIPANTS,
+)
 
-RESULTS = ("created", "updated", "unchanged", "conflict", "rejected")
-PUSH_ROLES_DEVICE = frozenset({"fieldworker"})
-PUSH_ROLES_STAFF = frozenset({"coordinator", "admin"})
-READ_ROLES = frozenset({"fieldworker", "coordinator", "analyst", "admin"})
-MANAGER_ROLES = frozenset({"coordinator", "admin"})
 MAX_REVISION = 2**31 - 1
 
 # Versions are immutable: a compiled instrument never needs invalidating. The key includes the
 # content hash, so a database rebuilt with other content under the same number is not confused.
 _compiled: dict[tuple[str, int, str], CompiledInstrument] = {}
-
-
-# ------------------------------------------------------------------------------------------ callers
-
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: int
-    username: str
-    device_id: str | None
-    grants: tuple[GrantScope, ...]
-
-    @classmethod
-    def from_identity(cls, identity: Identity) -> Caller:
-        return cls(identity.user_id, identity.username, identity.device_id, identity.grants)
-
-    @property
-    def push_roles(self) -> frozenset[str]:
-        # A tablet pushes with its owner's fieldworker grants; a person at a desk needs to manage.
-        return PUSH_ROLES_DEVICE if self.device_id else PUSH_ROLES_STAFF
-
-    def may_push(self, study: str, country: str) -> bool:
-        return any(g.role in self.push_roles and g.covers(study, country) for g in self.grants)
-
-    def countries(self, study: str, roles: Iterable[str]) -> set[str] | None:
-        """Countries of ``study`` covered by grants of these roles: None means all, empty none."""
-        roles = set(roles)
-        found: set[str] = set()
-        for grant in self.grants:
-            if grant.role in roles and grant.study in (ALL, study):
-                if grant.countries is None:
-                    return None
-                found.update(grant.countries)
-        return found
-
-
-def covers(countries: set[str] | None, country: str) -> bool:
-    return countries is None or country in countries
-
-
-# ------------------------------------------------------------------------------------------ results
-
-
-class Rejected(Exception):
-    """A change that cannot be stored as sent; raised inside its savepoint to roll it back."""
-
-    def __init__(self, code: ErrorCode, message: str, problems: Sequence[Problem]) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.problems = list(problems)
-
-
-@dataclass
-class ChangeResult:
-    index: int
-    uuid: str | None
-    result: str
-    revision: int | None = None
-    content_hash: str | None = None
-    code: str | None = None
-    message: str | None = None
-    errors: list[dict[str, str]] = field(default_factory=list)
-    conflict_id: int | None = None
-    conflict_status: str | None = None
-    current: dict[str, Any] | None = None
-    # Registry fields this change carried that were kept as field conflicts instead of applied.
-    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "index": self.index,
-            "uuid": self.uuid,
-            "result": self.result,
-            "revision": self.revision,
-            "content_hash": self.content_hash,
-        }
-        if self.result == "rejected":
-            body.update(code=self.code, message=self.message, errors=self.errors)
-        if self.result == "conflict":
-            body.update(conflict_id=self.conflict_id, conflict_status=self.conflict_status)
-        if self.current is not None:
-            body["current"] = self.current
-        if self.field_conflicts:
-            body["field_conflicts"] = self.field_conflicts
-        return body
-
-
-@dataclass
-class BatchOutcome:
-    results: list[ChangeResult]
-    # Refusals to audit (scope, foreign interview numbers): dicts of record_refusal keywords.
-    refusals: list[dict[str, Any]]
-    # Field conflicts stored, to audit: dicts of audit keywords.
-    field_conflicts: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counted = Counter(result.result for result in self.results)
-        return {name: counted.get(name, 0) for name in RESULTS}
-
-    def as_json(self) -> dict[str, Any]:
-        return {"results": [result.as_json() for result in self.results], "counts": self.counts}
-
-
-def details(problems: Iterable[Problem]) -> list[dict[str, str]]:
-    return [field_error(path, message) for path, message in problems]
-
-
-def summary(problems: Sequence[Problem]) -> str:
-    head = "; ".join(f"{path}: {message}" for path, message in problems[:3])
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return head + more
-
-
-# ---------------------------------------------------------------------------------- representation
-
-
-def receipt(interview: Interview | InterviewState) -> dict[str, Any]:
-    return {"uuid": interview.uuid, "revision": interview.revision, "content_hash": interview.content_hash}
-
-
-def interview_json(interview: Interview | InterviewState, interviewer: str | None = None) -> dict[str, Any]:
-    body = {
-        **receipt(interview),
-        "record": interview.record,
-        "updated_at": interview.updated_at.isoformat(),
-    }
-    if interviewer is not None:
-        body["interviewer"] = interviewer
-    return body
-
-
-def conflict_json(
-    conflict: InterviewRevision,
-    interview: Interview | InterviewState,
-    study_slug: str,
-    username: str | None,
-) -> dict[str, Any]:
-    return {
-        "id": conflict.id,
-        "uuid": conflict.interview_uuid,
-        "study": study_slug,
-        "country": interview.country_code,
-        "status": "resolved" if conflict.resolved_at is not None else "open",
-        "base_revision": conflict.base_revision,
-        "content_hash": conflict.content_hash,
-        "record": conflict.record,
-        "received_at": conflict.received_at.isoformat(),
-        "device_id": conflict.device_id,
-        "user": username,
-        "resolution": conflict.resolution,
-        "resolved_at": conflict.resolved_at.isoformat() if conflict.resolved_at else None,
-        "resolved_by": conflict.resolved_by,
-        "resolution_revision": conflict.resolution_revision,
-        "current": interview_json(interview),
-    }
-
-
-# ------------------------------------------------------------------------------------- the writer
-
-# The statements of the write path, built once: Core over the tables (no ORM unit of work), run
-# with executemany parameter lists through the session's connection.
-_interviews = Interview.__table__
-_revisions = InterviewRevision.__table__
-_quotes = Quote.__table__
-_participants = Participant.__table__
-_field_conflicts = FieldConflict.__table__
-
-INTERVIEW_COLUMNS = tuple(col.name for col in _interviews.columns)
-LOCK_INTERVIEWS = (
-    select(_interviews)
-    .where(_interviews.c.uuid.in_(bindparam("uuids", expanding=True)))
-    .order_by(_interviews.c.uuid)
-    .with_for_update()
-)
-REVISION_KEYS = select(
-    _revisions.c.interview_uuid,
-    _revisions.c.base_revision,
-    _revisions.c.content_hash,
-    _revisions.c.kind,
-    _revisions.c.revision,
-    _revisions.c.id,
-    _revisions.c.resolved_at,
-).where(
-    _revisions.c.interview_uuid.in_(bindparam("uuids", expanding=True)),
-    _revisions.c.content_hash.in_(bindparam("hashes", expanding=True)),
-)
-QUOTE_OWNERS = select(_quotes.c.id, _quotes.c.interview_uuid).where(
-    _quotes.c.id.in_(bindparam("ids", expanding=True))
-)
-INSERT_INTERVIEWS = insert(_interviews)
-UPDATE_INTERVIEWS = (
-    update(_interviews)
-    .where(_interviews.c.uuid == bindparam("b_uuid"))
-    .values(
-        revision=bindparam("b_revision"),
-        content_hash=bindparam("b_content_hash"),
-        record=bindparam("b_record", type_=_interviews.c.record.type),
-        status=bindparam("b_status"),
-        instrument_slug=bindparam("b_instrument_slug"),
-        instrument_version=bindparam("b_instrument_version"),
-        updated_at=bindparam("b_updated_at", type_=_interviews.c.updated_at.type),
-        change_seq=func.coalesce(bindparam("b_change_seq", type_=Integer), _interviews.c.change_seq),
-    )
-)
-INSERT_REVISIONS = insert(_revisions)
-INSERT_CONFLICTS = insert(_revisions).returning(_revisions.c.id, sort_by_parameter_order=True)
-DELETE_QUOTES = delete(_quotes).where(_quotes.c.interview_uuid.in_(bindparam("uuids", expanding=True)))
-INSERT_QUOTES = insert(_quotes)
-PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
-INSERT_PARTICIPANTS = insert(_participants)
-UPDATE_PARTICIPANTS = (
-    update(_participants)
-    .where(_participants.c.study_id == bindparam("b_study_id"), _participants.c.pid == bindparam("b_pid"))
-    .values(
-        **{
-            name: bindparam(f"b_{name}", type_=_participants.c[name].type)
-            for name in (*PARTICIPANT_FIELDS, "status", "coordinator_fields", "updated_at")
-        },
-        change_seq=func.coalesce(bindparam("b_change_seq", type_=Integer), _participants.c.change_seq),
-    )
-)
-OPEN_FIELD_CONFLICTS = select(
-    _field_conflicts.c.id,
-    _field_conflicts.c.participant_id,
-    _field_conflicts.c.field,
-    _field_conflicts.c.incoming_value,
-).where(
-    _field_conflicts.c.participant_id.in_(bindparam("ids", expanding=True)),
-    _field_conflicts.c.resolved_at.is_(None),
-)
-INSERT_FIELD_CONFLICTS = insert(_field_conflicts).returning(
-    _field_conflicts.c.id, sort_by_parameter_order=True
-)
-
-
-SET_INTERVIEW_SEQ = (
-    update(_interviews).where(_interviews.c.uuid == bindparam("b_uuid")).values(change_seq=bindparam("b_seq"))
-)
-SET_PARTICIPANT_SEQ = (
-    update(_participants)
-    .where(_participants.c.study_id == bindparam("b_study_id"), _participants.c.pid == bindparam("b_pid"))
-    .values(change_seq=bindparam("b_seq"))
-)
-
-
-# (study id, activity, country, interview number)
-InterviewKey = tuple[int, str, str, int]
-
-
-@dataclass
-class StudyInfo:
-    id: int
-    slug: str
-    countries: set[str]
-    activities: set[str]
-
-
-@dataclass(slots=True)
-class InterviewState:
-    """An interview row as the writer holds it while the batch is decided (written at the end)."""
-
-    uuid: str
-    study_id: int
-    country_code: str
-    activity: str
-    interview_number: int
-    revision: int
-    content_hash: str
-    record: dict[str, Any]
-    status: str
-    instrument_slug: str
-    instrument_version: int
-    interviewer_id: int
-    device_id: str | None
-    change_seq: int
-    created_at: datetime
-    updated_at: datetime
-
-    def row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in INTERVIEW_COLUMNS}
-
-
-@dataclass(slots=True)
-class RevisionKey:
-    """What the writer knows of a stored revision with a given (uuid, base_revision, content_hash)."""
-
-    kind: str
-    revision: int | None
-    id: int | None
-    content_hash: str
-    resolved_at: datetime | None = None
-    # Answers naming this conflict before its row is inserted (its id is filled in afterwards).
-    waiting: list[ChangeResult] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class PersonState:
-    """A participant row of an interview in the batch (``row``: a new one's columns until stored)."""
-
-    id: int | None
-    pid: str
-    status: str
-    values: dict[str, Any]
-    row: dict[str, Any] | None = None  # a new participant's full row
-    change_seq: int | None = None  # its new feed position, when the batch puts it in the feed
-    # Fields a coordinator changed that no pushed record has carried since (see field_ownership).
-    coordinator_fields: set[str] = field(default_factory=set)
-    # Open field conflicts: field -> {incoming value as JSON: conflict id}
-    open_conflicts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Pending:
-    """A change that passed the shape and scope checks and needs the database to be decided."""
-
-    index: int
-    uuid: str
-    base: int
-    record: dict[str, Any]
-    digest: str | None
-    key: RecordKey | None
-
-
-@dataclass(slots=True)
-class OutOfScope:
-    index: int
-    uuid: str | None
-    digest: str | None
-    study: str
-    country: str
 
 
 class Writer:
@@ -565,12 +255,12 @@ class Writer:
         for key in wanted:
             self._numbers[key] = None
         columns = (
-            _interviews.c.study_id,
-            _interviews.c.activity,
-            _interviews.c.country_code,
-            _interviews.c.interview_number,
+            INTERVIEWS.c.study_id,
+            INTERVIEWS.c.activity,
+            INTERVIEWS.c.country_code,
+            INTERVIEWS.c.interview_number,
         )
-        rows = self.session.execute(select(_interviews.c.uuid, *columns).where(tuple_(*columns).in_(wanted)))
+        rows = self.session.execute(select(INTERVIEWS.c.uuid, *columns).where(tuple_(*columns).in_(wanted)))
         for uuid, *key in rows:
             self._numbers[tuple(key)] = uuid  # type: ignore[index]
 
@@ -581,7 +271,7 @@ class Writer:
             return
         for key in wanted:
             self._people[key] = {}
-        p = _participants.c
+        p = PARTICIPANTS.c
         columns = (p.study_id, p.activity, p.country_code, p.interview_number)
         rows = self.session.execute(
             select(

@@ -21,7 +21,7 @@ from surveykit.participants.models import Participant
 from surveykit.studies.models import Study
 from surveykit.sync.conflicts import field_conflict_json
 from surveykit.sync.models import FieldConflict, Interview, InterviewRevision
-from surveykit.sync.push import conflict_json
+from surveykit.sync.receipts import conflict_json
 
 # They name the interview, which a conflict never changes (a resolution refuses to): not compared.
 IDENTITY_FIELDS = ("study", "country", "activity", "interview_number")

@@ -1,16 +1,20 @@
-"""The sync protocol's logic, in three modules along its seams; this one names what callers use.
+"""The sync protocol's logic, in modules along its seams; this one names what callers use.
 
 - ``push``: deciding and storing batches of record changes (``push_batch``, ``Writer``), and the
-  registry fields a push carries (field ownership, field conflicts);
+  registry fields a push carries (field ownership, field conflicts), with what it holds while
+  deciding in ``batch_state`` and the statements it writes with in ``write_statements``;
+- ``receipts``: what a push answers, and the JSON of records and conflicts that answers share;
+- ``callers``: who pushes and reads, with which roles;
 - ``pull``: the change feed (``pull``);
 - ``conflicts``: record and field conflicts, listed and resolved by coordinators.
 
-Imports go one way: ``pull`` and ``conflicts`` use ``push``; nothing imports this module but the
-views, the tests and other packages.
+Imports go one way: ``pull`` and ``conflicts`` use ``push`` and ``receipts``; nothing imports this
+module but the views, the tests and other packages.
 """
 
 from __future__ import annotations
 
+from surveykit.sync.callers import MANAGER_ROLES, READ_ROLES, Caller, covers
 from surveykit.sync.conflicts import (
     ConflictAlreadyResolved,
     ConflictNotFound,
@@ -29,18 +33,13 @@ from surveykit.sync.conflicts import (
     resolve_field_conflict,
 )
 from surveykit.sync.pull import CursorAhead, pull
-from surveykit.sync.push import (
-    MANAGER_ROLES,
-    READ_ROLES,
+from surveykit.sync.push import Writer, push_batch
+from surveykit.sync.receipts import (
     RESULTS,
     BatchOutcome,
-    Caller,
     ChangeResult,
-    Writer,
     conflict_json,
-    covers,
     interview_json,
-    push_batch,
     receipt,
 )
 

@@ -405,6 +405,9 @@ def test_audit_command_filters(run: CLI, db: Session) -> None:
     before = snapshot(db)
     assert "Invalid value" in run.fails("audit", "--since", "yesterday", code=2)
     assert "Invalid value" in run.fails("audit", "--limit", "0", code=2)
+    refused = run.fails("audit", "--since", "2026-01-02", "--until", "2026-01-02", code=2)
+    assert "--until" in refused and "must be later than --since" in refused
+    assert "must be later" in run.fails("audit", "--since", "2026-01-03", "--until", "2026-01-02", code=2)
     assert snapshot(db) == before
 
 

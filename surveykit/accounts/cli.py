@@ -474,6 +474,9 @@ def audit_command(
         since_at, until_at = _when(since), _when(until)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if since_at is not None and until_at is not None and since_at >= until_at:
+        # As the API refuses it: an empty window is a mistake, not "no events".
+        raise click.BadParameter("must be later than --since", param_hint="--until")
     with obj.session() as session:
         events = audit.query(session, actor=actor, action=action, since=since_at, until=until_at, limit=limit)
         if as_json:

@@ -1,0 +1,15 @@
+"""XLSForm workbooks: authoring an instrument in a spreadsheet and taking it back out.
+
+``read_xlsform`` turns a workbook into a definition (the shape a YAML instrument file holds) and
+names every problem by sheet, row and column; ``write_xlsform`` writes a published definition as
+a workbook that reads back to the same content hash. The columns are described in
+docs/xlsform.md; ``columns`` holds the names both directions share.
+"""
+
+from __future__ import annotations
+
+from surveykit.instruments.xlsform.columns import SheetProblem
+from surveykit.instruments.xlsform.reading import read_xlsform
+from surveykit.instruments.xlsform.writing import write_xlsform
+
+__all__ = ["SheetProblem", "read_xlsform", "write_xlsform"]

@@ -29,7 +29,17 @@ QUESTION_TYPES = {
     "select_one": "single_choice",
     "select_multiple": "multiple_choice",
 }
-SURVEY_COLUMNS = {"type", "name", "required", "relevant", "appearance", c.BINDS, c.MIN, c.MAX, c.SURVEYKIT_TYPE}
+SURVEY_COLUMNS = {
+    "type",
+    "name",
+    "required",
+    "relevant",
+    "appearance",
+    c.BINDS,
+    c.MIN,
+    c.MAX,
+    c.SURVEYKIT_TYPE,
+}
 SETTINGS_COLUMNS = {"form_id", "default_language", "version", c.ACTIVITY, c.STUDY, c.LANGUAGES}
 CHOICES_COLUMNS = {"list_name", "name"}
 TRUE_WORDS = {"yes", "true", "true()", "1"}
@@ -62,14 +72,19 @@ class _Reader:
         code = c.language_code(named)
         if code is None:
             self.problem(
-                sheet, None, header, f"column {header!r} names no language code; write it as e.g. 'label::English (en)'"
+                sheet,
+                None,
+                header,
+                f"column {header!r} names no language code; write it as e.g. 'label::English (en)'",
             )
             return None
         if code not in self.languages_seen:
             self.languages_seen.append(code)
         return code
 
-    def texts(self, sheet: str, row_number: int, row: dict[str, str], base: str) -> tuple[dict[str, str], str | None]:
+    def texts(
+        self, sheet: str, row_number: int, row: dict[str, str], base: str
+    ) -> tuple[dict[str, str], str | None]:
         """The translations of ``base`` in ``row`` and the first column holding one."""
         found: dict[str, str] = {}
         first = None
@@ -89,12 +104,16 @@ class _Reader:
             first = first or header
         return found, first
 
-    def unsupported(self, sheet: str, row_number: int, row: dict[str, str], allowed: set[str], bases: tuple[str, ...]) -> None:
+    def unsupported(
+        self, sheet: str, row_number: int, row: dict[str, str], allowed: set[str], bases: tuple[str, ...]
+    ) -> None:
         for header in row:
             base, named = c.split_translated(header)
             if header in allowed or (named is not None and base in bases) or header in bases:
                 continue
-            self.problem(sheet, row_number, header, f"column `{header}` is not supported (surveykit has no equivalent)")
+            self.problem(
+                sheet, row_number, header, f"column `{header}` is not supported (surveykit has no equivalent)"
+            )
 
 
 def _column_letters(data: bytes) -> dict[str, dict[str, str]]:
@@ -157,7 +176,11 @@ def _locate(places: dict[str, Located], path: str) -> Located:
     while path:
         if path in places:
             return places[path]
-        path = re.sub(r"(\.[^.\[\]]+|\[[0-9]+\])$", "", path) if re.search(r"(\.[^.\[\]]+|\[[0-9]+\])$", path) else ""
+        path = (
+            re.sub(r"(\.[^.\[\]]+|\[[0-9]+\])$", "", path)
+            if re.search(r"(\.[^.\[\]]+|\[[0-9]+\])$", path)
+            else ""
+        )
     return places.get("", (c.SETTINGS, None, None))
 
 
@@ -166,7 +189,9 @@ def _read_settings(reader: _Reader, rows: list[dict[str, str]]) -> dict[str, Any
     row_number = _FIRST_DATA_ROW
     row = rows[0] if rows else {}
     if len([r for r in rows if r]) > 1:
-        reader.problem(sheet, row_number + 1, None, "settings take one row; the rows after row 2 are not read")
+        reader.problem(
+            sheet, row_number + 1, None, "settings take one row; the rows after row 2 are not read"
+        )
     raw: dict[str, Any] = {}
     if "default_language" in row:
         code = c.language_code(row["default_language"])
@@ -182,13 +207,21 @@ def _read_settings(reader: _Reader, rows: list[dict[str, str]]) -> dict[str, Any
     if reader.default_language is None:
         # A workbook in one language without default_language: its columns name that language.
         codes = {
-            c.language_code(named or "") for base, named in map(c.split_translated, _all_headers(reader)) if named and c.is_translatable(base)
+            c.language_code(named or "")
+            for base, named in map(c.split_translated, _all_headers(reader))
+            if named and c.is_translatable(base)
         }
         codes.discard(None)
         if len(codes) == 1:
             reader.default_language = raw["default_language"] = codes.pop()
         else:
-            reader.problem(sheet, row_number, "default_language", "default_language is missing: name the language of the plain label columns, e.g. 'English (en)'")
+            reader.problem(
+                sheet,
+                row_number,
+                "default_language",
+                "default_language is missing: name the language of the plain label columns, "
+                "e.g. 'English (en)'",
+            )
     for key, column in (("slug", "form_id"), ("activity", c.ACTIVITY), ("study", c.STUDY)):
         if column in row:
             raw[key] = row[column]
@@ -259,7 +292,11 @@ def _read_survey(
             reader.problem(sheet, row_number, "type", "the row has no type")
         elif kind.lower() in ("begin group", "begin_group"):
             siblings = open_groups[-1].section.setdefault("sections", []) if open_groups else sections
-            path = f"{open_groups[-1].path}.sections[{len(siblings)}]" if open_groups else f"sections[{len(sections)}]"
+            path = (
+                f"{open_groups[-1].path}.sections[{len(siblings)}]"
+                if open_groups
+                else f"sections[{len(sections)}]"
+            )
             if open_groups:
                 open_groups[-1].has_subgroup = True
             section = _read_group(reader, row_number, row, path)
@@ -281,8 +318,9 @@ def _read_survey(
                         sheet,
                         row_number,
                         "type",
-                        f"a question after a sub-group of group `{group.section.get('id')}` (row {group.row}): "
-                        "surveykit asks a section's own questions before its sub-sections, so move it above the sub-group",
+                        f"a question after a sub-group of group `{group.section.get('id')}` "
+                        f"(row {group.row}): surveykit asks a section's own questions before its "
+                        "sub-sections, so move it above the sub-group",
                     )
                     continue
                 questions = group.section["questions"]
@@ -293,8 +331,8 @@ def _read_survey(
                         sheet,
                         row_number,
                         "type",
-                        "a question outside any group after the first group: questions outside groups are the "
-                        "instrument's metadata and come before the first group",
+                        "a question outside any group after the first group: questions outside "
+                        "groups are the instrument's metadata and come before the first group",
                     )
                     continue
                 questions = metadata
@@ -351,7 +389,12 @@ def _flag(reader: _Reader, row_number: int, value: str) -> bool | None:
         return True
     if word in FALSE_WORDS:
         return False
-    reader.problem(c.SURVEY, row_number, "required", f"write yes or no, not {value!r} (required expressions are not supported)")
+    reader.problem(
+        c.SURVEY,
+        row_number,
+        "required",
+        f"write yes or no, not {value!r} (required expressions are not supported)",
+    )
     return None
 
 
@@ -391,7 +434,9 @@ def _read_question(
     if base in ("select_one", "select_multiple"):
         if len(words) != 2:
             extra = " (or_other is not supported)" if "or_other" in words else ""
-            reader.problem(sheet, row_number, "type", f"write `{base} LIST_NAME`, not `{' '.join(words)}`{extra}")
+            reader.problem(
+                sheet, row_number, "type", f"write `{base} LIST_NAME`, not `{' '.join(words)}`{extra}"
+            )
             return None
     elif len(words) != 1:
         reader.problem(sheet, row_number, "type", f"type `{' '.join(words)}` is not supported")
@@ -400,7 +445,12 @@ def _read_question(
         if marked == c.YES_NO and base == "select_one":
             qtype = c.YES_NO
         else:
-            reader.problem(sheet, row_number, c.SURVEYKIT_TYPE, f"`{marked}` is not a surveykit type this row can take (yes_no goes with select_one)")
+            reader.problem(
+                sheet,
+                row_number,
+                c.SURVEYKIT_TYPE,
+                f"`{marked}` is not a surveykit type this row can take (yes_no goes with select_one)",
+            )
     if appearance:
         if appearance == c.MULTILINE and base == "text":
             qtype = "long_text"
@@ -414,9 +464,16 @@ def _read_question(
     if notes:
         question["notes"] = notes
     probes = []
-    for number, probe_base in enumerate(sorted(probe_bases, key=lambda b: int(c.PROBE.match(b).group(1))), start=1):
+    for number, probe_base in enumerate(
+        sorted(probe_bases, key=lambda b: int(c.PROBE.match(b).group(1))), start=1
+    ):
         if probe_base != f"surveykit::probe_{number}":
-            reader.problem(sheet, row_number, probe_base, f"probe columns are numbered 1, 2, 3...; expected surveykit::probe_{number}")
+            reader.problem(
+                sheet,
+                row_number,
+                probe_base,
+                f"probe columns are numbered 1, 2, 3...; expected surveykit::probe_{number}",
+            )
             break
         text, column = reader.texts(sheet, row_number, row, probe_base)
         reader.place(f"{path}.probes[{len(probes)}]", sheet, row_number, column)
@@ -436,7 +493,9 @@ def _read_question(
         list_name = words[1]
         listed = choices.rows.get(list_name)
         if not listed:
-            reader.problem(sheet, row_number, "type", f"choice list `{list_name}` has no rows in the choices sheet")
+            reader.problem(
+                sheet, row_number, "type", f"choice list `{list_name}` has no rows in the choices sheet"
+            )
         else:
             question["choices"] = [dict(choice) for _, choice in listed]
             for index, (choice_row, _) in enumerate(listed):

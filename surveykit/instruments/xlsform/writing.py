@@ -48,7 +48,9 @@ def _write_row(sheet: Worksheet, number: int, values: list[Any]) -> None:
 
 
 def _translated(base: str, text: dict[str, str], languages: list[str], default: str) -> dict[str, str]:
-    return {c.language_header(base, language or default): value for language, value in _in_order(text, languages)}
+    return {
+        c.language_header(base, language or default): value for language, value in _in_order(text, languages)
+    }
 
 
 def _in_order(text: dict[str, str], languages: list[str]) -> list[tuple[str, str]]:
@@ -148,7 +150,9 @@ def write_xlsform(definition: dict[str, Any]) -> bytes:
         c.ACTIVITY: definition["activity"],
     }
     for language, text in _in_order(definition["title"], languages):
-        setting[c.FORM_TITLE if language in (default, "") else c.language_header(c.FORM_TITLE, language)] = text
+        setting[c.FORM_TITLE if language in (default, "") else c.language_header(c.FORM_TITLE, language)] = (
+            text
+        )
     if "study" in definition:
         setting[c.STUDY] = definition["study"]
     if "description" in definition:

@@ -8,8 +8,20 @@ docs/xlsform.md; ``columns`` holds the names both directions share.
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
+from surveykit.instruments import services
 from surveykit.instruments.xlsform.columns import SheetProblem
 from surveykit.instruments.xlsform.reading import read_xlsform
 from surveykit.instruments.xlsform.writing import write_xlsform
 
-__all__ = ["SheetProblem", "read_xlsform", "write_xlsform"]
+__all__ = ["SheetProblem", "read_xlsform", "version_workbook", "write_xlsform"]
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def version_workbook(session: Session, slug: str, version: int) -> bytes:
+    """A published version as a workbook; raises ``services.InstrumentNotFound`` or
+    ``services.VersionNotFound`` as ``services.find_version`` does."""
+    ref = services.find_version(session, slug, version)
+    return write_xlsform(services.load_definition(session, ref.slug, ref.version))

@@ -156,6 +156,8 @@ def read_xlsform(data: bytes) -> tuple[dict[str, Any] | None, list[SheetProblem]
     metadata, sections = _read_survey(reader, book[c.SURVEY], choices)
     raw["metadata"] = metadata
     raw["sections"] = sections
+    reader.place("sections", c.SURVEY, None, None)
+    reader.place("metadata", c.SURVEY, None, None)
     if "languages" not in raw and reader.default_language:
         raw["languages"] = [reader.default_language] + [
             code for code in reader.languages_seen if code != reader.default_language

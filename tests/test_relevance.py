@@ -107,6 +107,10 @@ def test_longest_question_id_is_accepted():
         ("$a == 12abc", 6, "invalid number"),
         # references
         ("$ == 1", 0, "expected a question id after '$'"),
+        ("${} == 1", 0, "expected a question id after '${'"),
+        ("$a == ${b", 6, "expected '}' after '${b'"),
+        ("${B} = 1", 0, "invalid question id 'B'"),
+        ("count-selected($a, 'x')", 19, "count-selected() takes exactly 1 argument (2 given)"),
         ("$a == $", 6, "expected a question id after '$'"),
         ("$Consent", 0, "invalid question id 'Consent'"),
         ("$1a", 0, "invalid question id '1a'"),

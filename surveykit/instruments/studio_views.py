@@ -20,7 +20,7 @@ from surveykit.instruments.views import VERSION_NUMBER, _validated
 from surveykit.security import Permission
 from surveykit.web import query_params
 
-VERSION_QUERY = r"^[0-9]{1,9}$"
+VERSION_QUERY = r"^[1-9][0-9]{0,8}$"
 
 
 def _strict(schema: colander.MappingSchema) -> colander.MappingSchema:
@@ -33,10 +33,7 @@ def _version_node(name: str) -> colander.SchemaNode:
         StrictString(),
         name=name,
         missing=None,
-        validator=colander.All(
-            colander.Regex(VERSION_QUERY, "must be a version number (1, 2, ...)"),
-            colander.Function(lambda raw: int(raw) >= 1, "must be a version number (1, 2, ...)"),
-        ),
+        validator=colander.Regex(VERSION_QUERY, "must be a version number (1, 2, ...)"),
     )
 
 

@@ -360,3 +360,15 @@ def test_the_guide_refuses_and_explains_like_other_console_pages(
     testapp.get("/console/instruments/ocsea-debrief/versions/x/guide", headers=HTML, status=404)
     language = testapp.get(f"{url}?lang=fr", headers=HTML, status=400)
     assert language.content_type == "text/html" and "en, pt" in language.text
+
+
+def test_an_instrument_called_preview_is_still_read_at_its_own_url(
+    testapp: webtest.TestApp, accounts: Any, dbsession: Session
+) -> None:
+    """Only POST previews a draft at /api/v1/instruments/preview; GET there reads the instrument."""
+    services.publish(dbsession, services.validate_definition(minimal_definition("preview")))
+    dbsession.flush()
+    testapp.authorization = ("Bearer", accounts.token(accounts.user("reader")))
+    served = testapp.get("/api/v1/instruments/preview").json
+    assert (served["slug"], served["version"]) == ("preview", 1)
+    assert testapp.post_json("/api/v1/instruments/preview", minimal_definition("other")).json["draft"] is True

@@ -9,6 +9,7 @@ default language's text stands in.
 
 from __future__ import annotations
 
+from itertools import count
 from typing import Any
 
 from surveykit.instruments.relevance import parse as parse_relevance
@@ -31,13 +32,14 @@ def preview(definition: dict[str, Any], language: str | None = None) -> dict[str
         raise LanguageNotOffered(language, definition["languages"])
     localised = localise(definition, language)
     order = {question["id"]: index for index, (_, question) in enumerate(iter_questions(definition))}
-    counter = _Numbering()
+    # Questions are numbered 1, 2, 3... in asking order, metadata first, as on the printed guide.
+    numbers = count(1)
 
     def question_outline(question: dict[str, Any], path: str) -> dict[str, Any]:
         relevance = question.get("relevance")
         return {
             "id": question["id"],
-            "number": counter.next(),
+            "number": next(numbers),
             "path": path,
             "type": question["type"],
             "required": question["required"],
@@ -84,17 +86,6 @@ def preview(definition: dict[str, Any], language: str | None = None) -> dict[str
     }
     outline["fallbacks"] = count_fallbacks(outline)
     return outline
-
-
-class _Numbering:
-    """Questions are numbered 1, 2, 3... in asking order, metadata first, as on the printed guide."""
-
-    def __init__(self) -> None:
-        self.last = 0
-
-    def next(self) -> int:
-        self.last += 1
-        return self.last
 
 
 def count_fallbacks(value: Any) -> int:

@@ -325,7 +325,12 @@ def test_the_guide_is_a_printable_page_for_a_signed_in_coordinator(
     assert fallback_marks == preview(ra1, "pt")["fallbacks"]
     # Probes are tick boxes, and every question leaves room to write.
     assert html.count('class="probes"') == sum(1 for q in _all_questions(preview(ra1, "pt")) if q["probes"])
-    assert html.count('class="answer-space') == len(_all_questions(preview(ra1, "pt")))
+    # (A choice question is answered by ticking a choice.)
+    unchosen = [q for q in _all_questions(preview(ra1, "pt")) if not q["choices"]]
+    assert html.count('class="answer-space answer-long"') == sum(
+        1 for q in unchosen if q["type"] == "long_text"
+    )
+    assert html.count('class="answer-space') == len(unchosen) < len(_all_questions(preview(ra1, "pt")))
     # Each section starts a new printed page: one section element per section of the outline.
     assert html.count('class="guide-section depth-1"') == 6
     assert "asked only if" in html and 'href="#q-consent_given"' in html

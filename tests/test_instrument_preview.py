@@ -365,6 +365,10 @@ def test_the_guide_refuses_and_explains_like_other_console_pages(
     testapp.get("/console/instruments/ocsea-debrief/versions/x/guide", headers=HTML, status=404)
     language = testapp.get(f"{url}?lang=fr", headers=HTML, status=400)
     assert language.content_type == "text/html" and "en, pt" in language.text
+    malformed = testapp.get(f"{url}?lang=<b>", headers=HTML, status=400)
+    assert (
+        malformed.content_type == "text/html" and "lang: " in malformed.text and "<b>" not in malformed.text
+    )
 
 
 def test_an_instrument_called_preview_is_still_read_at_its_own_url(

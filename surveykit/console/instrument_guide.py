@@ -5,6 +5,7 @@ notes under each open question, probes as tick boxes). It renders the preview th
 
 from __future__ import annotations
 
+import colander
 from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
@@ -13,6 +14,7 @@ from surveykit.console.errors import error_page
 from surveykit.console.web import _, console_view, translate
 from surveykit.instruments import services
 from surveykit.instruments.preview import preview
+from surveykit.instruments.studio_views import preview_query_schema
 from surveykit.instruments.views import VERSION_NUMBER
 from surveykit.security import Permission
 
@@ -35,8 +37,16 @@ def interview_guide(request: Request) -> Response:
             translate(request, _("No such version")),
             translate(request, _("Instrument ${slug} has no version ${version}."), slug=slug, version=raw),
         )
+    try:
+        language = preview_query_schema().deserialize(dict(request.GET.items()))["lang"]
+    except colander.Invalid as invalid:
+        return error_page(
+            request,
+            400,
+            translate(request, _("Not a guide's address")),
+            "; ".join(f"{name or 'query'}: {message}" for name, message in sorted(invalid.asdict().items())),
+        )
     definition = services.load_definition(request.dbsession, slug, ref.version)
-    language = request.GET.get("lang") or None
     try:
         outline = preview(definition, language)
     except services.LanguageNotOffered as exc:
@@ -47,7 +57,7 @@ def interview_guide(request: Request) -> Response:
             translate(
                 request,
                 _("This instrument is not offered in ${language}; choose one of ${languages}."),
-                language=exc.language[:20],
+                language=exc.language,
                 languages=", ".join(exc.offered),
             ),
         )

@@ -63,6 +63,9 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("console.instruments", "/console/instruments", InstrumentsPageResource),
     ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
     ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
+    ConsoleRoute(
+        "console.instrument_guide", "/console/instruments/{slug}/versions/{version}/guide", InstrumentResource
+    ),
     # consolecoord: coordinators and analysts (fieldwork.py, dashboard.py, registry.py, tablets.py,
     # conflicts.py); the registry and conflict pages use the API's own resources.
     ConsoleRoute("console.fieldwork", "/console/fieldwork", ConsoleHomeResource),

@@ -41,7 +41,12 @@ GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain"})
 # few thousand nodes, so the expanded tree is capped well above that.
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+# ruamel.yaml reads about 130 KB a second here (pure Python, and its C reader knows only YAML 1.1);
+# an instrument file is 20-60 KB. Larger YAML is refused rather than tying up a worker, and JSON
+# beyond this size is reported by path only (its positions would take as long to find).
+MAX_YAML_BYTES = 1024 * 1024
 
+TOO_DEEP = f"the file nests deeper than {MAX_DEPTH} levels"
 NOT_A_MAPPING = "the file must hold a mapping (slug, title, sections, ...)"
 
 Problem = dict[str, Any]
@@ -58,6 +63,17 @@ class UnsupportedFileType(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class FileTooLarge(ValueError):
+    """A YAML file beyond what is read with positions in reasonable time (HTTP 413)."""
+
+    def __init__(self, size: int) -> None:
+        self.message = (
+            f"a YAML instrument file may hold at most {MAX_YAML_BYTES} bytes, this one has {size}; "
+            "send it as JSON if it really is this large"
+        )
+        super().__init__(self.message)
 
 
 class UnreadableFile(ValueError):
@@ -105,6 +121,8 @@ class SourceMap:
     def _ensure(self) -> None:
         if self.text is not None:
             text, self.text = self.text, None
+            if len(text) > MAX_YAML_BYTES:
+                return
             try:
                 _, self.positions = parse_yaml(text)
             except UnreadableFile:
@@ -148,7 +166,11 @@ def parse_yaml(text: str) -> tuple[Any, dict[str, tuple[int, int]]]:
         problem = exc.problem or exc.context or "malformed YAML"
         raise UnreadableFile([_syntax_problem(f"malformed YAML: {problem}", mark)]) from exc
     except YAMLError as exc:
-        raise UnreadableFile([{"path": "", "message": f"malformed YAML: {exc}"}]) from exc
+        raise UnreadableFile(
+            [{"path": "", "message": f"malformed YAML: {' '.join(str(exc).split())}"}]
+        ) from exc
+    except RecursionError as exc:
+        raise UnreadableFile([{"path": "", "message": TOO_DEEP}]) from exc
     positions: dict[str, tuple[int, int]] = {}
     data = _plain(document, "", positions, [0], 0)
     return data, positions
@@ -183,15 +205,15 @@ def _plain(node: Any, path: str, positions: dict[str, tuple[int, int]], count: l
         out = {}
         for key, value in node.items():
             if not isinstance(key, str | int | float | bool) or key is None:
-                where = node.lc.key(key)
+                where = _key_position(node, key)
                 raise UnreadableFile(
                     [_syntax_problem(f"a key must be text, not {type(key).__name__}", _Mark(*where))]
                 )
             name = str(key) if not isinstance(key, bool) else ("true" if key else "false")
             child = f"{path}.{name}" if path else name
-            line, column = node.lc.key(key)
+            line, column = _key_position(node, key)
             positions[child] = (line + 1, column + 1)
-            out[_scalar(key)] = _plain(value, child, positions, count, depth + 1)
+            out[_scalar(key, child)] = _plain(value, child, positions, count, depth + 1)
         return out
     if isinstance(node, CommentedSeq):
         items = []
@@ -201,7 +223,15 @@ def _plain(node: Any, path: str, positions: dict[str, tuple[int, int]], count: l
             positions[child] = (line + 1, column + 1)
             items.append(_plain(value, child, positions, count, depth + 1))
         return items
-    return _scalar(node)
+    return _scalar(node, path)
+
+
+def _key_position(node: CommentedMap, key: Any) -> tuple[int, int]:
+    try:
+        return node.lc.key(key)
+    except (KeyError, TypeError):
+        # A key brought in by a merge (<<: *anchor) has no position of its own in this mapping.
+        return node.lc.line, node.lc.col
 
 
 @dataclass(frozen=True)
@@ -210,9 +240,10 @@ class _Mark:
     column: int
 
 
-def _scalar(value: Any) -> Any:
+def _scalar(value: Any, path: str) -> Any:
     # ruamel keeps the spelling of scalars in subclasses (ScalarInt, ScalarFloat, quoted strings);
-    # the definition must hold plain values, as JSON gives.
+    # the definition must hold plain values, as JSON gives. Dates stay dates (the schema refuses
+    # them where text is expected); tagged values, binary data and sets have no place in a definition.
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, str):
@@ -221,9 +252,11 @@ def _scalar(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value)
-    if isinstance(value, datetime.datetime | datetime.date):
+    if isinstance(value, datetime.date):
         return value
-    return value
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    kind = f"a value tagged {tag}" if tag else f"a YAML {type(value).__name__}"
+    raise UnreadableFile([{"path": path, "message": f"{kind} cannot be part of an instrument definition"}])
 
 
 def _refuse_constant(name: str) -> Any:
@@ -309,8 +342,9 @@ def file_format(content_type: str | None, filename: str | None = None) -> str:
 def read_instrument_file(
     data: bytes, content_type: str | None, filename: str | None = None
 ) -> InstrumentFile:
-    """Read an uploaded instrument file. Raises UnsupportedFileType (no reader for its format) or
-    UnreadableFile (empty, not UTF-8, malformed, not a mapping)."""
+    """Read an uploaded instrument file. Raises UnsupportedFileType (no reader for its format),
+    FileTooLarge (YAML over MAX_YAML_BYTES) or UnreadableFile (empty, not UTF-8, malformed, not a
+    mapping)."""
     fmt = file_format(content_type, filename)
     if fmt not in ("yaml", "json"):
         reader = READERS.get(fmt)
@@ -323,6 +357,8 @@ def read_instrument_file(
             raise UnreadableFile([{"path": "", "message": "the file is empty"}])
         definition, problems = reader(data)
         return InstrumentFile(fmt, definition, problems)
+    if fmt == "yaml" and len(data) > MAX_YAML_BYTES:
+        raise FileTooLarge(len(data))
     text = decode_text(data)
     if not text.strip():
         raise UnreadableFile([{"path": "", "message": "the file is empty"}])

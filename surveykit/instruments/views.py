@@ -98,6 +98,8 @@ def _submitted(request: Request) -> tuple[Any, files.SourceMap | None]:
         upload = files.read_instrument_file(data, content_type, filename)
     except files.UnsupportedFileType as exc:
         raise APIError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, exc.message) from exc
+    except files.FileTooLarge as exc:
+        raise APIError(413, ErrorCode.BODY_TOO_LARGE, exc.message) from exc
     except files.UnreadableFile as exc:
         details = [{"location": "body", **problem} for problem in exc.problems]
         raise APIError(400, ErrorCode.BAD_REQUEST, f"the file cannot be read: {exc}", details) from exc

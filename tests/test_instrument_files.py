@@ -465,3 +465,31 @@ def test_publish_conflict_from_an_upload_names_the_line(testapp: webtest.TestApp
     [detail] = _envelope(response, 409, "conflict")["details"]
     assert detail["path"] == "sections[0].questions[1].type"
     assert detail["line"] == line_of(changed, "type: short_text")
+
+
+def test_yaml_beyond_the_yaml_limit_is_413_and_json_of_that_size_is_read(
+    api: webtest.TestApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "MAX_YAML_BYTES", 200)
+    response = _post(api, VALIDATE, GOOD_YAML.encode(), "application/yaml", 413)
+    assert "at most 200 bytes" in _envelope(response, 413, "body_too_large")["message"]
+    # JSON of any size within the body limit is read; beyond the YAML limit, problems carry paths only.
+    data = minimal_definition()
+    data["sections"][0]["questions"][1]["relevance"] = "$nobody == 1"
+    body = json.dumps(data, indent=2).encode()
+    [detail] = _envelope(_post(api, VALIDATE, body, "application/json", 422), 422, "invalid_input")["details"]
+    assert detail["path"] == "sections[0].questions[1].relevance" and "line" not in detail
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("slug: !!python/object:os.system ls\n", "tagged"),
+        ("slug: !!binary aGVsbG8=\n", "bytes"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "levels"),
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "deeper"),
+    ],
+)
+def test_yaml_beyond_plain_data_is_400(api: webtest.TestApp, text: str, fragment: str) -> None:
+    answer = _envelope(_post(api, VALIDATE, text.encode(), "application/yaml", 400), 400, "bad_request")
+    assert fragment in answer["message"]

@@ -493,3 +493,10 @@ def test_yaml_beyond_the_yaml_limit_is_413_and_json_of_that_size_is_read(
 def test_yaml_beyond_plain_data_is_400(api: webtest.TestApp, text: str, fragment: str) -> None:
     answer = _envelope(_post(api, VALIDATE, text.encode(), "application/yaml", 400), 400, "bad_request")
     assert fragment in answer["message"]
+
+
+def test_an_empty_uploaded_file_is_400(api: webtest.TestApp) -> None:
+    response = api.post(VALIDATE, upload_files=[("file", "empty.yaml", b"")], status=400)
+    assert "empty" in _envelope(response, 400, "bad_request")["message"]
+    response = api.post(VALIDATE, upload_files=[("file", "empty.json", b"", "application/json")], status=400)
+    assert "empty" in _envelope(response, 400, "bad_request")["message"]

@@ -125,8 +125,8 @@ class SourceMap:
                 return
             try:
                 _, self.positions = parse_yaml(text)
-            except UnreadableFile:
-                self.positions = {}  # valid JSON that YAML 1.2 cannot read: paths only
+            except Exception:  # best effort: valid JSON that YAML 1.2 cannot read
+                self.positions = {}  # paths only
 
     def locate(self, path: str, message: str = "") -> tuple[int, int] | None:
         """The line and column of ``path``, or of the closest enclosing part that the file has

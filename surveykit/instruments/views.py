@@ -102,7 +102,8 @@ def _submitted(request: Request) -> tuple[Any, files.SourceMap | None]:
         raise APIError(413, ErrorCode.BODY_TOO_LARGE, exc.message) from exc
     except files.UnreadableFile as exc:
         details = [{"location": "body", **problem} for problem in exc.problems]
-        raise APIError(400, ErrorCode.BAD_REQUEST, f"the file cannot be read: {exc}", details) from exc
+        summary = "; ".join(problem["message"] for problem in exc.problems)
+        raise APIError(400, ErrorCode.BAD_REQUEST, f"the file cannot be read: {summary}", details) from exc
     if upload.problems or upload.definition is None:
         details = [{"location": "body", "path": "", **problem} for problem in upload.problems]
         summary = "; ".join(files.describe(problem) for problem in upload.problems[:3])

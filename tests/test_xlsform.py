@@ -753,3 +753,47 @@ def test_the_workbook_route_keeps_to_the_callers_studies(
         accounts.token(accounts.user("insider", "fieldworker", "ocsea", ["KE"])),
     )
     assert imported(testapp.get(path).body)["slug"] == "study-only"
+
+
+# --- uploading a workbook to validate and publish ----------------------------------------------
+
+
+def test_validate_and_publish_take_a_workbook_raw_or_as_a_multipart_file(
+    testapp: webtest.TestApp, accounts: Any
+) -> None:
+    definition = services.validate_definition(services.read_definition_file(RA1_FILE))
+    book = write_xlsform(definition)
+    admin = accounts.headers("admin")
+    answer = testapp.post("/api/v1/instruments/validate", book, headers={**admin, "Content-Type": XLSX}).json
+    assert (answer["slug"], answer["content_hash"]) == (RA1_SLUG, services.content_hash(definition))
+    assert "pt" in answer["translations"] or answer["translations"] == {}
+    published = testapp.post(
+        "/api/v1/instruments", upload_files=[("file", "ra1.xlsx", book)], headers=admin, status=201
+    ).json
+    assert (published["version"], published["content_hash"]) == (1, services.content_hash(definition))
+    # The same workbook again publishes nothing new.
+    again = testapp.post("/api/v1/instruments", book, headers={**admin, "Content-Type": XLSX}).json
+    assert (again["version"], again["created"]) == (1, False)
+
+
+def test_an_uploaded_workbook_with_problems_is_refused_by_sheet_row_and_column(
+    testapp: webtest.TestApp, accounts: Any
+) -> None:
+    book = workbook(_in_group(["geopoint", "where", "Where?"]), settings_rows=ENGLISH_SETTINGS)
+    admin = accounts.headers("admin")
+    for sent in (
+        {"params": book, "headers": {**admin, "Content-Type": XLSX}},
+        {"upload_files": [("file", "visit.xlsx", book)], "headers": admin},
+    ):
+        answer = testapp.post("/api/v1/instruments", status=422, **sent).json
+        assert answer["code"] == "invalid_input"
+        assert [(d["sheet"], d["row"], d["column"]) for d in answer["details"]] == [("survey", 3, "type")]
+        assert "geopoint" in answer["message"]
+    assert testapp.get("/api/v1/instruments", headers=admin).json == {"instruments": []}
+    broken = testapp.post(
+        "/api/v1/instruments/validate",
+        b"PK\x03\x04 broken",
+        headers={**admin, "Content-Type": XLSX},
+        status=400,
+    ).json
+    assert broken["code"] == "bad_request" and "not a readable" in broken["message"]

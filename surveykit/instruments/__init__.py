@@ -92,6 +92,7 @@ class InstrumentResource:
 
 def includeme(config: Any) -> None:
     from surveykit.cache_epoch import EpochCache
+    from surveykit.instruments import xlsform  # noqa: F401 - registers the .xlsx upload reader
 
     config.registry["current_instruments"] = EpochCache(max_entries=1000)
     config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)

@@ -16,7 +16,7 @@ from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.instruments import compare, services
 from surveykit.instruments.preview import preview
 from surveykit.instruments.schemas import LANGUAGE_PATTERN, StrictString
-from surveykit.instruments.views import VERSION_NUMBER, _validated
+from surveykit.instruments.views import VERSION_NUMBER, submitted_definition
 from surveykit.security import Permission
 from surveykit.web import query_params
 
@@ -121,7 +121,7 @@ def preview_version(request: Request) -> dict[str, Any]:
 )
 def preview_draft(request: Request) -> dict[str, Any]:
     query = _query(request, preview_query_schema())
-    definition = _validated(request)
+    definition, _ = submitted_definition(request)
     outline = _previewed(definition, query["lang"])
     return {"version": None, "content_hash": services.content_hash(definition), "draft": True, **outline}
 
@@ -154,7 +154,7 @@ def compare_draft(request: Request) -> dict[str, Any]:
         services.find_version(request.dbsession, slug, _number(query["from"]))
     except (services.InstrumentNotFound, services.VersionNotFound) as exc:
         raise _not_found(slug, exc) from exc
-    draft = _validated(request)
+    draft, _ = submitted_definition(request)
     if draft["slug"] != slug:
         raise APIError(
             422,

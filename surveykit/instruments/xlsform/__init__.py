@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from surveykit.instruments import services
+from surveykit.instruments import files, services
 from surveykit.instruments.xlsform.columns import SheetProblem
 from surveykit.instruments.xlsform.reading import read_xlsform
 from surveykit.instruments.xlsform.writing import write_xlsform
@@ -25,3 +25,16 @@ def version_workbook(session: Session, slug: str, version: int) -> bytes:
     ``services.VersionNotFound`` as ``services.find_version`` does."""
     ref = services.find_version(session, slug, version)
     return write_xlsform(services.load_definition(session, ref.slug, ref.version))
+
+
+def read_upload(data: bytes) -> tuple[dict | None, list[dict[str, object]]]:
+    """``read_xlsform`` as an uploaded file's reader (``files.READERS``): problems as dicts; a file
+    that is no workbook at all is unreadable (400), as malformed YAML is."""
+    definition, problems = read_xlsform(data)
+    if definition is None and len(problems) == 1 and not problems[0].sheet:
+        raise files.UnreadableFile([{"path": "", "message": problems[0].message}])
+    return definition, [problem.as_dict() for problem in problems]
+
+
+# Uploads of .xlsx files (the API's validate and publish, the console) are read as XLSForm.
+files.READERS["xlsx"] = read_upload

@@ -106,7 +106,7 @@ STUDIO_OPERATIONS: dict[tuple[str, str], Operation] = {
         "instruments",
         {200: Reply("the outline in the language asked for (default: the instrument's own)", PREVIEW)},
         query=_query(preview_query_schema),
-        description="A language the instrument does not offer is a 400 whose `details` list its languages.",
+        description="A language the instrument does not offer is a 422 whose `details` list its languages.",
     ),
     ("instruments_preview", "POST"): Operation(
         "Preview a draft definition (not stored) as the interviewer will see it",

@@ -290,11 +290,11 @@ def test_compare_errors(testapp: webtest.TestApp, accounts: Any, versions: dict[
     _envelope(testapp.get(f"{base}?from=1&to=9", expect_errors=True), 404, "version_not_found")
     _envelope(testapp.get(f"{base}?from=7", expect_errors=True), 404, "version_not_found")
     for query, field in (("from=abc", "from"), ("from=1&to=0", "to"), ("to=-1", "to"), ("from=1.5", "from")):
-        body = _envelope(testapp.get(f"{base}?{query}", expect_errors=True), 400, "bad_request")
+        body = _envelope(testapp.get(f"{base}?{query}", expect_errors=True), 422, "invalid_input")
         assert [(d["location"], d["path"]) for d in body["details"]] == [("querystring", field)], query
-    body = _envelope(testapp.get(f"{base}?from=1&from=2", expect_errors=True), 400, "bad_request")
+    body = _envelope(testapp.get(f"{base}?from=1&from=2", expect_errors=True), 422, "invalid_input")
     assert body["details"][0]["path"] == "from"
-    _envelope(testapp.post_json(f"{base}?to=1", versions, expect_errors=True), 400, "bad_request")
+    _envelope(testapp.post_json(f"{base}?to=1", versions, expect_errors=True), 422, "invalid_input")
     _envelope(testapp.post_json(f"{base}?from=5", versions, expect_errors=True), 404, "version_not_found")
     broken = copy.deepcopy(versions)
     broken["sections"][0]["questions"][0]["type"] = "maybe"

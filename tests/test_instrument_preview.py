@@ -227,14 +227,14 @@ def test_preview_errors(testapp: webtest.TestApp, accounts: Any, published: dict
         "Bearer",
         accounts.token(accounts.user("ke-coord", "coordinator", "ocsea", ["KE"])),
     )
-    body = _envelope(testapp.get(f"{base}/1/preview?lang=fr", expect_errors=True), 400, "bad_request")
+    body = _envelope(testapp.get(f"{base}/1/preview?lang=fr", expect_errors=True), 422, "invalid_input")
     assert body["details"][0]["path"] == "lang" and body["details"][0]["location"] == "querystring"
     assert "en, pt" in body["details"][0]["message"] and "en, pt" in body["message"]
     body = _envelope(
-        testapp.get(f"{base}/1/preview?lang=not%20a%20code", expect_errors=True), 400, "bad_request"
+        testapp.get(f"{base}/1/preview?lang=not%20a%20code", expect_errors=True), 422, "invalid_input"
     )
     assert body["details"][0]["path"] == "lang"
-    body = _envelope(testapp.get(f"{base}/1/preview?lnag=pt", expect_errors=True), 400, "bad_request")
+    body = _envelope(testapp.get(f"{base}/1/preview?lnag=pt", expect_errors=True), 422, "invalid_input")
     assert "lnag" in body["details"][0]["message"]
     _envelope(testapp.get(f"{base}/3/preview", expect_errors=True), 404, "version_not_found")
     _envelope(testapp.get(f"{base}/0/preview", expect_errors=True), 404, "version_not_found")
@@ -274,8 +274,8 @@ def test_a_draft_is_previewed_without_being_stored(
         services.find_version(dbsession, "draft-debrief")
     body = _envelope(
         testapp.post_json("/api/v1/instruments/preview?lang=fr", draft, expect_errors=True),
-        400,
-        "bad_request",
+        422,
+        "invalid_input",
     )
     assert body["details"][0]["path"] == "lang"
 

@@ -65,11 +65,8 @@ def compare_draft_query_schema() -> colander.MappingSchema:
 
 
 def _query(request: Request, schema: colander.SchemaNode) -> dict[str, Any]:
-    """The query string, or a 400 naming each parameter at fault."""
-    try:
-        return query_params(request, schema)
-    except APIError as exc:
-        raise APIError(400, ErrorCode.BAD_REQUEST, exc.message, exc.details) from exc
+    """The query string, or a 422 naming each parameter at fault (as every query of the API)."""
+    return query_params(request, schema)
 
 
 def _number(raw: str | None) -> int | None:
@@ -87,8 +84,8 @@ def _previewed(definition: dict[str, Any], language: str | None) -> dict[str, An
         return preview(definition, language)
     except services.LanguageNotOffered as exc:
         raise APIError(
-            400,
-            ErrorCode.BAD_REQUEST,
+            422,
+            ErrorCode.INVALID_INPUT,
             str(exc),
             [field_error("lang", f"choose one of {', '.join(exc.offered)}", "querystring")],
         ) from exc

@@ -39,12 +39,13 @@ def _rule(qid: str, qtype: str, **kw: Any) -> QuestionRule:
         maximum=kw.pop("maximum", None),
         relevance=None,
         relevance_source=None,
+        probes=kw.pop("probes", 0),
     )
 
 
 RULES = (
-    _rule("story", "long_text", required=True),
-    _rule("title", "short_text"),
+    _rule("story", "long_text", required=True, probes=3),
+    _rule("title", "short_text", probes=1),
     _rule("level", "single_choice", choices=["low", "high"], required=True),
     _rule("partners", "multiple_choice", choices=["ngo", "police", "school"]),
     _rule("focal", "yes_no"),
@@ -142,6 +143,16 @@ TOP: dict[str, Any] = {
     "status": st.sampled_from(["draft", "complete", "done"]),
     "notes": st.one_of(ODD, TEXT),
     "quotes": st.sampled_from([None, [], "q", [1]]),
+    "probes_used": st.one_of(
+        st.sampled_from(
+            [None, {}, [], "x", {"story": 1}, {"unknown_q": [0]}, {"level": [0]}, {"Bad Key": [0]}]
+        ),
+        st.dictionaries(
+            st.sampled_from(["story", "title"]),
+            st.lists(st.sampled_from([0, 1, 2, 3, -1, True, "0", 2.5, None]), max_size=4),
+            max_size=2,
+        ),
+    ),
     "interviewer": st.just("someone"),
 }
 

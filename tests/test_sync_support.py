@@ -48,6 +48,11 @@ def sync_definition(slug: str = SLUG, study: str | None = STUDY) -> dict[str, An
                         "type": "long_text",
                         "relevance": "$consent == true",
                         "prompt": "Describe.",
+                        "probes": [
+                            {"en": "Who trains them?", "pt": "Quem os forma?"},
+                            {"en": "How often?", "pt": "Com que frequência?"},
+                            {"en": "Any focal point?", "pt": "Algum ponto focal?"},
+                        ],
                     },
                     {
                         "id": "mode",
@@ -65,6 +70,7 @@ def sync_definition(slug: str = SLUG, study: str | None = STUDY) -> dict[str, An
                         "required": True,
                         "relevance": "$budget_line_exists == true",
                         "prompt": "Describe the budget line.",
+                        "probes": ["Which ministry holds it?", "Is it spent?"],
                     },
                     {
                         "id": "partners",

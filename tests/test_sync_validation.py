@@ -81,6 +81,42 @@ CASES: list[tuple[str, Mutation, dict[str, str]]] = [
         {f"{P}.answers.budget_secret": "not a question of sync-debrief version 1"},
     ),
     ("unknown question odd key", _answers(**{"Bad Key": 1}), {f'{P}.answers["Bad Key"]': "not a question"}),
+    (
+        "probes_used not an object",
+        _set(probes_used=[0, 1]),
+        {f"{P}.probes_used": "must be an object: question id -> list of probe indexes"},
+    ),
+    (
+        "probes of an unknown question",
+        _set(probes_used={"q3": [0]}),
+        {f"{P}.probes_used.q3": "not a question of sync-debrief version 1"},
+    ),
+    (
+        "probes of a question without probes",
+        _set(probes_used={"mode": [0]}),
+        {f"{P}.probes_used.mode": "the question mode has no probes to tick"},
+    ),
+    ("probes not a list", _set(probes_used={"details": 1}), {f"{P}.probes_used.details": "must be a list"}),
+    (
+        "probe index out of range",
+        _set(probes_used={"details": [0, 3]}),
+        {f"{P}.probes_used.details[1]": "no probe 3: the question has 3 (0 to 2)"},
+    ),
+    (
+        "probe ticked twice",
+        _set(probes_used={"details": [2, 0, 2]}),
+        {f"{P}.probes_used.details[2]": "the same probe as probes_used.details[0]"},
+    ),
+    (
+        "probe index not a whole number",
+        _set(probes_used={"details": [1.0, "1", True, -1, None]}),
+        {f"{P}.probes_used.details[{i}]": "must be a probe's index: a whole number from 0" for i in range(5)},
+    ),
+    (
+        "probes ticked on a question not asked",
+        _set(probes_used={"budget_line_details": [1]}),
+        {f"{P}.probes_used.budget_line_details": "probes ticked, but the question is not asked"},
+    ),
     ("text as number", _answers(details=12), {f"{P}.answers.details": "must be text"}),
     ("yes_no as text", _answers(consent="yes"), {f"{P}.answers.consent": "true or false"}),
     (
@@ -474,3 +510,24 @@ def test_the_text_check_from_canonical_text_agrees_with_the_full_walk(record: di
     hashed = validation.hash_and_text(record)
     canonical = hashed[1] if hashed is not None else None
     assert validation.check_text_of(record, canonical) == validation.check_text(record)
+
+
+def test_probe_ticks_are_stored_and_pulled_back_unchanged(testapp, world) -> None:
+    tablet = world.tablet()
+    ticks = {"details": [2, 0], "budget_line_details": []}
+    uuid, record = new_uuid(), make_record(tablet.mint(), probes_used=ticks)
+    result = tablet.push(testapp, [change(uuid, 0, record)]).json["results"][0]
+    assert result["result"] == "created", result
+    assert result["content_hash"] == validation.content_hash(record)
+    pulled = testapp.get("/api/v1/sync/changes?study=ocsea&limit=1000", headers=tablet.headers).json
+    entry = next(e for e in pulled["changes"] if e["key"] == uuid)
+    assert entry["object"]["record"] == record and entry["object"]["record"]["probes_used"] == ticks
+    # No ticks at all, an empty object and null are all valid (older tablets send none).
+    for value in ({}, None):
+        other = make_record(tablet.mint(), probes_used=value)
+        assert tablet.push(testapp, [change(new_uuid(), 0, other)]).json["results"][0]["result"] == "created"
+    # Without the instrument (it could not be found), only the shape is checked.
+    assert validation.check_probes_used({"details": [0]}, None, {}, {}) == []
+    assert validation.check_probes_used({"details": [0, 0]}, None, {}, {}) == [
+        ("probes_used.details[1]", "the same probe as probes_used.details[0]")
+    ]

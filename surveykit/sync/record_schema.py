@@ -30,8 +30,8 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 NOT_EXPRESSIBLE = (
     "that the study, country, research activity and instrument version exist, the caller may write "
     "there, and the interview number was reserved (registry and database lookups)",
-    "relevance: an answer to a question that is not asked, and a required answer in a complete record "
-    "when the question has a relevance condition",
+    "relevance: an answer to a question that is not asked (or probes ticked on it), and a required answer "
+    "in a complete record when the question has a relevance condition",
     "bound questions (an instrument's `binds`): an answer must agree with the participant or record field "
     "it is bound to",
     "quotes: the question must be answered in the record, the speaker one of its participants, offsets "
@@ -39,7 +39,8 @@ NOT_EXPRESSIBLE = (
     "times: started_at and ended_at between 2000-01-01 and a day after the server's clock, ended_at not "
     "before started_at, a consent date not after a day after the server's clock",
     "text: lone surrogates (they cannot be sent as valid JSON) and a blank (spaces only) agency or quote",
-    "whole numbers written with a fraction: to JSON Schema 1.0 is an integer, the server wants 1",
+    "whole numbers written with a fraction (probe indexes too): to JSON Schema 1.0 is an integer, the "
+    "server wants 1",
 )
 __doc__ += "".join(f"\n- {item};" for item in NOT_EXPRESSIBLE)
 
@@ -127,6 +128,32 @@ def quote_schema() -> dict[str, Any]:
     }
 
 
+def probes_used_schema(instrument: CompiledInstrument | None = None) -> dict[str, Any]:
+    """Probes ticked, question id -> 0-based indexes into that question's probes, each at most once."""
+    if instrument is None:
+        index = {"type": "integer", "minimum": 0, "maximum": validation.MAX_OFFSET}
+        ticks: dict[str, Any] = {
+            "type": "object",
+            "propertyNames": ONE_LINE_TEXT,
+            "additionalProperties": {"type": "array", "items": index, "uniqueItems": True},
+        }
+    else:
+        ticks = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                rule.id: {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0, "maximum": rule.probes - 1},
+                    "uniqueItems": True,
+                }
+                for rule in instrument.questions
+                if rule.probes
+            },
+        }
+    return {"anyOf": [{"type": "null"}, ticks]}
+
+
 def number_schema(rule: QuestionRule | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "number", "minimum": -NUMBER_LIMIT, "maximum": NUMBER_LIMIT}
     if rule is not None and rule.minimum is not None:
@@ -201,6 +228,7 @@ def record_schema(instrument: CompiledInstrument | None = None) -> dict[str, Any
         "answers": {"type": "object", "propertyNames": ONE_LINE_TEXT},
         "quotes": {"anyOf": [{"type": "null"}, {"type": "array", "items": quote_schema()}]},
         "notes": {"anyOf": [{"type": "null"}, _text()]},
+        "probes_used": probes_used_schema(),
     }
     complete: dict[str, Any] = {
         "required": ["ended_at"],
@@ -229,6 +257,7 @@ def record_schema(instrument: CompiledInstrument | None = None) -> dict[str, Any
             "additionalProperties": False,
             "properties": {rule.id: answer_schema(rule) for rule in instrument.questions},
         }
+        properties["probes_used"] = probes_used_schema(instrument)
         # Required answers of a complete record, for questions always asked and bound to nothing.
         always_required = [
             rule.id

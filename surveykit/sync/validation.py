@@ -73,7 +73,7 @@ RECORD_REQUIRED = (
     "status",
     "answers",
 )
-RECORD_OPTIONAL = ("ended_at", "quotes", "notes")
+RECORD_OPTIONAL = ("ended_at", "quotes", "notes", "probes_used")
 PARTICIPANT_KEYS = ("letter", "agency", "position", "consent_given", "consent_date", "consent_recorded_how")
 QUOTE_KEYS = ("id", "question_id", "participant", "text", "start", "end", "tags")
 
@@ -214,6 +214,7 @@ class QuestionRule:
     relevance: Expression | None
     relevance_source: str | None
     binds: str | None = None
+    probes: int = 0  # how many probes the question has (ticked in a record's probes_used by index)
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ def compile_instrument(
                 relevance=parse_relevance(source) if source else None,
                 relevance_source=source,
                 binds=question.get("binds"),
+                probes=len(question.get("probes") or ()),
             )
         )
     return CompiledInstrument(
@@ -368,6 +370,12 @@ def check_record(
         bound_problems, derived = check_bindings(record, answers, instrument)
         problems.extend(bound_problems)
         problems.extend(check_answers(answers, instrument, complete, derived))
+    if record.get("probes_used") is not None:
+        problems.extend(
+            check_probes_used(
+                record["probes_used"], instrument, answers if isinstance(answers, dict) else {}, record
+            )
+        )
     if "quotes" in record:
         letters = _participant_letters(record.get("participants"))
         problems.extend(
@@ -507,6 +515,29 @@ def check_answers(
     """``derived``: values of bound questions left unanswered, taken from their homes: they count
     for relevance and for required answers, as if answered."""
     derived = derived or {}
+    problems, valid, invalid = _valid_answers(answers, instrument, derived)
+    # In asking order: a question is asked only when its relevance holds on the answers before it.
+    for rule in instrument.questions:
+        if rule.relevance is not None and rule.relevance.references & invalid:
+            continue  # undecidable until the answers it depends on are fixed
+        relevant = rule.relevance is None or rule.relevance.evaluate(valid)
+        path = f"answers.{rule.id}"
+        if not relevant and answered(valid.get(rule.id)) and rule.id not in derived:
+            why = f"answered, but the question is not asked: its relevance {rule.relevance_source!r} is false"
+            problems.append((path, why))
+        elif rule.id in derived:
+            continue  # its home holds the answer (and checks it)
+        elif relevant and complete and rule.required and not answered(answers.get(rule.id)):
+            if rule.id not in answers or answers[rule.id] is None or rule.id in valid:
+                problems.append((path, "required in a complete record"))
+    return problems
+
+
+def _valid_answers(
+    answers: dict[str, Any], instrument: CompiledInstrument, derived: dict[str, Any]
+) -> tuple[list[Problem], dict[str, Any], set[str]]:
+    """The problems of each answer on its own, the valid answers (with ``derived``), and the ids of
+    the invalid ones."""
     problems: list[Problem] = []
     valid: dict[str, Any] = dict(derived)
     invalid: set[str] = set()
@@ -524,20 +555,60 @@ def check_answers(
             invalid.add(qid)
             continue
         valid[qid] = value
-    # In asking order: a question is asked only when its relevance holds on the answers before it.
-    for rule in instrument.questions:
-        if rule.relevance is not None and rule.relevance.references & invalid:
-            continue  # undecidable until the answers it depends on are fixed
-        relevant = rule.relevance is None or rule.relevance.evaluate(valid)
-        path = f"answers.{rule.id}"
-        if not relevant and answered(valid.get(rule.id)) and rule.id not in derived:
-            why = f"answered, but the question is not asked: its relevance {rule.relevance_source!r} is false"
-            problems.append((path, why))
-        elif rule.id in derived:
-            continue  # its home holds the answer (and checks it)
-        elif relevant and complete and rule.required and not answered(answers.get(rule.id)):
-            if rule.id not in answers or answers[rule.id] is None or rule.id in valid:
-                problems.append((path, "required in a complete record"))
+    return problems, valid, invalid
+
+
+def check_probes_used(
+    probes_used: Any,
+    instrument: CompiledInstrument | None,
+    answers: dict[str, Any],
+    record: dict[str, Any],
+) -> list[Problem]:
+    """The probes ticked, ``{question id: [0-based probe indexes]}``: each a probe of that question
+    in the record's instrument version, at most once, and (as for answers) only on a question that
+    is asked. With ``instrument`` None only the shape is checked."""
+    if not isinstance(probes_used, dict):
+        return [("probes_used", "must be an object: question id -> list of probe indexes (from 0)")]
+    problems: list[Problem] = []
+    ticked: list[QuestionRule] = []
+    for qid, indexes in probes_used.items():
+        path = _key_path("probes_used", qid)
+        rule = instrument.by_id.get(qid) if instrument is not None else None
+        if instrument is not None and rule is None:
+            problems.append((path, f"not a question of {instrument.slug} version {instrument.version}"))
+            continue
+        if rule is not None and rule.probes == 0:
+            problems.append((path, f"the question {qid} has no probes to tick"))
+            continue
+        if not isinstance(indexes, list):
+            problems.append((path, "must be a list of probe indexes (from 0)"))
+            continue
+        seen: dict[int, int] = {}
+        for position, index in enumerate(indexes):
+            item = f"{path}[{position}]"
+            if not is_int(index) or index < 0:
+                problems.append((item, "must be a probe's index: a whole number from 0"))
+            elif rule is not None and index >= rule.probes:
+                problems.append(
+                    (item, f"no probe {index}: the question has {rule.probes} (0 to {rule.probes - 1})")
+                )
+            elif index in seen:
+                problems.append((item, f"the same probe as {path}[{seen[index]}]"))
+            else:
+                seen[index] = position
+        if rule is not None and indexes:
+            ticked.append(rule)
+    if instrument is not None and ticked:
+        # Ticks on a question that is not asked are refused, as an answer to it is.
+        derived = check_bindings(record, answers, instrument)[1]
+        _, valid, invalid = _valid_answers(answers, instrument, derived)
+        for rule in ticked:
+            if rule.relevance is None or rule.relevance.references & invalid:
+                continue
+            if not rule.relevance.evaluate(valid):
+                source = rule.relevance_source
+                why = f"probes ticked, but the question is not asked: its relevance {source!r} is false"
+                problems.append((_key_path("probes_used", rule.id), why))
     return problems
 
 

@@ -45,7 +45,14 @@ def definition(version: int, activity: str = "RA1") -> dict[str, Any]:
     """The RA1 schedule in small: version 2 drops ``laws_gaps`` and adds ``laws_future`` after
     ``laws_main``, and rewords the first prompt. With ``activity`` RA2: the same questions as
     another instrument, ``exp-ra2``."""
-    laws = [_question("laws_main", "long_text", "Which laws apply, and where are the gaps?")]
+    laws = [
+        _question(
+            "laws_main",
+            "long_text",
+            "Which laws apply, and where are the gaps?",
+            probes=["Grooming?", "Live streaming?"],
+        )
+    ]
     laws.append(
         _question("laws_gaps", "long_text", "Which gaps matter most?")
         if version == 1
@@ -78,7 +85,16 @@ def definition(version: int, activity: str = "RA1") -> dict[str, Any]:
                         "id": "capacity",
                         "title": "Capacity",
                         "questions": [
-                            _question("training", "long_text", "What training do staff receive?"),
+                            _question(
+                                "training",
+                                "long_text",
+                                "What training do staff receive?",
+                                probes=[
+                                    {"en": "Who runs it?", "sw": "Nani anaiendesha?"},
+                                    {"en": "How often?", "sw": "Mara ngapi?"},
+                                    {"en": "Does it cover live streaming?", "sw": "Je, inahusu?"},
+                                ],
+                            ),
                             _question("budget_line", "yes_no", "Is there a budget line for the issue?"),
                             _question(
                                 "budget_details",
@@ -170,6 +186,7 @@ class ExportWorld:
         quotes: list[dict[str, Any]] | None = None,
         status: str = "complete",
         activity: str = "RA1",
+        probes_used: dict[str, list[int]] | None = None,
     ) -> Recorded:
         """Register a planned interview, then push its record as a coordinator at a desk would."""
         planned = registry.register_interview(
@@ -205,6 +222,8 @@ class ExportWorld:
             "status": status,
             "answers": answers if answers is not None else {"awareness_main": "Low, but growing."},
         }
+        if probes_used is not None:
+            record["probes_used"] = probes_used
         stored_quotes = []
         for quote in quotes or []:
             quote = {"id": str(uuid_module.uuid4()), "tags": [], **quote}

@@ -155,7 +155,7 @@ def test_round_trip_every_participant_answer_and_quote_equals_the_database(
         for qid in QUESTION_ORDER[interview.record["instrument"]["version"]]:
             if qid in answers:
                 expected_answers.append([person.pid, qid, shown(qid, answers[qid]), interview.revision])
-    got = [[row[0], row[2], row[4], row[7]] for row in rows(book, "Answers")]
+    got = [[row[0], row[2], row[4], row[8]] for row in rows(book, "Answers")]
     assert got == expected_answers
 
     # Responses: one row per participant; cells under the question id header row.
@@ -632,3 +632,51 @@ def test_an_export_started_again_after_a_new_instrument_version_appeared_is_comp
     for title in ("Participants", "Answers", "Quotes"):
         assert rows(book, title) == rows(expected, title)
     assert result.total.interviews == 9
+
+
+def test_the_probes_ticked_are_in_the_answers_sheet(dbsession: Session, world: ExportWorld) -> None:
+    ticked = world.interview(
+        "KE",
+        [("Ministry of ICT", "Director"), ("Ministry of ICT", None)],
+        language="sw",
+        answers={"training": "Two workshops a year.", "budget_line": False},
+        # Ticked out of order; laws_main has no answer, but its ticks show.
+        probes_used={"training": [2, 0], "laws_main": [1]},
+    )
+    plain = world.interview(
+        "KE", [("Judiciary", None)], answers={"training": "None yet."}, probes_used={"laws_main": []}
+    )
+    book, result = export(dbsession, "KE")
+    assert header(book, "Answers") == [
+        "ID",
+        "Section",
+        "Question id",
+        "Prompt",
+        "Answer",
+        "Probes used",
+        "Stored value",
+        "Language",
+        "Revision",
+    ]
+    answers = rows(book, "Answers")
+    by_key = {(row[0], row[2]): row for row in answers}
+    for pid in ticked.pids:
+        # One probe per line, in the instrument's order and default language (not the record's).
+        row = by_key[(pid, "training")]
+        assert row[4:6] == ["Two workshops a year.", "Who runs it?\nDoes it cover live streaming?"]
+        assert by_key[(pid, "budget_line")][4:7] == ["No", None, "false"]
+        assert by_key[(pid, "laws_main")][3:7] == [
+            "Which laws apply, and where are the gaps?",
+            None,
+            "Live streaming?",
+            None,
+        ]
+    assert by_key[(plain.pids[0], "training")][4:6] == ["None yet.", None]
+    # An empty list of ticks and no answer: no row.
+    assert {(row[0], row[2]) for row in answers} == {
+        *((pid, qid) for pid in ticked.pids for qid in ("training", "budget_line", "laws_main")),
+        (plain.pids[0], "training"),
+    }
+    readme = {row[0]: row[1] for row in rows(book, "Readme")}
+    assert "(surveykit-export/3)" in readme["Generated"]
+    assert "probes the interviewer ticked" in readme["Answers"]

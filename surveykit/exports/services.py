@@ -58,7 +58,7 @@ from surveykit.sync.validation import CLOCK_SKEW, EARLIEST_TIME, plausible_time
 
 # Part of the content hash: bump it when the workbook's layout or rules change, so clients holding a
 # workbook of the old layout fetch the new one.
-EXPORT_FORMAT = "surveykit-export/2"
+EXPORT_FORMAT = "surveykit-export/3"
 ALL_COUNTRIES = "ALL"
 ACTIVITY = re.compile(r"^RA[1-9]$")
 YIELD_PER = 100
@@ -172,6 +172,9 @@ class Question:
     # The home of the fact a bound question asks for (surveykit.instruments.bindings): its value in
     # the export comes from there, never from the answer.
     binds: str | None = None
+    # The probes' texts in the default language, in the instrument's order (a record's
+    # ``probes_used`` ticks them by index).
+    probes: tuple[str, ...] = ()
     # Built once: the same string object on every row lets the writer skip re-checking it.
     section_path: str = field(init=False, compare=False)
 
@@ -222,6 +225,7 @@ def version_info(slug: str, version: int, digest: str, definition: dict[str, Any
                 minimum=question.get("min"),
                 maximum=question.get("max"),
                 binds=question.get("binds"),
+                probes=tuple(_text(probe, language) for probe in question.get("probes") or ()),
             )
         )
 
@@ -639,6 +643,15 @@ def display_value(question: Question | None, value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False)
 
 
+def probes_text(question: Question, indexes: Any) -> str | None:
+    """The probes ticked on a question, one per line in the instrument's order (None: none)."""
+    if not isinstance(indexes, list):
+        return None
+    ticked = sorted({i for i in indexes if isinstance(i, int) and not isinstance(i, bool)})
+    texts = [question.probes[i] for i in ticked if 0 <= i < len(question.probes)]
+    return "\n".join(texts) or None
+
+
 def stored_value(question: Question | None, value: Any) -> str | None:
     """The value as stored, where the displayed answer differs from it (choices, yes/no)."""
     kind = question.type if question is not None else None
@@ -796,6 +809,7 @@ class _Builder:
                 Column("Question id", TEXT, 22, key=True),
                 Column("Prompt", LONG, 40, key=True),
                 Column("Answer", LONG, 70),
+                Column("Probes used", LONG, 40),
                 Column("Stored value", TEXT, 18),
                 Column("Language", TEXT, 10),
                 Column("Revision", NUMBER, 9),
@@ -889,7 +903,9 @@ class _Builder:
         answers = record.get("answers") or {}
         by_id = info.by_id
         bound = [question for question in info.questions if question.binds]
-        laid_out = None if bound else self._lay_out(info, answers)
+        ticks = record.get("probes_used")
+        ticks = ticks if isinstance(ticks, dict) else {}
+        laid_out = None if bound else self._lay_out(info, answers, ticks)
 
         by_letter: dict[str, list[dict[str, Any]]] = {}
         for quote in quotes:
@@ -904,7 +920,7 @@ class _Builder:
                 own = dict(answers)
                 for question in bound:
                     own[question.id] = home_value(question, person, record)
-                ordered, response_cells = self._lay_out(info, own)
+                ordered, response_cells = self._lay_out(info, own, ticks)
             else:
                 ordered, response_cells = laid_out  # type: ignore[misc]
             pid = person.pid
@@ -934,9 +950,11 @@ class _Builder:
             )
             append_answer = self.answers.append
             revision = row.revision
-            for section, qid, prompt, shown, stored in ordered:
-                append_answer([pid, *country, section, qid, prompt, shown, stored, language, revision])
-            counts.answers += len(ordered)
+            for section, qid, prompt, shown, probes, stored in ordered:
+                append_answer(
+                    [pid, *country, section, qid, prompt, shown, probes, stored, language, revision]
+                )
+            counts.answers += sum(1 for row in ordered if row[3] is not None)
             for quote in by_letter.get(person.letter, []):
                 question = by_id.get(quote.get("question_id"))
                 tags = quote.get("tags") or []
@@ -962,8 +980,11 @@ class _Builder:
                 counts = self.counts[code] = CountryCounts(code, code)
             counts.withdrawn += count
 
-    def _lay_out(self, info: VersionInfo, answers: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        """The Answers rows (in instrument order) and the Responses cells of one set of answers."""
+    def _lay_out(
+        self, info: VersionInfo, answers: dict[str, Any], ticks: dict[str, Any]
+    ) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        """The Answers rows (in instrument order) and the Responses cells of one set of answers, with
+        the probes ticked (``probes_used``): a question with ticks but no answer still has its row."""
         by_id = info.by_id
         formatted: dict[str, tuple[Question | None, Any]] = {}
         for qid, value in answers.items():
@@ -971,14 +992,27 @@ class _Builder:
                 continue
             question = by_id.get(qid)
             formatted[qid] = (question, display_value(question, value))
+        probes: dict[str, str] = {}
+        for qid, indexes in ticks.items():
+            question = by_id.get(qid)
+            text = probes_text(question, indexes) if question is not None else None
+            if text is not None:
+                probes[qid] = text
         # Answers in instrument order; an answer the version does not know (never stored by sync) last.
         ordered = [
-            (q.section_path, q.id, q.prompt, formatted[q.id][1], stored_value(q, answers[q.id]))
+            (
+                q.section_path,
+                q.id,
+                q.prompt,
+                formatted[q.id][1] if q.id in formatted else None,
+                probes.get(q.id),
+                stored_value(q, answers[q.id]) if q.id in formatted else None,
+            )
             for q in info.questions
-            if q.id in formatted
+            if q.id in formatted or q.id in probes
         ]
         ordered += [
-            ("(not in the instrument)", qid, None, shown, stored_value(None, answers[qid]))
+            ("(not in the instrument)", qid, None, shown, None, stored_value(None, answers[qid]))
             for qid, (q, shown) in formatted.items()
             if q is None
         ]
@@ -1118,8 +1152,10 @@ class _Builder:
             (
                 "Answers",
                 "The same answers in long form: participant, section, question id, prompt, answer, "
-                "the stored value where the shown answer is a label (choices, yes/no), the language the "
-                "record was entered in and the record's revision.",
+                "the probes the interviewer ticked (one per line, in the instrument's order and default "
+                "language; a question with ticked probes but no answer has a row too), the stored value "
+                "where the shown answer is a label (choices, yes/no), the language the record was entered "
+                "in and the record's revision.",
             ),
             (
                 "Quotes",

@@ -250,6 +250,50 @@ def test_consent_per_participant_and_registry_corrections_in_the_apps_record_cod
     assert got["same"] is None
 
 
+PROBE_RULES = """async () => {
+    const { adoptLocalProbes, outgoing } = await import('/app/record.js');
+    const definition = { metadata: [], sections: [{ id: 's', questions: [
+        { id: 'open', type: 'yes_no' },
+        { id: 'story', type: 'long_text', probes: ['Who?', 'When?', 'How?'] },
+        { id: 'more', type: 'long_text', relevance: '$open == true', probes: ['Why?'] }] }] };
+    const record = (answers, probes_used) => ({ study: 'ocsea', country: 'KE', activity: 'RA1',
+        interview_number: 3, participants: [{ letter: 'A', agency: 'Ministry of ICT', position: null,
+        consent_given: true, consent_date: '2026-05-04', consent_recorded_how: null }],
+        instrument: { slug: 'x', version: 1 }, language: 'en', mode: 'in_person',
+        started_at: '2026-05-04T09:00:00+03:00', status: 'draft', answers, notes: '', quotes: [],
+        ...(probes_used === undefined ? {} : { probes_used }) });
+    const sent = (it) => outgoing(it, definition).probes_used;
+    // A draft of an older release: ticks kept outside the record, and one tick in the record.
+    const older = { local: { probes: { story: [2, 0], more: [] } },
+                    record: record({ open: true }, { story: [1], more: [0] }) };
+    const before = sent(older);
+    const adopted = adoptLocalProbes(older);
+    return {
+        none: 'probes_used' in outgoing({ record: record({}) }, definition),
+        empty: 'probes_used' in outgoing({ record: record({}, { story: [] }) }, definition),
+        notAsked: sent({ record: record({ open: false }, { story: [0], more: [0] }) }),
+        odd: sent({ record: record({}, { story: [2, 2, 7, -1, 'x', 0], gone: [0] }) }),
+        before, adopted, after: sent(older), kept: older.record.probes_used, local: older.local,
+        again: adoptLocalProbes(older),
+    };
+}"""
+
+
+def test_probe_ticks_travel_in_the_record_and_older_local_ticks_are_adopted(field: Any, page: Any) -> None:
+    page.goto(f"{field.url}/app/")
+    got = page.evaluate(PROBE_RULES)
+    # No ticks: no probes_used at all, so an older record is sent byte for byte as before.
+    assert got["none"] is False and got["empty"] is False
+    # Ticks on a question not asked are not sent (the server refuses them), as its answer is not.
+    assert got["notAsked"] == {"story": [0]}
+    assert got["odd"] == {"story": [0, 2]}
+    # Ticks of an older release (interview.local.probes) are sent, then moved into the record once.
+    assert got["before"] == {"story": [0, 1, 2], "more": [0]}
+    assert got["adopted"] is True and got["again"] is False
+    assert got["kept"] == {"story": [0, 1, 2], "more": [0]} and got["local"] == {}
+    assert got["after"] == got["before"]
+
+
 def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(
     field: Any, new_context: Any
 ) -> None:
@@ -358,6 +402,24 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     page.get_by_role("link", name="Government ministries/agencies").click()
     speakers = page.locator("#quotes-gov_capacity li.quote").first.locator("select option")
     assert speakers.all_inner_texts() == ["A", "B"]
+    # Probes used on gov_capacity: the ticks are saved with the interview and survive a reload.
+    probes = page.locator("#block-gov_capacity details.probes")
+    probes.locator("summary").click()
+    for k in (4, 0, 2):
+        probes.locator(f"input[value='{k}']").check()
+    probes.locator("input[value='2']").uncheck()
+    page.wait_for_function(
+        "async (u) => JSON.stringify((await (await import('/app/store.js')).get('interviews', u))"
+        ".record.probes_used) === JSON.stringify({gov_capacity: [0, 4]})",
+        arg=uuid,
+    )
+    assert "stay on this tablet" not in page.locator("#block-gov_capacity").inner_text()
+    page.reload()
+    page.get_by_role("link", name="Government ministries/agencies").click()
+    probes = page.locator("#block-gov_capacity details.probes")
+    probes.locator("summary").click()
+    ticked = probes.locator("input:checked")
+    assert [ticked.nth(i).get_attribute("value") for i in range(ticked.count())] == ["0", "4"]
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.set_offline(False)  # the connection coming back starts a sync by itself
@@ -371,6 +433,7 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     people = [(p["letter"], p["consent_given"]) for p in record["participants"]]
     assert people == [("A", True), ("B", True), ("C", False)]
     assert record["status"] == "complete" and record["answers"]["gov_capacity"] == ANSWER
+    assert record["probes_used"] == {"gov_capacity": [0, 4]}
     quotes = db_rows(field, "SELECT text, start_offset, end_offset, question_id FROM quotes ORDER BY text")
     assert [q.text for q in quotes] == [
         "There is no focal point yet",
@@ -397,6 +460,10 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     }
     pid = record_pid(record)
     assert f"{pid}-B" in cells and any("There is no focal point yet" in c for c in cells)
+    assert (
+        "Have staff received training on OCSEA? Who provided it, and how often?\n"
+        "Is there a designated focal point for OCSEA in your agency or across government?"
+    ) in cells
 
     # A coordinator corrects B's position in the registry: the next pull writes it into the
     # tablet's record (docs/client.md, rule 13) and the sync after that stores it, no conflict.

@@ -414,7 +414,7 @@ async function showNew() {
     const interview = {
       uuid, device_id: ctx.deviceId, created_at: new Date().toISOString(), updated_at: new Date().toISOString(),
       base_revision: 0, pending: null, acked: null, rejected: null, conflict: null, receipts: [], edits: 0, dirty: true,
-      local: { probes: {} },
+      local: {},
       record: {
         study, country, activity: item.activity, interview_number: number, participants,
         instrument: ref, language: definitionLang, mode: null, started_at: localTimestamp(), status: "draft",

@@ -6,7 +6,7 @@ import * as instruments from "./instruments.js";
 import { t } from "./i18n.js";
 import { h, replace, nextId } from "./ui.js";
 import {
-  CONSENT_HOW, LETTERS, completionProblems, homeValue, localTimestamp, nobodyConsents, refusedConsent, speakers,
+  CONSENT_HOW, LETTERS, adoptLocalProbes, completionProblems, homeValue, localTimestamp, nobodyConsents, refusedConsent, speakers,
   interviewLabel, newParticipant, participantId, questions, referencedQuestions, relevantAnswers, setHome,
 } from "./record.js";
 
@@ -17,6 +17,7 @@ export async function showInterview(ctx, uuid, part, hooks) {
   const view = document.getElementById("view");
   const interview = await store.get("interviews", uuid);
   if (!interview || interview.device_id !== ctx.deviceId) { location.hash = "#/"; return; }
+  if (adoptLocalProbes(interview)) await store.put(["interviews", interview]);
   const ref = interview.record.instrument;
   const definition = await instruments.loadDefinition(ref, interview.record.language);
   if (!definition) {
@@ -298,14 +299,14 @@ class InterviewScreen {
     const probes = (q.probes || []).length ? h("details", { class: "probes" },
       h("summary", {}, t("probes")),
       h("ul", {}, q.probes.map((probe, k) => h("li", {}, h("label", { class: "option" },
-        h("input", { type: "checkbox", checked: (this.it.local?.probes?.[q.id] || []).includes(k), onchange: (e) => {
-          const local = this.it.local || (this.it.local = { probes: {} });
-          const ticked = new Set(local.probes[q.id] || []);
+        h("input", { type: "checkbox", name: `probe-${q.id}`, value: String(k), checked: (this.record.probes_used?.[q.id] || []).includes(k), onchange: (e) => {
+          const used = { ...(this.record.probes_used || {}) };
+          const ticked = new Set(used[q.id] || []);
           if (e.target.checked) ticked.add(k); else ticked.delete(k);
-          local.probes[q.id] = [...ticked];
+          if (ticked.size) used[q.id] = [...ticked].sort((a, b) => a - b); else delete used[q.id];
+          this.record.probes_used = used;
           this.save();
-        } }), this.translated(probe))))),
-      h("p", { class: "small" }, t("probes_local"))) : null;
+        } }), this.translated(probe)))))) : null;
     const labelTag = ["yes_no", "single_choice", "multiple_choice"].includes(q.type) ? "p" : "label";
     return h("div", { class: "question", dataset: { qid: q.id }, id: `block-${q.id}` },
       h(labelTag, { class: "prompt", id: `${id}-label`, for: labelTag === "label" ? id : null },

@@ -144,10 +144,41 @@ export function anchorQuote(quote, answer) {
   return null;
 }
 
-// The record exactly as it is sent: irrelevant answers and their quotes left out.
+// The probes ticked, as the record's probes_used sends them: indexes into each question's probes,
+// in order, only for questions that are asked (the server refuses ticks on one that is not). Ticks
+// that an older release of the app kept outside the record (interview.local.probes) count too.
+export function probesUsed(interview, definition, asked) {
+  const r = interview.record;
+  const older = interview.local?.probes || {};
+  const out = {};
+  for (const rule of rules(definition)) {
+    const count = (rule.probes || []).length;
+    if (!count || !asked.has(rule.id)) continue;
+    const ticked = new Set([...(r.probes_used?.[rule.id] || []), ...(older[rule.id] || [])]);
+    const list = [...ticked].filter((k) => Number.isInteger(k) && k >= 0 && k < count).sort((a, b) => a - b);
+    if (list.length) out[rule.id] = list;
+  }
+  return out;
+}
+
+// Once per interview: ticks an older release kept on the tablet only move into the record.
+export function adoptLocalProbes(interview) {
+  const older = interview.local?.probes;
+  if (!older) return false;
+  const record = interview.record;
+  for (const [qid, list] of Object.entries(older)) {
+    if (!Array.isArray(list) || !list.length) continue;
+    const merged = new Set([...(record.probes_used?.[qid] || []), ...list]);
+    record.probes_used = { ...(record.probes_used || {}), [qid]: [...merged].sort((a, b) => a - b) };
+  }
+  delete interview.local.probes;
+  return true;
+}
+
+// The record exactly as it is sent: irrelevant answers, their quotes and probe ticks left out.
 export function outgoing(interview, definition) {
   const r = interview.record;
-  const { answers } = relevantAnswers(r, definition);
+  const { asked, answers } = relevantAnswers(r, definition);
   const quotes = [];
   for (const q of r.quotes || []) {
     if (!(q.question_id in answers)) continue;
@@ -182,6 +213,9 @@ export function outgoing(interview, definition) {
     notes: r.notes ? r.notes : null,
   };
   if (r.ended_at) record.ended_at = r.ended_at;
+  // Only when something is ticked: a record without ticks stays as older releases sent it.
+  const ticks = probesUsed(interview, definition, asked);
+  if (Object.keys(ticks).length) record.probes_used = ticks;
   return record;
 }
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from test_sync_support import SyncWorld, change, make_record, new_uuid
 
 from surveykit.accounts.identity import GrantScope
+from surveykit.console.conflicts import problem_fields
 from surveykit.sync import review, services
 from surveykit.sync.models import Interview
 
@@ -179,3 +180,52 @@ def test_a_field_conflict_is_loaded_with_the_registry_value_now(
     assert conflict["registry"] == "Ministry of ICT and Innovation"
     assert conflict["incoming"] == "Ministry of ICT"
     assert review.get_field_conflict(dbsession, conflict_id + 1000) is None
+
+
+def test_probes_used_is_one_field_compared_and_taken_as_a_whole() -> None:
+    current = make_record(4, probes_used={"details": [2, 0]})
+    incoming = _copy(current, probes_used={"details": [1]})
+    rows = {row.path: row for row in review.compare_records(current, incoming)}
+    assert {path for path, row in rows.items() if row.differs} == {"probes_used"}
+    assert rows["probes_used"].group == "record"
+    # With the interview's own fields, after the notes and before the participants.
+    paths = list(rows)
+    assert paths.index("notes") + 1 == paths.index("probes_used") < paths.index("participants.A.agency")
+    assert review.merge_records(current, incoming, ["probes_used"])["probes_used"] == {"details": [1]}
+    assert review.merge_records(current, incoming, [])["probes_used"] == {"details": [2, 0]}
+    # A tablet of an older release sends no probes_used: taking its version drops the ticks.
+    older = _copy(current)
+    del older["probes_used"]
+    assert "probes_used" not in review.merge_records(current, older, ["probes_used"])
+    # Nothing ticked reads the same however it is written, and so do the same ticks in another order.
+    for same_as_none in ({}, None, {"details": []}):
+        compared = review.compare_records(older, _copy(older, probes_used=same_as_none))
+        assert "probes_used" in {row.path for row in compared}
+        assert not any(row.differs for row in compared)
+    reordered = _copy(current, probes_used={"details": [0, 2]})
+    assert not any(row.differs for row in review.compare_records(current, reordered))
+
+
+def test_a_merge_taking_probes_used_is_stored_and_checked(world: SyncWorld, dbsession: Session) -> None:
+    uuid, conflict_id, _, _ = _conflicting(world, dbsession)
+    conflict = review.get_conflict(dbsession, conflict_id)
+    staff = services.Caller(
+        world.accounts.user("merger3", "coordinator", "ocsea", ["KE"]).id, "merger3", None, ()
+    )
+    bad = _copy(conflict["record"], probes_used={"details": [5]})
+    merged = review.merge_records(conflict["current"]["record"], bad, ["probes_used"])
+    with pytest.raises(services.ResolutionInvalid) as raised:
+        services.resolve_conflict(dbsession, staff, conflict_id, "merged", merged, base_revision=2)
+    assert [path for path, _ in raised.value.problems] == ["record.probes_used.details[0]"]
+    good = _copy(conflict["record"], probes_used={"details": [1, 2]})
+    merged = review.merge_records(conflict["current"]["record"], good, ["probes_used"])
+    services.resolve_conflict(dbsession, staff, conflict_id, "merged", merged, base_revision=2)
+    stored = dbsession.get(Interview, uuid)
+    dbsession.refresh(stored)
+    assert stored.record["probes_used"] == {"details": [1, 2]} and stored.revision == 3
+    assert review.revision_history(dbsession, uuid)[-1].changed == ("probes_used",)
+
+
+def test_the_console_shows_a_problem_of_probes_used_on_its_row() -> None:
+    problems = [("record.probes_used.details[0]", "no probe 5"), ("record.probes_used.q3", "not a question")]
+    assert problem_fields(problems, make_record(4)) == {"probes_used": ["no probe 5", "not a question"]}

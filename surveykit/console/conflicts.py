@@ -116,6 +116,8 @@ def problem_fields(problems: list[tuple[str, str]], record: dict[str, Any]) -> d
             field = "answers." + re.split(r"[.\[]", field[len("answers.") :], maxsplit=1)[0]
         elif field.startswith("quotes"):
             field = "quotes"
+        elif field.startswith("probes_used"):
+            field = "probes_used"
         keyed.setdefault(field, []).append(message)
     return keyed
 

@@ -26,7 +26,8 @@ from surveykit.sync.receipts import conflict_json
 # They name the interview, which a conflict never changes (a resolution refuses to): not compared.
 IDENTITY_FIELDS = ("study", "country", "activity", "interview_number")
 # Top-level fields in the order the record format lists them; others follow in their own order.
-RECORD_FIELDS = ("instrument", "language", "mode", "started_at", "ended_at", "status", "notes")
+# probes_used is compared, kept or taken as one field: the ticks of every question together.
+RECORD_FIELDS = ("instrument", "language", "mode", "started_at", "ended_at", "status", "notes", "probes_used")
 PARTICIPANT_FIELDS = (
     "agency",
     "position",
@@ -69,12 +70,24 @@ class FieldComparison:
 
     @property
     def differs(self) -> bool:
+        if self.path == "probes_used":
+            return _ticks(self.current) != _ticks(self.incoming)
         return _normal(self.current) != _normal(self.incoming)
 
 
 def _normal(value: Any) -> Any:
     # A missing field and a null one read the same in a record (unanswered, no position).
     return None if value is MISSING else value
+
+
+def _ticks(value: Any) -> Any:
+    # No probes_used, null, {} and empty lists all mean nothing ticked; the order of ticks is no change.
+    if not isinstance(value, dict):
+        return _normal(value) or None
+    try:
+        return {qid: sorted(ticks) for qid, ticks in value.items() if ticks} or None
+    except TypeError:
+        return value
 
 
 def _participants(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -251,13 +251,21 @@ def test_ids_are_minted_offline_from_blocks_and_never_twice(world: World, rng: r
             language="en",
             mode="virtual",
             answers=answers(rng, size=2),
+            probes_used={"gov_capacity": [3, 1]},
         )
+        assert interview.record["probes_used"] == {"gov_capacity": [3, 1]}
         number = block.first_number + 2
         assert interview.pids == [format_pid("RA1", "KE", number, "A"), format_pid("RA1", "KE", number, "B")]
         with pytest.raises(NoNumbersLeft):
             client.mint_number(STUDY, "KE", "RA1")
         report = client.push()
         assert (report.created, report.rejected) == (1, 0)
+        with world.engine.connect() as connection:
+            stored = connection.execute(
+                select(Interview.record).where(Interview.uuid == interview.uuid)
+            ).one()
+        record = stored.record if isinstance(stored.record, dict) else json.loads(stored.record)
+        assert record["probes_used"] == {"gov_capacity": [3, 1]}
     finally:
         client.close()
 

@@ -715,9 +715,11 @@ class Client:
         notes: str | None = None,
         instrument_version: int | None = None,
         interview_number: int | None = None,
+        probes_used: dict[str, list[int]] | None = None,
     ) -> Interview:
         """A new interview, stored and queued; without ``interview_number`` one is minted offline
-        (a planned interview passes its registered number). Participants get letters A, B, ..."""
+        (a planned interview passes its registered number). Participants get letters A, B, ...
+        ``probes_used``: the probes ticked, question id -> 0-based indexes (docs/sync.md)."""
         with self.store.transaction():
             number = interview_number
             if number is None:
@@ -746,6 +748,8 @@ class Client:
                 record["quotes"] = quotes
             if notes is not None:
                 record["notes"] = notes
+            if probes_used is not None:
+                record["probes_used"] = probes_used
             uuid = self.create(record)
         return Interview(uuid, self.record(uuid))
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from surveykit.console.web import _
 from surveykit.instruments import services
 from surveykit.instruments.drafts import CheckedFile
+from surveykit.instruments.relevance import parse as parse_relevance
 
 # An instrument file is tens of kilobytes (the RA1 schedule's YAML is about 30 KB); a file far
 # larger is the wrong file, and is refused before it is read.
@@ -174,7 +175,7 @@ def outline(definition: dict[str, Any], language: str | None) -> dict[str, Any]:
             "probes": q.get("probes", []),
             "notes": q.get("notes"),
             "relevance": q.get("relevance"),
-            "depends_on": [],
+            "depends_on": sorted(parse_relevance(q["relevance"]).references) if q.get("relevance") else [],
         }
 
     def section(s: dict[str, Any], path: str, depth: int) -> dict[str, Any]:

@@ -5,7 +5,9 @@ versions. Who may do what, CSRF on every form, and the uploads that cannot becom
 from __future__ import annotations
 
 import io
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -245,8 +247,6 @@ def test_compare_lists_the_changes_and_the_type_guard_disables_publishing(
     questions = changed["sections"][0]["questions"]
     questions[0]["type"] = "short_text"  # consent: yes_no -> short_text, refused by the guard
     questions.append({"id": "extra", "type": "short_text", "prompt": "One more thing?"})
-    import json
-
     app = studio.as_(studio.coordinator)
     draft_url = studio.new_draft(json.dumps(changed), "debrief.json")
     page = app.get(draft_url, headers=HTML)
@@ -394,3 +394,14 @@ def test_every_form_needs_its_csrf_token(studio: Studio, dbsession: Session) -> 
         assert "The form has expired" in page.text
     assert len(events(dbsession, "console.csrf_refused")) == refused_before + 4
     assert drafts_count(dbsession) == 1 and events(dbsession, "instrument.publish") == []
+
+
+def test_the_guide_shows_screenshots_the_browser_tests_take() -> None:
+    root = Path(__file__).parent.parent
+    guide = (root / "docs" / "console-studio.md").read_text(encoding="utf-8")
+    shown = re.findall(r"\]\(img/(console-[a-z-]+)\.png\)", guide)
+    browser_test = (Path(__file__).parent / "browser" / "test_console_studio.py").read_text(encoding="utf-8")
+    taken = set(re.findall(r'screenshot\(page, "([a-z-]+)"', browser_test))
+    assert len(shown) == 6 and set(shown) == taken
+    for name in shown:
+        assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name

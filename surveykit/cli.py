@@ -419,6 +419,83 @@ def instruments_retire(obj: CLIContext, slug: str) -> None:
     click.echo(f"{slug} retired")
 
 
+def _sheet_problems(file: str, problems: list[Any]) -> click.ClickException:
+    table = [["sheet", "row", "column", "problem"]]
+    for problem in problems:
+        column = f"{problem.letter} ({problem.column})" if problem.letter else problem.column
+        table.append([problem.sheet or "-", str(problem.row or "-"), column or "-", problem.message])
+    return click.ClickException(f"{file} is not valid:\n{format_table(table)}")
+
+
+@instruments.command("import-xlsform")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the instrument as a YAML file.")
+@click.option("--publish", "publish", is_flag=True, help="Publish the instrument as its next version.")
+@pass_cli
+def instruments_import_xlsform(obj: CLIContext, file: str, out: str | None, publish: bool) -> None:
+    """Read an XLSForm workbook FILE (.xlsx) as an instrument; check it, and write or publish it."""
+    import yaml
+
+    from surveykit.instruments import services as instrument_services
+    from surveykit.instruments.xlsform import read_xlsform
+
+    if out and publish:
+        raise click.UsageError("choose --out or --publish, not both")
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{file}: cannot read ({exc.strerror})") from exc
+    raw, problems = read_xlsform(data)
+    if raw is None:
+        raise _sheet_problems(file, problems)
+    definition = instrument_services.validate_definition(raw, source=file)
+    questions = sum(1 for _ in instrument_services.iter_questions(definition))
+    digest = instrument_services.content_hash(definition)
+    summary = f"{definition['slug']}, {questions} questions, hash {digest[:12]}"
+    if out:
+        text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False, width=100)
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"{file}: valid ({summary}); written to {out}")
+    elif publish:
+        obj.require_schema()
+        try:
+            with obj.session() as session:
+                result = instrument_services.publish(session, definition, operator())
+        except instrument_services.DefinitionError as exc:
+            raise click.ClickException(
+                _definition_error(instrument_services.DefinitionError(exc.errors, file)).message
+                + "\nnothing was published"
+            ) from exc
+        state = "published as new version" if result.created else "unchanged, still version"
+        click.echo(f"{file}: {result.slug} {state} {result.version}")
+    else:
+        click.echo(f"{file}: valid ({summary})")
+
+
+@instruments.command("export-xlsform")
+@click.argument("slug")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="The .xlsx file to write."
+)
+@pass_cli
+def instruments_export_xlsform(obj: CLIContext, slug: str, version: int, out: str) -> None:
+    """Write published VERSION of SLUG as an XLSForm workbook (it imports back to the same hash)."""
+    from surveykit.instruments import services as instrument_services
+    from surveykit.instruments.xlsform import version_workbook
+
+    obj.require_schema()
+    try:
+        with obj.session() as session:
+            data = version_workbook(session, slug, version)
+    except instrument_services.VersionNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    except instrument_services.InstrumentNotFound as exc:
+        raise click.ClickException(f"no instrument {slug!r}") from exc
+    Path(out).write_bytes(data)
+    click.echo(f"{slug} version {version} written to {out}")
+
+
 # ------------------------------------------------------------------------------------------ serve
 
 

@@ -705,6 +705,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         query=lambda settings: _lang_query(),
     ),
+    ("instrument_version_xlsx", "GET"): Operation(
+        "One numbered version as an XLSForm workbook",
+        "instruments",
+        {
+            200: Reply(
+                "the workbook; it imports back to the same content hash",
+                {"type": "string", "format": "binary"},
+                XLSX,
+            )
+        },
+        errors=(404,),
+        description="Survey, choices and settings sheets in surveykit's XLSForm dialect (docs/xlsform.md).",
+    ),
     ("instrument_record_schema", "GET"): Operation(
         "The JSON Schema of a record collected with one instrument version",
         "instruments",

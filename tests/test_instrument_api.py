@@ -596,6 +596,7 @@ def test_the_instrument_views_declare_the_expected_permissions(app: Any) -> None
         ("instruments", "GET"): Permission.INSTRUMENTS_READ,
         ("instrument", "GET"): Permission.INSTRUMENTS_READ,
         ("instrument_version", "GET"): Permission.INSTRUMENTS_READ,
+        ("instrument_version_xlsx", "GET"): Permission.INSTRUMENTS_READ,
         ("instrument_record_schema", "GET"): Permission.INSTRUMENTS_READ,
         ("instruments_validate", "POST"): Permission.INSTRUMENTS_VALIDATE,
         ("instruments", "POST"): Permission.INSTRUMENTS_PUBLISH,

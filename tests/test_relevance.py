@@ -94,7 +94,7 @@ def test_longest_question_id_is_accepted():
         ("   \n\t", 0, "empty expression"),
         # unknown tokens
         ("$a @ 1", 3, "unexpected character '@'"),
-        ("$a = 1", 3, "use '=='"),
+        ("$a === 1", 5, "unexpected '='"),
         ("$a == 1 & $b", 8, "unexpected character '&'"),
         ("!$a", 0, "unexpected character '!'"),
         ("$a == .5", 6, "unexpected character '.'"),
@@ -107,6 +107,10 @@ def test_longest_question_id_is_accepted():
         ("$a == 12abc", 6, "invalid number"),
         # references
         ("$ == 1", 0, "expected a question id after '$'"),
+        ("${} == 1", 0, "expected a question id after '${'"),
+        ("$a == ${b", 6, "expected '}' after '${b'"),
+        ("${B} = 1", 0, "invalid question id 'B'"),
+        ("count-selected($a, 'x')", 19, "count-selected() takes exactly 1 argument (2 given)"),
         ("$a == $", 6, "expected a question id after '$'"),
         ("$Consent", 0, "invalid question id 'Consent'"),
         ("$1a", 0, "invalid question id '1a'"),
@@ -309,7 +313,9 @@ def test_missing_and_none_answers_are_null():
     for answers in ({}, {"q": None}):
         assert parse("$q == null").evaluate(answers) is True
         assert parse("$q != null").evaluate(answers) is False
-        assert parse("$q == ''").evaluate(answers) is False
+        # The empty string literal asks "unanswered?", as in XLSForm (docs/instruments.md).
+        assert parse("$q == ''").evaluate(answers) is True
+        assert parse("$q != ''").evaluate(answers) is False
         assert parse("$q == 0").evaluate(answers) is False
         assert parse("$q == false").evaluate(answers) is False
         assert parse("$q in [null]").evaluate(answers) is True

@@ -30,3 +30,18 @@ def test_the_vectors_cover_every_outcome() -> None:
 @pytest.mark.parametrize("case", VECTORS, ids=lambda case: case["expression"][:40])
 def test_the_server_evaluator_passes_every_vector(case: dict[str, Any]) -> None:
     assert evaluate(case) == case["expected"], case.get("why")
+
+
+TWINS = [case for case in VECTORS if "twin" in case]
+
+
+def test_the_xlsform_spelling_has_twins_in_every_outcome() -> None:
+    outcomes = [case["expected"] for case in TWINS]
+    assert outcomes.count(True) >= 10 and outcomes.count(False) >= 10
+
+
+@pytest.mark.parametrize("case", TWINS, ids=lambda case: case["expression"][:40])
+def test_each_xlsform_spelling_evaluates_as_its_twin(case: dict[str, Any]) -> None:
+    twin = {**case, "expression": case["twin"]}
+    assert evaluate(twin) == evaluate(case) == case["expected"]
+    assert parse(case["twin"]).references == parse(case["expression"]).references

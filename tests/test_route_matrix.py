@@ -131,6 +131,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("instruments", "POST"): PUBLISHERS,
     ("instrument", "GET"): AUTHENTICATED,
     ("instrument_version", "GET"): AUTHENTICATED,
+    ("instrument_version_xlsx", "GET"): AUTHENTICATED,
     ("instrument_record_schema", "GET"): AUTHENTICATED,
     ("instrument_retire", "POST"): PUBLISHERS,
     ("studies", "GET"): AUTHENTICATED,
@@ -219,12 +220,14 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # An instrument of a study none of them (but the global admin) holds a grant in.
     ("instrument", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_version", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_version_xlsx", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_record_schema", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
     ("instruments", "POST", "other_study"): GLOBAL_ADMIN,
     # A shared instrument (no study): everyone signed in reads it, only global admins change it.
     ("instrument", "GET", "shared"): AUTHENTICATED,
     ("instrument_version", "GET", "shared"): AUTHENTICATED,
+    ("instrument_version_xlsx", "GET", "shared"): AUTHENTICATED,
     ("instrument_record_schema", "GET", "shared"): AUTHENTICATED,
     ("instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
     ("instruments", "POST", "shared"): GLOBAL_ADMIN,
@@ -496,6 +499,7 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
         ),
         ("instrument", "GET"): lambda w: Call("GET", base),
         ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
+        ("instrument_version_xlsx", "GET"): lambda w: Call("GET", f"{base}/versions/1.xlsx"),
         ("instrument_record_schema", "GET"): lambda w: Call("GET", f"{base}/versions/1/record-schema"),
         ("instrument_retire", "POST"): lambda w: Call("POST", f"{base}/retire"),
         ("instruments", "POST"): lambda w: Call(

@@ -97,6 +97,12 @@ def includeme(config: Any) -> None:
     config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)
     config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=InstrumentsResource)
     config.add_route("instrument", "/api/v1/instruments/{slug}", factory=InstrumentResource)
+    # Before instrument_version, whose {version} would otherwise take "3.xlsx".
+    config.add_route(
+        "instrument_version_xlsx",
+        "/api/v1/instruments/{slug}/versions/{version}.xlsx",
+        factory=InstrumentResource,
+    )
     config.add_route(
         "instrument_version", "/api/v1/instruments/{slug}/versions/{version}", factory=InstrumentResource
     )

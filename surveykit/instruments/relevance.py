@@ -6,12 +6,18 @@ eval) into a tree of small frozen dataclasses. Grammar, loosest binding first:
     expression := and_expr ("or" and_expr)*
     and_expr   := not_expr ("and" not_expr)*
     not_expr   := "not" not_expr | comparison
-    comparison := operand [ ("==" | "!=" | "<" | "<=" | ">" | ">=") operand
+    comparison := operand [ ("==" | "=" | "!=" | "<" | "<=" | ">" | ">=") operand
                           | ["not"] "in" "[" literal ("," literal)* "]" ]
-    operand    := literal | "$" question_id | "(" expression ")"
-                | "answered" "(" $ref ")" | "count" "(" $ref ")"
+    operand    := literal | $ref | "(" expression ")"
+                | "answered" "(" $ref ")" | ("count" | "count-selected") "(" $ref ")"
                 | "selected" "(" $ref "," string ")"
+    $ref       := "$" question_id | "${" question_id "}"
     literal    := string | number | "true" | "false" | "null"
+
+XLSForm's spelling is the same language: ``${q}`` is ``$q``, ``=`` is ``==``, ``not(...)`` is
+``not (...)`` and ``count-selected(${q})`` is ``count($q)``. A comparison with the empty string
+literal ``''`` asks whether the other side is unanswered, as in XLSForm (where an unanswered
+question is ``''``): ``$q == ''`` is ``not answered($q)`` and ``$q != ''`` is ``answered($q)``.
 
 Strings use single or double quotes with the escapes \\, \' and \"; numbers
 are integers or decimals with an optional leading "-". Keywords are lowercase.
@@ -42,11 +48,15 @@ _NUMBER_TAIL = re.compile(r"[A-Za-z0-9_.]")
 _KEYWORD_VALUES: dict[str, LiteralValue] = {"true": True, "false": False, "null": None}
 _KEYWORDS = frozenset({"and", "or", "not", "in", *_KEYWORD_VALUES})
 # Two-character operators come first so "<=" is not read as "<" followed by "=".
-_OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ",")
+_OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">", "(", ")", "[", "]", ",")
+# XLSForm's single "=" is the same equality as "==".
+_OPERATOR_KINDS = {"=": "=="}
 _COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 _LITERAL_KINDS = frozenset({"string", "number", *_KEYWORD_VALUES})
 _ESCAPES = frozenset({"\\", "'", '"'})
-_FUNCTIONS = frozenset({"answered", "count", "selected"})
+_FUNCTIONS = frozenset({"answered", "count", "count-selected", "selected"})
+_FUNCTION_ALIASES = {"count-selected": "count"}
+_COUNT_SELECTED_TAIL = "-selected"
 _WHITESPACE = frozenset(" \t\r\n")
 _ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
@@ -101,12 +111,18 @@ def _tokenize(source: str) -> list[_Token]:
             value, i = _read_string(source, start)
             tokens.append(_Token("string", source[start:i], start, value))
         elif ch == "$":
-            ident = _ID_CHARS.match(source, i + 1).group()
+            braced = source.startswith("{", i + 1)
+            opening = "${" if braced else "$"
+            ident = _ID_CHARS.match(source, i + len(opening)).group()
             if not ident:
-                raise RelevanceError("expected a question id after '$'", start)
+                raise RelevanceError(f"expected a question id after '{opening}'", start)
             if not _QUESTION_ID.fullmatch(ident):
                 raise RelevanceError(f"invalid question id '{ident}'", start)
-            i += 1 + len(ident)
+            i += len(opening) + len(ident)
+            if braced:
+                if not source.startswith("}", i):
+                    raise RelevanceError(f"expected '}}' after '${{{ident}'", start)
+                i += 1
             tokens.append(_Token("ref", source[start:i], start, ident))
         elif number := _NUMBER.match(source, i):
             i = number.end()
@@ -118,15 +134,17 @@ def _tokenize(source: str) -> list[_Token]:
         elif name := _NAME.match(source, i):
             text = name.group()
             i = name.end()
+            if text == "count" and source.startswith(_COUNT_SELECTED_TAIL, i):
+                text += _COUNT_SELECTED_TAIL
+                i += len(_COUNT_SELECTED_TAIL)
             kind = text if text in _KEYWORDS else "name"
             tokens.append(_Token(kind, text, start, _KEYWORD_VALUES.get(text)))
         else:
             op = next((op for op in _OPERATORS if source.startswith(op, i)), None)
             if op is None:
-                hint = " (use '==' to compare)" if ch == "=" else ""
-                raise RelevanceError(f"unexpected character {ch!r}{hint}", start)
+                raise RelevanceError(f"unexpected character {ch!r}", start)
             i += len(op)
-            tokens.append(_Token(op, op, start))
+            tokens.append(_Token(_OPERATOR_KINDS.get(op, op), op, start))
     tokens.append(_Token("end", "", len(source)))
     return tokens
 
@@ -308,6 +326,9 @@ class Comparison(_Node):
     def truth(self, answers: Mapping[str, Any]) -> bool:
         left = self.left.resolve(answers)
         right = self.right.resolve(answers)
+        if self.operator in ("==", "!=") and (empty := _empty_string_side(self.left, self.right)) is not None:
+            unanswered = not _answered(empty.resolve(answers))
+            return unanswered if self.operator == "==" else not unanswered
         if self.operator == "==":
             return _equal(left, right)
         if self.operator == "!=":
@@ -316,6 +337,15 @@ class Comparison(_Node):
 
     def referenced(self) -> frozenset[str]:
         return self.left.referenced() | self.right.referenced()
+
+
+def _empty_string_side(left: _Node, right: _Node) -> _Node | None:
+    """The operand compared with the literal '' (the other one), or None."""
+    if isinstance(right, Literal) and right.value == "" and _is(right.value, str):
+        return left
+    if isinstance(left, Literal) and left.value == "" and _is(left.value, str):
+        return right
+    return None
 
 
 @dataclass(frozen=True)
@@ -531,7 +561,8 @@ class _Parser:
             raise self.unexpected(closing, "',' or ')'")
         self.advance()
 
-        wanted = 2 if name.text == "selected" else 1
+        function = _FUNCTION_ALIASES.get(name.text, name.text)
+        wanted = 2 if function == "selected" else 1
         if len(args) != wanted:
             position = args[wanted].position if len(args) > wanted else closing.position
             plural = "s" if wanted > 1 else ""
@@ -541,8 +572,8 @@ class _Parser:
             raise RelevanceError(
                 f"{name.text}() expects a $reference, not {args[0].describe()}", args[0].position
             )
-        if name.text != "selected":
-            return Call(name.text, Reference(args[0].value))
+        if function != "selected":
+            return Call(function, Reference(args[0].value))
         if args[1].kind != "string":
             raise RelevanceError(
                 f"selected() expects a string value, not {args[1].describe()}", args[1].position

@@ -83,6 +83,28 @@ def numbered_version(request: Request) -> Response:
     return _serve(request, request.matchdict["slug"], int(raw), VERSION_CACHE_CONTROL)
 
 
+@view_config(
+    route_name="instrument_version_xlsx", request_method="GET", permission=Permission.INSTRUMENTS_READ
+)
+def numbered_version_workbook(request: Request) -> Response:
+    """A published version as an XLSForm workbook (docs/xlsform.md)."""
+    from surveykit.instruments.xlsform import XLSX_MEDIA_TYPE, version_workbook
+
+    slug, raw = request.matchdict["slug"], request.matchdict["version"]
+    if not VERSION_NUMBER.match(raw) or int(raw) < 1:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, f"{raw!r} is not a version number")
+    try:
+        body = version_workbook(request.dbsession, slug, int(raw))
+    except services.VersionNotFound as exc:
+        raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
+    except services.InstrumentNotFound as exc:
+        raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
+    response = Response(body=body, content_type=XLSX_MEDIA_TYPE)
+    response.content_disposition = f'attachment; filename="{slug}-v{int(raw)}.xlsx"'
+    response.cache_control = VERSION_CACHE_CONTROL
+    return response
+
+
 def _validated(request: Request) -> dict[str, Any]:
     raw = json_body(request)
     try:

@@ -1,5 +1,7 @@
 // Relevance expressions, evaluated on the tablet exactly as surveykit/instruments/relevance.py
 // evaluates them on the server. tests/relevance_vectors.json holds the cases both must agree on.
+// XLSForm's spelling is accepted too: ${q}, "=", not(...), count-selected(${q}), and '' meaning
+// "unanswered" in an equality.
 
 export const MAX_LENGTH = 1000;
 export const MAX_DEPTH = 32;
@@ -19,11 +21,14 @@ const NUMBER = /-?[0-9]+(?:\.[0-9]+)?/y;
 const NUMBER_TAIL = /[A-Za-z0-9_.]/y;
 const KEYWORD_VALUES = { true: true, false: false, null: null };
 const KEYWORDS = new Set(["and", "or", "not", "in", "true", "false", "null"]);
-const OPERATORS = ["==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ","];
+const OPERATORS = ["==", "!=", "<=", ">=", "=", "<", ">", "(", ")", "[", "]", ","];
+const OPERATOR_KINDS = { "=": "==" };
 const COMPARISONS = new Set(["==", "!=", "<", "<=", ">", ">="]);
 const LITERAL_KINDS = new Set(["string", "number", "true", "false", "null"]);
 const ESCAPES = new Set(["\\", "'", '"']);
-const FUNCTIONS = new Set(["answered", "count", "selected"]);
+const FUNCTIONS = new Set(["answered", "count", "count-selected", "selected"]);
+const FUNCTION_ALIASES = { "count-selected": "count" };
+const COUNT_SELECTED_TAIL = "-selected";
 const WHITESPACE = new Set([" ", "\t", "\r", "\n"]);
 // The characters Python's str.strip() removes (str.isspace), which differ from String.trim's.
 const PY_SPACE = new Set(
@@ -62,10 +67,16 @@ function tokenize(source) {
       i = end;
       tokens.push({ kind: "string", text: source.slice(start, i), position: start, value });
     } else if (ch === "$") {
-      const ident = sticky(ID_CHARS, source, i + 1) || "";
-      if (!ident) throw new RelevanceError("expected a question id after '$'", start);
+      const braced = source.startsWith("{", i + 1);
+      const opening = braced ? "${" : "$";
+      const ident = sticky(ID_CHARS, source, i + opening.length) || "";
+      if (!ident) throw new RelevanceError(`expected a question id after '${opening}'`, start);
       if (!QUESTION_ID.test(ident)) throw new RelevanceError(`invalid question id '${ident}'`, start);
-      i += 1 + ident.length;
+      i += opening.length + ident.length;
+      if (braced) {
+        if (!source.startsWith("}", i)) throw new RelevanceError(`expected '}' after '\${${ident}'`, start);
+        i += 1;
+      }
       tokens.push({ kind: "ref", text: source.slice(start, i), position: start, value: ident });
     } else if (sticky(NUMBER, source, i) !== null) {
       const text = sticky(NUMBER, source, i);
@@ -75,19 +86,22 @@ function tokenize(source) {
       }
       tokens.push({ kind: "number", text, position: start, value: Number(text) });
     } else if (sticky(NAME, source, i) !== null) {
-      const text = sticky(NAME, source, i);
+      let text = sticky(NAME, source, i);
       i += text.length;
+      if (text === "count" && source.startsWith(COUNT_SELECTED_TAIL, i)) {
+        text += COUNT_SELECTED_TAIL;
+        i += COUNT_SELECTED_TAIL.length;
+      }
       const kind = KEYWORDS.has(text) ? text : "name";
       tokens.push({ kind, text, position: start, value: KEYWORD_VALUES[text] ?? null });
     } else {
       const op = OPERATORS.find((o) => source.startsWith(o, i));
       if (op === undefined) {
-        const hint = ch === "=" ? " (use '==' to compare)" : "";
         const shown = String.fromCodePoint(source.codePointAt(i));
-        throw new RelevanceError(`unexpected character ${pyRepr(shown)}${hint}`, start);
+        throw new RelevanceError(`unexpected character ${pyRepr(shown)}`, start);
       }
       i += op.length;
-      tokens.push({ kind: op, text: op, position: start });
+      tokens.push({ kind: OPERATOR_KINDS[op] ?? op, text: op, position: start });
     }
   }
   tokens.push({ kind: "end", text: "", position: source.length });
@@ -213,7 +227,7 @@ function pyTruth(value) {
 
 const Node = {
   literal: (value) => ({
-    resolve: () => value, truth: () => pyTruth(value), refs: () => [],
+    resolve: () => value, truth: () => pyTruth(value), refs: () => [], emptyString: value === "",
   }),
   reference: (id) => ({
     resolve: (a) => lookup(a, id), truth: (a) => answered(lookup(a, id)), refs: () => [id],
@@ -231,6 +245,12 @@ const Node = {
     const truth = (a) => {
       const l = left.resolve(a);
       const r = right.resolve(a);
+      // Compared with the literal '', the other side is asked "unanswered?" (XLSForm's meaning).
+      const other = right.emptyString ? left : left.emptyString ? right : null;
+      if (other !== null && (op === "==" || op === "!=")) {
+        const unanswered = !answered(other.resolve(a));
+        return op === "==" ? unanswered : !unanswered;
+      }
       if (op === "==") return equal(l, r);
       if (op === "!=") return !equal(l, r);
       return ordered(op, l, r);
@@ -389,7 +409,8 @@ class Parser {
     const closing = this.current;
     if (closing.kind !== ")") throw this.unexpected(closing, "',' or ')'");
     this.advance();
-    const wanted = name.text === "selected" ? 2 : 1;
+    const fn = FUNCTION_ALIASES[name.text] ?? name.text;
+    const wanted = fn === "selected" ? 2 : 1;
     if (args.length !== wanted) {
       const position = args.length > wanted ? args[wanted].position : closing.position;
       const plural = wanted > 1 ? "s" : "";
@@ -400,7 +421,7 @@ class Parser {
     if (args[0].kind !== "ref") {
       throw new RelevanceError(`${name.text}() expects a $reference, not ${describe(args[0])}`, args[0].position);
     }
-    if (name.text !== "selected") return Node.call(name.text, args[0].value, null);
+    if (fn !== "selected") return Node.call(fn, args[0].value, null);
     if (args[1].kind !== "string") {
       throw new RelevanceError(`selected() expects a string value, not ${describe(args[1])}`, args[1].position);
     }

@@ -317,16 +317,58 @@ def instruments() -> None:
 
 
 def _definition_error(exc: Any) -> click.ClickException:
-    lines = [f"{exc.source or 'definition'} is not valid:"]
-    lines += [f"  {path or '(top level)'}: {message}" for path, message in exc.errors]
+    """Every problem as ``file:line:column: path: message`` (without line when it is not known)."""
+    source = exc.source or "definition"
+    lines = [f"{source} is not valid:"]
+    for problem in exc.problems():
+        where = source
+        if problem.get("line"):
+            where += f":{problem['line']}:{problem['column']}"
+        lines.append(f"  {where}: {problem['path'] or '(top level)'}: {problem['message']}")
     return click.ClickException("\n".join(lines))
+
+
+def _translation_table(report: dict[str, Any], checked_stale: bool) -> str:
+    from surveykit.instruments.translations import report_rows
+
+    if not report:
+        return "  translations: the instrument has only its default language"
+    rows = report_rows(report)
+    summary = ", ".join(
+        f"{language}: {len(states['missing'])} missing"
+        + (f", {len(states['stale'])} stale" if checked_stale else "")
+        for language, states in report.items()
+    )
+    lines = [f"  translations: {summary}"]
+    if not checked_stale:
+        lines.append(
+            "  (stale translations not checked: add --published to compare with the published versions)"
+        )
+    if rows:
+        shown = [[language, state, path, _shorten(source)] for language, state, path, source in rows]
+        table = format_table([["language", "state", "path", "source text"], *shown])
+        lines += ["  " + line for line in table.splitlines()]
+    return "\n".join(lines)
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @instruments.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def instruments_validate(files: tuple[str, ...]) -> None:
-    """Check instrument FILES without storing anything."""
+@click.option(
+    "--published",
+    "against_published",
+    is_flag=True,
+    help="Also list stale translations, comparing with the published versions in the database.",
+)
+@click.pass_context
+def instruments_validate(ctx: click.Context, files: tuple[str, ...], against_published: bool) -> None:
+    """Check instrument FILES without storing anything; list missing (and stale) translations."""
     from surveykit.instruments import services as instrument_services
+    from surveykit.instruments.translations import translation_report
 
     failures = []
     for file in files:
@@ -342,6 +384,13 @@ def instruments_validate(files: tuple[str, ...]) -> None:
             f"{file}: valid ({definition['slug']}, {questions} questions, "
             f"hash {instrument_services.content_hash(definition)[:12]})"
         )
+        history: list[Any] = []
+        if against_published:
+            obj = ctx.find_object(CLIContext)
+            obj.require_schema()
+            with obj.session() as session:
+                history = instrument_services.published_definitions(session, definition["slug"])
+        click.echo(_translation_table(translation_report(definition, history), against_published))
     if failures:
         raise click.ClickException("\n".join(failures))
 

@@ -199,7 +199,11 @@ ERROR_ENVELOPE = {
                     "path": {"type": "string"},
                     "message": {"type": "string"},
                     "row": {"type": ["integer", "null"]},
-                    "column": {"type": ["string", "null"]},
+                    # A sheet's column (its letter or header), or a text file's column number
+                    # (1-based, with `line`: instrument files).
+                    "column": {"type": ["string", "integer", "null"]},
+                    "line": {"type": "integer", "minimum": 1},
+                    "sheet": {"type": "string"},
                 },
             },
         },
@@ -479,6 +483,23 @@ def _no_settings(schema_class: type) -> Callable[[Any], colander.SchemaNode]:
 
 NOT_MODIFIED = Reply("the client's copy (If-None-Match) is current", None, None, ("ETag",))
 INSTRUMENT_DEFINITION_BODY = instrument_schemas.InstrumentDefinitionSchema
+# The definition as JSON, or the instrument file itself (raw or as the multipart part `file`).
+# XLSX is listed once its reader is registered (surveykit.instruments.files.READERS).
+INSTRUMENT_FILE_TYPES = (JSON, "application/yaml", "text/yaml", "application/x-yaml", "multipart/form-data")
+INSTRUMENT_FILE_NOTE = (
+    "The definition may be sent as JSON, as the YAML file itself (YAML 1.2), or as the multipart "
+    "part `file` (its format chosen by the part's content type, else by its name: .yaml, .yml, "
+    ".json). Problems carry `path` and, for a file, `line` and `column` (1-based); a file that "
+    "cannot be read is 400 (with the line of a syntax error), an unsupported type 415, YAML over "
+    "1 MiB 413."
+)
+TRANSLATION_ITEM = _obj({"path": STR, "source": STR}, translation=STR, translated_from=STR)
+TRANSLATION_STATE = _obj(
+    {
+        "missing": {"type": "array", "items": TRANSLATION_ITEM},
+        "stale": {"type": "array", "items": TRANSLATION_ITEM},
+    }
+)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("openapi", "GET"): Operation(
@@ -669,18 +690,32 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
         },
         body=INSTRUMENT_DEFINITION_BODY,
+        body_media_types=INSTRUMENT_FILE_TYPES,
+        multipart_fields=(),
         errors=(409,),
-        description="The body is an instrument definition (docs/instruments.md), validated in full.",
+        description="The body is an instrument definition (docs/instruments.md), validated in full. "
+        + INSTRUMENT_FILE_NOTE,
     ),
     ("instruments_validate", "POST"): Operation(
         "Check an instrument definition without publishing it",
         "instruments",
         {
             200: Reply(
-                "the definition is valid", _obj({"valid": {"const": True}, "slug": STR, "content_hash": STR})
+                "the definition is valid; its missing and stale translations per language",
+                _obj(
+                    {
+                        "valid": {"const": True},
+                        "slug": STR,
+                        "content_hash": STR,
+                        "translations": {"type": "object", "additionalProperties": TRANSLATION_STATE},
+                    }
+                ),
             )
         },
         body=INSTRUMENT_DEFINITION_BODY,
+        body_media_types=INSTRUMENT_FILE_TYPES,
+        multipart_fields=(),
+        description=INSTRUMENT_FILE_NOTE,
     ),
     ("instrument", "GET"): Operation(
         "The current version of an instrument",
@@ -1132,8 +1167,7 @@ def _operation_object(
                         "required": ["file"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "activity": {"type": "string"},
-                            "dry_run": {"type": "string"},
+                            **{name: {"type": "string"} for name in operation.multipart_fields},
                         },
                     }
                 }

@@ -50,6 +50,8 @@ class Operation:
     success: dict[int, Reply]
     body: Callable[[], colander.SchemaNode] | dict[str, Any] | None = None
     body_media_types: tuple[str, ...] = (JSON,)
+    # Text fields of a multipart/form-data body besides its `file` part.
+    multipart_fields: tuple[str, ...] = ("activity", "dry_run")
     body_required: bool = True
     query: Callable[[Any], colander.SchemaNode] | None = None
     errors: tuple[int, ...] = ()

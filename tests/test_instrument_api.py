@@ -374,9 +374,8 @@ def test_nan_is_not_json(api: webtest.TestApp) -> None:
     assert_envelope(_post(api, b'{"slug": NaN}', 400), 400, "malformed_json")
 
 
-@pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/yaml"]
-)
+# application/yaml is accepted since instruments may be sent as files (tests/test_instrument_files.py).
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
 def test_wrong_content_type_is_415(api: webtest.TestApp, content_type: str) -> None:
     body = json.dumps(minimal_definition()).encode()
     assert_envelope(_post(api, body, 415, content_type), 415, "unsupported_media_type")
@@ -418,7 +417,9 @@ def test_valid_definition_passes_validation(api: webtest.TestApp) -> None:
         "valid": True,
         "slug": "sample-debrief",
         "content_hash": services.content_hash(definition),
+        "translations": response.json["translations"],
     }
+    assert set(response.json["translations"]) == {"pt"}
     # Validation stores nothing.
     assert api.get(LIST).json == {"instruments": []}
 
@@ -439,11 +440,15 @@ def test_invalid_definition_is_422_with_paths(api: webtest.TestApp) -> None:
     data = minimal_definition()
     data["sections"][1]["sections"][0]["id"] = "first"
     body = assert_envelope(api.post_json(VALIDATE, data, status=422), 422, "invalid_input")
+    # post_json sends the body on one line: the column finds the key.
+    sent = json.dumps(data)
     assert body["details"] == [
         {
             "location": "body",
             "path": "sections[1].sections[0].id",
             "message": "section id 'first' is already used at sections[0]",
+            "line": 1,
+            "column": sent.rindex('"id": "first"') + 1,
         }
     ]
 

@@ -286,7 +286,9 @@ def test_cli_validate_reports_the_file_and_path(case: str, tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["instruments", "validate", str(file)])
     assert result.exit_code == 1, result.output
     assert f"{file} is not valid:" in result.output
-    line = next(line for line in result.output.splitlines() if line.strip().startswith(f"{path}:"))
+    # Each problem as file:line:column: path: message.
+    line = next(line for line in result.output.splitlines() if f": {path}: " in line)
+    assert re.match(rf"{re.escape(str(file))}:\d+:\d+: ", line.strip()), line
     assert fragment in line
 
 
@@ -301,8 +303,9 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
     assert {"sections[0].questions[0].type", "sections[0].questions[1]", "activity"} <= paths
 
 
-def test_yaml_yes_where_text_is_expected_is_refused(tmp_path: Path) -> None:
-    # YAML 1.1 reads a bare `yes` as true and `12` as an integer; neither may become a prompt.
+def test_yaml_12_keeps_bare_yes_as_text_but_refuses_a_number_prompt(tmp_path: Path) -> None:
+    # Files are read as YAML 1.2: a bare `yes` is text (YAML 1.1 made it true), while `12` is
+    # still an integer and may not become a prompt.
     data = minimal_definition()
     _consent(data)["prompt"] = "@YES@"
     _details(data)["prompt"] = "@TWELVE@"
@@ -313,7 +316,6 @@ def test_yaml_yes_where_text_is_expected_is_refused(tmp_path: Path) -> None:
     with pytest.raises(services.DefinitionError) as caught:
         services.validate_definition(services.read_definition_file(file), source=str(file))
     assert dict(caught.value.errors) == {
-        "sections[0].questions[0].prompt": "must be text or a mapping of language code to text",
         "sections[0].questions[1].prompt": "must be text or a mapping of language code to text",
     }
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import colander
-import yaml
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from surveykit.db import utcnow
 from surveykit.instruments.bindings import check_binding
+from surveykit.instruments.files import SourceMap, UnreadableFile, parse_text
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.relevance import RelevanceError
 from surveykit.instruments.relevance import parse as parse_relevance
@@ -31,17 +31,54 @@ TRANSLATABLE_KEYS = ("title", "description", "intro", "prompt", "notes", "label"
 
 
 class DefinitionError(ValueError):
-    """An instrument definition that cannot be stored, with every problem and where it is."""
+    """An instrument definition that cannot be stored, with every problem and where it is.
 
-    def __init__(self, errors: list[tuple[str, str]], source: str | None = None) -> None:
+    ``errors`` are (path, message); ``source_map``, when the definition came from a file, gives the
+    line and column of each path (``problems()``)."""
+
+    def __init__(
+        self,
+        errors: list[tuple[str, str]],
+        source: str | None = None,
+        source_map: SourceMap | None = None,
+        positions: dict[int, tuple[int, int]] | None = None,
+    ) -> None:
         self.errors = errors
         self.source = source
+        self.source_map = source_map
+        # Positions known without a source map (a syntax error's line), by index in ``errors``.
+        self.positions = positions or {}
         lines = [f"{path or '(top level)'}: {message}" for path, message in errors]
         prefix = f"{source}: " if source else ""
         super().__init__(prefix + ("; ".join(lines) if lines else "invalid definition"))
 
-    def as_details(self) -> list[dict[str, str]]:
-        return [{"location": "body", "path": path, "message": msg} for path, msg in self.errors]
+    def problems(self) -> list[dict[str, Any]]:
+        """Each problem as ``{path, message}`` plus ``line`` and ``column`` (1-based) when known."""
+        out = []
+        for index, (path, message) in enumerate(self.errors):
+            problem: dict[str, Any] = {"path": path, "message": message}
+            where = self.positions.get(index)
+            if where is None and self.source_map is not None:
+                where = self.source_map.locate(path, message)
+            if where is not None:
+                problem["line"], problem["column"] = where
+            out.append(problem)
+        return out
+
+    def as_details(self) -> list[dict[str, Any]]:
+        return [{"location": "body", **problem} for problem in self.problems()]
+
+    def located(self, source_map: SourceMap | None, source: str | None = None) -> DefinitionError:
+        """The same problems, placed in the file ``source_map`` describes."""
+        return DefinitionError(
+            self.errors, source or self.source, source_map or self.source_map, self.positions
+        )
+
+
+class LocatedDefinition(dict):
+    """Raw definition data read from a file, remembering where each part of it was."""
+
+    source_map: SourceMap | None = None
 
 
 class InstrumentNotFound(LookupError):
@@ -64,11 +101,13 @@ class PublishResult:
 # Reading and validating
 
 
-def read_definition_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML or JSON instrument file into raw data (not yet validated)."""
+def read_definition_file(path: str | Path) -> LocatedDefinition:
+    """Parse a YAML (1.2) or JSON instrument file into raw data (not yet validated) that keeps the
+    line and column of each part for ``validate_definition``'s problems."""
     path = Path(path)
     source = str(path)
-    if path.suffix.lower() not in DEFINITION_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix not in DEFINITION_SUFFIXES:
         raise DefinitionError(
             [("", f"unsupported file type {path.suffix!r}; use .yaml, .yml or .json")], source
         )
@@ -79,36 +118,48 @@ def read_definition_file(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise DefinitionError([("", f"not UTF-8 text (byte {exc.start})")], source) from exc
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise DefinitionError(
-            [("", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], source
-        ) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DefinitionError([("", f"malformed YAML: {problem}{where}")], source) from exc
+        data, source_map = parse_text(text.removeprefix("\ufeff"), "json" if suffix == ".json" else "yaml")
+    except UnreadableFile as exc:
+        raise unreadable(exc, source) from exc
     if not isinstance(data, dict):
         raise DefinitionError([("", "the file must hold a mapping (slug, title, sections, ...)")], source)
-    return data
+    located = LocatedDefinition(data)
+    located.source_map = source_map
+    return located
 
 
-def validate_definition(raw: Any, source: str | None = None) -> dict[str, Any]:
-    """Validate raw definition data and return it normalised, or raise DefinitionError."""
+def unreadable(exc: UnreadableFile, source: str | None = None) -> DefinitionError:
+    """A parse failure as a DefinitionError, keeping the line of a syntax error."""
+    positions = {
+        index: (problem["line"], problem["column"])
+        for index, problem in enumerate(exc.problems)
+        if problem.get("line")
+    }
+    return DefinitionError(
+        [(problem.get("path", ""), problem["message"]) for problem in exc.problems],
+        source,
+        positions=positions,
+    )
+
+
+def validate_definition(
+    raw: Any, source: str | None = None, source_map: SourceMap | None = None
+) -> dict[str, Any]:
+    """Validate raw definition data and return it normalised, or raise DefinitionError.
+
+    Problems carry line and column when ``source_map`` is given or ``raw`` came from
+    ``read_definition_file``."""
+    source_map = source_map or getattr(raw, "source_map", None)
     if not isinstance(raw, dict):
         raise DefinitionError([("", "a definition must be a mapping")], source)
     try:
         data = InstrumentDefinitionSchema().deserialize(raw)
     except colander.Invalid as invalid:
         errors = [(colander_path(path), message) for path, message in sorted(invalid.asdict().items())]
-        raise DefinitionError(errors, source) from invalid
+        raise DefinitionError(errors, source, source_map) from invalid
     errors = check_definition(data)
     if errors:
-        raise DefinitionError(errors, source)
+        raise DefinitionError(errors, source, source_map)
     return normalise(data)
 
 
@@ -354,8 +405,8 @@ def publish_file(session: Session, path: str | Path, published_by: str | None = 
     try:
         return publish(session, definition, published_by)
     except DefinitionError as exc:
-        # A refused type change must still name the file it came from.
-        raise DefinitionError(exc.errors, source=str(path)) from exc
+        # A refused type change must still name the file it came from, and the line.
+        raise exc.located(raw.source_map, str(path)) from exc
 
 
 def definition_files(directory: str | Path) -> list[Path]:
@@ -503,6 +554,18 @@ def find_version(session: Session, slug: str, version: int | None = None) -> Ver
             raise VersionNotFound(f"{slug} has no version {version}")
         raise InstrumentNotFound(slug)
     return VersionRef(slug, row.version, row.content_hash, row.retired_at is not None)
+
+
+def published_definitions(session: Session, slug: str) -> list[dict[str, Any]]:
+    """The definitions of every published version of ``slug``, oldest first (none: not published)."""
+    return list(
+        session.scalars(
+            select(InstrumentVersion.definition)
+            .join(Instrument, Instrument.id == InstrumentVersion.instrument_id)
+            .where(Instrument.slug == slug)
+            .order_by(InstrumentVersion.version)
+        )
+    )
 
 
 def load_definition(session: Session, slug: str, version: int) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from pyramid.view import view_config
 
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
-from surveykit.instruments import StudyInstrumentContext, services
+from surveykit.instruments import StudyInstrumentContext, files, services
+from surveykit.instruments.translations import translation_report
 from surveykit.security import Permission
-from surveykit.web import json_body, representation
+from surveykit.web import JSON_CONTENT_TYPES, json_body, representation
 
 # Tablets may keep what they downloaded; they revalidate the current version with its ETag,
 # while a numbered version never changes and may be kept for good.
@@ -105,14 +106,73 @@ def numbered_version_workbook(request: Request) -> Response:
     return response
 
 
-def _validated(request: Request) -> dict[str, Any]:
-    raw = json_body(request)
+def _submitted(request: Request) -> tuple[Any, files.SourceMap | None]:
+    """The raw definition in the request, and where its parts are in the file sent: a JSON body
+    (as always), a YAML or XLSX body, or a multipart form with a ``file`` part."""
+    media_type = request.content_type
+    if media_type in JSON_CONTENT_TYPES:
+        return json_body(request), files.SourceMap(text=request.body.decode("utf-8"))
+    if media_type == "multipart/form-data":
+        data, content_type, filename = _file_part(request)
+    else:
+        data, content_type, filename = request.body, media_type, None
     try:
-        return services.validate_definition(raw)
+        upload = files.read_instrument_file(data, content_type, filename)
+    except files.UnsupportedFileType as exc:
+        raise APIError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, exc.message) from exc
+    except files.FileTooLarge as exc:
+        raise APIError(413, ErrorCode.BODY_TOO_LARGE, exc.message) from exc
+    except files.UnreadableFile as exc:
+        details = [{"location": "body", **problem} for problem in exc.problems]
+        summary = "; ".join(problem["message"] for problem in exc.problems)
+        raise APIError(400, ErrorCode.BAD_REQUEST, f"the file cannot be read: {summary}", details) from exc
+    if upload.problems or upload.definition is None:
+        details = [{"location": "body", "path": "", **problem} for problem in upload.problems]
+        summary = "; ".join(files.describe(problem) for problem in upload.problems[:3])
+        raise APIError(422, ErrorCode.INVALID_INPUT, f"invalid instrument file: {summary}", details)
+    return upload.definition, upload.source_map
+
+
+def _file_part(request: Request) -> tuple[bytes, str | None, str | None]:
+    try:
+        part = request.POST.get("file")
+    except Exception as exc:  # webob's multipart parser fails in many ways on a broken body
+        raise APIError(400, ErrorCode.BAD_REQUEST, "the multipart body cannot be read") from exc
+    if part is None:
+        raise APIError(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "a multipart upload needs a part named 'file' holding the instrument file",
+            [field_error("file", "missing")],
+        )
+    if not hasattr(part, "file"):
+        raise APIError(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "the 'file' part must be a file (Content-Disposition with a filename)",
+            [field_error("file", "not a file")],
+        )
+    return part.file.read(), part.type, part.filename
+
+
+def _validated(request: Request) -> tuple[dict[str, Any], files.SourceMap | None]:
+    raw, source_map = _submitted(request)
+    try:
+        return services.validate_definition(raw, source_map=source_map), source_map
     except services.DefinitionError as exc:
         raise APIError(
             422, ErrorCode.INVALID_INPUT, f"invalid instrument definition: {exc}", exc.as_details()
         ) from exc
+
+
+def _translations(request: Request, definition: dict[str, Any]) -> dict[str, Any]:
+    """Missing and stale translations; the published versions count only for a caller who may
+    read the instrument (others learn nothing about it from the answer)."""
+    existing, study = services.instrument_study(request.dbsession, definition["slug"])
+    history: list[dict[str, Any]] = []
+    if existing and request.has_permission(Permission.INSTRUMENTS_READ, StudyInstrumentContext(study)):
+        history = services.published_definitions(request.dbsession, definition["slug"])
+    return translation_report(definition, history)
 
 
 @view_config(
@@ -122,8 +182,13 @@ def _validated(request: Request) -> dict[str, Any]:
     permission=Permission.INSTRUMENTS_VALIDATE,
 )
 def validate(request: Request) -> dict[str, Any]:
-    definition = _validated(request)
-    return {"valid": True, "slug": definition["slug"], "content_hash": services.content_hash(definition)}
+    definition, _ = _validated(request)
+    return {
+        "valid": True,
+        "slug": definition["slug"],
+        "content_hash": services.content_hash(definition),
+        "translations": _translations(request, definition),
+    }
 
 
 @view_config(
@@ -133,7 +198,7 @@ def validate(request: Request) -> dict[str, Any]:
     permission=Permission.INSTRUMENTS_PUBLISH,
 )
 def publish(request: Request) -> dict[str, Any]:
-    definition = _validated(request)
+    definition, source_map = _validated(request)
     study = definition.get("study")
     if not request.has_permission(Permission.INSTRUMENTS_PUBLISH, StudyInstrumentContext(study)):
         audit.record_refusal(request, "instrument.publish", target=definition["slug"], study=study)
@@ -155,7 +220,8 @@ def publish(request: Request) -> dict[str, Any]:
     try:
         result = services.publish(request.dbsession, definition, request.authenticated_userid)
     except services.DefinitionError as exc:
-        raise APIError(409, ErrorCode.CONFLICT, str(exc), exc.as_details()) from exc
+        located = exc.located(source_map)
+        raise APIError(409, ErrorCode.CONFLICT, str(exc), located.as_details()) from exc
     if result.created:
         audit.record_in_request(
             request,

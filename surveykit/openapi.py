@@ -47,6 +47,7 @@ from surveykit.openapi_shapes import (
 )
 from surveykit.openapi_shapes import list_of as _list_of
 from surveykit.openapi_shapes import obj as _obj
+from surveykit.openapi_studio import STUDIO_OPERATIONS
 from surveykit.participants import schemas as participant_schemas
 from surveykit.security import Permission
 from surveykit.studies import schemas as study_schemas
@@ -1041,6 +1042,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     # Changing one's password, accounts, progress (surveykit/openapi_console.py).
     **CONSOLE_OPERATIONS,
+    # Previewing and comparing instruments (surveykit/openapi_studio.py).
+    **STUDIO_OPERATIONS,
 }
 
 

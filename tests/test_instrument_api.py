@@ -604,6 +604,10 @@ def test_the_instrument_views_declare_the_expected_permissions(app: Any) -> None
         ("instrument_version_xlsx", "GET"): Permission.INSTRUMENTS_READ,
         ("instrument_record_schema", "GET"): Permission.INSTRUMENTS_READ,
         ("instruments_validate", "POST"): Permission.INSTRUMENTS_VALIDATE,
+        ("instruments_preview", "POST"): Permission.INSTRUMENTS_VALIDATE,
+        ("instrument_preview", "GET"): Permission.INSTRUMENTS_READ,
+        ("instrument_compare", "GET"): Permission.INSTRUMENTS_READ,
+        ("instrument_compare", "POST"): Permission.INSTRUMENTS_READ,
         ("instruments", "POST"): Permission.INSTRUMENTS_PUBLISH,
         ("instrument_retire", "POST"): Permission.INSTRUMENTS_PUBLISH,
     }

@@ -96,6 +96,8 @@ BODY_SCHEMAS = {
     ("device_activate", "POST"): accounts_schemas.ActivateSchema,
     ("instruments", "POST"): instrument_schemas.InstrumentDefinitionSchema,
     ("instruments_validate", "POST"): instrument_schemas.InstrumentDefinitionSchema,
+    ("instruments_preview", "POST"): instrument_schemas.InstrumentDefinitionSchema,
+    ("instrument_compare", "POST"): instrument_schemas.InstrumentDefinitionSchema,
     ("studies", "POST"): study_schemas.StudyCreateSchema,
     ("study_countries", "POST"): study_schemas.CountryCreateSchema,
     ("study_country", "PATCH"): study_schemas.CountryUpdateSchema,

@@ -134,6 +134,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("instrument_version_xlsx", "GET"): AUTHENTICATED,
     ("instrument_record_schema", "GET"): AUTHENTICATED,
     ("instrument_retire", "POST"): PUBLISHERS,
+    # The instrument studio (docs/instrument-studio.md): whoever reads an instrument previews and
+    # compares it; a draft is previewed by whoever may validate one.
+    ("instrument_preview", "GET"): AUTHENTICATED,
+    ("instruments_preview", "POST"): AUTHENTICATED,
+    ("instrument_compare", "GET"): AUTHENTICATED,
+    ("instrument_compare", "POST"): AUTHENTICATED,
     ("studies", "GET"): AUTHENTICATED,
     ("studies", "POST"): GLOBAL_ADMIN,
     ("study", "GET"): AUTHENTICATED,
@@ -207,6 +213,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     **{key: PUBLISHERS for key in STUDIO_DRAFT_PAGES},
     ("console.studio_new", "GET"): PUBLISHERS,
     ("console.studio_new", "POST"): PUBLISHERS,
+    ("console.instrument_guide", "GET"): PEOPLE,
     # consolecoord: the coordinators' pages (docs/console-coordinators.md), as their API routes allow.
     **COORDINATION_PAGES,
     # The field app's files (docs/field-app.md): public; the app itself signs in as a device.
@@ -223,6 +230,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("instrument_version_xlsx", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_record_schema", "GET", "other_study"): GLOBAL_ADMIN,
     ("instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
+    ("instrument_preview", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_compare", "GET", "other_study"): GLOBAL_ADMIN,
+    ("instrument_compare", "POST", "other_study"): GLOBAL_ADMIN,
     ("instruments", "POST", "other_study"): GLOBAL_ADMIN,
     # A shared instrument (no study): everyone signed in reads it, only global admins change it.
     ("instrument", "GET", "shared"): AUTHENTICATED,
@@ -230,6 +240,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("instrument_version_xlsx", "GET", "shared"): AUTHENTICATED,
     ("instrument_record_schema", "GET", "shared"): AUTHENTICATED,
     ("instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
+    ("instrument_preview", "GET", "shared"): AUTHENTICATED,
+    ("instrument_compare", "GET", "shared"): AUTHENTICATED,
+    ("instrument_compare", "POST", "shared"): AUTHENTICATED,
     ("instruments", "POST", "shared"): GLOBAL_ADMIN,
     # A fieldworker in TZ: the KE coordinator is out of scope, the TZ one in.
     ("devices", "POST", "tz_fieldworker"): frozenset({"coordinator_tz", "study_admin", "global_admin"}),
@@ -302,11 +315,13 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("console.export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
     ("console.instrument", "GET", "other_study"): GLOBAL_ADMIN,
     ("console.instrument_retire", "POST", "other_study"): GLOBAL_ADMIN,
+    ("console.instrument_guide", "GET", "other_study"): GLOBAL_ADMIN,
     ("console.instrument", "GET", "shared"): PEOPLE,
     ("console.instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
     **{(route, method, "other_study"): GLOBAL_ADMIN for route, method in STUDIO_VERSION_PAGES},
     **{(route, method, "shared"): PEOPLE for route, method in STUDIO_VERSION_PAGES},
     **{(route, method, "other_study"): GLOBAL_ADMIN for route, method in STUDIO_DRAFT_PAGES},
+    ("console.instrument_guide", "GET", "shared"): PEOPLE,
     # consolecoord: the same pages for TZ (the KE callers are out of scope) and for another study.
     **{
         (route, method, "console_tz"): MANAGERS_TZ
@@ -501,7 +516,15 @@ def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Cal
         ("instrument_version", "GET"): lambda w: Call("GET", f"{base}/versions/1"),
         ("instrument_version_xlsx", "GET"): lambda w: Call("GET", f"{base}/versions/1.xlsx"),
         ("instrument_record_schema", "GET"): lambda w: Call("GET", f"{base}/versions/1/record-schema"),
+        ("console.instrument_guide", "GET"): lambda w: Call(
+            "GET", f"/console/instruments/{slug}/versions/1/guide?lang=pt"
+        ),
         ("instrument_retire", "POST"): lambda w: Call("POST", f"{base}/retire"),
+        ("instrument_preview", "GET"): lambda w: Call("GET", f"{base}/versions/1/preview?lang=pt"),
+        ("instrument_compare", "GET"): lambda w: Call("GET", f"{base}/compare?from=1&to=1"),
+        ("instrument_compare", "POST"): lambda w: Call(
+            "POST", f"{base}/compare?from=1", _definition(slug, STUDY_OF[scope])
+        ),
         ("instruments", "POST"): lambda w: Call(
             "POST", "/api/v1/instruments", _definition(slug, STUDY_OF[scope])
         ),
@@ -726,6 +749,9 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("instruments", "GET"): lambda w: Call("GET", "/api/v1/instruments"),
     ("instruments_validate", "POST"): lambda w: Call(
         "POST", "/api/v1/instruments/validate", minimal_definition("anything")
+    ),
+    ("instruments_preview", "POST"): lambda w: Call(
+        "POST", "/api/v1/instruments/preview?lang=pt", minimal_definition("anything")
     ),
     **_instrument_calls("ocsea"),
     **_device_calls("ke"),

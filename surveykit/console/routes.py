@@ -86,6 +86,9 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("console.instrument_compare", "/console/instruments/{slug}/compare", InstrumentResource),
     ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
     ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
+    ConsoleRoute(
+        "console.instrument_guide", "/console/instruments/{slug}/versions/{version}/guide", InstrumentResource
+    ),
     # consolecoord: coordinators and analysts (fieldwork.py, dashboard.py, registry.py, tablets.py,
     # conflicts.py); the registry and conflict pages use the API's own resources.
     ConsoleRoute("console.fieldwork", "/console/fieldwork", ConsoleHomeResource),

@@ -96,6 +96,14 @@ def includeme(config: Any) -> None:
     config.registry["current_instruments"] = EpochCache(max_entries=1000)
     config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)
     config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=InstrumentsResource)
+    # Before the instrument route, which would take "preview" for a slug; only POST previews, so a
+    # GET of an instrument that happens to be called "preview" still reaches it.
+    config.add_route(
+        "instruments_preview",
+        "/api/v1/instruments/preview",
+        factory=InstrumentsResource,
+        request_method="POST",
+    )
     config.add_route("instrument", "/api/v1/instruments/{slug}", factory=InstrumentResource)
     # Before instrument_version, whose {version} would otherwise take "3.xlsx".
     config.add_route(
@@ -107,4 +115,11 @@ def includeme(config: Any) -> None:
         "instrument_version", "/api/v1/instruments/{slug}/versions/{version}", factory=InstrumentResource
     )
     config.add_route("instrument_retire", "/api/v1/instruments/{slug}/retire", factory=InstrumentResource)
+    config.add_route(
+        "instrument_preview",
+        "/api/v1/instruments/{slug}/versions/{version}/preview",
+        factory=InstrumentResource,
+    )
+    config.add_route("instrument_compare", "/api/v1/instruments/{slug}/compare", factory=InstrumentResource)
     config.scan(".views")
+    config.scan(".studio_views")

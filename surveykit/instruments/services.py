@@ -399,6 +399,20 @@ def _check_types_unchanged(session: Session, instrument: Instrument, definition:
         raise DefinitionError(list(errors.values()))
 
 
+def type_change_problems(session: Session, slug: str, definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the type-change guard would refuse if ``definition`` were published now as the next
+    version of ``slug``: (path, message) pairs, none for an instrument not yet published. The
+    comparison of versions (``surveykit.instruments.compare``) asks this before publishing."""
+    instrument = session.scalar(select(Instrument).where(Instrument.slug == slug))
+    if instrument is None:
+        return []
+    try:
+        _check_types_unchanged(session, instrument, definition)
+    except DefinitionError as exc:
+        return list(exc.errors)
+    return []
+
+
 def publish_file(session: Session, path: str | Path, published_by: str | None = None) -> PublishResult:
     raw = read_definition_file(path)
     definition = validate_definition(raw, source=str(path))

@@ -7,23 +7,21 @@ change without the pages noticing.
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePath
 from typing import Any
 
-import yaml
 from sqlalchemy.orm import Session
 
 from surveykit.console.web import _
-from surveykit.instruments import services
+from surveykit.instruments import compare, files, preview, services, translations, xlsform
 from surveykit.instruments.drafts import CheckedFile
-from surveykit.instruments.relevance import parse as parse_relevance
 
 # An instrument file is tens of kilobytes (the RA1 schedule's YAML is about 30 KB); a file far
-# larger is the wrong file, and is refused before it is read.
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-FORMAT_BY_SUFFIX = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".xlsx": "xlsx"}
-ACCEPTED_SUFFIXES = ".yaml, .yml, .json, .xlsx"
+# larger is the wrong file, and is refused before it is read (YAML files are read with the position
+# of every part, which the instrument files' own limit keeps quick).
+MAX_UPLOAD_BYTES = files.MAX_YAML_BYTES
+ACCEPTED_SUFFIXES = ", ".join(sorted(files.FORMAT_BY_SUFFIX))
+XLSX_MEDIA_TYPE = xlsform.XLSX_MEDIA_TYPE
 
 
 class UploadRefused(ValueError):
@@ -47,7 +45,9 @@ def check_upload(session: Session, data: bytes, content_type: str | None, filena
                 mapping={"limit": MAX_UPLOAD_BYTES // 1024 // 1024},
             )
         )
-    fmt = FORMAT_BY_SUFFIX.get(PurePath(filename or "").suffix.lower())
+    # Browsers name a file's type inconsistently (a YAML file may come as text/plain or
+    # application/octet-stream, a workbook as application/vnd.ms-excel): the file name decides.
+    fmt = files.FORMAT_BY_SUFFIX.get(PurePath(filename or "").suffix.lower())
     if fmt is None:
         raise UploadRefused(
             _(
@@ -55,15 +55,13 @@ def check_upload(session: Session, data: bytes, content_type: str | None, filena
                 mapping={"suffixes": ACCEPTED_SUFFIXES},
             )
         )
-    raw, problems = _read(data, fmt)
+    raw, problems, source_map = _read(data, fmt, filename)
     definition = None
     if raw is not None and not problems:
         try:
-            definition = services.validate_definition(raw)
+            definition = services.validate_definition(raw, source_map=source_map)
         except services.DefinitionError as exc:
-            problems = [{"path": path, "message": message} for path, message in exc.errors]
-    slug = _text(raw, "slug")
-    study = _text(raw, "study")
+            problems = exc.problems()
     if definition is not None:
         problems = ownership_problems(session, definition)
         if problems:
@@ -72,35 +70,38 @@ def check_upload(session: Session, data: bytes, content_type: str | None, filena
         filename=PurePath(filename).name or "instrument",
         format=fmt,
         content=data,
-        slug=slug,
-        study=study,
+        slug=_text(raw, "slug"),
+        study=_text(raw, "study"),
         definition=definition,
         problems=problems,
     )
 
 
-def _read(data: bytes, fmt: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _read(
+    data: bytes, fmt: str, filename: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], files.SourceMap | None]:
     if fmt == "xlsx":
-        return None, [{"path": "", "message": "XLSForm workbooks cannot be read by this server yet."}]
+        raw, sheet_problems = xlsform.read_xlsform(data)
+        return raw, [_sheet_problem(problem) for problem in sheet_problems], None
     try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        return None, [{"path": "", "message": f"not UTF-8 text (byte {exc.start})"}]
-    try:
-        raw = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        return None, [
-            {"path": "", "message": f"malformed JSON: {exc.msg}", "line": exc.lineno, "column": exc.colno}
-        ]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem: dict[str, Any] = {"path": "", "message": f"malformed YAML: {getattr(exc, 'problem', exc)}"}
-        if mark is not None:
-            problem.update(line=mark.line + 1, column=mark.column + 1)
-        return None, [problem]
-    if not isinstance(raw, dict):
-        return None, [{"path": "", "message": "the file must hold a mapping (slug, title, sections, ...)"}]
-    return raw, []
+        upload = files.read_instrument_file(data, None, filename)
+    except files.FileTooLarge as exc:
+        raise UploadRefused(
+            _(
+                "The file is too large: an instrument file is at most ${limit} MB.",
+                mapping={"limit": MAX_UPLOAD_BYTES // 1024 // 1024},
+            )
+        ) from exc
+    except files.UnreadableFile as exc:
+        return None, exc.problems, None
+    return upload.definition, upload.problems, upload.source_map
+
+
+def _sheet_problem(problem: xlsform.SheetProblem) -> dict[str, Any]:
+    found = problem.as_dict()
+    if problem.letter and problem.column:
+        found["column"] = f"{problem.letter} ({problem.column})"
+    return found
 
 
 def _text(raw: dict[str, Any] | None, key: str) -> str | None:
@@ -127,29 +128,18 @@ def ownership_problems(session: Session, definition: dict[str, Any]) -> list[dic
 
 
 def translation_listing(session: Session, definition: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
-    """Per language other than the default: the texts ``missing`` (and ``stale``) in it."""
-    default = definition["default_language"]
-    listing: dict[str, dict[str, list[Any]]] = {
-        language: {"missing": [], "stale": []} for language in definition["languages"] if language != default
-    }
-    for path, text in services._iter_texts(definition):
-        for language, states in listing.items():
-            if language not in text:
-                states["missing"].append({"path": path, "source": text.get(default, "")})
-    return listing
+    """Per language other than the default: the texts ``missing`` in it, and those ``stale`` against
+    the instrument's published versions (the draft's publisher reads them: same study)."""
+    history = services.published_definitions(session, definition["slug"])
+    return translations.translation_report(definition, history)
 
 
 def publishing_refusals(session: Session, definition: dict[str, Any]) -> list[dict[str, Any]]:
     """What publishing ``definition`` now would be refused for by the type-change guard."""
-    existing = services.instrument_study(session, definition["slug"])[0]
-    if not existing:
-        return []
-    instrument = services.get_instrument(session, definition["slug"])
-    try:
-        services._check_types_unchanged(session, instrument, definition)
-    except services.DefinitionError as exc:
-        return [{"path": path, "message": message} for path, message in exc.errors]
-    return []
+    return [
+        {"path": path, "message": message}
+        for path, message in services.type_change_problems(session, definition["slug"], definition)
+    ]
 
 
 # ----------------------------------------------------------------------------------------- preview
@@ -157,109 +147,27 @@ def publishing_refusals(session: Session, definition: dict[str, Any]) -> list[di
 
 def outline(definition: dict[str, Any], language: str | None) -> dict[str, Any]:
     """The interviewer's outline in ``language``; raises services.LanguageNotOffered."""
-    language = language or definition["default_language"]
-    if language not in definition["languages"]:
-        raise services.LanguageNotOffered(language, definition["languages"])
-    localised = services.localise(definition, language)
-    number = iter(range(1, 100_000))
-
-    def question(q: dict[str, Any], path: str) -> dict[str, Any]:
-        return {
-            "id": q["id"],
-            "number": next(number),
-            "path": path,
-            "type": q["type"],
-            "required": q.get("required", False),
-            "prompt": q["prompt"],
-            "choices": q.get("choices", []),
-            "probes": q.get("probes", []),
-            "notes": q.get("notes"),
-            "relevance": q.get("relevance"),
-            "depends_on": sorted(parse_relevance(q["relevance"]).references) if q.get("relevance") else [],
-        }
-
-    def section(s: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
-        return {
-            "id": s["id"],
-            "path": path,
-            "depth": depth,
-            "title": s["title"],
-            "intro": s.get("intro"),
-            "questions": [question(q, f"{path}.questions[{i}]") for i, q in enumerate(s["questions"])],
-            "sections": [
-                section(sub, f"{path}.sections[{i}]", depth + 1)
-                for i, sub in enumerate(s.get("sections", []))
-            ],
-        }
-
-    result = {
-        "slug": definition["slug"],
-        "language": language,
-        "default_language": definition["default_language"],
-        "languages": list(definition["languages"]),
-        "title": localised["title"],
-        "description": localised.get("description"),
-        "metadata": [question(q, f"metadata[{i}]") for i, q in enumerate(localised.get("metadata", []))],
-        "sections": [section(s, f"sections[{i}]", 1) for i, s in enumerate(localised["sections"])],
-    }
-    result["fallbacks"] = 0
-    return result
+    return preview.preview(definition, language)
 
 
 # ----------------------------------------------------------------------------------------- compare
 
 
-def compare_definitions(
-    session: Session, old: dict[str, Any], new: dict[str, Any], refusals: list[dict[str, Any]]
-) -> dict[str, Any]:
-    before = {q["id"]: (path, q) for path, q in services.iter_questions(old)}
-    after = {q["id"]: (path, q) for path, q in services.iter_questions(new)}
-    changes = [{"question": qid, "kind": "added"} for qid in after if qid not in before]
-    changes += [{"question": qid, "kind": "removed"} for qid in before if qid not in after]
-    return {
-        "identical": services.content_hash(old) == services.content_hash(new),
-        "changes": changes,
-        "refused": refusals,
-        "publishable": not refusals,
-    }
-
-
 def compare_with_current(session: Session, definition: dict[str, Any]) -> dict[str, Any] | None:
     """The draft ``definition`` against its instrument's current version (None: not published yet)."""
-    existing = services.instrument_study(session, definition["slug"])[0]
-    if not existing:
+    if not services.instrument_study(session, definition["slug"])[0]:
         return None
-    ref = services.find_version(session, definition["slug"])
-    old = services.load_definition(session, ref.slug, ref.version)
-    result = compare_definitions(session, old, definition, publishing_refusals(session, definition))
-    return {
-        "from": {"version": ref.version, "draft": False},
-        "to": {"version": None, "draft": True},
-        **result,
-    }
+    return compare.compare_with_draft(session, definition["slug"], None, definition)
 
 
 def compare_versions(session: Session, slug: str, from_version: int, to_version: int) -> dict[str, Any]:
     """Two published versions; raises services.InstrumentNotFound or VersionNotFound."""
-    source = services.find_version(session, slug, from_version)
-    target = services.find_version(session, slug, to_version)
-    old = services.load_definition(session, slug, source.version)
-    new = services.load_definition(session, slug, target.version)
-    result = compare_definitions(session, old, new, [])
-    return {
-        "from": {"version": source.version, "draft": False},
-        "to": {"version": target.version, "draft": False},
-        **result,
-    }
+    return compare.compare_versions(session, slug, from_version, to_version)
 
 
 # ---------------------------------------------------------------------------------------- workbook
 
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
 def version_workbook(session: Session, slug: str, version: int) -> bytes:
     """A published version as an XLSForm workbook; raises InstrumentNotFound or VersionNotFound."""
-    services.find_version(session, slug, version)
-    raise NotImplementedError("XLSForm export arrives with the xlsform branch")
+    return xlsform.version_workbook(session, slug, version)

@@ -146,7 +146,7 @@ def test_upload_fix_preview_compare_and_publish(
     page.get_by_role("link", name="Compare with version 1").click()
     table = page.locator("main table tbody")
     expect(table.locator("tr", has_text="answer").first).to_contain_text("added")
-    expect(table.locator("tr", has_text="reworded")).to_contain_text("Describe what happened.")
+    expect(table.locator("tr", has_text="reworded").first).to_contain_text("Describe what happened.")
     expect(page.locator("button", has_text="Publish")).to_be_enabled()
     assert_accessible(page)
     screenshot(page, "console-studio-compare", full_page=True)

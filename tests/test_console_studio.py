@@ -298,6 +298,55 @@ def test_published_versions_are_previewed_compared_and_downloaded_as_xlsform(
     app.get(f"/console/instruments/{SLUG}/versions/9.xlsx", headers=HTML, status=404)
 
 
+def workbook_bytes(survey: list[list[Any]]) -> bytes:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    sheets = {
+        "survey": survey,
+        "settings": [
+            ["form_id", "form_title", "default_language", "surveykit::activity", "surveykit::study"],
+            ["sheet-visit", "Sheet visit", "English (en)", "RA1", "ocsea"],
+        ],
+    }
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_workbooks_problems_are_shown_by_sheet_row_and_column(studio: Studio) -> None:
+    survey = [
+        ["type", "name", "label"],
+        ["begin group", "visit", "The visit"],
+        ["text", "office", "Which office?"],
+        ["geopoint", "where", "Where is it?"],
+        ["end group", None, None],
+    ]
+    app = studio.as_(studio.coordinator)
+    page = app.get(studio.new_draft(workbook_bytes(survey), "visit.xlsx"), headers=HTML)
+    (where, excerpt, _path, message), *_ = problem_rows(page)
+    assert where == "sheet survey, row 4, column A (type)"
+    assert excerpt == "" and "geopoint" in message
+    assert page.html.find("dd", string="XLSForm workbook") is not None
+
+
+def test_stale_translations_are_listed_against_the_published_versions(studio: Studio) -> None:
+    studio.publish_sample()  # `mode` is "Mode" / "Modalidade"
+    changed = minimal_definition(SLUG)
+    changed["study"] = "ocsea"
+    changed["sections"][0]["questions"][2]["prompt"]["en"] = "How was the interview held?"
+    app = studio.as_(studio.coordinator)
+    page = app.get(studio.new_draft(json.dumps(changed), "debrief.json"), headers=HTML)
+    translations = page.html.find(id="translations-title").find_parent("section")
+    stale = [row for row in translations.find_all("tr") if row.find("td", string="stale")]
+    assert len(stale) == 1
+    cells = stale[0].get_text(" ", strip=True)
+    assert "sections[0].questions[2].prompt" in cells and "translated from: Mode" in cells
+
+
 # ------------------------------------------------------------------------------------ bad uploads
 
 

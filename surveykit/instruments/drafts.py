@@ -105,7 +105,8 @@ def find_draft(session: Session, raw_id: str) -> InstrumentDraft | None:
 def create_draft(
     session: Session, checked: CheckedFile, uploaded_by: str, uploader_id: int | None
 ) -> InstrumentDraft:
-    draft = InstrumentDraft(uploaded_by=uploaded_by, uploader_id=uploader_id)
+    now = utcnow()
+    draft = InstrumentDraft(uploaded_by=uploaded_by, uploader_id=uploader_id, created_at=now, updated_at=now)
     _fill(draft, checked)
     session.add(draft)
     session.flush()

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from instrument_samples import minimal_definition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from support_db import bind_to_connection
 
 from surveykit import make_app
 from surveykit.audit.models import AuditEvent
 from surveykit.cli import cli
-from surveykit.db import bind_to_connection
 from surveykit.instruments import files, services
 
 VALIDATE = "/api/v1/instruments/validate"

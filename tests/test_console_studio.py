@@ -449,7 +449,9 @@ def test_the_guide_shows_screenshots_the_browser_tests_take() -> None:
     root = Path(__file__).parent.parent
     guide = (root / "docs" / "console-studio.md").read_text(encoding="utf-8")
     shown = re.findall(r"\]\(img/(console-[a-z-]+)\.png\)", guide)
-    browser_test = (Path(__file__).parent / "browser" / "test_console_studio.py").read_text(encoding="utf-8")
+    browser_test = (Path(__file__).parent / "browser" / "test_console_studio_journey.py").read_text(
+        encoding="utf-8"
+    )
     taken = set(re.findall(r'screenshot\(page, "([a-z-]+)"', browser_test))
     assert len(shown) == 6 and set(shown) == taken
     for name in shown:

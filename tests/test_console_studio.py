@@ -172,6 +172,7 @@ def test_a_mistake_is_shown_with_its_line_then_the_corrected_file_is_previewed_a
     assert "Fix the problems above first." in page.text
 
     page = studio.upload(f"{draft_url}/file", CORRECTED_YAML.encode(), status=303).follow(headers=HTML)
+    assert events(dbsession, "instrument.draft_replace")[-1].details["problems"] == 0
     assert "no problems found" in page.text and problem_rows(page) == []
     # pt lacks the prompt of `details`: listed as missing, with its source text.
     translations = page.html.find(id="translations-title").find_parent("section")
@@ -425,6 +426,13 @@ def test_who_may_see_and_change_a_draft(studio: Studio, dbsession: Session) -> N
     deleted = studio.post(f"{draft_url}/delete", status=303)
     assert "is deleted" in deleted.follow(headers=HTML).text
     assert drafts_count(dbsession) == 0
+    uploaded, removed = (
+        events(dbsession, "instrument.draft_upload"),
+        events(dbsession, "instrument.draft_delete"),
+    )
+    assert [event.actor for event in uploaded] == ["studio-coord"]
+    assert [event.actor for event in removed] == ["studio-coord-tz"]
+    assert removed[0].target == uploaded[0].target and removed[0].details["slug"] == SLUG
     app.get(draft_url, headers=HTML, status=404)
 
 

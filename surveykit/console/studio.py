@@ -82,8 +82,22 @@ def upload_draft(request: Request) -> Response:
     draft = drafts_service.create_draft(
         request.dbsession, checked, request.identity.username, request.identity.user_id
     )
+    _audit_draft(request, "instrument.draft_upload", draft)
     _flash_checked(request, draft)
     return HTTPSeeOther(location=request.route_path("console.draft", draft_id=draft.id))
+
+
+def _audit_draft(request: Request, action: str, draft: InstrumentDraft) -> None:
+    audit.record_in_request(
+        request,
+        action,
+        target=f"draft:{draft.id}",
+        slug=draft.slug,
+        study=draft.study,
+        filename=draft.filename,
+        problems=len(draft.problems),
+        via="console",
+    )
 
 
 def _flash_checked(request: Request, draft: InstrumentDraft) -> None:
@@ -186,7 +200,9 @@ def replace_draft_file(request: Request) -> Response:
     checked, errors = _uploaded(request)
     if checked is None:
         return _draft_page(request, draft, errors, status=422)
-    drafts_service.replace_file(request.dbsession, draft, checked)
+    identity = request.identity
+    drafts_service.replace_file(request.dbsession, draft, checked, identity.username, identity.user_id)
+    _audit_draft(request, "instrument.draft_replace", draft)
     _flash_checked(request, draft)
     return HTTPSeeOther(location=request.route_path("console.draft", draft_id=draft.id))
 
@@ -199,6 +215,7 @@ def delete_draft(request: Request) -> Response:
     if isinstance(draft, Response):
         return draft
     filename = draft.filename
+    _audit_draft(request, "instrument.draft_delete", draft)
     drafts_service.delete_draft(request.dbsession, draft)
     flash(request, translate(request, _("The draft of ${file} is deleted."), file=filename))
     return HTTPSeeOther(location=request.route_path("console.instruments"))

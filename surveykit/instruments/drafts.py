@@ -113,9 +113,13 @@ def create_draft(
     return draft
 
 
-def replace_file(session: Session, draft: InstrumentDraft, checked: CheckedFile) -> InstrumentDraft:
-    """A corrected file: the draft keeps its id and its uploader, and holds what the new file holds."""
+def replace_file(
+    session: Session, draft: InstrumentDraft, checked: CheckedFile, uploaded_by: str, uploader_id: int | None
+) -> InstrumentDraft:
+    """A corrected file: the draft keeps its id and holds what the new file holds; whoever sent the
+    file is its uploader now (a file naming no study stays theirs)."""
     _fill(draft, checked)
+    draft.uploaded_by, draft.uploader_id = uploaded_by, uploader_id
     draft.updated_at = utcnow()
     session.flush()
     return draft

@@ -291,11 +291,16 @@ def test_published_versions_are_previewed_compared_and_downloaded_as_xlsform(
     assert f'filename="{SLUG}-v1.xlsx"' in workbook.headers["Content-Disposition"]
     book = openpyxl.load_workbook(io.BytesIO(workbook.body))
     assert "survey" in book.sheetnames
-    # The workbook comes back in as the same instrument.
+    # The current version's workbook comes back in as the same instrument: nothing to publish.
+    current = app.get(f"/console/instruments/{SLUG}/versions/2.xlsx", headers=HTML)
     app = studio.as_(studio.coordinator)
-    page = app.get(studio.new_draft(workbook.body, f"{SLUG}-v1.xlsx"), headers=HTML)
+    page = app.get(studio.new_draft(current.body, f"{SLUG}-v2.xlsx"), headers=HTML)
     assert problem_rows(page) == []
-    assert "identical to the current version" not in page.text  # v2 is current; v1's content differs
+    assert page.html.find(id="publish-reason").get_text(strip=True) == (
+        "This draft is identical to the current version."
+    )
+    compare = app.get(f"{page.request.path}/compare", headers=HTML)
+    assert "They are identical." in compare.text
     app.get(f"/console/instruments/{SLUG}/versions/9.xlsx", headers=HTML, status=404)
 
 
@@ -356,7 +361,7 @@ def test_stale_translations_are_listed_against_the_published_versions(studio: St
     [
         (b"", "debrief.yaml", "The file is empty: choose the file again."),
         (b"x" * (MAX_UPLOAD_BYTES + 1), "debrief.yaml", "The file is too large"),
-        (b"%PDF-1.4", "debrief.pdf", "This is not an instrument file"),
+        (b"%PDF-1.4", "debrief.pdf", "This is not an instrument file: choose a YAML, JSON or XLSForm file"),
         (None, "", "Choose the instrument file"),
     ],
     ids=["empty", "too-large", "unknown-type", "no-file"],

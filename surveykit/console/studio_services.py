@@ -20,7 +20,7 @@ from surveykit.instruments.drafts import CheckedFile
 # larger is the wrong file, and is refused before it is read (YAML files are read with the position
 # of every part, which the instrument files' own limit keeps quick).
 MAX_UPLOAD_BYTES = files.MAX_YAML_BYTES
-ACCEPTED_SUFFIXES = ", ".join(sorted(files.FORMAT_BY_SUFFIX))
+ACCEPTED_SUFFIXES = ".yaml, .yml, .json, .xlsx"  # every suffix of files.FORMAT_BY_SUFFIX
 XLSX_MEDIA_TYPE = xlsform.XLSX_MEDIA_TYPE
 
 

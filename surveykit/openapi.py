@@ -485,12 +485,19 @@ def _no_settings(schema_class: type) -> Callable[[Any], colander.SchemaNode]:
 NOT_MODIFIED = Reply("the client's copy (If-None-Match) is current", None, None, ("ETag",))
 INSTRUMENT_DEFINITION_BODY = instrument_schemas.InstrumentDefinitionSchema
 # The definition as JSON, or the instrument file itself (raw or as the multipart part `file`).
-# XLSX is listed once its reader is registered (surveykit.instruments.files.READERS).
-INSTRUMENT_FILE_TYPES = (JSON, "application/yaml", "text/yaml", "application/x-yaml", "multipart/form-data")
+INSTRUMENT_FILE_TYPES = (
+    JSON,
+    "application/yaml",
+    "text/yaml",
+    "application/x-yaml",
+    XLSX,
+    "multipart/form-data",
+)
 INSTRUMENT_FILE_NOTE = (
     "The definition may be sent as JSON, as the YAML file itself (YAML 1.2), or as the multipart "
     "part `file` (its format chosen by the part's content type, else by its name: .yaml, .yml, "
-    ".json). Problems carry `path` and, for a file, `line` and `column` (1-based); a file that "
+    ".json, .xlsx), or an XLSForm workbook (docs/xlsform.md). Problems carry `path` and, for a "
+    "file, `line` and `column` (1-based), or for a workbook `sheet`, `row` and `column`; a file that "
     "cannot be read is 400 (with the line of a syntax error), an unsupported type 415, YAML over "
     "1 MiB 413."
 )

@@ -267,6 +267,7 @@ def test_file_format_by_type_then_name(content_type: str | None, filename: str |
 
 
 def test_xlsx_goes_to_the_registered_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(files.READERS, "xlsx")
     with pytest.raises(files.UnsupportedFileType) as refused:
         files.read_instrument_file(b"PK\x03\x04", files.XLSX_TYPE)
     assert "application/yaml" in refused.value.message
@@ -348,7 +349,7 @@ def test_validate_takes_a_multipart_yaml_file(api: webtest.TestApp) -> None:
         (b"- a\n- b\n", "application/yaml", 400, "bad_request", "mapping"),
         (b"slug: [unclosed\n", "application/yaml", 400, "bad_request", "malformed YAML"),
         (GOOD_YAML.encode(), "text/plain", 415, "unsupported_media_type", "application/yaml"),
-        (b"PK\x03\x04", files.XLSX_TYPE, 415, "unsupported_media_type", "XLSX"),
+        (b"PK\x03\x04", files.XLSX_TYPE, 422, "invalid_input", "not a readable"),
     ],
 )
 def test_unreadable_uploads_are_clear_errors_that_change_nothing(
@@ -500,3 +501,19 @@ def test_an_empty_uploaded_file_is_400(api: webtest.TestApp) -> None:
     assert "empty" in _envelope(response, 400, "bad_request")["message"]
     response = api.post(VALIDATE, upload_files=[("file", "empty.json", b"", "application/json")], status=400)
     assert "empty" in _envelope(response, 400, "bad_request")["message"]
+
+
+def test_an_xlsform_workbook_is_validated_raw_or_as_a_multipart_file(api: webtest.TestApp) -> None:
+    from instrument_samples import minimal_definition
+
+    from surveykit.instruments import services
+    from surveykit.instruments.xlsform import write_xlsform
+
+    definition = services.validate_definition(minimal_definition("sheet-sample"))
+    workbook = write_xlsform(definition)
+    answer = _post(api, VALIDATE, workbook, files.XLSX_TYPE, 200).json
+    assert answer["slug"] == "sheet-sample"
+    assert answer["content_hash"] == services.content_hash(definition)
+    answer = api.post(VALIDATE, upload_files=[("file", "sheet-sample.xlsx", workbook)]).json
+    assert answer["content_hash"] == services.content_hash(definition)
+    assert api.get(PUBLISH).json == {"instruments": []}

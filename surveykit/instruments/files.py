@@ -52,9 +52,18 @@ NOT_A_MAPPING = "the file must hold a mapping (slug, title, sections, ...)"
 Problem = dict[str, Any]
 Reader = Callable[[bytes], tuple[dict[str, Any] | None, list[Problem]]]
 
-# Readers of binary formats, by format name. ``"xlsx"`` stays absent until the XLSForm reader is
-# plugged in (``READERS["xlsx"] = read_xlsform``); until then an XLSX upload is an unsupported type.
-READERS: dict[str, Reader] = {}
+
+def _read_xlsform(data: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
+    # Imported when a workbook arrives: the XLSForm reader validates with ``services``, which
+    # imports this module.
+    from surveykit.instruments.xlsform import read_xlsform
+
+    raw, problems = read_xlsform(data)
+    return raw, [problem.as_dict() for problem in problems]
+
+
+# Readers of binary formats, by format name (an XLSX upload is an XLSForm workbook).
+READERS: dict[str, Reader] = {"xlsx": _read_xlsform}
 
 
 class UnsupportedFileType(ValueError):

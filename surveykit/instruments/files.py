@@ -53,17 +53,10 @@ Problem = dict[str, Any]
 Reader = Callable[[bytes], tuple[dict[str, Any] | None, list[Problem]]]
 
 
-def _read_xlsform(data: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
-    # Imported when a workbook arrives: the XLSForm reader validates with ``services``, which
-    # imports this module.
-    from surveykit.instruments.xlsform import read_xlsform
-
-    raw, problems = read_xlsform(data)
-    return raw, [problem.as_dict() for problem in problems]
-
-
-# Readers of binary formats, by format name (an XLSX upload is an XLSForm workbook).
-READERS: dict[str, Reader] = {"xlsx": _read_xlsform}
+# Readers of binary formats, by format name. Importing ``surveykit.instruments.xlsform`` (the API's
+# views do) plugs the XLSForm reader in under ``"xlsx"``; without it an XLSX upload is an
+# unsupported type.
+READERS: dict[str, Reader] = {}
 
 
 class UnsupportedFileType(ValueError):

@@ -8,9 +8,11 @@ docs/xlsform.md; ``columns`` holds the names both directions share.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
-from surveykit.instruments import services
+from surveykit.instruments import files, services
 from surveykit.instruments.xlsform.columns import SheetProblem
 from surveykit.instruments.xlsform.reading import read_xlsform
 from surveykit.instruments.xlsform.writing import write_xlsform
@@ -18,6 +20,16 @@ from surveykit.instruments.xlsform.writing import write_xlsform
 __all__ = ["SheetProblem", "read_xlsform", "version_workbook", "write_xlsform"]
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def read_uploaded_workbook(data: bytes) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """``read_xlsform`` as an upload reader (``files.READERS``): problems as dicts."""
+    raw, problems = read_xlsform(data)
+    return raw, [problem.as_dict() for problem in problems]
+
+
+# Uploads of XLSX files (validate and publish) are read as XLSForm workbooks.
+files.READERS["xlsx"] = read_uploaded_workbook
 
 
 def version_workbook(session: Session, slug: str, version: int) -> bytes:

@@ -3,6 +3,7 @@
 from surveykit.accounts.models import AttemptCounter, AuthSession, Device, Grant, RefreshToken, User
 from surveykit.audit.models import AuditEvent
 from surveykit.cache_epoch import CacheEpoch
+from surveykit.instruments.drafts import InstrumentDraft
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
 from surveykit.studies.feed import ChangeLogEntry, StudyChangeCounter
@@ -19,6 +20,7 @@ __all__ = [
     "Device",
     "Grant",
     "Instrument",
+    "InstrumentDraft",
     "InstrumentVersion",
     "Interview",
     "InterviewRevision",

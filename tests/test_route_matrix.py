@@ -62,6 +62,21 @@ NOBODY: frozenset[str] = frozenset()
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
 
+# The instrument studio's pages of a published version, and of a draft.
+STUDIO_VERSION_PAGES = (
+    ("console.version_preview", "GET"),
+    ("console.version_xlsx", "GET"),
+    ("console.instrument_compare", "GET"),
+)
+STUDIO_DRAFT_PAGES = (
+    ("console.draft", "GET"),
+    ("console.draft_file", "POST"),
+    ("console.draft_delete", "POST"),
+    ("console.draft_preview", "GET"),
+    ("console.draft_compare", "GET"),
+    ("console.draft_publish", "POST"),
+)
+
 # consolecoord: the progress dashboard (coordinators, analysts, admins of the study), the registry
 # (whoever reads the country's registry; its managers edit and import), tablets and conflicts (the
 # country's managers).
@@ -192,6 +207,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("console.instruments", "GET"): PEOPLE,
     ("console.instrument", "GET"): PEOPLE,
     ("console.instrument_retire", "POST"): PUBLISHERS,
+    # The instrument studio (docs/console-studio.md): published versions are read by their readers;
+    # drafts are their study's publishers'.
+    **{key: PEOPLE for key in STUDIO_VERSION_PAGES},
+    **{key: PUBLISHERS for key in STUDIO_DRAFT_PAGES},
+    ("console.studio_new", "GET"): PUBLISHERS,
+    ("console.studio_new", "POST"): PUBLISHERS,
     ("console.instrument_guide", "GET"): PEOPLE,
     # consolecoord: the coordinators' pages (docs/console-coordinators.md), as their API routes allow.
     **COORDINATION_PAGES,
@@ -297,6 +318,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("console.instrument_guide", "GET", "other_study"): GLOBAL_ADMIN,
     ("console.instrument", "GET", "shared"): PEOPLE,
     ("console.instrument_retire", "POST", "shared"): GLOBAL_ADMIN,
+    **{(route, method, "other_study"): GLOBAL_ADMIN for route, method in STUDIO_VERSION_PAGES},
+    **{(route, method, "shared"): PEOPLE for route, method in STUDIO_VERSION_PAGES},
+    **{(route, method, "other_study"): GLOBAL_ADMIN for route, method in STUDIO_DRAFT_PAGES},
     ("console.instrument_guide", "GET", "shared"): PEOPLE,
     # consolecoord: the same pages for TZ (the KE callers are out of scope) and for another study.
     **{
@@ -439,10 +463,51 @@ class World:
         return device.id, code
 
 
+def _draft(w: World, scope: str) -> str:
+    """A new draft of the scope's instrument (what a publisher of its study uploaded): its page."""
+    from surveykit.instruments import drafts
+
+    definition = instruments.validate_definition(_definition(INSTRUMENTS[scope], STUDY_OF[scope]))
+    checked = drafts.CheckedFile(
+        "debrief.json",
+        "json",
+        json.dumps(definition).encode(),
+        definition["slug"],
+        definition.get("study"),
+        definition,
+        [],
+    )
+    draft = drafts.create_draft(w.session, checked, "m-global-admin", w.users["global_admin"].id)
+    return f"/console/instruments/drafts/{draft.id}"
+
+
+def _studio_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    slug = INSTRUMENTS[scope]
+    pages = f"/console/instruments/{slug}"
+    calls: dict[tuple[str, str], Callable[[World], Call]] = {
+        ("console.version_preview", "GET"): lambda w: Call("GET", f"{pages}/versions/1/preview"),
+        ("console.version_xlsx", "GET"): lambda w: Call("GET", f"{pages}/versions/1.xlsx"),
+        ("console.instrument_compare", "GET"): lambda w: Call("GET", f"{pages}/compare"),
+    }
+    if scope == "shared":
+        return calls
+    return {
+        **calls,
+        ("console.draft", "GET"): lambda w: Call("GET", _draft(w, scope)),
+        # Without a file: the form answers "choose the file" (422), past the permission check.
+        ("console.draft_file", "POST"): lambda w: Call("POST", f"{_draft(w, scope)}/file", form={}),
+        ("console.draft_delete", "POST"): lambda w: Call("POST", f"{_draft(w, scope)}/delete", form={}),
+        ("console.draft_preview", "GET"): lambda w: Call("GET", f"{_draft(w, scope)}/preview"),
+        ("console.draft_compare", "GET"): lambda w: Call("GET", f"{_draft(w, scope)}/compare"),
+        ("console.draft_publish", "POST"): lambda w: Call("POST", f"{_draft(w, scope)}/publish", form={}),
+    }
+
+
 def _instrument_calls(scope: str) -> dict[tuple[str, str], Callable[[World], Call]]:
     slug = INSTRUMENTS[scope]
     base = f"/api/v1/instruments/{slug}"
     return {
+        **_studio_calls(scope),
         ("console.instrument", "GET"): lambda w: Call("GET", f"/console/instruments/{slug}"),
         ("console.instrument_retire", "POST"): lambda w: Call(
             "POST", f"/console/instruments/{slug}/retire", form={}
@@ -748,6 +813,8 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/ocsea/ALL.xlsx"),
         ("console.instruments", "GET"): lambda w: Call("GET", "/console/instruments"),
+        ("console.studio_new", "GET"): lambda w: Call("GET", "/console/instruments/new"),
+        ("console.studio_new", "POST"): lambda w: Call("POST", "/console/instruments/new", form={}),
         **{key: call for key, call in _instrument_calls("ocsea").items() if key[0].startswith("console.")},
     },
 }

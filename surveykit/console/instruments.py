@@ -1,6 +1,6 @@
 """Instruments: the published instruments a person's studies use, their versions, and retiring one
-(as ``POST /api/v1/instruments/{slug}/retire``). Authoring and publishing from the browser come with
-the studio; its pages will sit next to these."""
+(as ``POST /api/v1/instruments/{slug}/retire``). Uploading, checking, previewing, comparing and
+publishing are the studio's pages (``studio.py``); these link to them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pyramid.response import Response
 from surveykit.audit import services as audit
 from surveykit.console.errors import error_page
 from surveykit.console.web import _, console_view, flash, translate
-from surveykit.instruments import services
+from surveykit.instruments import InstrumentsResource, services
+from surveykit.instruments import drafts as drafts_service
 from surveykit.security import Permission
 
 
@@ -27,7 +28,9 @@ def instruments_page(request: Request) -> dict[str, Any]:
     listed = services.list_instruments(
         request.dbsession, include_retired=True, studies=request.identity.studies()
     )
-    return {"instruments": listed}
+    may_upload = bool(request.has_permission(Permission.INSTRUMENTS_PUBLISH, InstrumentsResource(request)))
+    drafts = drafts_service.visible_drafts(request.dbsession, request.identity) if may_upload else []
+    return {"instruments": listed, "may_upload": may_upload, "drafts": drafts}
 
 
 def _not_found(request: Request) -> Response:

@@ -18,10 +18,13 @@ from surveykit.audit import AuditResource
 from surveykit.console.fieldwork import CountryConflictsResource, CountryTabletsResource
 from surveykit.console.resources import ConsoleHomeResource, InstrumentsPageResource
 from surveykit.exports import CountryExportResource, StudyExportResource
-from surveykit.instruments import InstrumentResource
+from surveykit.instruments import InstrumentResource, InstrumentsResource
+from surveykit.instruments.drafts import DRAFT_ID, DraftResource
 from surveykit.participants import CountryParticipantsResource, ParticipantResource
 from surveykit.studies import StudyResource
 from surveykit.sync import ConflictResource, FieldConflictResource
+
+DRAFT_PATH = f"/console/instruments/drafts/{{draft_id:{DRAFT_ID}}}"
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,28 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute(
         "console.export_country", "/console/exports/{study}/{country:[A-Z]{2}}.xlsx", CountryExportResource
     ),
-    # Instruments (surveykit/console/instruments.py); the studio's pages will sit next to these
+    # Instruments (surveykit/console/instruments.py) and the studio's pages (studio.py), which come
+    # first: "new" and "drafts/..." are not instrument slugs.
     ConsoleRoute("console.instruments", "/console/instruments", InstrumentsPageResource),
+    ConsoleRoute("console.studio_new", "/console/instruments/new", InstrumentsResource),
+    ConsoleRoute("console.draft", DRAFT_PATH, DraftResource),
+    *(
+        ConsoleRoute(
+            f"console.draft_{action}",
+            f"/console/instruments/drafts/{{draft_id:{DRAFT_ID}}}/{action}",
+            DraftResource,
+        )
+        for action in ("file", "delete", "preview", "compare", "publish")
+    ),
+    ConsoleRoute(
+        "console.version_xlsx", "/console/instruments/{slug}/versions/{version}.xlsx", InstrumentResource
+    ),
+    ConsoleRoute(
+        "console.version_preview",
+        "/console/instruments/{slug}/versions/{version}/preview",
+        InstrumentResource,
+    ),
+    ConsoleRoute("console.instrument_compare", "/console/instruments/{slug}/compare", InstrumentResource),
     ConsoleRoute("console.instrument", "/console/instruments/{slug}", InstrumentResource),
     ConsoleRoute("console.instrument_retire", "/console/instruments/{slug}/retire", InstrumentResource),
     ConsoleRoute(

@@ -11,7 +11,7 @@ from pyramid.view import view_config
 
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
-from surveykit.instruments import StudyInstrumentContext, files, services
+from surveykit.instruments import StudyInstrumentContext, files, services, xlsform
 from surveykit.instruments.translations import translation_report
 from surveykit.security import Permission
 from surveykit.web import JSON_CONTENT_TYPES, json_body, representation
@@ -89,18 +89,16 @@ def numbered_version(request: Request) -> Response:
 )
 def numbered_version_workbook(request: Request) -> Response:
     """A published version as an XLSForm workbook (docs/xlsform.md)."""
-    from surveykit.instruments.xlsform import XLSX_MEDIA_TYPE, version_workbook
-
     slug, raw = request.matchdict["slug"], request.matchdict["version"]
     if not VERSION_NUMBER.match(raw) or int(raw) < 1:
         raise APIError(404, ErrorCode.VERSION_NOT_FOUND, f"{raw!r} is not a version number")
     try:
-        body = version_workbook(request.dbsession, slug, int(raw))
+        body = xlsform.version_workbook(request.dbsession, slug, int(raw))
     except services.VersionNotFound as exc:
         raise APIError(404, ErrorCode.VERSION_NOT_FOUND, str(exc)) from exc
     except services.InstrumentNotFound as exc:
         raise APIError(404, ErrorCode.INSTRUMENT_NOT_FOUND, f"no instrument {slug!r}") from exc
-    response = Response(body=body, content_type=XLSX_MEDIA_TYPE)
+    response = Response(body=body, content_type=xlsform.XLSX_MEDIA_TYPE)
     response.content_disposition = f'attachment; filename="{slug}-v{int(raw)}.xlsx"'
     response.cache_control = VERSION_CACHE_CONTROL
     return response

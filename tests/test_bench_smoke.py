@@ -130,6 +130,12 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
     if script == "bench_field_app.py":
         argv = ["--interviews", "12", "--sync", "4", "--keystrokes", "4", "--cpu", "1"]
         return argv + (["--postgres", admin] if admin else []), ["keystroke to local save", "4 created"]
+    if script == "bench_studio.py":
+        # In-process, no database: the same run on either backend.
+        return ["--sizes", "2x3", "--rounds", "1"], [
+            "YAML 1.2 + lines ms",
+            "XLSForm round trip: every instrument reads back to the same content hash",
+        ]
     raise AssertionError(f"bench/{script} has no tiny run here: add one")
 
 

@@ -1,5 +1,6 @@
-"""Instrument drafts: uploaded instrument files kept with what was found in them until they are
-published or deleted (the studio's console pages).
+"""Instrument drafts: uploaded instrument files, kept with their problems until published or deleted.
+
+The studio's console pages upload, re-check, preview, compare and publish them.
 
 Revision ID: 0012
 Revises: 0011

@@ -303,20 +303,26 @@ def _preview_page(request: Request, definition: dict[str, Any], values: dict[str
     return _render("preview.jinja2", {"outline": outline, "languages": languages, **values}, request)
 
 
+def _readable_draft(request: Request, title: str, explanation: str) -> Any:
+    """The draft of the URL, if its file could be read as an instrument; else the page saying so
+    (404 for no such draft, 409 with ``title`` and ``explanation`` for a draft with problems)."""
+    draft = _draft_or_404(request)
+    if isinstance(draft, Response) or draft.definition is not None:
+        return draft
+    return error_page(request, 409, translate(request, title), translate(request, explanation))
+
+
 @console_view(
     route_name="console.draft_preview", request_method="GET", permission=Permission.INSTRUMENTS_PUBLISH
 )
 def draft_preview(request: Request) -> Response:
-    draft = _draft_or_404(request)
+    draft = _readable_draft(
+        request,
+        _("Nothing to preview yet"),
+        _("This draft has problems: fix them, and the preview will show it."),
+    )
     if isinstance(draft, Response):
         return draft
-    if draft.definition is None:
-        return error_page(
-            request,
-            409,
-            translate(request, _("Nothing to preview yet")),
-            translate(request, _("This draft has problems: fix them, and the preview will show it.")),
-        )
 
     def url(code: str) -> str:
         return request.route_path("console.draft_preview", draft_id=draft.id, _query={"lang": code})
@@ -371,16 +377,13 @@ def version_preview(request: Request) -> Response:
     route_name="console.draft_compare", request_method="GET", permission=Permission.INSTRUMENTS_PUBLISH
 )
 def draft_compare(request: Request) -> Response:
-    draft = _draft_or_404(request)
+    draft = _readable_draft(
+        request,
+        _("Nothing to compare yet"),
+        _("This draft has problems: fix them, and it can be compared."),
+    )
     if isinstance(draft, Response):
         return draft
-    if draft.definition is None:
-        return error_page(
-            request,
-            409,
-            translate(request, _("Nothing to compare yet")),
-            translate(request, _("This draft has problems: fix them, and it can be compared.")),
-        )
     comparison = studio.compare_with_current(request.dbsession, draft.definition)
     values = {
         "draft": draft,

@@ -11,8 +11,7 @@ Playwright.
 - ``screenshot(page, name)``: ``<name>.png`` into ``$SURVEYKIT_SCREENSHOT_DIR`` (a temporary folder
   unless set; ``scripts/update-screenshots.sh`` points it at ``docs/img``).
 
-Without Chromium or Playwright these tests skip, unless ``SURVEYKIT_TEST_REQUIRE_BROWSER=1`` (CI sets
-it), which turns a missing browser into a failure.
+Without Chromium or Playwright these tests fail (they never skip): install Debian's ``chromium``.
 """
 
 from __future__ import annotations

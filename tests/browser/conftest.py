@@ -51,6 +51,11 @@ def playwright_driver() -> Iterator[Any]:
         missing_browser("the playwright package is not installed")
     if chromium_path() is None:
         missing_browser("no Chromium at /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import expect
+
+    # A loaded CI machine (two cores, a database and the app beside Chromium) renders slowly; every
+    # on-screen assertion retries for this long rather than reading the page once.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as driver:
         yield driver
 

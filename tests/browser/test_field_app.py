@@ -16,6 +16,7 @@ from typing import Any
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from playwright.sync_api import expect
 from sqlalchemy import text
 
 from surveykit import server as surveykit_server
@@ -83,7 +84,7 @@ def download_instruments(page: Any) -> None:
     page.get_by_text("Sync finished").wait_for()  # the first sync, started by the enrolment
     page.get_by_role("button", name="Download instruments").click()
     page.get_by_text(re.compile(r"Instruments: \d+ downloaded")).wait_for()
-    assert page.locator("text=No instrument downloaded yet").count() == 0
+    expect(page.locator("text=No instrument downloaded yet")).to_have_count(0)
 
 
 def wait_for_worker(page: Any) -> None:
@@ -302,8 +303,8 @@ def test_without_indexeddb_the_app_says_so_instead_of_pretending_to_save(
     page = open_app(context, field.url)
     alert = page.get_by_role("alert")
     alert.wait_for()
-    assert "cannot store data" in alert.inner_text()
-    assert page.locator("#enrol-code").count() == 0
+    expect(alert).to_contain_text("cannot store data")
+    expect(page.locator("#enrol-code")).to_have_count(0)
 
 
 def test_journey_1_offline_interview_survives_reload_and_reopening(
@@ -335,9 +336,10 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     page.locator("#q-pa_understanding").press_sequentially(" More")
     alert = page.get_by_role("alert")
     alert.wait_for()
-    assert "storage is full" in alert.inner_text() and "Everything saved before is kept" in alert.inner_text()
+    expect(alert).to_contain_text("storage is full")
+    expect(alert).to_contain_text("Everything saved before is kept")
     assert stored_answer(page, uuid, "pa_understanding") == "Officials know little; parents less."
-    assert page.locator("#saved").inner_text() == ""
+    expect(page.locator("#saved")).to_have_text("")
     page.evaluate("window.fieldappDiskFull = false")
     page.locator("#q-pa_understanding").press_sequentially("!")
     page.wait_for_function(
@@ -355,15 +357,16 @@ def test_journey_1_offline_interview_survives_reload_and_reopening(
     page = open_app(reopened, field.url)
     page.wait_for_selector("#interview-list")
     row = page.locator(f"[data-uuid='{uuid}']")
-    assert "complete" in row.inner_text() and "not sent" in row.inner_text()
+    expect(row).to_contain_text("complete")
+    expect(row).to_contain_text("not sent")
     row.locator("a").click()
     page.get_by_role("link", name="Government ministries/agencies").click()
-    assert page.locator("#q-gov_capacity").input_value() == ANSWER
-    assert page.locator("#quotes-gov_capacity li.quote").count() == 2
+    expect(page.locator("#q-gov_capacity")).to_have_value(ANSWER)
+    expect(page.locator("#quotes-gov_capacity li.quote")).to_have_count(2)
     screenshot(page, "field-app-landscape")
     assert db_rows(field, "SELECT uuid FROM interviews") == []
     page.goto(page.url.split("#")[0] + "#/new")
-    assert "Only 2 interview number(s) left" in page.locator("#low-block").inner_text()
+    expect(page.locator("#low-block")).to_contain_text("Only 2 interview number(s) left")
 
 
 def sync_and_wait(page: Any) -> str:
@@ -397,11 +400,11 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     page.get_by_role("button", name="Add participant C").click()
     page.fill("#pC-agency", "Ministry of Justice")
     page.locator("[data-letter=C] label.option").get_by_text("No", exact=True).click()
-    assert "C did not consent" in page.locator("#pC-refused").inner_text()
-    assert page.locator("#consent-stop").count() == 0
+    expect(page.locator("#pC-refused")).to_contain_text("C did not consent")
+    expect(page.locator("#consent-stop")).to_have_count(0)
     page.get_by_role("link", name="Government ministries/agencies").click()
     speakers = page.locator("#quotes-gov_capacity li.quote").first.locator("select option")
-    assert speakers.all_inner_texts() == ["A", "B"]
+    expect(speakers).to_have_text(["A", "B"])
     # Probes used on gov_capacity: the ticks are saved with the interview and survive a reload.
     probes = page.locator("#block-gov_capacity details.probes")
     probes.locator("summary").click()
@@ -413,13 +416,14 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
         ".record.probes_used) === JSON.stringify({gov_capacity: [0, 4]})",
         arg=uuid,
     )
-    assert "stay on this tablet" not in page.locator("#block-gov_capacity").inner_text()
+    expect(page.locator("#block-gov_capacity")).not_to_contain_text("stay on this tablet")
     page.reload()
     page.get_by_role("link", name="Government ministries/agencies").click()
     probes = page.locator("#block-gov_capacity details.probes")
     probes.locator("summary").click()
-    ticked = probes.locator("input:checked")
-    assert [ticked.nth(i).get_attribute("value") for i in range(ticked.count())] == ["0", "4"]
+    expect(probes.locator("input:checked")).to_have_count(2)
+    for k in ("0", "4"):
+        expect(probes.locator(f"input[value='{k}']")).to_be_checked()
     page.get_by_role("button", name="Mark complete").click()
     page.wait_for_selector("text=Reopen as draft")
     context.set_offline(False)  # the connection coming back starts a sync by itself
@@ -428,7 +432,7 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     row = page.locator(f"[data-uuid='{uuid}']")
     stored = db_rows(field, "SELECT uuid, revision, content_hash, record, device_id FROM interviews")
     assert [(r.uuid, r.revision, r.device_id) for r in stored] == [(uuid, 1, device_id)]
-    assert f"revision 1, {stored[0].content_hash[:12]}" in row.inner_text()
+    expect(row).to_contain_text(f"revision 1, {stored[0].content_hash[:12]}")
     record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
     people = [(p["letter"], p["consent_given"]) for p in record["participants"]]
     assert people == [("A", True), ("B", True), ("C", False)]
@@ -444,7 +448,7 @@ def test_journey_2_sync_stores_the_record_its_quotes_and_receipts_exactly_once(
     said_by = {q["text"]: (q.get("participant", "A"), q.get("tags")) for q in record["quotes"]}
     assert said_by["budgets are thin"] == ("B", ["budget"])
     assert said_by["There is no focal point yet"] == ("A", ["capacity", "focal point"])
-    assert page.locator("#count-sent").inner_text() == "1"
+    expect(page.locator("#count-sent")).to_have_text("1")
     screenshot(page, "field-app-home")
     assert_accessible(page)
 
@@ -531,7 +535,7 @@ def test_journey_3_an_edit_made_on_the_server_meanwhile_keeps_the_tablets_change
     page.fill("#record-notes", "The tablet's own note.")
     assert "1 conflict" in sync_and_wait(page)
     row = page.locator(f"[data-uuid='{uuid}']")
-    assert "conflict" in row.inner_text()
+    expect(row).to_contain_text("conflict")
     conflicts = db_rows(
         field, "SELECT record, base_revision FROM interview_revisions WHERE kind = 'conflict'"
     )
@@ -542,8 +546,8 @@ def test_journey_3_an_edit_made_on_the_server_meanwhile_keeps_the_tablets_change
 
     row.locator("a").click()
     page.locator("#conflict").wait_for()
-    assert "Someone changed this interview on the server" in page.locator("#conflict").inner_text()
-    assert page.locator("#record-notes").input_value() == "Corrected by the coordinator."
+    expect(page.locator("#conflict")).to_contain_text("Someone changed this interview on the server")
+    expect(page.locator("#record-notes")).to_have_value("Corrected by the coordinator.")
     screenshot(page, "field-app-conflict")
 
     # A group interview the coordinators planned reaches the tablet through the feed.
@@ -563,8 +567,8 @@ def test_journey_3_an_edit_made_on_the_server_meanwhile_keeps_the_tablets_change
     offer = page.locator("#planned li", has_text=", ".join(pids))
     offer.get_by_role("button", name="Start interview").click()
     page.wait_for_selector("#interview-title")
-    assert page.locator("#pA-agency").input_value() == council
-    assert page.locator("#pB-position").input_value() == "Legal officer"
+    expect(page.locator("#pA-agency")).to_have_value(council)
+    expect(page.locator("#pB-position")).to_have_value("Legal officer")
 
 
 def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_once_fixed(
@@ -572,25 +576,27 @@ def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_on
 ) -> None:
     context, page, device_id, uuid = started_tablet(field, new_context, "grace")
     fill_metadata(page, second=False)
-    today = page.locator("#q-interview_date").input_value()
+    date = page.locator("#q-interview_date")
+    expect(date).to_have_value(re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+    today = date.input_value()
     next_year = str(int(today[:4]) + 1) + today[4:]
     page.fill("#q-interview_date", next_year)
     assert "1 rejected" in sync_and_wait(page)
-    assert "rejected" in page.locator(f"[data-uuid='{uuid}']").inner_text()
+    expect(page.locator(f"[data-uuid='{uuid}']")).to_contain_text("rejected")
     assert db_rows(field, "SELECT uuid FROM interviews WHERE uuid = :u", u=uuid) == []
 
     page.locator(f"[data-uuid='{uuid}'] a").click()
     notice = page.locator("#rejected")
     notice.wait_for()
-    assert "started_at" in notice.locator(".error-path").first.inner_text()
-    assert "plausible" in notice.inner_text()
+    expect(notice.locator(".error-path").first).to_contain_text("started_at")
+    expect(notice).to_contain_text("plausible")
     screenshot(page, "field-app-rejected")
     page.fill("#q-interview_date", today)
     assert "1 created" in sync_and_wait(page)
     stored = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)
     record = stored[0].record if isinstance(stored[0].record, dict) else json.loads(stored[0].record)
     assert record["started_at"].startswith(today)
-    assert "sent" in page.locator(f"[data-uuid='{uuid}']").inner_text()
+    expect(page.locator(f"[data-uuid='{uuid}']")).to_contain_text("sent")
 
     # A colleague on the same tablet: signing out keeps this work, and they do not see it.
     page.once("dialog", lambda dialog: dialog.accept())
@@ -598,7 +604,7 @@ def test_journey_6_a_rejected_record_shows_the_reason_and_field_and_is_resent_on
     page.wait_for_selector("#enrol-code")
     _, code = enrolment_code(field, "grace-colleague")
     enrol(page, code)
-    assert page.locator("#interview-list li").count() == 0
+    expect(page.locator("#interview-list li")).to_have_count(0)
     assert (
         page.evaluate(
             """() => new Promise((resolve) => {
@@ -628,7 +634,7 @@ def test_journey_5_a_revoked_tablet_keeps_its_work_and_its_backup_is_pushed_once
     page.locator("#sync-button").click()
     alert = page.get_by_text("This tablet's access was revoked")
     alert.wait_for()
-    assert page.locator("#interview-list li").count() == 2
+    expect(page.locator("#interview-list li")).to_have_count(2)
     screenshot(page, "field-app-revoked")
     with page.expect_download() as download:
         page.locator("#backup-button").click()
@@ -686,10 +692,10 @@ def test_journey_4_an_app_update_while_records_are_unsent_loses_nothing_and_work
         page.get_by_role("button", name="Use it now").click()
     page.wait_for_selector("#interview-title")
     assert page.evaluate("caches.keys()") == [before[0].replace("fieldapp-", "fieldapp-next-")]
-    assert page.locator("#record-notes").input_value() == "Typed before the update."
+    expect(page.locator("#record-notes")).to_have_value("Typed before the update.")
     page.reload()
     page.wait_for_selector("#interview-title")
-    assert page.locator("#pA-agency").input_value() == "Ministry of ICT"
+    expect(page.locator("#pA-agency")).to_have_value("Ministry of ICT")
     context.set_offline(False)
     page.get_by_text("Sync finished: 1 created").wait_for()
     stored = db_rows(field, "SELECT record FROM interviews WHERE uuid = :u", u=uuid)

@@ -1,6 +1,7 @@
 """Imports every capability's models so the metadata knows all tables (for Alembic)."""
 
 from surveykit.accounts.models import AttemptCounter, AuthSession, Device, Grant, RefreshToken, User
+from surveykit.analysis.models import Code, Coding
 from surveykit.audit.models import AuditEvent
 from surveykit.cache_epoch import CacheEpoch
 from surveykit.instruments.drafts import InstrumentDraft
@@ -15,6 +16,8 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "CacheEpoch",
+    "Code",
+    "Coding",
     "ChangeLogEntry",
     "Country",
     "Device",

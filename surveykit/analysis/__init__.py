@@ -1,0 +1,1 @@
+"""Qualitative analysis: the study codebook, codings of answers, agreement between coders."""

@@ -37,6 +37,7 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.include("surveykit.participants")
         config.include("surveykit.sync")
         config.include("surveykit.exports")
+        config.include("surveykit.analysis")
         config.include("surveykit.health")
         config.include("surveykit.fieldapp")
         config.include("surveykit.openapi")

@@ -34,6 +34,11 @@ class Permission(StrEnum):
     CONFLICTS_READ = "conflicts.read"
     CONFLICTS_RESOLVE = "conflicts.resolve"
     EXPORTS_READ = "exports.read"
+    # Qualitative analysis (surveykit/analysis): reading the codebook and codings, coding passages,
+    # editing the codebook.
+    ANALYSIS_READ = "analysis.read"
+    ANALYSIS_CODE = "analysis.code"
+    CODEBOOK_EDIT = "codebook.edit"
     # The default for views that declare nothing: granted to no one.
     UNDECLARED = "undeclared"
 

@@ -65,6 +65,8 @@ class ErrorCode(StrEnum):
     SYNC_CONFLICT_NOT_FOUND = "conflict_not_found"
     SYNC_CONFLICT_RESOLVED = "conflict_already_resolved"
     SYNC_STALE_BASE = "stale_base_revision"
+    INTERVIEW_NOT_FOUND = "interview_not_found"
+    CODING_NOT_FOUND = "coding_not_found"
     INTERNAL_ERROR = "internal_error"
     SERVICE_UNAVAILABLE = "service_unavailable"
 

@@ -104,6 +104,8 @@ class Resolution:
     new_revision: bool
     # Field conflicts the new revision left (audit keywords), as a push's.
     field_conflicts: list[dict[str, Any]] = field(default_factory=list)
+    # What re-checking the record's codings did (surveykit.analysis.anchoring), if it was revised.
+    reanchoring: Any = None
 
 
 def resolve_conflict(
@@ -184,6 +186,7 @@ def resolve_conflict(
         current=interview_json(interview),
         new_revision=new_revision,
         field_conflicts=writer.field_conflicts,
+        reanchoring=writer.reanchoring,
     )
 
 

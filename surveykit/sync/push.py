@@ -38,6 +38,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from surveykit.analysis import anchoring
 from surveykit.db import StoredJSON, utcnow
 from surveykit.errors import ConcurrentWrite, ErrorCode
 from surveykit.instruments.models import Instrument, InstrumentVersion
@@ -133,6 +134,9 @@ class Writer:
         self._written_people: set[int] = set()
         # content hash -> the canonical JSON text it covers, of the records of the batch
         self._texts: dict[str, str] = {}
+        # Stored records given a new revision: their codings are re-anchored once, in finish().
+        self._revised: dict[str, InterviewState] = {}
+        self.reanchoring: anchoring.Reanchoring | None = None
 
     # -------------------------------------------------------------------------------- lookups
 
@@ -681,6 +685,7 @@ class Writer:
         elif uuid not in self._created:
             self._updated[uuid] = interview
             self._quotes_replaced.add(uuid)
+            self._revised[uuid] = interview
         kept = {quote["id"] for quote in quotes}
         for quote_id, owner in self._quote_owners.items():
             if owner == uuid and quote_id not in kept:
@@ -975,6 +980,11 @@ class Writer:
             person.change_seq = participant_seqs.pop(person_key, None)
         written = {*self._created, *self._updated}
         self.write()
+        if self._revised:
+            self.reanchoring = anchoring.reanchor(
+                self.session, {uuid: (state.revision, state.record) for uuid, state in self._revised.items()}
+            )
+            self._revised.clear()
         # Every entry noted has its row among the writes; should one not, its number is set here.
         connection = self.session.connection()
         if leftover := [{"b_uuid": u, "b_seq": seq} for u, seq in interview_seqs.items() if u not in written]:
@@ -1034,4 +1044,4 @@ def push_batch(session: Session, caller: Caller, changes: Sequence[Any]) -> Batc
     writer = Writer(session, caller)
     results = writer.push(changes)
     writer.finish()
-    return BatchOutcome(results, writer.refusals, writer.field_conflicts)
+    return BatchOutcome(results, writer.refusals, writer.field_conflicts, writer.reanchoring)

@@ -79,6 +79,8 @@ class BatchOutcome:
     refusals: list[dict[str, Any]]
     # Field conflicts stored, to audit: dicts of audit keywords.
     field_conflicts: list[dict[str, Any]] = field(default_factory=list)
+    # What re-checking the codings of revised records did (surveykit.analysis.anchoring), if any.
+    reanchoring: Any = None
 
     @property
     def counts(self) -> dict[str, int]:

@@ -60,6 +60,12 @@ def _scope(
     return countries
 
 
+def _audit_reanchoring(request: Request, reanchoring: Any) -> None:
+    """One event per batch whose new revisions moved or vanished coded passages."""
+    if reanchoring is not None and reanchoring.flagged:
+        audit.record_in_request(request, "coding.reanchored", **reanchoring.audit_details())
+
+
 @view_config(route_name="sync", request_method="POST", renderer="json", permission=Permission.SYNC_PUSH)
 def push(request: Request) -> dict[str, Any]:
     body = json_body(request, schemas.SyncBatchSchema(), text_checked_by_view=RECORD_PATHS)
@@ -85,6 +91,7 @@ def push(request: Request) -> dict[str, Any]:
     for kept in outcome.field_conflicts:
         details = dict(kept)
         audit.record_in_request(request, details.pop("action"), device=caller.device_id, **details)
+    _audit_reanchoring(request, outcome.reanchoring)
     studies = sorted(
         {
             c["record"].get("study")
@@ -189,6 +196,7 @@ def resolve(request: Request) -> dict[str, Any]:
     for kept in resolution.field_conflicts:
         details = dict(kept)
         audit.record_in_request(request, details.pop("action"), **details)
+    _audit_reanchoring(request, resolution.reanchoring)
     _no_store(request)
     return {"conflict": resolution.conflict, "current": resolution.current}
 

@@ -23,6 +23,7 @@ from test_route_matrix import app_routes
 
 from surveykit import openapi
 from surveykit.accounts import schemas as accounts_schemas
+from surveykit.analysis import coding_views
 from surveykit.cli import cli
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
@@ -114,6 +115,8 @@ BODY_SCHEMAS = {
     ("user_password", "POST"): accounts_schemas.PasswordResetSchema,
     ("users", "POST"): accounts_schemas.UserCreateSchema,
     ("user_grants", "POST"): accounts_schemas.GrantCreateSchema,
+    ("codings", "POST"): coding_views.NewCodingSchema,
+    ("coding", "PATCH"): coding_views.CodingChangeSchema,
 }
 
 
@@ -171,6 +174,7 @@ def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dic
             app.registry.settings["surveykit.sync_max_pull"]
         ),
         ("conflicts", "GET"): sync_schemas.ConflictsQuerySchema(),
+        ("codings", "GET"): coding_views.ListQuerySchema(),
     }
     for (route, method), schema in expected.items():
         op = _operation(document, app, route, method)
@@ -208,6 +212,20 @@ SAMPLES = [
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 2}, None),
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 0}, False),
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": True}, False),
+    (
+        coding_views.NewCodingSchema,
+        {"interview_uuid": "0" * 8 + "-0000-0000-0000-" + "0" * 12, "code_id": 1},
+        True,
+    ),
+    (coding_views.NewCodingSchema, {"interview_uuid": "x", "code_id": 1}, False),
+    (
+        coding_views.NewCodingSchema,
+        {"interview_uuid": "0" * 8 + "-0000-0000-0000-" + "0" * 12, "code_id": 0},
+        False,
+    ),
+    (coding_views.CodingChangeSchema, {"memo": "why", "start": 0, "end": 3}, True),
+    (coding_views.CodingChangeSchema, {"start": -1}, False),
+    (coding_views.CodingChangeSchema, {"confirm": "yes"}, False),
 ]
 
 

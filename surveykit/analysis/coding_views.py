@@ -78,7 +78,9 @@ class CodingChangeSchema(Strict):
             raise colander.Invalid(node, "give at least one of code_id, memo, start and end, confirm")
 
 
-class QueryInteger(colander.SchemaType):
+class QueryInteger(colander.Integer):
+    """A whole number written in digits only (no sign, no spaces), as ids and page sizes are."""
+
     def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
         if cstruct is colander.null:
             return colander.null

@@ -13,6 +13,7 @@ ocsea/KE, like ``device`` (issue 11: they used to carry all of their owners' gra
 from __future__ import annotations
 
 import json
+import uuid as uuid_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,15 @@ READERS_KE = (
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
 NOBODY: frozenset[str] = frozenset()
+ANALYSTS_KE = frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"})
+ANALYSIS_CALLS = (
+    ("codings", "GET"),
+    ("codings", "POST"),
+    ("coding", "GET"),
+    ("coding", "PATCH"),
+    ("coding", "DELETE"),
+    ("coding_agreement", "GET"),
+)
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
 
@@ -172,6 +182,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # workbook needs a grant over every country of the study. Tablets and fieldworkers never.
     ("export_country", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
     ("export_study", "GET"): STUDY_ADMINS,
+    # Coding (docs/coding.md): analysts, coordinators and admins of the country; a coding is changed
+    # by its coder or an admin (each allowed caller here changes a coding of their own).
+    **{call: ANALYSTS_KE for call in ANALYSIS_CALLS},
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -309,6 +322,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
     ("export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
+    # The codings of TZ (its coordinator codes there), and of a study none of them is in.
+    **{(route, method, "analysis_tz"): MANAGERS_TZ for route, method in ANALYSIS_CALLS},
+    **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in ANALYSIS_CALLS},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -410,6 +426,8 @@ class World:
             self.device_owners[caller], self.devices[caller] = owner, device
         for user in self.users.values():
             user.password_hash = _PASSWORD_HASH  # to change their own
+        # The caller the next call is built for (a coding is changed by its own coder).
+        self.caller = "anonymous"
         self.login_user = accounts.user("m-login", "analyst", "ocsea", ["KH"])
         self.login_user.password_hash = _PASSWORD_HASH
         for scope, slug in INSTRUMENTS.items():
@@ -706,6 +724,84 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
     }
 
 
+def _coded_interview(w: World, study: str, country: str) -> tuple[str, int]:
+    """A stored interview of ``study``/``country`` with a text answer, and an active code of the study."""
+    from surveykit.analysis.models import Code
+    from surveykit.studies import services as studies
+    from surveykit.sync.models import Interview
+
+    target = studies.get_study(w.session, study)
+    taken = w.session.scalar(
+        select(func.max(Interview.interview_number)).where(
+            Interview.study_id == target.id, Interview.country_code == country
+        )
+    )
+    interview = Interview(
+        uuid=str(uuid_module.uuid4()),
+        study_id=target.id,
+        country_code=country,
+        activity="RA1",
+        interview_number=(taken or 0) + 1,
+        revision=1,
+        content_hash="0" * 64,
+        record={"answers": {"details": "We train police officers every year."}},
+        status="complete",
+        instrument_slug="matrix",
+        instrument_version=1,
+        interviewer_id=w.users["global_admin"].id,
+    )
+    code = Code(guid=str(uuid_module.uuid4()), study_id=target.id, name="Capacity", created_by="tests")
+    w.session.add_all([interview, code])
+    w.session.flush()
+    return interview.uuid, code.id
+
+
+def _own_coding(w: World, study: str, country: str) -> int:
+    """A coding of the caller about to call (its coder may change it), or the global admin's."""
+    from surveykit.analysis.models import Coding
+    from surveykit.studies import services as studies
+
+    uuid, code_id = _coded_interview(w, study, country)
+    coder = w.users.get(w.caller, w.users["global_admin"])
+    coding = Coding(
+        guid=str(uuid_module.uuid4()),
+        study_id=studies.get_study(w.session, study).id,
+        country_code=country,
+        code_id=code_id,
+        interview_uuid=uuid,
+        question_id="details",
+        start_offset=0,
+        end_offset=8,
+        text="We train",
+        coder_id=coder.id,
+        coder=coder.username,
+        anchored_revision=1,
+    )
+    w.session.add(coding)
+    w.session.flush()
+    return coding.id
+
+
+def _analysis_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    base = f"/api/v1/studies/{study}/countries/{country}"
+
+    def create(w: World) -> Call:
+        uuid, code_id = _coded_interview(w, study, country)
+        body = {"interview_uuid": uuid, "question_id": "details", "start": 0, "end": 8, "code_id": code_id}
+        return Call("POST", f"{base}/codings", body)
+
+    return {
+        ("codings", "GET"): lambda w: Call("GET", f"{base}/codings"),
+        ("codings", "POST"): create,
+        ("coding", "GET"): lambda w: Call("GET", f"{base}/codings/{_own_coding(w, study, country)}"),
+        ("coding", "PATCH"): lambda w: Call(
+            "PATCH", f"{base}/codings/{_own_coding(w, study, country)}", {"memo": "checked"}
+        ),
+        ("coding", "DELETE"): lambda w: Call("DELETE", f"{base}/codings/{_own_coding(w, study, country)}"),
+        ("coding_agreement", "GET"): lambda w: Call("GET", f"{base}/agreement?coder=a&coder=b"),
+    }
+
+
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
     ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
@@ -894,6 +990,8 @@ def _coordination_calls(study: str, country: str) -> dict[tuple[str, str], Calla
     }
 
 
+CALLS.update(_analysis_calls("ocsea", "KE"))
+
 # consolecoord: the start page is everyone's; the rest is scoped by study and country.
 CALLS.update(
     {
@@ -935,6 +1033,8 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     },
     # consolecoord
     "console_tz": _coordination_calls("ocsea", "TZ"),
+    "analysis_tz": _analysis_calls("ocsea", "TZ"),
+    "analysis_other_study": _analysis_calls("other", "KE"),
     "console_other_study": _coordination_calls("other", "KE"),
 }
 
@@ -1083,6 +1183,7 @@ def _check(
 ) -> list[str]:
     problems = []
     for caller in CALLERS:
+        world.caller = caller
         call = build(world)
         headers = world.headers(caller)
         refusals_before = _refusals(dbsession)

@@ -19,11 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from surveykit.analysis.models import Coding
 from surveykit.db import utcnow
+
+_CODINGS = Coding.__table__
+# The push path's one query (a Core statement, compiled once): which revised interviews are coded.
+CODED_INTERVIEWS = (
+    select(_CODINGS.c.interview_uuid)
+    .where(_CODINGS.c.interview_uuid.in_(bindparam("uuids", expanding=True)))
+    .distinct()
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,11 @@ def reanchor(session: Session, revised: dict[str, tuple[int, dict[str, Any]]]) -
     outcome = Reanchoring()
     if not revised:
         return outcome
+    coded = session.connection().execute(CODED_INTERVIEWS, {"uuids": sorted(revised)}).scalars().all()
+    if not coded:
+        return outcome
     codings = session.scalars(
-        select(Coding).where(Coding.interview_uuid.in_(sorted(revised))).order_by(Coding.id)
+        select(Coding).where(Coding.interview_uuid.in_(sorted(coded))).order_by(Coding.id)
     ).all()
     now = utcnow()
     touched: set[str] = set()

@@ -272,6 +272,11 @@ def test_coders_change_only_their_own_codings_and_admins_anyones(testapp, dbsess
     url = f"{KE}/codings/{created['id']}"
     assert send(testapp, "PATCH", url, ben, {"memo": "mine now"}, 403).json["code"] == "forbidden"
     assert send(testapp, "DELETE", url, ben, status=403).json["code"] == "forbidden"
+    refused = [e for e in dbsession.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused"))]
+    assert sorted((e.action, e.actor, e.target) for e in refused) == [
+        ("coding.deleted", "ben", f"{STUDY}/KE/codings/{created['id']}"),
+        ("coding.updated", "ben", f"{STUDY}/KE/codings/{created['id']}"),
+    ]
     assert send(testapp, "GET", url, ben).json == created  # reading is shared
     assert send(testapp, "PATCH", url, boss, {"memo": "checked"}).json["coder"] == "ana"
     send(testapp, "DELETE", url, boss)
@@ -454,3 +459,27 @@ def test_kappa_undefined_and_empty_tables_are_null_with_a_reason() -> None:
     # Complete disagreement: a = d = 0, b = c = 1: po = 0, pe = (1·1 + 1·1) / 4 = 1/2, kappa = -1.
     _, [row] = agreement.agreement([("u1", "X")], [("u2", "X")])
     assert (row.percent_agreement, row.kappa) == (0.0, -1.0)
+
+
+def test_resolving_a_conflict_with_the_incoming_record_reanchors_codings(testapp, dbsession, world, tablet):
+    number = tablet.mint("KE")
+    uuid = new_uuid()
+    tablet.push(testapp, [change(uuid, 0, make_record(number))])
+    tablet.push(testapp, [change(uuid, 1, make_record(number, notes="Second visit."))])
+    capacity = code(dbsession, world.study.id, "Capacity")
+    ana = coder(world, "ana")
+    year = DETAILS.index("every year")
+    created = coded(testapp, ana, uuid, year, year + 10, capacity).json
+    stale = make_record(number, quotes=[])
+    stale["answers"]["details"] = "Each year, and every year since 2019, we train officers."
+    result = tablet.push(testapp, [change(uuid, 1, stale)]).json["results"][0]
+    assert result["result"] == "conflict"
+    coordinator = world.staff("coordinator", ["KE"])
+    body = {"resolution": "take_incoming", "base_revision": 2}
+    url = f"/api/v1/conflicts/{result['conflict_id']}/resolve"
+    assert send(testapp, "POST", url, coordinator, body).json["current"]["revision"] == 3
+    row = send(testapp, "GET", f"{KE}/codings/{created['id']}", ana).json
+    moved_to = stale["answers"]["details"].index("every year")
+    assert (row["anchor"], row["start"], row["anchored_revision"]) == ("moved", moved_to, 3)
+    [event] = audit_actions(dbsession, "coding.reanchored")
+    assert (event.details["moved"], event.details["interviews"]) == (1, [uuid])

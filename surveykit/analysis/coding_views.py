@@ -135,6 +135,10 @@ def _service_error(exc: Exception) -> APIError:
     return APIError(422, ErrorCode.INVALID_INPUT, f"{exc.path}: {exc}", [field_error(exc.path, str(exc))])
 
 
+def _target(study: Study, country: str, coding_id: int) -> str:
+    return f"{study.slug}/{country}/codings/{coding_id}"
+
+
 def _load(request: Request, study: Study, country: str) -> Any:
     raw = request.matchdict["coding_id"]
     if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
@@ -191,7 +195,7 @@ def create_coding(request: Request) -> dict[str, Any]:
     audit.record_in_request(
         request,
         "coding.created",
-        target=f"{study.slug}/{country}/codings/{coding.id}",
+        target=_target(study, country, coding.id),
         interview=coding.interview_uuid,
         question_id=coding.question_id,
         code_id=coding.code_id,
@@ -218,13 +222,18 @@ def update_coding(request: Request) -> dict[str, Any]:
         changed = services.update_coding(
             request.dbsession, study, coding, _coder(request, study, country), body
         )
-    except (services.NotYourCoding, services.CodingInvalid) as exc:
+    except services.NotYourCoding as exc:
+        audit.record_refusal(
+            request, "coding.updated", target=_target(study, country, coding.id), coder=coding.coder
+        )
+        raise _service_error(exc) from exc
+    except services.CodingInvalid as exc:
         raise _service_error(exc) from exc
     if changed:
         audit.record_in_request(
             request,
             "coding.updated",
-            target=f"{study.slug}/{country}/codings/{coding.id}",
+            target=_target(study, country, coding.id),
             changed=changed,
             coder=coding.coder,
         )
@@ -241,11 +250,14 @@ def delete_coding(request: Request) -> dict[str, Any]:
     try:
         services.delete_coding(request.dbsession, coding, _coder(request, study, country))
     except services.NotYourCoding as exc:
+        audit.record_refusal(
+            request, "coding.deleted", target=_target(study, country, coding.id), coder=coding.coder
+        )
         raise _service_error(exc) from exc
     audit.record_in_request(
         request,
         "coding.deleted",
-        target=f"{study.slug}/{country}/codings/{described['id']}",
+        target=_target(study, country, described["id"]),
         coder=described["coder"],
         interview=described["interview_uuid"],
         code_id=described["code_id"],

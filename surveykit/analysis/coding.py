@@ -167,8 +167,8 @@ def create_coding(
                 raise CodingInvalid(name, "required (or give quote_id)")
         assert passage.question_id is not None and passage.start is not None and passage.end is not None
         question_id, start, end = passage.question_id, passage.start, passage.end
-        _check_offsets(answer_text(interview, question_id), start, end)
     answer = answer_text(interview, question_id)
+    _check_offsets(answer, start, end)
     code = _active_code(session, study, code_id)
     now = utcnow()
     coding = Coding(

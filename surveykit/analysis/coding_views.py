@@ -292,15 +292,14 @@ def _agreement_query(request: Request) -> tuple[str, str, int | None]:
         )
     code_id = None
     if codes:
-        try:
-            code_id = QueryInteger().deserialize(colander.SchemaNode(QueryInteger(), name="code"), codes[0])
-        except colander.Invalid as exc:
+        if not (codes[0].isascii() and codes[0].isdigit() and len(codes[0]) < 10):
             raise APIError(
                 422,
                 ErrorCode.INVALID_INPUT,
                 "code: must be a whole number",
                 [field_error("code", "must be a whole number", "querystring")],
-            ) from exc
+            )
+        code_id = int(codes[0])
     return coders[0], coders[1], code_id
 
 

@@ -65,6 +65,8 @@ class ErrorCode(StrEnum):
     SYNC_CONFLICT_NOT_FOUND = "conflict_not_found"
     SYNC_CONFLICT_RESOLVED = "conflict_already_resolved"
     SYNC_STALE_BASE = "stale_base_revision"
+    CODE_NOT_FOUND = "code_not_found"
+    STALE_VERSION = "stale_version"
     INTERNAL_ERROR = "internal_error"
     SERVICE_UNAVAILABLE = "service_unavailable"
 

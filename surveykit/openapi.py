@@ -32,6 +32,7 @@ from surveykit.audit.schemas import AuditQuerySchema
 from surveykit.errors import ErrorCode
 from surveykit.exports.views import ExportQuerySchema
 from surveykit.instruments import schemas as instrument_schemas
+from surveykit.openapi_codebook import CODEBOOK_OPERATIONS
 from surveykit.openapi_console import CONSOLE_OPERATIONS
 from surveykit.openapi_shapes import (
     ANY_OBJECT,
@@ -1051,6 +1052,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **CONSOLE_OPERATIONS,
     # Previewing and comparing instruments (surveykit/openapi_studio.py).
     **STUDIO_OPERATIONS,
+    # A study's codebook (surveykit/openapi_codebook.py).
+    **CODEBOOK_OPERATIONS,
 }
 
 

@@ -23,6 +23,7 @@ from test_route_matrix import app_routes
 
 from surveykit import openapi
 from surveykit.accounts import schemas as accounts_schemas
+from surveykit.analysis import codebook_schemas
 from surveykit.cli import cli
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
@@ -114,7 +115,14 @@ BODY_SCHEMAS = {
     ("user_password", "POST"): accounts_schemas.PasswordResetSchema,
     ("users", "POST"): accounts_schemas.UserCreateSchema,
     ("user_grants", "POST"): accounts_schemas.GrantCreateSchema,
+    ("codebook_codes", "POST"): codebook_schemas.CodeCreateSchema,
+    ("codebook_code", "PATCH"): codebook_schemas.CodeUpdateSchema,
+    ("codebook_code_retire", "POST"): codebook_schemas.CodeActionSchema,
+    ("codebook_code_reactivate", "POST"): codebook_schemas.CodeActionSchema,
+    ("codebook_code_merge", "POST"): codebook_schemas.CodeMergeSchema,
 }
+# Operations whose body is a file (CSV, XLSX, multipart), not JSON.
+FILE_BODIES = {("codebook_import", "POST")}
 
 
 def test_the_sync_body_publishes_the_record_the_validation_checks(app: Any, document: dict[str, Any]) -> None:
@@ -154,7 +162,7 @@ def test_request_bodies_are_the_views_colander_schemas(
 def test_operations_without_a_body_document_none(app: Any, document: dict[str, Any]) -> None:
     for route, method in openapi.app_operations(app.registry):
         op = _operation(document, app, route, method)
-        if (route, method) not in BODY_SCHEMAS and (route, method) != ("sync", "POST"):
+        if (route, method) not in BODY_SCHEMAS and (route, method) not in {("sync", "POST"), *FILE_BODIES}:
             assert "requestBody" not in op, (route, method)
 
 
@@ -171,6 +179,7 @@ def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dic
             app.registry.settings["surveykit.sync_max_pull"]
         ),
         ("conflicts", "GET"): sync_schemas.ConflictsQuerySchema(),
+        ("codebook_import", "POST"): codebook_schemas.ImportQuerySchema(),
     }
     for (route, method), schema in expected.items():
         op = _operation(document, app, route, method)
@@ -208,6 +217,13 @@ SAMPLES = [
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 2}, None),
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": 0}, False),
     (sync_schemas.ResolveSchema, {"resolution": "keep_current", "base_revision": True}, False),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "colour": "#1F77B4", "parent_id": None}, True),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "colour": "blue"}, False),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "parent_id": "3"}, False),
+    (codebook_schemas.CodeUpdateSchema, {"parent_id": None, "version": 2}, True),
+    (codebook_schemas.CodeUpdateSchema, {"name": "x", "version": 0}, False),
+    (codebook_schemas.CodeMergeSchema, {"into": 3}, True),
+    (codebook_schemas.CodeMergeSchema, {"into": 3, "extra": 1}, False),
 ]
 
 

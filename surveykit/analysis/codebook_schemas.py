@@ -45,8 +45,13 @@ def _version(**kw: Any) -> colander.SchemaNode:
     return colander.SchemaNode(StrictInteger(), name="version", validator=colander.Range(min=1), **kw)
 
 
+def _positive(node: colander.SchemaNode, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise colander.Invalid(node, "must be a code id (1 or more)")
+
+
 def _parent_id(**kw: Any) -> colander.SchemaNode:
-    return colander.SchemaNode(NullableId(), name="parent_id", validator=colander.Range(min=1), **kw)
+    return colander.SchemaNode(NullableId(), name="parent_id", validator=_positive, **kw)
 
 
 class CodeCreateSchema(Strict):

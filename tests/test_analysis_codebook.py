@@ -763,3 +763,14 @@ def test_the_cli_imports_checks_and_exports(fresh_database: Callable[[], str], t
         actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("codebook.%"))))
     engine.dispose()
     assert actions.count("codebook.code_created") == 7 and actions.count("codebook.imported") == 4
+
+
+def test_the_documented_example_file_imports(dbsession: Session, study: Any) -> None:
+    page = (Path(__file__).parent.parent / "docs" / "codebook.md").read_text(encoding="utf-8")
+    example = page.split("```csv\n", 1)[1].split("```", 1)[0]
+    file = codebook_files.read_file(example.encode("utf-8"), codebook_files.CSV)
+    result = codebook_import.import_file(dbsession, study, file, "tests")
+    paths = sorted(codebook.paths_of(codebook.study_codes(dbsession, study)).values())
+    assert "Ministries and agencies / Capacity / Training" in paths and result.summary()["created"] == len(
+        paths
+    )

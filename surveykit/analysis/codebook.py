@@ -180,6 +180,14 @@ def code_history(session: Session, study: Study, code: Code) -> list[AuditEvent]
     return list(session.scalars(statement))
 
 
+def lock_codebook(session: Session, study: Study) -> None:
+    """Serialise changes of one study's codebook until the transaction ends (the study's row lock on
+    PostgreSQL; SQLite's write lock does it there). Sibling names are unique case-insensitively,
+    which no index states, so two concurrent creations must not both pass the check. Taken before
+    any code's row, so that two changes never wait on each other."""
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
+
+
 # -------------------------------------------------------------------------------------- checking
 
 

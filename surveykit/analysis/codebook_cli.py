@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from surveykit.analysis import codebook_files, codebook_import
+from surveykit.analysis import codebook, codebook_files, codebook_import
 from surveykit.audit import services as audit
 from surveykit.db import SQLITE_IMMEDIATE
 from surveykit.studies import services as studies
@@ -72,6 +72,7 @@ def codebook_import_command(obj: Any, file: Path, study: str, dry_run: bool) -> 
             # On SQLite, queue for the write lock now: the checks must see what is stored.
             session.connection(execution_options={SQLITE_IMMEDIATE: True})
             target = studies.get_study(session, study)
+            codebook.lock_codebook(session, target)
             result = codebook_import.import_file(session, target, rows, operator(), dry_run=dry_run)
             if not dry_run:
                 for change in result.changes:

@@ -82,8 +82,11 @@ def _codebook_error(exc: codebook.CodebookError) -> APIError:
 
 def _load_code(request: Request, study: Study) -> Code:
     code_id = int(request.matchdict["code_id"])
+    changing = request.method != "GET"
+    if changing:
+        codebook.lock_codebook(request.dbsession, study)
     try:
-        return codebook.get_code(request.dbsession, study, code_id, for_update=request.method != "GET")
+        return codebook.get_code(request.dbsession, study, code_id, for_update=changing)
     except codebook.CodeNotFound as exc:
         raise APIError(
             404, ErrorCode.CODE_NOT_FOUND, str(exc), [field_error("code_id", str(exc), "path")]
@@ -146,6 +149,7 @@ def get_codebook(request: Request) -> Response:
 def create_code(request: Request) -> dict[str, Any]:
     study = load_study(request)
     body = json_body(request, schemas.CodeCreateSchema())
+    codebook.lock_codebook(request.dbsession, study)
     try:
         code, change = codebook.create_code(
             request.dbsession,
@@ -292,6 +296,7 @@ def import_codebook(request: Request) -> dict[str, Any]:
         ) from exc
     try:
         rows = codebook_files.read_file(data, kind)
+        codebook.lock_codebook(request.dbsession, study)
         result = codebook_import.import_file(
             request.dbsession, study, rows, request.identity.actor, dry_run=params["dry_run"]
         )

@@ -6,6 +6,7 @@ Codings are created as rows here: the codings API is another part's.
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import webtest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
+from support_db import Accounts, CommittingApp, settings_for
 
 from surveykit.analysis import codebook, codebook_files, codebook_import
 from surveykit.analysis.models import Code, Coding
@@ -774,3 +776,74 @@ def test_the_documented_example_file_imports(dbsession: Session, study: Any) -> 
     assert "Ministries and agencies / Capacity / Training" in paths and result.summary()["created"] == len(
         paths
     )
+
+
+# ------------------------------------------------------------------------------------ concurrency
+
+
+class CodebookServer(CommittingApp):
+    """The app on a real database whose requests commit, with the study and an editor's token."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        with self.factory() as session:
+            helper = Accounts(session, settings)
+            helper.study("ocsea")
+            self.headers = helper.headers("admin", "ocsea", None)
+            session.commit()
+
+    def concurrently(self, calls: list[Callable[[webtest.TestApp], Any]]) -> list[Any]:
+        """Every call at once, one thread each; the responses in order."""
+        barrier = threading.Barrier(len(calls))
+        answers: list[Any] = [None] * len(calls)
+        client = webtest.TestApp(self.app, extra_environ={"HTTP_HOST": "surveykit.test"})
+
+        def run(index: int) -> None:
+            barrier.wait()
+            answers[index] = calls[index](client)
+
+        threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        return answers
+
+
+@pytest.fixture
+def server(fresh_database: Callable[[], str], tmp_path: Path) -> Any:
+    server = CodebookServer(settings_for(fresh_database(), tmp_path))
+    yield server
+    server.engine.dispose()
+
+
+def test_concurrent_edits_of_one_code_keep_one_and_refuse_the_others(server: CodebookServer) -> None:
+    client = webtest.TestApp(server.app, extra_environ={"HTTP_HOST": "surveykit.test"})
+    code = client.post_json(f"{BASE}/codes", {"name": "Budget"}, headers=server.headers).json
+
+    def edit(text: str) -> Callable[[webtest.TestApp], Any]:
+        return lambda c: c.patch_json(
+            f"{BASE}/codes/{code['id']}",
+            {"definition": text, "version": 1},
+            headers=server.headers,
+            expect_errors=True,
+        )
+
+    answers = server.concurrently([edit(f"definition {n}") for n in range(4)])
+    assert sorted(answer.status_int for answer in answers) == [200, 409, 409, 409]
+    assert {answer.json["code"] for answer in answers if answer.status_int == 409} == {"stale_version"}
+    winner = next(answer.json for answer in answers if answer.status_int == 200)
+    stored = client.get(f"{BASE}/codes/{code['id']}", headers=server.headers).json
+    assert (stored["version"], stored["definition"]) == (2, winner["definition"])
+
+
+def test_concurrent_creations_of_one_name_store_one_code(server: CodebookServer) -> None:
+    def create(name: str) -> Callable[[webtest.TestApp], Any]:
+        return lambda c: c.post_json(
+            f"{BASE}/codes", {"name": name}, headers=server.headers, expect_errors=True
+        )
+
+    answers = server.concurrently([create(name) for name in ("Training", "training", "TRAINING", "Training")])
+    assert sorted(answer.status_int for answer in answers) == [201, 409, 409, 409]
+    with server.factory() as session:
+        assert session.scalar(select(func.count()).select_from(Code)) == 1

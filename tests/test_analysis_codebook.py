@@ -213,6 +213,29 @@ def test_a_code_cannot_move_into_its_own_subtree(dbsession: Session, study: Any)
     )
 
 
+def test_the_tree_is_at_most_max_depth_levels_deep(dbsession: Session, study: Any) -> None:
+    chain = [make(dbsession, study, "Level 1")]
+    for level in range(2, codebook.MAX_DEPTH + 1):
+        chain.append(make(dbsession, study, f"Level {level}", chain[-1]))
+    with pytest.raises(codebook.CodebookError) as caught:
+        make(dbsession, study, "Too deep", chain[-1])
+    assert caught.value.field == "parent_id"
+    # Moving a two-level branch under the tenth level would make thirteen levels.
+    branch = make(dbsession, study, "Branch")
+    make(dbsession, study, "Leaf", branch)
+    with pytest.raises(codebook.CodebookError):
+        codebook.update_code(dbsession, study, branch, None, {"parent_id": chain[10].id})
+    codebook.update_code(dbsession, study, branch, None, {"parent_id": chain[9].id})
+    deepest = codebook.paths_of(codebook.study_codes(dbsession, study))
+    assert max(path.count(" / ") for path in deepest.values()) == codebook.MAX_DEPTH - 1
+    # Merging a code with sub-codes into a deep code would push them too low.
+    other = make(dbsession, study, "Other")
+    make(dbsession, study, "Sub", other)
+    with pytest.raises(codebook.CodebookError) as caught:
+        codebook.merge_code(dbsession, study, other, chain[-1].id, None)
+    assert caught.value.field == "into"
+
+
 def test_retire_and_reactivate(dbsession: Session, study: Any) -> None:
     code = make(dbsession, study, "Hotlines")
     codebook.retire_code(dbsession, study, code, 1)
@@ -614,6 +637,7 @@ def test_an_xlsx_codebook_by_name_and_parent_and_a_multipart_upload(
         ("path\n", ["file"]),
         ("", ["file"]),
         ("path,definition\n" + "x" * 201 + ",d\n", ["file.row[2].path"]),
+        ("path\n" + "/".join(["level"] * 13) + "\n", ["file.row[2].path"]),
     ],
 )
 def test_bad_files_are_refused_by_row_and_column_and_nothing_changes(

@@ -33,6 +33,8 @@ DEFINITION_MAX = 10_000
 DEFAULT_COLOUR = "#808080"
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 PATH_SEPARATOR = "/"
+# Themes, sub-themes and a few levels more; deeper trees are refused rather than walked.
+MAX_DEPTH = 12
 # Integer columns are 32-bit on PostgreSQL: a larger id is simply no code.
 MAX_ID = 2**31 - 1
 HISTORY_LIMIT = 1000
@@ -102,15 +104,16 @@ def paths_of(codes: Iterable[Code]) -> dict[int, str]:
     """Each code's path, ``Theme / Sub-theme``, from its ancestors' names."""
     by_id = {code.id: code for code in codes}
     paths: dict[int, str] = {}
-
-    def path(code: Code) -> str:
-        if code.id not in paths:
-            parent = by_id.get(code.parent_id) if code.parent_id is not None else None
-            paths[code.id] = code.name if parent is None else f"{path(parent)} {PATH_SEPARATOR} {code.name}"
-        return paths[code.id]
-
     for code in by_id.values():
-        path(code)
+        chain: list[Code] = []
+        current: Code | None = code
+        while current is not None and current.id not in paths and len(chain) <= len(by_id):
+            chain.append(current)
+            current = by_id.get(current.parent_id) if current.parent_id is not None else None
+        prefix = paths[current.id] if current is not None and current.id in paths else None
+        for link in reversed(chain):
+            prefix = link.name if prefix is None else f"{prefix} {PATH_SEPARATOR} {link.name}"
+            paths[link.id] = prefix
     return paths
 
 
@@ -254,20 +257,36 @@ def _check_name_free(
         raise NameTaken(f"code {taken.id} is already named {taken.name!r} {where}", "name")
 
 
-def _descendant_ids(session: Session, study: Study, code: Code) -> set[int]:
+def _levels_below(session: Session, study: Study, code: Code) -> dict[int, int]:
+    """The code's descendants, each with how many levels below the code it lies."""
     children: dict[int, list[int]] = {}
     for code_id, parent_id in session.execute(
         select(Code.id, Code.parent_id).where(Code.study_id == study.id, Code.parent_id.is_not(None))
     ):
         children.setdefault(parent_id, []).append(code_id)
-    found: set[int] = set()
-    pending = [code.id]
+    found: dict[int, int] = {}
+    pending = [(code.id, 0)]
     while pending:
-        for child in children.get(pending.pop(), []):
+        current, level = pending.pop()
+        for child in children.get(current, []):
             if child not in found:
-                found.add(child)
-                pending.append(child)
+                found[child] = level + 1
+                pending.append((child, level + 1))
     return found
+
+
+def _depth(session: Session, code: Code) -> int:
+    """1 for a code at the top of the tree, 2 for its children, and so on."""
+    depth = 1
+    while code.parent_id is not None and depth <= MAX_DEPTH:
+        code = session.get_one(Code, code.parent_id)
+        depth += 1
+    return depth
+
+
+def _check_depth(depth: int, field: str) -> None:
+    if depth > MAX_DEPTH:
+        raise CodebookError(f"the codebook would be deeper than {MAX_DEPTH} levels", field)
 
 
 def _parent(session: Session, study: Study, parent_id: int | None, moving: Code | None = None) -> Code | None:
@@ -285,10 +304,10 @@ def _parent(session: Session, study: Study, parent_id: int | None, moving: Code 
             f"code {parent.id} was merged into code {parent.merged_into_id}: place the code there",
             "parent_id",
         )
-    if moving is not None and (
-        parent.id == moving.id or parent.id in _descendant_ids(session, study, moving)
-    ):
+    below = _levels_below(session, study, moving) if moving is not None else {}
+    if moving is not None and (parent.id == moving.id or parent.id in below):
         raise CodebookError("a code cannot be moved under itself or one of its own sub-codes", "parent_id")
+    _check_depth(_depth(session, parent) + 1 + max(below.values(), default=0), "parent_id")
     return parent
 
 
@@ -437,10 +456,13 @@ def merge_code(
         raise CodebookError("a code cannot be merged into itself", "into")
     if target.status != "active":
         raise CodebookError(f"code {target.id} is {target.status}: merge into an active code", "into")
-    if target.id in _descendant_ids(session, study, source):
+    below = _levels_below(session, study, source)
+    if target.id in below:
         raise CodebookError(
             f"code {target.id} lies under code {source.id}: move it out before merging into it", "into"
         )
+    # The sub-codes move up or down to the target's level, with everything below them.
+    _check_depth(_depth(session, target) + max(below.values(), default=0), "into")
     children = list(session.scalars(select(Code).where(Code.parent_id == source.id).order_by(Code.id)))
     for child in children:
         if child.status != "merged" and (clash := _sibling_named(session, study, target.id, child.name)):

@@ -143,6 +143,9 @@ class _Importer:
             parent_text = row.cells.get("parent", "")
             segments = [*(parent_text.split(FILE_PATH_SEPARATOR) if parent_text else []), row.cells["name"]]
             column = "parent"
+        if len(segments) > codebook.MAX_DEPTH:
+            self.problem(row.row, column, f"a path has at most {codebook.MAX_DEPTH} levels")
+            return None
         cleaned = []
         for index, segment in enumerate(segments):
             own = index == len(segments) - 1

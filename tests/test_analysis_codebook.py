@@ -656,6 +656,30 @@ def test_bad_files_are_refused_by_row_and_column_and_nothing_changes(
     assert snapshot(dbsession, study) == before
 
 
+def test_file_reading_semicolons_bom_formulas_and_limits() -> None:
+    text = '\ufeffPath;Definition\nLaws;=1+1\n;\nLaws/Gaps;"a; b"\n'
+    file = codebook_files.read_file(text.encode("utf-8"), codebook_files.CSV)
+    assert file.by_path and file.columns == ("path", "definition")
+    assert [(row.row, row.cells) for row in file.rows] == [
+        (2, {"path": "Laws", "definition": "=1+1"}),
+        (4, {"path": "Laws/Gaps", "definition": "a; b"}),
+    ]
+    sheet = xlsx([["name", "parent"], ["Gaps", "Laws"], ["=A2", None]])
+    rows = codebook_files.read_file(sheet, codebook_files.XLSX).rows
+    assert [row.cells for row in rows] == [{"name": "Gaps", "parent": "Laws"}, {"name": "=A2"}]
+    for data, kind, message in (
+        (b"path\n" + b"x\n" * (codebook_files.MAX_ROWS + 1), "csv", "more than"),
+        (b"path\n" + b"x" * codebook_files.MAX_FILE_BYTES, "csv", "larger than"),
+        (b"path\n\xff\n", "csv", "not UTF-8"),
+        (("path" + "," * 40 + "x\n").encode(), "csv", "wider than"),
+    ):
+        with pytest.raises(codebook_files.FileRejected) as caught:
+            codebook_files.read_file(data, kind)
+        assert message in str(caught.value), message
+    with pytest.raises(codebook_files.UnsupportedFile):
+        codebook_files.file_kind(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", None, "old.xls")
+
+
 def test_a_file_that_is_no_codebook_is_refused(testapp: webtest.TestApp, editor: dict[str, str]) -> None:
     response = testapp.post(
         f"{BASE}/import", b"PK\x03\x04junk", headers={**editor, "Content-Type": XLSX}, status=415

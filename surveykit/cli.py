@@ -106,6 +106,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "blocks_group",
         "Interview-number blocks that tablets hold: list them, release a...",
     ),
+    "codebook": (
+        "surveykit.analysis.codebook_cli",
+        "codebook_group",
+        "A study's codebook: import it from a CSV or XLSX file, export it to...",
+    ),
     "devices": (
         "surveykit.accounts.cli",
         "devices_group",

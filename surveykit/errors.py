@@ -67,6 +67,8 @@ class ErrorCode(StrEnum):
     SYNC_STALE_BASE = "stale_base_revision"
     INTERVIEW_NOT_FOUND = "interview_not_found"
     CODING_NOT_FOUND = "coding_not_found"
+    CODE_NOT_FOUND = "code_not_found"
+    STALE_VERSION = "stale_version"
     INTERNAL_ERROR = "internal_error"
     SERVICE_UNAVAILABLE = "service_unavailable"
 

@@ -32,6 +32,7 @@ from surveykit.audit.schemas import AuditQuerySchema
 from surveykit.errors import ErrorCode
 from surveykit.exports.views import ExportQuerySchema
 from surveykit.instruments import schemas as instrument_schemas
+from surveykit.openapi_codebook import CODEBOOK_OPERATIONS
 from surveykit.openapi_coding import CODING_OPERATIONS
 from surveykit.openapi_console import CONSOLE_OPERATIONS
 from surveykit.openapi_shapes import (
@@ -1054,6 +1055,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **STUDIO_OPERATIONS,
     # Codings and agreement between coders (surveykit/openapi_coding.py).
     **CODING_OPERATIONS,
+    # A study's codebook (surveykit/openapi_codebook.py).
+    **CODEBOOK_OPERATIONS,
 }
 
 

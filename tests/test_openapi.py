@@ -23,7 +23,7 @@ from test_route_matrix import app_routes
 
 from surveykit import openapi
 from surveykit.accounts import schemas as accounts_schemas
-from surveykit.analysis import coding_views
+from surveykit.analysis import codebook_schemas, coding_views
 from surveykit.cli import cli
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
@@ -117,7 +117,14 @@ BODY_SCHEMAS = {
     ("user_grants", "POST"): accounts_schemas.GrantCreateSchema,
     ("codings", "POST"): coding_views.NewCodingSchema,
     ("coding", "PATCH"): coding_views.CodingChangeSchema,
+    ("codebook_codes", "POST"): codebook_schemas.CodeCreateSchema,
+    ("codebook_code", "PATCH"): codebook_schemas.CodeUpdateSchema,
+    ("codebook_code_retire", "POST"): codebook_schemas.CodeActionSchema,
+    ("codebook_code_reactivate", "POST"): codebook_schemas.CodeActionSchema,
+    ("codebook_code_merge", "POST"): codebook_schemas.CodeMergeSchema,
 }
+# Operations whose body is a file (CSV, XLSX, multipart), not JSON.
+FILE_BODIES = {("codebook_import", "POST")}
 
 
 def test_the_sync_body_publishes_the_record_the_validation_checks(app: Any, document: dict[str, Any]) -> None:
@@ -157,7 +164,7 @@ def test_request_bodies_are_the_views_colander_schemas(
 def test_operations_without_a_body_document_none(app: Any, document: dict[str, Any]) -> None:
     for route, method in openapi.app_operations(app.registry):
         op = _operation(document, app, route, method)
-        if (route, method) not in BODY_SCHEMAS and (route, method) != ("sync", "POST"):
+        if (route, method) not in BODY_SCHEMAS and (route, method) not in {("sync", "POST"), *FILE_BODIES}:
             assert "requestBody" not in op, (route, method)
 
 
@@ -175,6 +182,7 @@ def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dic
         ),
         ("conflicts", "GET"): sync_schemas.ConflictsQuerySchema(),
         ("codings", "GET"): coding_views.ListQuerySchema(),
+        ("codebook_import", "POST"): codebook_schemas.ImportQuerySchema(),
     }
     for (route, method), schema in expected.items():
         op = _operation(document, app, route, method)
@@ -226,6 +234,13 @@ SAMPLES = [
     (coding_views.CodingChangeSchema, {"memo": "why", "start": 0, "end": 3}, True),
     (coding_views.CodingChangeSchema, {"start": -1}, False),
     (coding_views.CodingChangeSchema, {"confirm": "yes"}, False),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "colour": "#1F77B4", "parent_id": None}, True),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "colour": "blue"}, False),
+    (codebook_schemas.CodeCreateSchema, {"name": "Capacity", "parent_id": "3"}, False),
+    (codebook_schemas.CodeUpdateSchema, {"parent_id": None, "version": 2}, True),
+    (codebook_schemas.CodeUpdateSchema, {"name": "x", "version": 0}, False),
+    (codebook_schemas.CodeMergeSchema, {"into": 3}, True),
+    (codebook_schemas.CodeMergeSchema, {"into": 3, "extra": 1}, False),
 ]
 
 

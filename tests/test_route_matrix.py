@@ -93,6 +93,22 @@ STUDIO_DRAFT_PAGES = (
 PROGRESS_READERS = frozenset(
     {"coordinator_ke", "coordinator_tz", "analyst_ke", "study_admin", "global_admin"}
 )
+# The codebook (docs/codebook.md): one per study, read by the analysis roles (analysts, coordinators,
+# admins) of any of its countries, edited with a grant over the whole study.
+CODEBOOK_READERS = frozenset(
+    {"coordinator_ke", "coordinator_tz", "analyst_ke", "study_admin", "global_admin"}
+)
+CODEBOOK_ROUTES: dict[tuple[str, str], frozenset[str]] = {
+    ("codebook", "GET"): CODEBOOK_READERS,
+    ("codebook_codes", "POST"): STUDY_ADMINS,
+    ("codebook_code", "GET"): CODEBOOK_READERS,
+    ("codebook_code", "PATCH"): STUDY_ADMINS,
+    ("codebook_code_retire", "POST"): STUDY_ADMINS,
+    ("codebook_code_reactivate", "POST"): STUDY_ADMINS,
+    ("codebook_code_merge", "POST"): STUDY_ADMINS,
+    ("codebook_code_history", "GET"): CODEBOOK_READERS,
+    ("codebook_import", "POST"): STUDY_ADMINS,
+}
 COORDINATION_PAGES: dict[tuple[str, str], frozenset[str]] = {
     ("console.fieldwork", "GET"): PEOPLE,
     ("console.progress", "GET"): PROGRESS_READERS,
@@ -185,6 +201,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # Coding (docs/coding.md): analysts, coordinators and admins of the country; a coding is changed
     # by its coder or an admin (each allowed caller here changes a coding of their own).
     **{call: ANALYSTS_KE for call in ANALYSIS_CALLS},
+    **CODEBOOK_ROUTES,
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -325,6 +342,8 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     # The codings of TZ (its coordinator codes there), and of a study none of them is in.
     **{(route, method, "analysis_tz"): MANAGERS_TZ for route, method in ANALYSIS_CALLS},
     **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in ANALYSIS_CALLS},
+    # The codebook of a study none of them (but the global admin) holds a grant in.
+    **{(route, method, "codebook_other_study"): GLOBAL_ADMIN for route, method in CODEBOOK_ROUTES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -374,6 +393,8 @@ class Call:
     url: str
     json: Any = None
     form: dict[str, str] | None = None  # a console form (the caller's CSRF token is added)
+    body: bytes | None = None  # a raw body of type ``content_type`` (a file upload)
+    content_type: str | None = None
 
 
 class World:
@@ -802,6 +823,49 @@ def _analysis_calls(study: str, country: str) -> dict[tuple[str, str], Callable[
     }
 
 
+def _codebook_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """The codebook of ``study``; each change acts on codes made for it."""
+    import uuid
+
+    from surveykit.analysis import codebook
+    from surveykit.studies import services as studies
+
+    base = f"/api/v1/studies/{study}/codebook"
+
+    def code(w: World, retired: bool = False) -> int:
+        target = studies.get_study(w.session, study)
+        made, _ = codebook.create_code(w.session, target, "tests", name=f"matrix {uuid.uuid4().hex[:12]}")
+        if retired:
+            codebook.retire_code(w.session, target, made, None)
+        w.session.flush()
+        return made.id
+
+    return {
+        ("codebook", "GET"): lambda w: Call("GET", base),
+        ("codebook_codes", "POST"): lambda w: Call(
+            "POST", f"{base}/codes", {"name": f"new {uuid.uuid4().hex}"}
+        ),
+        ("codebook_code", "GET"): lambda w: Call("GET", f"{base}/codes/{code(w)}"),
+        ("codebook_code", "PATCH"): lambda w: Call(
+            "PATCH", f"{base}/codes/{code(w)}", {"definition": "Changed", "version": 1}
+        ),
+        ("codebook_code_retire", "POST"): lambda w: Call("POST", f"{base}/codes/{code(w)}/retire"),
+        ("codebook_code_reactivate", "POST"): lambda w: Call(
+            "POST", f"{base}/codes/{code(w, retired=True)}/reactivate"
+        ),
+        ("codebook_code_merge", "POST"): lambda w: Call(
+            "POST", f"{base}/codes/{code(w)}/merge", {"into": code(w)}
+        ),
+        ("codebook_code_history", "GET"): lambda w: Call("GET", f"{base}/codes/{code(w)}/history"),
+        ("codebook_import", "POST"): lambda w: Call(
+            "POST",
+            f"{base}/import",
+            body=f"path\nMatrix/{uuid.uuid4().hex}\n".encode(),
+            content_type="text/csv",
+        ),
+    }
+
+
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
     ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
@@ -865,6 +929,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
     ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
+    **_codebook_calls("ocsea"),
     **{
         ("console.root", "GET"): lambda w: Call("GET", "/"),
         ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
@@ -1031,6 +1096,7 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
     },
+    "codebook_other_study": _codebook_calls("other"),
     # consolecoord
     "console_tz": _coordination_calls("ocsea", "TZ"),
     "analysis_tz": _analysis_calls("ocsea", "TZ"),
@@ -1117,6 +1183,15 @@ def _send(testapp: webtest.TestApp, call: Call, headers: dict[str, str]) -> webt
             method=call.method,
             body=json.dumps(call.json).encode("utf-8"),
             content_type="application/json",
+            headers=headers,
+            expect_errors=True,
+        )
+    if call.body is not None:
+        return testapp.request(
+            call.url,
+            method=call.method,
+            body=call.body,
+            content_type=call.content_type,
             headers=headers,
             expect_errors=True,
         )

@@ -14,6 +14,8 @@ class Permission(StrEnum):
     PUBLIC = "public"
     ACCOUNT_READ = "account.read"
     ACCOUNT_UPDATE = "account.update"
+    # Creating, listing and revoking one's own personal access tokens.
+    ACCESS_TOKENS_MANAGE = "access_tokens.manage"
     INSTRUMENTS_READ = "instruments.read"
     INSTRUMENTS_VALIDATE = "instruments.validate"
     INSTRUMENTS_PUBLISH = "instruments.publish"
@@ -41,6 +43,17 @@ class Permission(StrEnum):
     CODEBOOK_EDIT = "codebook.edit"
     # The default for views that declare nothing: granted to no one.
     UNDECLARED = "undeclared"
+
+
+# What a personal access token (surveykit/accounts/access_tokens.py) may do, and the one place that
+# says so: read-only downloads of exports and analysis files. The security policy refuses a token
+# every other permission and every other method, whatever the route.
+ACCESS_TOKEN_PERMISSIONS = frozenset({Permission.EXPORTS_READ, Permission.ANALYSIS_READ})
+ACCESS_TOKEN_METHODS = frozenset({"GET", "HEAD"})
+
+
+def access_token_may(method: str, permission: str) -> bool:
+    return method in ACCESS_TOKEN_METHODS and permission in ACCESS_TOKEN_PERMISSIONS
 
 
 def includeme(config: Any) -> None:

@@ -121,6 +121,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("user_deactivate", "POST"): GLOBAL_ADMIN,
     ("user_grants", "POST"): GLOBAL_ADMIN,
     ("user_grant", "DELETE"): GLOBAL_ADMIN,
+    # Personal access tokens (docs/accounts.md): people manage their own, admins anyone's; never a
+    # tablet, and never a token itself (tests/test_access_tokens.py tries every route with one).
+    ("access_tokens", "GET"): PEOPLE,
+    ("access_tokens", "POST"): PEOPLE,
+    ("access_token", "DELETE"): PEOPLE,
+    ("user_access_tokens", "GET"): GLOBAL_ADMIN,
+    ("user_access_token", "DELETE"): GLOBAL_ADMIN,
     ("devices", "GET"): AUTHENTICATED,
     ("devices", "POST"): MANAGERS_KE,
     ("device", "DELETE"): MANAGERS_KE,
@@ -366,6 +373,7 @@ class World:
     def __init__(self, accounts: Any, dbsession: Session) -> None:
         self.accounts = accounts
         self.session = dbsession
+        self.caller = "anonymous"  # whose request is being built (see _check)
         accounts.study("ocsea", ("KE", "TZ", "KH"))
         accounts.study("other", ("KE",))
         self.users = {
@@ -443,6 +451,25 @@ class World:
             return {**headers, **self.headers(caller)}, None
         cookie, session_id = start_console_session(self.accounts, self.users[caller])
         return {**headers, "Cookie": f"{browser.COOKIE_NAME}={cookie}"}, csrf_for(self.accounts, session_id)
+
+    def own_access_token(self) -> int:
+        """A new access token of the current caller's account (of m-login for anonymous callers)."""
+        from surveykit.accounts import access_tokens
+
+        if self.caller in DEVICES:
+            owner = self.device_owners[self.caller]
+        else:
+            owner = self.users.get(self.caller, self.login_user)
+        created = access_tokens.create_access_token(self.session, owner, "matrix")
+        self.session.flush()
+        return created.token.id
+
+    def access_token_of(self, user: Any) -> int:
+        from surveykit.accounts import access_tokens
+
+        created = access_tokens.create_access_token(self.session, user, "matrix")
+        self.session.flush()
+        return created.token.id
 
     def refresh_token(self) -> str:
         pair = accounts_services.start_session(
@@ -743,6 +770,15 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     ("user_grant", "DELETE"): lambda w: Call(
         "DELETE", f"/api/v1/users/m-login/grants/{_grant_of(w, w.login_user)}"
+    ),
+    ("access_tokens", "GET"): lambda w: Call("GET", "/api/v1/account/access-tokens"),
+    ("access_tokens", "POST"): lambda w: Call("POST", "/api/v1/account/access-tokens", {"name": "Excel"}),
+    ("access_token", "DELETE"): lambda w: Call(
+        "DELETE", f"/api/v1/account/access-tokens/{w.own_access_token()}"
+    ),
+    ("user_access_tokens", "GET"): lambda w: Call("GET", "/api/v1/users/m-login/access-tokens"),
+    ("user_access_token", "DELETE"): lambda w: Call(
+        "DELETE", f"/api/v1/users/m-login/access-tokens/{w.access_token_of(w.login_user)}"
     ),
     ("devices", "GET"): lambda w: Call("GET", "/api/v1/devices"),
     ("audit", "GET"): lambda w: Call("GET", "/api/v1/audit"),
@@ -1083,6 +1119,7 @@ def _check(
 ) -> list[str]:
     problems = []
     for caller in CALLERS:
+        world.caller = caller
         call = build(world)
         headers = world.headers(caller)
         refusals_before = _refusals(dbsession)

@@ -8,8 +8,9 @@ from typing import Any
 
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.request import Request, RequestLocalCache
+from pyramid.security import Denied
 
-from surveykit.accounts import browser
+from surveykit.accounts import access_tokens, browser
 from surveykit.accounts.identity import (
     Identity,
     IdentityRefused,
@@ -21,6 +22,7 @@ from surveykit.accounts.tokens import TokenRejected, TokenSettings, VerifiedToke
 from surveykit.audit import services as audit
 from surveykit.cache_epoch import MISSING, EpochCache
 from surveykit.db import SQLITE_IMMEDIATE, utcnow
+from surveykit.security import access_token_may
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,20 @@ _REFUSAL_MESSAGES = {
     "session_revoked": "the token's session has ended (logged out, revoked or refresh token reused)",
     "inactive": "the account is deactivated",
     "device_revoked": "this device has been revoked",
+    "unknown_access_token": "the personal access token is unknown",
+    "access_token_revoked": "the personal access token has been revoked",
+    "access_token_expired": "the personal access token has expired",
+    "locked": "the account is locked after failed logins from this address",
 }
+
+
+class AccessTokenDenied(Denied):
+    """A personal access token asked for something outside what such tokens may do."""
+
+    def __init__(self, permission: str, method: str) -> None:
+        super().__init__("a personal access token may not use %s on %s", permission, method)
+        self.permission = permission
+        self.method = method
 
 
 class KnownIdentity:
@@ -81,11 +96,35 @@ class TokenSecurityPolicy:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return self._refuse(request, "bad_scheme", "send 'Authorization: Bearer <access token>'")
+        token = token.strip()
+        if access_tokens.is_access_token(token):
+            return self._access_token_identity(request, token)
         try:
-            claims = self.verified.decode(token.strip())
+            claims = self.verified.decode(token)
         except TokenRejected as exc:
             return self._refuse(request, exc.reason, exc.message)
         return self._checked_identity(request, claims)
+
+    def _access_token_identity(self, request: Request, secret: str) -> Identity | None:
+        """A personal access token's owner, checked on every request (never remembered: revoking a
+        token moves no cache epoch), its last use written at most once a minute."""
+        now = utcnow()
+        threshold = request.registry.settings["surveykit.lockout_threshold"]
+        try:
+            use = access_tokens.load_token_identity(
+                request.dbsession, secret, request.remote_addr, threshold, now
+            )
+        except IdentityRefused as exc:
+            return self._refuse(
+                request,
+                exc.reason,
+                _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
+                actor=exc.username or "anonymous",
+                action="access_token.refused",
+            )
+        if access_tokens.used_long_ago(use.last_used_at, now):
+            request.add_finished_callback(_touch_access_token)
+        return use.identity
 
     def _checked_identity(self, request: Request, claims: dict[str, Any]) -> Identity | None:
         """The identity behind verified claims, checked against revocation (or remembered)."""
@@ -122,11 +161,12 @@ class TokenSecurityPolicy:
         message: str,
         actor: str = "anonymous",
         device_id: str | None = None,
+        action: str = "auth.token_refused",
     ) -> None:
         request.environ[AUTH_PROBLEM] = message
         audit.record_refusal(
             request,
-            "auth.token_refused",
+            action,
             actor=actor,
             device_id=device_id,
             target=request.path,
@@ -143,6 +183,13 @@ class TokenSecurityPolicy:
         return [Everyone] if identity is None else identity.principals()
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
+        identity = self.identity(request)
+        if (
+            identity is not None
+            and identity.access_token_id is not None
+            and not access_token_may(request.method, permission)
+        ):
+            return AccessTokenDenied(permission, request.method)
         return self.acl.permits(context, self.principals(request), permission)
 
     def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
@@ -174,6 +221,23 @@ def _touch_device(request: Request) -> None:
         session.commit()
     except Exception:
         log.warning("could not record last-seen time of device %s", identity.device_id, exc_info=True)
+        session.rollback()
+    finally:
+        session.close()
+
+
+def _touch_access_token(request: Request) -> None:
+    """Record a token's last use after the response, in a short write transaction of its own (as
+    for a device's last-seen time)."""
+    token_id = request.identity.access_token_id
+    session = request.registry["dbsession_factory"]()
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        access_tokens.touch_access_token(session, token_id, utcnow())
+        session.commit()
+    except Exception:
+        log.warning("could not record last use of access token %s", token_id, exc_info=True)
         session.rollback()
     finally:
         session.close()

@@ -64,6 +64,6 @@ def includeme(config: Any) -> None:
     # Only Python code (the authorisation benchmark) can hand in another policy; an .ini cannot.
     policy = settings.get("surveykit.security_policy")
     if policy is None or isinstance(policy, str):
-        policy = TokenSecurityPolicy(TokenSettings.from_settings(settings))
+        policy = TokenSecurityPolicy(TokenSettings.from_settings(settings), access_token_may)
     config.set_security_policy(policy)
     config.set_default_permission(Permission.UNDECLARED)

@@ -11,6 +11,7 @@ from surveykit.accounts.access_tokens import MAX_DAYS as ACCESS_TOKEN_MAX_DAYS
 from surveykit.accounts.access_tokens import NAME_MAX_LENGTH as ACCESS_TOKEN_NAME_MAX
 from surveykit.accounts.models import ROLES
 from surveykit.instruments.schemas import StrictString
+from surveykit.participants.schemas import StrictInteger
 from surveykit.studies.schemas import Strict
 from surveykit.studies.services import COUNTRY_CODE, STUDY_SLUG
 
@@ -101,21 +102,10 @@ class GrantCreateSchema(Strict):
     countries = _Countries(validator=colander.Length(min=1, max=100), missing=None)
 
 
-class _WholeNumber(colander.SchemaType):
-    """A JSON integer: not a string of digits, not a boolean, not a float."""
-
-    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
-        if cstruct is colander.null:
-            return colander.null
-        if isinstance(cstruct, bool) or not isinstance(cstruct, int):
-            raise colander.Invalid(node, f"must be a whole number, not {type(cstruct).__name__}")
-        return cstruct
-
-
 class AccessTokenCreateSchema(Strict):
     name = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=ACCESS_TOKEN_NAME_MAX))
     expires_in_days = colander.SchemaNode(
-        _WholeNumber(),
+        StrictInteger(),
         validator=colander.Range(1, ACCESS_TOKEN_MAX_DAYS, "a token lasts from 1 to ${max} days"),
         missing=ACCESS_TOKEN_DEFAULT_DAYS,
     )

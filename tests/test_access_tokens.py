@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import webtest
+from console_support import csrf_for, sign_in
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from test_route_matrix import CALLS, World, app_routes
@@ -405,3 +406,102 @@ def test_every_route_but_the_downloads_refuses_a_token(
     assert {"export_country", "export_study"} <= answered
     dbsession.expire_all()
     assert dbsession.scalar(select(Grant.id).where(Grant.user_id == world.users["global_admin"].id))
+
+
+# ------------------------------------------------------------------------------ the console page
+
+ACCOUNT_PAGE = "/console/account"
+HTML = {"Accept": "text/html"}
+
+
+def form_to(page: webtest.TestResponse, action: str) -> webtest.forms.Form:
+    (form,) = [form for form in page.forms.values() if form.action == action]
+    return form
+
+
+def test_the_account_page_creates_a_token_shows_it_once_and_revokes_it(
+    testapp: webtest.TestApp, dbsession: Session, accounts: Any, analyst: Any
+) -> None:
+    sign_in(testapp, accounts, analyst)
+    page = testapp.get(ACCOUNT_PAGE, headers=HTML)
+    assert "Personal access tokens" in page.text and "You have no tokens." in page.text
+    form = form_to(page, "/console/account/access-tokens")
+    form["name"] = "Kenya workbook in Excel"
+    form["expires_in_days"] = "30"
+    shown = form.submit(headers=HTML)
+    assert shown.status_int == 200 and shown.headers["Cache-Control"] == "no-store"
+    (token,) = access_tokens.list_access_tokens(dbsession, analyst)
+    secret = shown.html.find(id="new-access-token").text
+    assert secret.startswith(token.prefix) and access_tokens.secret_hash(secret) == token.token_hash
+    assert "Web.Contents(" in shown.text and 'Authorization = "Bearer "' in shown.text
+    assert shown.html.find("button", attrs={"data-copy": "new-access-token"}) is not None
+    assert "access_tokens.js" in shown.text
+    # Shown once: the page afterwards lists the token by its prefix only.
+    again = testapp.get(ACCOUNT_PAGE, headers=HTML)
+    assert secret not in again.text and f"{token.prefix}…" in again.text
+    assert "Kenya workbook in Excel" in again.text
+    (event,) = events(dbsession, "access_token.created")
+    assert event.details["via"] == "console"
+    # The token downloads; revoking it from the page stops it.
+    testapp.get(KE, headers=bearer(secret), status=200)
+    revoke = form_to(again, f"/console/account/access-tokens/{token.id}/revoke")
+    done = revoke.submit(headers=HTML)
+    assert done.status_int == 303 and done.headers["Location"].endswith("/console/account#access-tokens")
+    testapp.get(KE, headers=bearer(secret), status=401)
+    assert "is revoked" in testapp.get(ACCOUNT_PAGE, headers=HTML).text
+
+
+@pytest.mark.parametrize(
+    ("name", "days", "field"),
+    [
+        ("", "30", "name"),
+        ("Excel", "0", "expires_in_days"),
+        ("Excel", "999", "expires_in_days"),
+        ("x", "ten", "expires_in_days"),
+    ],
+)
+def test_the_account_page_shows_errors_next_to_their_field(
+    testapp: webtest.TestApp,
+    dbsession: Session,
+    accounts: Any,
+    analyst: Any,
+    name: str,
+    days: str,
+    field: str,
+) -> None:
+    sign_in(testapp, accounts, analyst)
+    form = form_to(testapp.get(ACCOUNT_PAGE, headers=HTML), "/console/account/access-tokens")
+    form["name"], form["expires_in_days"] = name, days
+    answer = form.submit(headers=HTML, expect_errors=True)
+    assert answer.status_int == 422
+    error = answer.html.find(id=f"error-{field}")
+    assert error is not None and error.text.strip()
+    assert answer.html.find(id=f"field-{field}")["aria-invalid"] == "true"
+    assert answer.html.find(id="field-name")["value"] == name  # what was typed stays
+    assert access_tokens.list_access_tokens(dbsession, analyst) == []
+
+
+def test_the_account_page_refuses_more_than_twenty_and_anothers_token(
+    testapp: webtest.TestApp, dbsession: Session, accounts: Any, analyst: Any
+) -> None:
+    for n in range(access_tokens.MAX_ACTIVE_PER_USER):
+        access_tokens.create_access_token(dbsession, analyst, f"script {n}")
+    other = accounts.user("pat-other", "analyst", "ocsea", ["KE"])
+    theirs = access_tokens.create_access_token(dbsession, other, "theirs")
+    dbsession.flush()
+    session_id = sign_in(testapp, accounts, analyst)
+    page = testapp.get(ACCOUNT_PAGE, headers=HTML)
+    form = form_to(page, "/console/account/access-tokens")
+    form["name"] = "one more"
+    answer = form.submit(headers=HTML, expect_errors=True)
+    assert answer.status_int == 422 and "revoke one first" in answer.html.find(id="error-name").text
+    csrf = csrf_for(accounts, session_id)
+    refused = testapp.post(
+        f"/console/account/access-tokens/{theirs.token.id}/revoke",
+        {"csrf_token": csrf},
+        headers=HTML,
+        expect_errors=True,
+    )
+    assert refused.status_int == 404 and refused.content_type == "text/html"
+    dbsession.refresh(theirs.token)
+    assert theirs.token.revoked_at is None

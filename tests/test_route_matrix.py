@@ -197,6 +197,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("console.account", "GET"): PEOPLE,
     ("console.password", "GET"): PEOPLE,
     ("console.password", "POST"): PEOPLE,
+    ("console.access_tokens", "POST"): PEOPLE,
+    ("console.access_token_revoke", "POST"): PEOPLE,
     ("console.users", "GET"): GLOBAL_ADMIN,
     ("console.users", "POST"): GLOBAL_ADMIN,
     ("console.user", "GET"): GLOBAL_ADMIN,
@@ -822,6 +824,12 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
             "/console/account/password",
             form={"current_password": "x", "new_password": PASSWORD * 2, "confirm_password": PASSWORD * 2},
         ),
+        ("console.access_tokens", "POST"): lambda w: Call(
+            "POST", "/console/account/access-tokens", form={"name": "Excel", "expires_in_days": "30"}
+        ),
+        ("console.access_token_revoke", "POST"): lambda w: Call(
+            "POST", f"/console/account/access-tokens/{w.own_access_token()}/revoke", form={}
+        ),
         ("console.users", "GET"): lambda w: Call("GET", "/console/admin/users"),
         ("console.users", "POST"): lambda w: Call(
             "POST", "/console/admin/users", form={"username": _free_username(w), "password": PASSWORD}
@@ -1071,6 +1079,7 @@ def _check_console(
     page, and the refusal is audited."""
     problems = []
     for caller in CALLERS:
+        world.caller = caller
         call = build(world)
         headers, csrf = world.browser(caller)
         refusals_before = _refusals(dbsession)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import webtest
 from console_support import csrf_for, sign_in
-from sqlalchemy import delete, select
+from sqlalchemy import create_engine, delete, select
 from sqlalchemy.orm import Session
+from test_accounts_cli import CLI, api_on
 from test_route_matrix import CALLS, World, app_routes
 
 from surveykit.accounts import access_tokens, browser, throttle
@@ -505,3 +506,41 @@ def test_the_account_page_refuses_more_than_twenty_and_anothers_token(
     assert refused.status_int == 404 and refused.content_type == "text/html"
     dbsession.refresh(theirs.token)
     assert theirs.token.revoked_at is None
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+
+
+def test_the_cli_creates_lists_and_revokes_a_users_tokens(fresh_database: Any, tmp_path: Any) -> None:
+    run = CLI(fresh_database(), tmp_path / "data")
+    run.ok("db", "upgrade")
+    run.ok("studies", "add", "ocsea", "--name", "OCSEA")
+    run.ok("studies", "add-country", "ocsea", "KE", "--name", "Kenya")
+    run.ok("users", "add", "amina")
+    run.ok("users", "grant", "amina", "analyst", "--study", "ocsea", "--country", "KE")
+    created = run.ok("users", "access-token", "create", "amina", "--name", "Excel", "--days", "30")
+    secret = created.split("token (shown once): ")[1].strip()
+    assert secret.startswith("skpat_")
+    listed = run.ok("users", "access-token", "list", "amina")
+    assert secret not in listed and f"{secret[:12]}..." in listed and "active" in listed
+    as_json = json.loads(run.ok("users", "access-token", "list", "amina", "--json"))
+    (token,) = as_json["access_tokens"]
+    assert "token" not in token and token["name"] == "Excel"
+    with api_on(run, tmp_path) as api:
+        api.get("/api/v1/exports/ocsea/KE.xlsx", headers=bearer(secret), status=200)
+        run.ok("users", "access-token", "revoke", "amina", str(token["id"]))
+        api.get("/api/v1/exports/ocsea/KE.xlsx", headers=bearer(secret), status=401)
+    assert "has no access token #99" in run.fails("users", "access-token", "revoke", "amina", "99")
+    assert "no user" in run.fails("users", "access-token", "list", "nobody")
+    assert run.fails("users", "access-token", "create", "amina", "--name", "x", "--days", "400", code=2)
+    engine = create_engine(run.url)
+    try:
+        with Session(engine) as db:
+            actions = db.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("access_token.%"))
+                .order_by(AuditEvent.id)
+            )
+            assert list(actions) == ["access_token.created", "access_token.revoked", "access_token.refused"]
+    finally:
+        engine.dispose()

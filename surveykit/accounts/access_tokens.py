@@ -213,6 +213,7 @@ def load_token_identity(
     presented = secret_hash(secret)
     rows = session.connection().execute(_TOKEN_QUERY, {"token_hash": presented}).all()
     row = rows[0] if rows else None
+    # The index finds the row; the secret's hash is then compared in constant time all the same.
     if row is None or not hmac.compare_digest(row.token_hash, presented):
         raise IdentityRefused("unknown_access_token")
     if row.revoked_at is not None:
@@ -239,10 +240,6 @@ def load_token_identity(
     )
     identity = Identity(row.user_id, row.username, "", None, grants, access_token_id=row.id)
     return TokenUse(identity, row.id, row.last_used_at)
-
-
-def token_prefix(session: Session, token_id: int) -> str | None:
-    return session.scalar(select(AccessToken.prefix).where(AccessToken.id == token_id))
 
 
 def used_long_ago(last_used: datetime | None, now: datetime) -> bool:

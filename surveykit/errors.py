@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     DEVICE_NOT_FOUND = "device_not_found"
     DEVICE_REVOKED = "device_revoked"
     FORBIDDEN = "forbidden"
+    ACCESS_TOKEN_NOT_ALLOWED = "access_token_not_allowed"
     NOT_FOUND = "not_found"
     INSTRUMENT_NOT_FOUND = "instrument_not_found"
     VERSION_NOT_FOUND = "version_not_found"

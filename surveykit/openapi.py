@@ -50,8 +50,9 @@ from surveykit.openapi_shapes import (
 from surveykit.openapi_shapes import list_of as _list_of
 from surveykit.openapi_shapes import obj as _obj
 from surveykit.openapi_studio import STUDIO_OPERATIONS
+from surveykit.openapi_tokens import ACCESS_TOKEN_SCHEME, TOKEN_OPERATIONS
 from surveykit.participants import schemas as participant_schemas
-from surveykit.security import Permission
+from surveykit.security import Permission, access_token_may
 from surveykit.studies import schemas as study_schemas
 from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
@@ -1057,6 +1058,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **CODING_OPERATIONS,
     # A study's codebook (surveykit/openapi_codebook.py).
     **CODEBOOK_OPERATIONS,
+    # Personal access tokens (surveykit/openapi_tokens.py).
+    **TOKEN_OPERATIONS,
 }
 
 
@@ -1206,7 +1209,12 @@ def _operation_object(
     for status in _error_statuses(operation, public, bool(placeholders)):
         responses[str(status)] = {"$ref": f"#/components/responses/Error{status}"}
     out["responses"] = responses
-    out["security"] = [] if public else [{"bearerAuth": []}]
+    if public:
+        out["security"] = []
+    elif access_token_may(method, info["permission"]):
+        out["security"] = [{"bearerAuth": []}, {"accessToken": []}]
+    else:
+        out["security"] = [{"bearerAuth": []}]
     return path, out
 
 
@@ -1276,7 +1284,8 @@ def build_document(registry: Any) -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "an access token from POST /api/v1/auth/token or /api/v1/devices/activate",
-                }
+                },
+                "accessToken": ACCESS_TOKEN_SCHEME,
             },
             "schemas": {
                 "Error": ERROR_ENVELOPE,

@@ -14,6 +14,8 @@ class Permission(StrEnum):
     PUBLIC = "public"
     ACCOUNT_READ = "account.read"
     ACCOUNT_UPDATE = "account.update"
+    # Creating, listing and revoking one's own personal access tokens.
+    ACCESS_TOKENS_MANAGE = "access_tokens.manage"
     INSTRUMENTS_READ = "instruments.read"
     INSTRUMENTS_VALIDATE = "instruments.validate"
     INSTRUMENTS_PUBLISH = "instruments.publish"
@@ -43,6 +45,18 @@ class Permission(StrEnum):
     UNDECLARED = "undeclared"
 
 
+# What a personal access token (surveykit/accounts/access_tokens.py) may do, and the one place that
+# says so: read-only downloads of exports (the workbook, its CSV and statistics files, the REFI-QDA
+# project), which all carry EXPORTS_READ. The security policy refuses a token
+# every other permission and every other method, whatever the route.
+ACCESS_TOKEN_PERMISSIONS = frozenset({Permission.EXPORTS_READ})
+ACCESS_TOKEN_METHODS = frozenset({"GET", "HEAD"})
+
+
+def access_token_may(method: str, permission: str) -> bool:
+    return method in ACCESS_TOKEN_METHODS and permission in ACCESS_TOKEN_PERMISSIONS
+
+
 def includeme(config: Any) -> None:
     from surveykit.accounts.policy import TokenSecurityPolicy
     from surveykit.accounts.tokens import TokenSettings
@@ -51,6 +65,6 @@ def includeme(config: Any) -> None:
     # Only Python code (the authorisation benchmark) can hand in another policy; an .ini cannot.
     policy = settings.get("surveykit.security_policy")
     if policy is None or isinstance(policy, str):
-        policy = TokenSecurityPolicy(TokenSettings.from_settings(settings))
+        policy = TokenSecurityPolicy(TokenSettings.from_settings(settings), access_token_may)
     config.set_security_policy(policy)
     config.set_default_permission(Permission.UNDECLARED)

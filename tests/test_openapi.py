@@ -27,7 +27,7 @@ from surveykit.analysis import codebook_schemas, coding_views
 from surveykit.cli import cli
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.participants import schemas as participant_schemas
-from surveykit.security import Permission
+from surveykit.security import Permission, access_token_may
 from surveykit.studies import schemas as study_schemas
 from surveykit.sync import record_schema
 from surveykit.sync import schemas as sync_schemas
@@ -77,9 +77,25 @@ def test_every_operation_is_in_the_document_with_its_security(app: Any, document
         op = document["paths"][path][method.lower()]
         assert op["operationId"] == f"{route}_{method.lower()}"
         public = info["permission"] == Permission.PUBLIC
-        assert op["security"] == ([] if public else [{"bearerAuth": []}]), (route, method)
+        expected = [] if public else [{"bearerAuth": []}]
+        if access_token_may(method, info["permission"]):
+            # The downloads a personal access token may make (surveykit.security).
+            expected = [{"bearerAuth": []}, {"accessToken": []}]
+        assert op["security"] == expected, (route, method)
         assert "401" in op["responses"]
         assert any(status.startswith("2") for status in op["responses"]), (route, method)
+
+
+def test_only_the_downloads_take_a_personal_access_token(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["accessToken"]["scheme"] == "bearer"
+    taking = sorted(
+        op["operationId"]
+        for item in document["paths"].values()
+        for op in item.values()
+        if {"accessToken": []} in op["security"]
+    )
+    assert {"export_country_get", "export_study_get"} <= set(taking)
+    assert all(name.endswith("_get") for name in taking)
 
 
 def test_export_paths_keep_the_country_pattern(document: dict[str, Any]) -> None:
@@ -122,6 +138,7 @@ BODY_SCHEMAS = {
     ("codebook_code_retire", "POST"): codebook_schemas.CodeActionSchema,
     ("codebook_code_reactivate", "POST"): codebook_schemas.CodeActionSchema,
     ("codebook_code_merge", "POST"): codebook_schemas.CodeMergeSchema,
+    ("access_tokens", "POST"): accounts_schemas.AccessTokenCreateSchema,
 }
 # Operations whose body is a file (CSV, XLSX, multipart), not JSON.
 FILE_BODIES = {("codebook_import", "POST")}
@@ -194,6 +211,11 @@ def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dic
 # Bodies and whether colander accepts them; the JSON Schema must refuse whatever colander refuses
 # for a reason JSON Schema can express (types, required keys, unknown keys, lengths, patterns).
 SAMPLES = [
+    (accounts_schemas.AccessTokenCreateSchema, {"name": "Excel", "expires_in_days": 30}, True),
+    (accounts_schemas.AccessTokenCreateSchema, {"name": "Excel", "expires_in_days": "30"}, False),
+    (accounts_schemas.AccessTokenCreateSchema, {"name": "Excel", "expires_in_days": 367}, False),
+    (accounts_schemas.AccessTokenCreateSchema, {"name": ""}, False),
+    (accounts_schemas.AccessTokenCreateSchema, {"expires_in_days": 30}, False),
     (accounts_schemas.LoginSchema, {"username": "amina", "password": "x"}, True),
     (accounts_schemas.LoginSchema, {"username": "amina"}, False),
     (accounts_schemas.LoginSchema, {"username": "amina", "password": "x", "extra": 1}, False),

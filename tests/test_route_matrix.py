@@ -24,7 +24,7 @@ from console_support import csrf_for, csrf_in, start_console_session
 from instrument_samples import minimal_definition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_sync_support import make_conflict, make_field_conflict
+from test_sync_support import make_conflict, make_field_conflict, make_interview
 
 from surveykit.accounts import browser, passwords
 from surveykit.accounts import services as accounts_services
@@ -147,6 +147,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("user_deactivate", "POST"): GLOBAL_ADMIN,
     ("user_grants", "POST"): GLOBAL_ADMIN,
     ("user_grant", "DELETE"): GLOBAL_ADMIN,
+    # Personal access tokens (docs/accounts.md): people manage their own, admins anyone's; never a
+    # tablet, and never a token itself (tests/test_access_tokens.py tries every route with one).
+    ("access_tokens", "GET"): PEOPLE,
+    ("access_tokens", "POST"): PEOPLE,
+    ("access_token", "DELETE"): PEOPLE,
+    ("user_access_tokens", "GET"): GLOBAL_ADMIN,
+    ("user_access_token", "DELETE"): GLOBAL_ADMIN,
     ("devices", "GET"): AUTHENTICATED,
     ("devices", "POST"): MANAGERS_KE,
     ("device", "DELETE"): MANAGERS_KE,
@@ -220,6 +227,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("console.account", "GET"): PEOPLE,
     ("console.password", "GET"): PEOPLE,
     ("console.password", "POST"): PEOPLE,
+    ("console.access_tokens", "POST"): PEOPLE,
+    ("console.access_token_revoke", "POST"): PEOPLE,
     ("console.users", "GET"): GLOBAL_ADMIN,
     ("console.users", "POST"): GLOBAL_ADMIN,
     ("console.user", "GET"): GLOBAL_ADMIN,
@@ -403,6 +412,7 @@ class World:
     def __init__(self, accounts: Any, dbsession: Session) -> None:
         self.accounts = accounts
         self.session = dbsession
+        self.caller = "anonymous"  # whose request is being built (see _check)
         accounts.study("ocsea", ("KE", "TZ", "KH"))
         accounts.study("other", ("KE",))
         self.users = {
@@ -482,6 +492,25 @@ class World:
             return {**headers, **self.headers(caller)}, None
         cookie, session_id = start_console_session(self.accounts, self.users[caller])
         return {**headers, "Cookie": f"{browser.COOKIE_NAME}={cookie}"}, csrf_for(self.accounts, session_id)
+
+    def own_access_token(self) -> int:
+        """A new access token of the current caller's account (of m-login for anonymous callers)."""
+        from surveykit.accounts import access_tokens
+
+        if self.caller in DEVICES:
+            owner = self.device_owners[self.caller]
+        else:
+            owner = self.users.get(self.caller, self.login_user)
+        created = access_tokens.create_access_token(self.session, owner, "matrix")
+        self.session.flush()
+        return created.token.id
+
+    def access_token_of(self, user: Any) -> int:
+        from surveykit.accounts import access_tokens
+
+        created = access_tokens.create_access_token(self.session, user, "matrix")
+        self.session.flush()
+        return created.token.id
 
     def refresh_token(self) -> str:
         pair = accounts_services.start_session(
@@ -749,32 +778,13 @@ def _coded_interview(w: World, study: str, country: str) -> tuple[str, int]:
     """A stored interview of ``study``/``country`` with a text answer, and an active code of the study."""
     from surveykit.analysis.models import Code
     from surveykit.studies import services as studies
-    from surveykit.sync.models import Interview
 
     target = studies.get_study(w.session, study)
-    taken = w.session.scalar(
-        select(func.max(Interview.interview_number)).where(
-            Interview.study_id == target.id, Interview.country_code == country
-        )
-    )
-    interview = Interview(
-        uuid=str(uuid_module.uuid4()),
-        study_id=target.id,
-        country_code=country,
-        activity="RA1",
-        interview_number=(taken or 0) + 1,
-        revision=1,
-        content_hash="0" * 64,
-        record={"answers": {"details": "We train police officers every year."}},
-        status="complete",
-        instrument_slug="matrix",
-        instrument_version=1,
-        interviewer_id=w.users["global_admin"].id,
-    )
+    uuid, _, _ = make_interview(w.session, w.users["global_admin"].id, study, country)
     code = Code(guid=str(uuid_module.uuid4()), study_id=target.id, name="Capacity", created_by="tests")
-    w.session.add_all([interview, code])
+    w.session.add(code)
     w.session.flush()
-    return interview.uuid, code.id
+    return uuid, code.id
 
 
 def _own_coding(w: World, study: str, country: str) -> int:
@@ -904,6 +914,15 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("user_grant", "DELETE"): lambda w: Call(
         "DELETE", f"/api/v1/users/m-login/grants/{_grant_of(w, w.login_user)}"
     ),
+    ("access_tokens", "GET"): lambda w: Call("GET", "/api/v1/account/access-tokens"),
+    ("access_tokens", "POST"): lambda w: Call("POST", "/api/v1/account/access-tokens", {"name": "Excel"}),
+    ("access_token", "DELETE"): lambda w: Call(
+        "DELETE", f"/api/v1/account/access-tokens/{w.own_access_token()}"
+    ),
+    ("user_access_tokens", "GET"): lambda w: Call("GET", "/api/v1/users/m-login/access-tokens"),
+    ("user_access_token", "DELETE"): lambda w: Call(
+        "DELETE", f"/api/v1/users/m-login/access-tokens/{w.access_token_of(w.login_user)}"
+    ),
     ("devices", "GET"): lambda w: Call("GET", "/api/v1/devices"),
     ("audit", "GET"): lambda w: Call("GET", "/api/v1/audit"),
     ("instruments", "GET"): lambda w: Call("GET", "/api/v1/instruments"),
@@ -946,6 +965,12 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
             "POST",
             "/console/account/password",
             form={"current_password": "x", "new_password": PASSWORD * 2, "confirm_password": PASSWORD * 2},
+        ),
+        ("console.access_tokens", "POST"): lambda w: Call(
+            "POST", "/console/account/access-tokens", form={"name": "Excel", "expires_in_days": "30"}
+        ),
+        ("console.access_token_revoke", "POST"): lambda w: Call(
+            "POST", f"/console/account/access-tokens/{w.own_access_token()}/revoke", form={}
         ),
         ("console.users", "GET"): lambda w: Call("GET", "/console/admin/users"),
         ("console.users", "POST"): lambda w: Call(
@@ -1210,6 +1235,7 @@ def _check_console(
     page, and the refusal is audited."""
     problems = []
     for caller in CALLERS:
+        world.caller = caller
         call = build(world)
         headers, csrf = world.browser(caller)
         refusals_before = _refusals(dbsession)

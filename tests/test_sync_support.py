@@ -263,11 +263,13 @@ class Tablet:
         return post_json(testapp, "/api/v1/sync", {"changes": changes}, self.headers, status)
 
 
-def make_conflict(session: Session, user_id: int, study: str = STUDY, country: str = "KE") -> int:
-    """An open conflict on a new record of ``study``/``country``, made through the services.
+def make_interview(
+    session: Session, user_id: int, study: str = STUDY, country: str = "KE"
+) -> tuple[str, dict[str, Any], Any]:
+    """A new record of ``study``/``country`` stored through the services: (uuid, record, caller).
 
     Creates what it needs (activity RA1, the study's sync instrument, a planned interview); the
-    changes are pushed as a global admin with the id ``user_id``.
+    record is pushed as a global admin with the id ``user_id``.
     """
     from surveykit.accounts.identity import GrantScope
     from surveykit.sync import services
@@ -301,11 +303,20 @@ def make_conflict(session: Session, user_id: int, study: str = STUDY, country: s
     caller = services.Caller(user_id, "sync-tests", None, (GrantScope("admin", "*", None),))
     record = make_record(number, country=country, study=study, instrument={"slug": slug, "version": 1})
     uuid = new_uuid()
-    services.push_batch(session, caller, [change(uuid, 0, record)])
+    (result,) = services.push_batch(session, caller, [change(uuid, 0, record)]).results
+    assert result.result == "created", result
+    return uuid, record, caller
+
+
+def make_conflict(session: Session, user_id: int, study: str = STUDY, country: str = "KE") -> int:
+    """An open conflict on a new record of ``study``/``country`` (see ``make_interview``)."""
+    from surveykit.sync import services
+
+    uuid, record, caller = make_interview(session, user_id, study, country)
     services.push_batch(session, caller, [change(uuid, 1, dict(record, notes="first edit"))])
     outcome = services.push_batch(session, caller, [change(uuid, 1, dict(record, notes="second edit"))])
     (result,) = outcome.results
-    assert result.result == "conflict" and result.conflict_id is not None
+    assert result.result == "conflict" and result.conflict_id is not None, result
     return result.conflict_id
 
 

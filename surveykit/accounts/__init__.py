@@ -19,11 +19,14 @@ class PublicResource:
 
 
 class AccountResource:
-    # A tablet's session never changes its owner's password: a lost tablet is not its owner.
+    # A tablet's session never changes its owner's password nor holds their access tokens: a lost
+    # tablet is not its owner.
     __acl__ = [
         (Allow, Authenticated, Permission.ACCOUNT_READ),
         (Deny, "device", Permission.ACCOUNT_UPDATE),
         (Allow, Authenticated, Permission.ACCOUNT_UPDATE),
+        (Deny, "device", Permission.ACCESS_TOKENS_MANAGE),
+        (Allow, Authenticated, Permission.ACCESS_TOKENS_MANAGE),
     ]
 
     def __init__(self, request: Any) -> None:
@@ -65,8 +68,15 @@ def includeme(config: Any) -> None:
     config.add_route("user_deactivate", "/api/v1/users/{username}/deactivate", factory=UsersResource)
     config.add_route("user_grants", "/api/v1/users/{username}/grants", factory=UsersResource)
     config.add_route("user_grant", "/api/v1/users/{username}/grants/{grant_id}", factory=UsersResource)
+    config.add_route("user_access_tokens", "/api/v1/users/{username}/access-tokens", factory=UsersResource)
+    config.add_route(
+        "user_access_token", "/api/v1/users/{username}/access-tokens/{token_id}", factory=UsersResource
+    )
+    config.add_route("access_tokens", "/api/v1/account/access-tokens", factory=AccountResource)
+    config.add_route("access_token", "/api/v1/account/access-tokens/{token_id}", factory=AccountResource)
     config.add_route("devices", "/api/v1/devices", factory=DevicesResource)
     config.add_route("device_activate", "/api/v1/devices/activate", factory=PublicResource)
     config.add_route("device", "/api/v1/devices/{device_id}", factory=DevicesResource)
     config.add_route("device_enrolment", "/api/v1/devices/{device_id}/enrolment", factory=DevicesResource)
     config.scan(".views")
+    config.scan(".access_token_views")

@@ -15,6 +15,7 @@ import click
 from sqlalchemy import select
 
 from surveykit.accounts import services
+from surveykit.accounts.access_token_cli import access_token_group
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
 from surveykit.terminal import echo_json, format_table, json_option, operator
@@ -34,6 +35,9 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.group("users")
 def users_group() -> None:
     """Staff accounts and their grants."""
+
+
+users_group.add_command(access_token_group)
 
 
 @users_group.command("add")

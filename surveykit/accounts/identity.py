@@ -77,6 +77,8 @@ class Identity:
     session_id: str
     device_id: str | None
     grants: tuple[GrantScope, ...]
+    # Set when the caller presented a personal access token (``access_tokens``), not a session's.
+    access_token_id: int | None = None
 
     @property
     def actor(self) -> str:

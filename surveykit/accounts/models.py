@@ -124,3 +124,33 @@ class AttemptCounter(Base):
     window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_attempt_counters_window_ends_at", "window_ends_at"),)
+
+
+class AccessToken(Base):
+    """A personal access token: a read-only, revocable credential for unattended export downloads.
+
+    Only the SHA-256 of the secret is kept (the secret carries 256 random bits, so a fast hash is
+    the right lookup key); ``prefix`` is its first characters, shown so its owner recognises it.
+    """
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= utcnow():
+            return "expired"
+        return "active"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.request import Request, RequestLocalCache
+from pyramid.security import Denied
 
-from surveykit.accounts import browser
+from surveykit.accounts import access_tokens, browser
 from surveykit.accounts.identity import (
     Identity,
     IdentityRefused,
@@ -31,7 +33,23 @@ _REFUSAL_MESSAGES = {
     "session_revoked": "the token's session has ended (logged out, revoked or refresh token reused)",
     "inactive": "the account is deactivated",
     "device_revoked": "this device has been revoked",
+    "unknown_access_token": "the personal access token is unknown",
+    "access_token_revoked": "the personal access token has been revoked",
+    "access_token_expired": "the personal access token has expired",
+    "locked": "the account is locked after failed logins from this address",
 }
+
+
+class AccessTokenDenied(Denied):
+    """A personal access token asked for something outside what such tokens may do."""
+
+    permission: str
+
+    def __new__(cls, permission: str, method: str) -> AccessTokenDenied:
+        # A PermitsResult is an int: built in __new__, not __init__.
+        denied = super().__new__(cls, "a personal access token may not use %s on %s", permission, method)
+        denied.permission = permission
+        return denied
 
 
 class KnownIdentity:
@@ -50,8 +68,13 @@ class TokenSecurityPolicy:
     this process remembers from an earlier request under the same cache epoch (see
     ``surveykit.cache_epoch``): either way, a revocation committed before the request is seen."""
 
-    def __init__(self, tokens: TokenSettings) -> None:
+    def __init__(
+        self, tokens: TokenSettings, access_token_may: Callable[[str, str], bool] | None = None
+    ) -> None:
         self.tokens = tokens
+        # Whether a personal access token may use a permission with a request method: the allow-list
+        # lives in surveykit.security (handed in, as this module must not import it). None: nothing.
+        self.access_token_may = access_token_may or (lambda method, permission: False)
         self.verified = VerifiedTokens(tokens)
         self.acl = ACLHelper()
         self.known = EpochCache()
@@ -81,11 +104,35 @@ class TokenSecurityPolicy:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return self._refuse(request, "bad_scheme", "send 'Authorization: Bearer <access token>'")
+        token = token.strip()
+        if access_tokens.is_access_token(token):
+            return self._access_token_identity(request, token)
         try:
-            claims = self.verified.decode(token.strip())
+            claims = self.verified.decode(token)
         except TokenRejected as exc:
             return self._refuse(request, exc.reason, exc.message)
         return self._checked_identity(request, claims)
+
+    def _access_token_identity(self, request: Request, secret: str) -> Identity | None:
+        """A personal access token's owner, checked on every request (never remembered: revoking a
+        token moves no cache epoch), its last use written at most once a minute."""
+        now = utcnow()
+        threshold = request.registry.settings["surveykit.lockout_threshold"]
+        try:
+            use = access_tokens.load_token_identity(
+                request.dbsession, secret, request.remote_addr, threshold, now
+            )
+        except IdentityRefused as exc:
+            return self._refuse(
+                request,
+                exc.reason,
+                _REFUSAL_MESSAGES.get(exc.reason, "token refused"),
+                actor=exc.username or "anonymous",
+                action="access_token.refused",
+            )
+        if access_tokens.used_long_ago(use.last_used_at, now):
+            request.add_finished_callback(_touch_access_token)
+        return use.identity
 
     def _checked_identity(self, request: Request, claims: dict[str, Any]) -> Identity | None:
         """The identity behind verified claims, checked against revocation (or remembered)."""
@@ -122,11 +169,12 @@ class TokenSecurityPolicy:
         message: str,
         actor: str = "anonymous",
         device_id: str | None = None,
+        action: str = "auth.token_refused",
     ) -> None:
         request.environ[AUTH_PROBLEM] = message
         audit.record_refusal(
             request,
-            "auth.token_refused",
+            action,
             actor=actor,
             device_id=device_id,
             target=request.path,
@@ -143,6 +191,13 @@ class TokenSecurityPolicy:
         return [Everyone] if identity is None else identity.principals()
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
+        identity = self.identity(request)
+        if (
+            identity is not None
+            and identity.access_token_id is not None
+            and not self.access_token_may(request.method, permission)
+        ):
+            return AccessTokenDenied(permission, request.method)
         return self.acl.permits(context, self.principals(request), permission)
 
     def remember(self, request: Request, userid: str, **kw: Any) -> list[tuple[str, str]]:
@@ -174,6 +229,23 @@ def _touch_device(request: Request) -> None:
         session.commit()
     except Exception:
         log.warning("could not record last-seen time of device %s", identity.device_id, exc_info=True)
+        session.rollback()
+    finally:
+        session.close()
+
+
+def _touch_access_token(request: Request) -> None:
+    """Record a token's last use after the response, in a short write transaction of its own (as
+    for a device's last-seen time)."""
+    token_id = request.identity.access_token_id
+    session = request.registry["dbsession_factory"]()
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        access_tokens.touch_access_token(session, token_id, utcnow())
+        session.commit()
+    except Exception:
+        log.warning("could not record last use of access token %s", token_id, exc_info=True)
         session.rollback()
     finally:
         session.close()

@@ -6,8 +6,12 @@ from typing import Any
 
 import colander
 
+from surveykit.accounts.access_tokens import DEFAULT_DAYS as ACCESS_TOKEN_DEFAULT_DAYS
+from surveykit.accounts.access_tokens import MAX_DAYS as ACCESS_TOKEN_MAX_DAYS
+from surveykit.accounts.access_tokens import NAME_MAX_LENGTH as ACCESS_TOKEN_NAME_MAX
 from surveykit.accounts.models import ROLES
 from surveykit.instruments.schemas import StrictString
+from surveykit.participants.schemas import StrictInteger
 from surveykit.studies.schemas import Strict
 from surveykit.studies.services import COUNTRY_CODE, STUDY_SLUG
 
@@ -96,3 +100,12 @@ class GrantCreateSchema(Strict):
     study = colander.SchemaNode(NullableSlug(), validator=_study_or_none, missing=None)
     # Missing: every country of the study.
     countries = _Countries(validator=colander.Length(min=1, max=100), missing=None)
+
+
+class AccessTokenCreateSchema(Strict):
+    name = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=ACCESS_TOKEN_NAME_MAX))
+    expires_in_days = colander.SchemaNode(
+        StrictInteger(),
+        validator=colander.Range(1, ACCESS_TOKEN_MAX_DAYS, "a token lasts from 1 to ${max} days"),
+        missing=ACCESS_TOKEN_DEFAULT_DAYS,
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from surveykit.accounts import enrolment, schemas, services, throttle
 from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.accounts.models import Device, User
-from surveykit.accounts.policy import AUTH_PROBLEM
+from surveykit.accounts.policy import AUTH_PROBLEM, AccessTokenDenied
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit import services as audit
 from surveykit.db import utcnow
@@ -56,7 +56,21 @@ def forbidden_view(exc: HTTPForbidden, request: Request) -> Response:
             headers={"WWW-Authenticate": 'Bearer realm="surveykit"'},
         )
     # exc.result is a Denied, which is falsy: test for the attribute, not the truth of the result.
-    permission = getattr(getattr(exc, "result", None), "permission", None)
+    result = getattr(exc, "result", None)
+    permission = getattr(result, "permission", None)
+    if isinstance(result, AccessTokenDenied):
+        audit.record_refusal(
+            request,
+            "access_token.refused",
+            target=f"{request.method} {request.path}",
+            reason="not_allowed",
+            permission=str(permission),
+        )
+        return error_response(
+            403,
+            ErrorCode.ACCESS_TOKEN_NOT_ALLOWED,
+            "a personal access token can only download exports; sign in for anything else",
+        )
     audit.record_refusal(
         request,
         "authz.forbidden",

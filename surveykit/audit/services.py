@@ -69,6 +69,10 @@ def record_in_request(
 ) -> None:
     """Record an event in the request's transaction: it commits or rolls back with the change."""
     default_actor, device_id = request_actor(request)
+    token_id = getattr(request.identity, "access_token_id", None)
+    if token_id is not None:
+        # Done with a personal access token, not a login session: say which.
+        details = {**details, "access_token": token_id}
     record(
         request.dbsession,
         action,

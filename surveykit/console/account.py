@@ -18,6 +18,7 @@ from surveykit.accounts import services, throttle
 from surveykit.accounts.models import AuthSession, User
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit import services as audit
+from surveykit.console.access_tokens import account_values as access_token_values
 from surveykit.console.web import _, console_view, flash, forget_signin_cookie, set_signin_cookie, translate
 from surveykit.db import utcnow
 from surveykit.errors import ErrorCode, error_response
@@ -174,8 +175,7 @@ def home(request: Request) -> dict[str, Any]:
     renderer="surveykit.console:templates/account/account.jinja2",
 )
 def account(request: Request) -> dict[str, Any]:
-    identity = request.identity
-    return {"grants": identity.grants}
+    return access_token_values(request)
 
 
 PASSWORD_TEMPLATE = "surveykit.console:templates/account/password.jinja2"

@@ -43,6 +43,12 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("console.home", "/console/", ConsoleHomeResource),
     ConsoleRoute("console.account", "/console/account", AccountResource),
     ConsoleRoute("console.password", "/console/account/password", AccountResource),
+    ConsoleRoute("console.access_tokens", "/console/account/access-tokens", AccountResource),
+    ConsoleRoute(
+        "console.access_token_revoke",
+        "/console/account/access-tokens/{token_id:[0-9]{1,9}}/revoke",
+        AccountResource,
+    ),
     # Admins (surveykit/console/admin.py, audit.py)
     ConsoleRoute("console.users", "/console/admin/users", UsersResource),
     ConsoleRoute("console.user", "/console/admin/users/{username}", UsersResource),

@@ -33,6 +33,7 @@ from surveykit.errors import ErrorCode
 from surveykit.exports.views import ExportQuerySchema
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.openapi_console import CONSOLE_OPERATIONS
+from surveykit.openapi_refi import REFI_OPERATIONS
 from surveykit.openapi_shapes import (
     ANY_OBJECT,
     BOOL,
@@ -1051,6 +1052,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **CONSOLE_OPERATIONS,
     # Previewing and comparing instruments (surveykit/openapi_studio.py).
     **STUDIO_OPERATIONS,
+    # REFI-QDA projects and codebooks (surveykit/openapi_refi.py).
+    **REFI_OPERATIONS,
 }
 
 

@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 import webtest
 import xmlschema
-from sqlalchemy import func, select
+from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
+from support_db import Accounts
 from test_export_support import STUDY, ExportWorld
 
 from surveykit.analysis import exchange, refi_read, refi_write
 from surveykit.analysis import refi_model as refi
 from surveykit.analysis.models import Code, Coding
 from surveykit.audit.models import AuditEvent
+from surveykit.cli import cli
 
 KE_QDPX = f"/api/v1/studies/{STUDY}/countries/KE/analysis.qdpx"
 TZ_QDPX = f"/api/v1/studies/{STUDY}/countries/TZ/analysis.qdpx"
@@ -541,3 +544,50 @@ def test_a_zip_bomb_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     assert raised.value.problems == [
         refi_read.Problem("archive:project.qde", "member or archive too large when unpacked")
     ]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_the_cli_exports_a_project_and_imports_a_codebook(
+    fresh_database: Any, tmp_path: Any, settings: dict[str, Any]
+) -> None:
+    url = fresh_database()
+    env = {"SURVEYKIT_DATA_DIR": str(tmp_path / "data"), "SURVEYKIT_ENV": "test"}
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["--database-url", url, *args], env=env)
+
+    assert run("db", "upgrade").exit_code == 0
+    engine = create_engine(url)
+    try:
+        with Session(engine) as session:
+            world = World(session, Accounts(session, settings))
+            expected = project_of(world)
+            theme_guid = world.theme.guid
+            session.commit()
+        out = tmp_path / "ke.qdpx"
+        result = run("analysis", "export-qdpx", "--study", STUDY, "--country", "KE", "--out", str(out))
+        assert result.exit_code == 0, result.output
+        assert f"wrote {out}" in result.output
+        assert refi_read.read_qdpx(out.read_bytes()) == expected
+
+        qdc = tmp_path / "codes.qdc"
+        qdc.write_bytes(refi_write.codebook_xml(refi.Codebook(codes=[refi.Code(theme_guid, "Awareness")])))
+        dry = run("analysis", "import-qdc", "--study", STUDY, "--dry-run", str(qdc))
+        assert dry.exit_code == 0 and "would update 1 code(s)" in dry.output, dry.output
+        done = run("analysis", "import-qdc", "--study", STUDY, str(qdc))
+        assert done.exit_code == 0 and "~ Awareness" in done.output, done.output
+        with Session(engine) as session:
+            assert session.scalar(select(Code.name).where(Code.guid == theme_guid)) == "Awareness"
+            (event,) = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "analysis.codebook_import")
+            )
+            assert event.actor.startswith("cli") and event.details["updated"] == [theme_guid]
+
+        qdc.write_bytes(b"<CodeBook/>")
+        bad = run("analysis", "import-qdc", "--study", STUDY, str(qdc))
+        assert bad.exit_code == 1 and "codebook:/CodeBook" in bad.output, bad.output
+    finally:
+        engine.dispose()

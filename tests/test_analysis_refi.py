@@ -533,6 +533,14 @@ def test_bad_codebooks_are_422_with_the_element_and_line(
     assert {guid: c.name for guid, c in world.codes().items()} == before
 
 
+def test_a_codebook_nested_beyond_any_real_tree_is_refused_before_validation() -> None:
+    code = '<Code guid="{}" name="x" isCodable="true">'
+    deep = "".join(code.format(uuid.uuid4()) for _ in range(5000)) + "</Code>" * 5000
+    data = f'<CodeBook xmlns="{refi.CODEBOOK_NAMESPACE}"><Codes>{deep}</Codes></CodeBook>'.encode()
+    with pytest.raises(refi_read.RefiError, match="nests elements 5002 deep"):
+        refi_read.read_qdc(data)
+
+
 def test_a_zip_bomb_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:

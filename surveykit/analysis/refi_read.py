@@ -45,6 +45,8 @@ MAX_MEMBERS = 20_000
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_BYTES = 256 * 1024 * 1024
 MAX_PROBLEMS = 50
+# Far deeper than any codebook tree; a deeper document would only exhaust the validator's stack.
+MAX_DEPTH = 64
 _CHUNK = 64 * 1024
 
 
@@ -80,11 +82,21 @@ class _LineRecorder(ET.TreeBuilder):
         super().__init__()
         self.parser: Any = None
         self.lines: dict[ET.Element, int] = {}
+        self.depth = 0
+        self.deepest: tuple[int, int] = (0, 0)  # depth, line
 
     def start(self, tag: Any, attrs: Any) -> ET.Element:
         element = super().start(tag, attrs)
-        self.lines[element] = self.parser.parser.CurrentLineNumber
+        line = self.parser.parser.CurrentLineNumber
+        self.lines[element] = line
+        self.depth += 1
+        if self.depth > self.deepest[0]:
+            self.deepest = (self.depth, line)
         return element
+
+    def end(self, tag: Any) -> ET.Element:
+        self.depth -= 1
+        return super().end(tag)
 
 
 def _local(tag: str) -> str:
@@ -126,6 +138,12 @@ def parse_document(data: bytes, namespace: str, root_name: str, where: str) -> E
         raise RefiError(
             f"{where} is not well-formed XML", [Problem(f"{where}:{line}:{column}", str(exc))]
         ) from exc
+    depth, line = recorder.deepest
+    if depth > MAX_DEPTH:
+        raise RefiError(
+            f"{where} nests elements {depth} deep; at most {MAX_DEPTH} are read",
+            [Problem(f"{where}:{line}", "nested too deep")],
+        )
     expected = f"{{{namespace}}}{root_name}"
     if root.tag != expected:
         found_ns, _, found_name = (

@@ -6,8 +6,9 @@ point at) and a ``.qdc`` codebook (the codes alone). ``refi_write`` turns these 
 both files and ``refi_read`` turns both files back into them.
 
 Positions of a selection are offsets into its source's plain text in Unicode code points, zero-based,
-the end excluded: the standard counts characters of the plain text, and surveykit's offsets (codings,
-quotes) are code points already, so they pass through unchanged, emoji and "Ministério" included.
+the end excluded: the standard counts characters of the plain text (its schema says only
+``xsd:integer``), QualCoder slices by code points, and surveykit's offsets (codings, quotes) are code
+points already, so they pass through unchanged, emoji and "Ministério" included.
 """
 
 from __future__ import annotations

@@ -100,6 +100,11 @@ pass_cli = click.make_pass_decorator(CLIContext)
 # Commands of the capability packages: (module, attribute, one-line help shown by `surveykit --help`
 # without importing the module; tests check it matches the command's own).
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "analysis": (
+        "surveykit.analysis.cli",
+        "analysis_group",
+        "Codebook and codings: exchange with QDA tools (REFI-QDA .qdpx and...",
+    ),
     "audit": ("surveykit.accounts.cli", "audit_command", "Show the audit log, newest first."),
     "blocks": (
         "surveykit.participants.cli",

@@ -35,6 +35,7 @@ from surveykit.instruments import schemas as instrument_schemas
 from surveykit.openapi_codebook import CODEBOOK_OPERATIONS
 from surveykit.openapi_coding import CODING_OPERATIONS
 from surveykit.openapi_console import CONSOLE_OPERATIONS
+from surveykit.openapi_refi import REFI_OPERATIONS
 from surveykit.openapi_shapes import (
     ANY_OBJECT,
     BOOL,
@@ -1060,6 +1061,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **CODEBOOK_OPERATIONS,
     # Personal access tokens (surveykit/openapi_tokens.py).
     **TOKEN_OPERATIONS,
+    # REFI-QDA projects and codebooks (surveykit/openapi_refi.py).
+    **REFI_OPERATIONS,
 }
 
 

@@ -140,8 +140,13 @@ BODY_SCHEMAS = {
     ("codebook_code_merge", "POST"): codebook_schemas.CodeMergeSchema,
     ("access_tokens", "POST"): accounts_schemas.AccessTokenCreateSchema,
 }
-# Operations whose body is a file (CSV, XLSX, multipart), not JSON.
-FILE_BODIES = {("codebook_import", "POST")}
+# Operations whose body is a file, not JSON: the codebook import (CSV, XLSX, multipart) and the
+# REFI-QDA imports (docs/refi-qda.md).
+FILE_BODIES = {
+    ("codebook_import", "POST"),
+    ("analysis_codebook_qdc", "POST"),
+    ("analysis_country_qdpx", "POST"),
+}
 
 
 def test_the_sync_body_publishes_the_record_the_validation_checks(app: Any, document: dict[str, Any]) -> None:
@@ -181,8 +186,23 @@ def test_request_bodies_are_the_views_colander_schemas(
 def test_operations_without_a_body_document_none(app: Any, document: dict[str, Any]) -> None:
     for route, method in openapi.app_operations(app.registry):
         op = _operation(document, app, route, method)
-        if (route, method) not in BODY_SCHEMAS and (route, method) not in {("sync", "POST"), *FILE_BODIES}:
+        if (route, method) not in {*BODY_SCHEMAS, *FILE_BODIES} and (route, method) != ("sync", "POST"):
             assert "requestBody" not in op, (route, method)
+
+
+def test_file_bodies_are_binary_in_the_media_types_the_views_accept(
+    app: Any, document: dict[str, Any]
+) -> None:
+    from surveykit.analysis.exchange_views import QDC_UPLOAD_TYPES, QDPX_UPLOAD_TYPES
+
+    accepted = {
+        ("analysis_codebook_qdc", "POST"): QDC_UPLOAD_TYPES,
+        ("analysis_country_qdpx", "POST"): QDPX_UPLOAD_TYPES,
+    }
+    for route, method in accepted:
+        content = _operation(document, app, route, method)["requestBody"]["content"]
+        assert set(content) == set(accepted[(route, method)])
+        assert all(item["schema"] == {"type": "string", "format": "binary"} for item in content.values())
 
 
 def test_query_parameters_are_the_views_colander_schemas(app: Any, document: dict[str, Any]) -> None:

@@ -87,6 +87,16 @@ STUDIO_DRAFT_PAGES = (
     ("console.draft_publish", "POST"),
 )
 
+# The REFI-QDA exchange routes (docs/refi-qda.md).
+REFI_ROUTES = (
+    ("analysis_country_qdpx", "GET"),
+    ("analysis_country_qdpx", "POST"),
+    ("analysis_study_qdpx", "GET"),
+    ("analysis_codebook_qdc", "GET"),
+    ("analysis_codebook_qdc", "POST"),
+)
+
+
 # consolecoord: the progress dashboard (coordinators, analysts, admins of the study), the registry
 # (whoever reads the country's registry; its managers edit and import), tablets and conflicts (the
 # country's managers).
@@ -209,6 +219,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # by its coder or an admin (each allowed caller here changes a coding of their own).
     **{call: ANALYSTS_KE for call in ANALYSIS_CALLS},
     **CODEBOOK_ROUTES,
+    # REFI-QDA exchange (docs/refi-qda.md): a country's project for its analysts, coordinators and
+    # admins; the study's project and the codebook need a grant over the whole study.
+    ("analysis_country_qdpx", "GET"): frozenset(
+        {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+    ),
+    ("analysis_country_qdpx", "POST"): frozenset(
+        {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+    ),
+    ("analysis_study_qdpx", "GET"): STUDY_ADMINS,
+    # The codebook as .qdc: whoever reads it as JSON (any analysis grant in the study).
+    ("analysis_codebook_qdc", "GET"): CODEBOOK_READERS,
+    ("analysis_codebook_qdc", "POST"): STUDY_ADMINS,
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -353,6 +375,10 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in ANALYSIS_CALLS},
     # The codebook of a study none of them (but the global admin) holds a grant in.
     **{(route, method, "codebook_other_study"): GLOBAL_ADMIN for route, method in CODEBOOK_ROUTES},
+    # REFI-QDA: TZ's project, and the exchange files of a study none of them (but the global admin) is in.
+    ("analysis_country_qdpx", "GET", "analysis_tz"): MANAGERS_TZ,
+    ("analysis_country_qdpx", "POST", "analysis_tz"): MANAGERS_TZ,
+    **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in REFI_ROUTES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -730,6 +756,47 @@ def _registry_calls(study: str, country: str) -> dict[tuple[str, str], Callable[
     }
 
 
+def _with_code(w: World, study: str, call: Call) -> Call:
+    """The call, once the study has a code (a codebook with none is no valid .qdc)."""
+    import uuid
+
+    from surveykit.analysis.models import Code
+    from surveykit.studies import services as studies
+
+    study_id = studies.get_study(w.session, study).id
+    if not w.session.scalar(select(func.count()).select_from(Code).where(Code.study_id == study_id)):
+        w.session.add(Code(guid=str(uuid.uuid4()), study_id=study_id, name="Awareness", created_by="t"))
+        w.session.flush()
+    return call
+
+
+def _refi_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    import uuid
+
+    from surveykit.analysis import refi_model, refi_write
+
+    base = f"/api/v1/studies/{study}"
+    project = f"{base}/countries/{country}/analysis.qdpx"
+
+    def codebook() -> bytes:
+        code = refi_model.Code(str(uuid.uuid4()), "From a QDA tool")
+        return refi_write.codebook_xml(refi_model.Codebook(codes=[code]))
+
+    # A project without codings on surveykit's sources: valid, and imports nothing.
+    empty = refi_write.qdpx_bytes(refi_model.Project(name="matrix"))
+    return {
+        ("analysis_country_qdpx", "GET"): lambda w: Call("GET", project),
+        ("analysis_country_qdpx", "POST"): lambda w: Call(
+            "POST", project, body=empty, content_type="application/zip"
+        ),
+        ("analysis_study_qdpx", "GET"): lambda w: Call("GET", f"{base}/analysis.qdpx"),
+        ("analysis_codebook_qdc", "GET"): lambda w: _with_code(w, study, Call("GET", f"{base}/codebook.qdc")),
+        ("analysis_codebook_qdc", "POST"): lambda w: Call(
+            "POST", f"{base}/codebook.qdc", body=codebook(), content_type="application/xml"
+        ),
+    }
+
+
 def _block_call(country: str) -> Callable[[World], Call]:
     body = {"study": "ocsea", "country": country, "activity": "RA1"}
     return lambda w: _with_activity(w, "ocsea", Call("POST", "/api/v1/blocks", body))
@@ -949,6 +1016,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
     **_codebook_calls("ocsea"),
+    **_refi_calls("ocsea", "KE"),
     **{
         ("console.root", "GET"): lambda w: Call("GET", "/"),
         ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
@@ -1124,8 +1192,15 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "codebook_other_study": _codebook_calls("other"),
     # consolecoord
     "console_tz": _coordination_calls("ocsea", "TZ"),
-    "analysis_tz": _analysis_calls("ocsea", "TZ"),
-    "analysis_other_study": _analysis_calls("other", "KE"),
+    "analysis_tz": {
+        **_analysis_calls("ocsea", "TZ"),
+        **{
+            key: build
+            for key, build in _refi_calls("ocsea", "TZ").items()
+            if key[0] == "analysis_country_qdpx"
+        },
+    },
+    "analysis_other_study": {**_analysis_calls("other", "KE"), **_refi_calls("other", "KE")},
     "console_other_study": _coordination_calls("other", "KE"),
 }
 

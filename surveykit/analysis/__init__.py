@@ -7,6 +7,9 @@ Who may do what, by the principals of ``surveykit.accounts.identity``:
   passages there (``ANALYSIS_READ``, ``ANALYSIS_CODE``);
 - the same roles edit the study's codebook (``CODEBOOK_EDIT``) when their grant covers the whole
   study or they are its admins: a codebook is one per study, not per country;
+- the exchange files (REFI-QDA projects and codebooks) are exports: their downloads carry
+  ``EXPORTS_READ``, granted here exactly where ``ANALYSIS_READ`` is, so a personal access token
+  (which reaches ``EXPORTS_READ`` only) can fetch them and nothing else of the analysis;
 - global admins everything. Fieldworkers and tablets nothing.
 """
 
@@ -25,13 +28,19 @@ def analysis_acl(study: str, country: str | None) -> list[tuple[str, str, str]]:
     """The ACL of one country's analysis data, or of the study's (``country`` None)."""
     acl = [
         (Allow, "role:admin:*:*", permission)
-        for permission in (Permission.ANALYSIS_READ, Permission.ANALYSIS_CODE, Permission.CODEBOOK_EDIT)
+        for permission in (
+            Permission.ANALYSIS_READ,
+            Permission.EXPORTS_READ,
+            Permission.ANALYSIS_CODE,
+            Permission.CODEBOOK_EDIT,
+        )
     ]
     scopes = (country, "*") if country is not None else ("*",)
     for scope in scopes:
         for role in ANALYSIS_ROLES:
             acl += [
                 (Allow, f"role:{role}:{study}:{scope}", Permission.ANALYSIS_READ),
+                (Allow, f"role:{role}:{study}:{scope}", Permission.EXPORTS_READ),
                 (Allow, f"role:{role}:{study}:{scope}", Permission.ANALYSIS_CODE),
             ]
     acl += [(Allow, f"role:{role}:{study}:*", Permission.CODEBOOK_EDIT) for role in ANALYSIS_ROLES]
@@ -57,6 +66,23 @@ class CountryAnalysisResource:
         self.study: str = request.matchdict["study"]
         self.country: str = request.matchdict["country"]
         self.__acl__ = analysis_acl(self.study, self.country)
+
+
+class CodebookResource(StudyAnalysisResource):
+    """The study's codebook (JSON and ``.qdc``). Its ACL is the study's analysis ACL, and besides:
+    whoever holds an analysis role for any country of the study reads the codebook, which is the
+    same for all of them (editing it still needs a grant over the whole study)."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__(request)
+        self.__acl__ = [
+            *[
+                (Allow, f"role:{role}:{self.study}", permission)
+                for role in ANALYSIS_ROLES
+                for permission in (Permission.ANALYSIS_READ, Permission.EXPORTS_READ)
+            ],
+            *self.__acl__,
+        ]
 
 
 def includeme(config: Any) -> None:

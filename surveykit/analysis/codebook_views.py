@@ -12,14 +12,12 @@ import json
 from typing import Any
 
 import colander
-from pyramid.authorization import Allow
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
 from surveykit.analysis import (
-    ANALYSIS_ROLES,
-    StudyAnalysisResource,
+    CodebookResource,
     codebook,
     codebook_files,
     codebook_import,
@@ -34,19 +32,6 @@ from surveykit.studies.views import load_study
 from surveykit.web import Representation, invalid_input, json_body, query_params, representation
 
 CODE_ID = r"{code_id:\d{1,12}}"
-
-
-class CodebookResource(StudyAnalysisResource):
-    """The study's codebook. Its ACL is the study's analysis ACL, and besides: whoever holds an
-    analysis role for any country of the study reads the codebook, which is the same for all of
-    them (editing it still needs a grant over the whole study)."""
-
-    def __init__(self, request: Any) -> None:
-        super().__init__(request)
-        self.__acl__ = [
-            *[(Allow, f"role:{role}:{self.study}", Permission.ANALYSIS_READ) for role in ANALYSIS_ROLES],
-            *self.__acl__,
-        ]
 
 
 def includeme(config: Any) -> None:

@@ -27,6 +27,7 @@ from surveykit.accounts import services as account_services
 from surveykit.accounts.models import Grant
 from surveykit.audit.models import AuditEvent
 from surveykit.db import begin_write, make_engine, make_session_factory
+from surveykit.exports import cli as export_cli
 from surveykit.exports import jobs, services
 from surveykit.exports.models import ExportJob
 from surveykit.exports.worker import ExportWorker
@@ -167,6 +168,17 @@ def test_progress_is_written_to_the_row_at_most_every_half_second(
     progress = testapp.get(f"/api/v1/export-jobs/{job_id}", headers=headers).json["progress"]
     assert progress == {"step": "finishing the workbook", "done": 9, "total": 9, "percent": 99}
     assert recorder.writes == 3
+
+
+def test_the_command_line_bar_shows_the_steps_a_job_reports() -> None:
+    bar = export_cli._progress(3, quiet=False)
+    with bar as advance:
+        advance(2)
+        assert (bar.done, bar.step) == (2, jobs.STEP_WRITING)
+        advance(1)
+        assert (bar.done, bar.step) == (3, jobs.STEP_FINISHING)
+    with export_cli._progress(3, quiet=True) as nothing:
+        assert nothing is None
 
 
 def test_a_file_before_the_job_is_done_is_a_409_and_a_failed_job_says_why(

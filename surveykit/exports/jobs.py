@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -416,13 +416,20 @@ def _fail(factory: SessionFactory, job_id: str, worker: WorkerName, config: JobS
     return "failed"
 
 
-def beat(factory: SessionFactory, worker: WorkerName) -> int:
-    """Refresh the heartbeat of every job ``worker`` is running; how many."""
+def beat(factory: SessionFactory, worker: WorkerName, job_ids: Collection[str]) -> int:
+    """Refresh the heartbeat of the jobs ``worker`` is running now; how many. Only jobs a thread
+    is really working on: one whose thread ended without finishing it goes stale and is taken back."""
+    if not job_ids:
+        return 0
     with factory() as session:
         begin_write(session)
         count = session.execute(
             update(ExportJob)
-            .where(ExportJob.worker_id == worker.id, ExportJob.state == "running")
+            .where(
+                ExportJob.id.in_(list(job_ids)),
+                ExportJob.worker_id == worker.id,
+                ExportJob.state == "running",
+            )
             .values(heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount

@@ -39,6 +39,9 @@ class ExportWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # The jobs this process's threads are working on, whose heartbeat it keeps.
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
         self._last_sweep = 0.0
 
     def start(self) -> None:
@@ -72,7 +75,15 @@ class ExportWorker:
             try:
                 job_id = jobs.claim_next(self.factory, self.name)
                 if job_id is not None:
-                    state = jobs.run_job(self.factory, job_id, self.name, self.config, snapshot=self.snapshot)
+                    with self._active_lock:
+                        self._active.add(job_id)
+                    try:
+                        state = jobs.run_job(
+                            self.factory, job_id, self.name, self.config, snapshot=self.snapshot
+                        )
+                    finally:
+                        with self._active_lock:
+                            self._active.discard(job_id)
                     log.info("export job %s: %s", job_id, state)
                     continue
             except Exception:  # noqa: BLE001 - a worker thread outlives one failure
@@ -83,7 +94,9 @@ class ExportWorker:
     def _housekeep(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
-                jobs.beat(self.factory, self.name)
+                with self._active_lock:
+                    active = set(self._active)
+                jobs.beat(self.factory, self.name, active)
                 if jobs.recover(self.factory, self.name, self.config):
                     self._wake.set()
                 if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:

@@ -387,6 +387,21 @@ def test_the_heartbeat_is_kept_only_for_the_jobs_a_thread_is_working_on(
     assert dbsession.get(ExportJob, abandoned).heartbeat_at == long_ago
 
 
+def test_an_orderly_stop_queues_the_processs_jobs_again_without_counting_an_attempt(
+    testapp: webtest.TestApp, dbsession: Session, accounts: Any, world: ExportWorld, factory: Any
+) -> None:
+    _, headers = analyst(accounts)
+    mine, theirs = (testapp.post(KE_JOBS, headers=headers, status=202).json["id"] for _ in range(2))
+    me, other = jobs.WorkerName.of_this_process(), jobs.WorkerName("another-host", 7, "t")
+    assert jobs.claim_next(factory, me) == mine
+    assert jobs.claim_next(factory, other) == theirs
+    assert jobs.release(factory, me) == 1
+    dbsession.expire_all()
+    released, untouched = dbsession.get(ExportJob, mine), dbsession.get(ExportJob, theirs)
+    assert (released.state, released.attempts, released.worker_id) == ("queued", 0, None)
+    assert (untouched.state, untouched.worker_id) == ("running", other.id)
+
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

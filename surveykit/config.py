@@ -111,6 +111,17 @@ SETTINGS: tuple[Setting, ...] = (
         str(PROJECT_ROOT / "instruments"),
     ),
     Setting("surveykit.exports_dir", "SURVEYKIT_EXPORTS_DIR", as_path, str(PROJECT_ROOT / "exports")),
+    # Export jobs (docs/export-jobs.md): threads per app process that build queued workbooks, how
+    # long a finished job's file is kept, and how old a running job's heartbeat may grow before
+    # its process is taken for dead and the job is started again (or failed).
+    Setting("surveykit.export_workers", "SURVEYKIT_EXPORT_WORKERS", as_positive_int, 1),
+    Setting(
+        "surveykit.export_job_expiry_seconds",
+        "SURVEYKIT_EXPORT_JOB_EXPIRY_SECONDS",
+        as_positive_int,
+        24 * 3600,
+    ),
+    Setting("surveykit.export_job_stale_seconds", "SURVEYKIT_EXPORT_JOB_STALE_SECONDS", as_positive_int, 60),
     Setting("surveykit.max_body_bytes", "SURVEYKIT_MAX_BODY_BYTES", as_positive_int, 10 * 1024 * 1024),
     # A request (headers and body) still incomplete this long after its first byte gets 408.
     Setting("surveykit.request_read_seconds", "SURVEYKIT_REQUEST_READ_SECONDS", as_positive_int, 30),

@@ -4,6 +4,7 @@ from surveykit.accounts.models import AttemptCounter, AuthSession, Device, Grant
 from surveykit.analysis.models import Code, Coding
 from surveykit.audit.models import AuditEvent
 from surveykit.cache_epoch import CacheEpoch
+from surveykit.exports.models import ExportJob
 from surveykit.instruments.drafts import InstrumentDraft
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.participants.models import InterviewNumberCounter, NumberBlock, Participant
@@ -21,6 +22,7 @@ __all__ = [
     "ChangeLogEntry",
     "Country",
     "Device",
+    "ExportJob",
     "Grant",
     "Instrument",
     "InstrumentDraft",

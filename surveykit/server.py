@@ -185,6 +185,9 @@ def run(app: Any, global_conf: dict[str, Any] | None = None, **options: Any) -> 
     echo = _stdout_echo
     describe_store(settings, registry["db_engine"], echo)
     prepare_database(settings, registry["db_engine"], echo)
+    from surveykit.exports.worker import start_worker
+
+    export_worker = start_worker(registry)
     server, addresses = create_server(app, settings, options)
     for address in addresses:
         echo(f"the web console: {address}/console/ (sign in; change a printed password under My account)")
@@ -194,6 +197,8 @@ def run(app: Any, global_conf: dict[str, Any] | None = None, **options: Any) -> 
         server.run()
     except KeyboardInterrupt:
         echo("stopped")
+    finally:
+        export_worker.stop()
     return 0
 
 

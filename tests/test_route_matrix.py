@@ -13,9 +13,10 @@ ocsea/KE, like ``device`` (issue 11: they used to carry all of their owners' gra
 from __future__ import annotations
 
 import json
-import uuid as uuid_module
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -32,8 +33,12 @@ from surveykit.accounts.identity import GrantScope, Identity
 from surveykit.accounts.models import User
 from surveykit.audit.models import AuditEvent
 from surveykit.console.routes import ROUTES as CONSOLE_ROUTES
+from surveykit.db import utcnow
+from surveykit.exports import jobs
+from surveykit.exports.models import ExportJob
 from surveykit.instruments import services as instruments
 from surveykit.security import Permission
+from surveykit.studies.models import Study
 
 CALLERS = (
     "anonymous",
@@ -231,6 +236,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # The codebook as .qdc: whoever reads it as JSON (any analysis grant in the study).
     ("analysis_codebook_qdc", "GET"): CODEBOOK_READERS,
     ("analysis_codebook_qdc", "POST"): STUDY_ADMINS,
+    # Export jobs (docs/export-jobs.md): starting one, as the download; a job is its owner's (each
+    # caller is tried on a job of their own; anyone else's is a 404, tests/test_export_jobs.py),
+    # who still needs the grant.
+    ("export_country_jobs", "POST"): frozenset(
+        {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+    ),
+    ("export_study_jobs", "POST"): STUDY_ADMINS,
+    ("export_job", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
+    ("export_job", "DELETE"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
+    ("export_job_file", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -379,6 +394,11 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("analysis_country_qdpx", "GET", "analysis_tz"): MANAGERS_TZ,
     ("analysis_country_qdpx", "POST", "analysis_tz"): MANAGERS_TZ,
     **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in REFI_ROUTES},
+    ("export_country_jobs", "POST", "export_tz"): MANAGERS_TZ,
+    ("export_country_jobs", "POST", "export_other_study"): GLOBAL_ADMIN,
+    ("export_study_jobs", "POST", "export_other_study"): GLOBAL_ADMIN,
+    ("export_job", "GET", "export_tz"): MANAGERS_TZ,
+    ("export_job_file", "GET", "export_tz"): MANAGERS_TZ,
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -483,8 +503,6 @@ class World:
             self.device_owners[caller], self.devices[caller] = owner, device
         for user in self.users.values():
             user.password_hash = _PASSWORD_HASH  # to change their own
-        # The caller the next call is built for (a coding is changed by its own coder).
-        self.caller = "anonymous"
         self.login_user = accounts.user("m-login", "analyst", "ocsea", ["KH"])
         self.login_user.password_hash = _PASSWORD_HASH
         for scope, slug in INSTRUMENTS.items():
@@ -555,6 +573,43 @@ class World:
         )
         self.session.flush()
         return device.id, code
+
+
+def _export_job(w: World, country: str) -> str:
+    """A finished export job of ocsea/``country`` owned by the caller being tried (anonymous: by
+    the KE analyst), with its file in the jobs folder."""
+    owner = w.device_owners.get(w.caller) or w.users.get(w.caller) or w.users["analyst_ke"]
+    study = w.session.scalar(select(Study).where(Study.slug == "ocsea"))
+    job_id = str(uuid.uuid4())
+    folder = jobs.JobSettings.from_settings(w.accounts.settings).files_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{job_id}.xlsx").write_bytes(b"PK matrix")
+    now = utcnow()
+    w.session.add(
+        ExportJob(
+            id=job_id,
+            owner_id=owner.id,
+            owner=owner.username,
+            study_id=study.id,
+            study_slug="ocsea",
+            country=country,
+            format="xlsx",
+            state="done",
+            step="done",
+            done=1,
+            total=1,
+            attempts=1,
+            file_path=f"{job_id}.xlsx",
+            file_size=9,
+            etag="0" * 64,
+            file_name="matrix.xlsx",
+            created_at=now,
+            finished_at=now,
+            expires_at=now + timedelta(hours=1),
+        )
+    )
+    w.session.flush()
+    return job_id
 
 
 def _draft(w: World, scope: str) -> str:
@@ -847,11 +902,11 @@ def _coded_interview(w: World, study: str, country: str) -> tuple[str, int]:
     from surveykit.studies import services as studies
 
     target = studies.get_study(w.session, study)
-    uuid, _, _ = make_interview(w.session, w.users["global_admin"].id, study, country)
-    code = Code(guid=str(uuid_module.uuid4()), study_id=target.id, name="Capacity", created_by="tests")
+    interview_uuid, _, _ = make_interview(w.session, w.users["global_admin"].id, study, country)
+    code = Code(guid=str(uuid.uuid4()), study_id=target.id, name="Capacity", created_by="tests")
     w.session.add(code)
     w.session.flush()
-    return uuid, code.id
+    return interview_uuid, code.id
 
 
 def _own_coding(w: World, study: str, country: str) -> int:
@@ -859,14 +914,14 @@ def _own_coding(w: World, study: str, country: str) -> int:
     from surveykit.analysis.models import Coding
     from surveykit.studies import services as studies
 
-    uuid, code_id = _coded_interview(w, study, country)
+    interview_uuid, code_id = _coded_interview(w, study, country)
     coder = w.users.get(w.caller, w.users["global_admin"])
     coding = Coding(
-        guid=str(uuid_module.uuid4()),
+        guid=str(uuid.uuid4()),
         study_id=studies.get_study(w.session, study).id,
         country_code=country,
         code_id=code_id,
-        interview_uuid=uuid,
+        interview_uuid=interview_uuid,
         question_id="details",
         start_offset=0,
         end_offset=8,
@@ -884,8 +939,14 @@ def _analysis_calls(study: str, country: str) -> dict[tuple[str, str], Callable[
     base = f"/api/v1/studies/{study}/countries/{country}"
 
     def create(w: World) -> Call:
-        uuid, code_id = _coded_interview(w, study, country)
-        body = {"interview_uuid": uuid, "question_id": "details", "start": 0, "end": 8, "code_id": code_id}
+        interview_uuid, code_id = _coded_interview(w, study, country)
+        body = {
+            "interview_uuid": interview_uuid,
+            "question_id": "details",
+            "start": 0,
+            "end": 8,
+            "code_id": code_id,
+        }
         return Call("POST", f"{base}/codings", body)
 
     return {
@@ -1017,6 +1078,11 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
     **_codebook_calls("ocsea"),
     **_refi_calls("ocsea", "KE"),
+    ("export_country_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/ocsea/KE.xlsx/jobs"),
+    ("export_study_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/ocsea/ALL.xlsx/jobs"),
+    ("export_job", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'KE')}"),
+    ("export_job", "DELETE"): lambda w: Call("DELETE", f"/api/v1/export-jobs/{_export_job(w, 'KE')}"),
+    ("export_job_file", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'KE')}/file"),
     **{
         ("console.root", "GET"): lambda w: Call("GET", "/"),
         ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
@@ -1181,11 +1247,16 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "sync_other_study": _sync_calls("other", "KE"),
     "export_tz": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx"),
+        ("export_country_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/ocsea/TZ.xlsx/jobs"),
+        ("export_job", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'TZ')}"),
+        ("export_job_file", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'TZ')}/file"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/TZ.xlsx"),
     },
     "export_other_study": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/other/KE.xlsx"),
         ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/other/ALL.xlsx"),
+        ("export_country_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/other/KE.xlsx/jobs"),
+        ("export_study_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/other/ALL.xlsx/jobs"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
     },

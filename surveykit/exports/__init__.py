@@ -49,4 +49,22 @@ def includeme(config: Any) -> None:
     config.add_route(
         "export_country", "/api/v1/exports/{study}/{country:[A-Z]{2}}.xlsx", factory=CountryExportResource
     )
+    # Export jobs (docs/export-jobs.md): the same workbooks, built in the background.
+    config.add_route(
+        "export_study_jobs", "/api/v1/exports/{study}/ALL.xlsx/jobs", factory=StudyExportResource
+    )
+    config.add_route(
+        "export_country_jobs",
+        "/api/v1/exports/{study}/{country:[A-Z]{2}}.xlsx/jobs",
+        factory=CountryExportResource,
+    )
+    config.add_route(
+        "export_job", "/api/v1/export-jobs/{job}", factory="surveykit.exports.job_views.ExportJobResource"
+    )
+    config.add_route(
+        "export_job_file",
+        "/api/v1/export-jobs/{job}/file",
+        factory="surveykit.exports.job_views.ExportJobResource",
+    )
     config.scan(".views")
+    config.scan(".job_views")

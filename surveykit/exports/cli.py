@@ -13,7 +13,7 @@ import click
 from surveykit.audit import services as audit
 from surveykit.config import is_sqlite
 from surveykit.terminal import operator
-from surveykit.exports import services
+from surveykit.exports import jobs, services
 from surveykit.studies import services as studies
 
 
@@ -105,11 +105,14 @@ def export_command(
 
 
 class _progress:
-    """A tqdm bar over interviews on stderr (silent when stderr is not a terminal or with --quiet)."""
+    """A tqdm bar over interviews on stderr (silent when stderr is not a terminal or with --quiet),
+    fed by ``write_workbook``'s progress callback with the same steps as an export job reports."""
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total = total
         self.quiet = quiet
+        self.done = 0
+        self.step = jobs.STEP_WRITING
         self.bar: Any = None
 
     def __enter__(self) -> Any:
@@ -117,8 +120,15 @@ class _progress:
             return None
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total, desc="exporting", unit="interview", file=sys.stderr, disable=None)
-        return self.bar.update
+        self.bar = tqdm(total=self.total, desc=self.step, unit="interview", file=sys.stderr, disable=None)
+        return self.advance
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.done == self.total:
+            self.step = jobs.STEP_FINISHING
+            self.bar.set_description_str(self.step)
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:

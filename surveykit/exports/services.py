@@ -1298,7 +1298,7 @@ def _write(
 ) -> ExportResult:
     generated_at = generated_at or utcnow()
     versions = load_versions(session, versions_used(session, scope))
-    book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units, target=target)
+    book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units, target=target, dated=generated_at)
     try:
         result = _fill(book, session, scope, versions, generated_by, generated_at, progress)
         book.save()

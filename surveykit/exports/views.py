@@ -38,7 +38,7 @@ class ExportQuerySchema(colander.MappingSchema):
     )
 
 
-def _scope(request: Request, country: str) -> services.Scope:
+def request_scope(request: Request, country: str) -> services.Scope:
     query = query_params(request, ExportQuerySchema())
     study = request.matchdict["study"]
     try:
@@ -57,7 +57,7 @@ def _scope(request: Request, country: str) -> services.Scope:
         ) from exc
 
 
-def _client_holds(request: Request, tag: str) -> bool:
+def client_holds(request: Request, tag: str) -> bool:
     header = request.headers.get("If-None-Match")
     if not header:
         return False
@@ -70,10 +70,10 @@ def _client_holds(request: Request, tag: str) -> bool:
 
 def export_response(request: Request, country: str) -> Response:
     """The workbook of ``country`` (or ``ALL``) of the study in the URL, or 304 (also for the console)."""
-    scope = _scope(request, country)
+    scope = request_scope(request, country)
     session = request.dbsession
     tag = services.content_tag(session, scope)
-    if _client_holds(request, tag):
+    if client_holds(request, tag):
         audit.record_in_request(request, "export.download", target=scope.target, not_modified=True, etag=tag)
         response = Response(status=304)
         response.headers["ETag"] = f'"{tag}"'

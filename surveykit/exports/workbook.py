@@ -29,13 +29,15 @@ compressed while the rows are still being generated, and at save time only the o
 from __future__ import annotations
 
 import io
+import os
 import queue
 import re
+import shutil
 import threading
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import IO, Any
 
@@ -187,9 +189,13 @@ class WorkbookWriter:
         max_rows: int = EXCEL_MAX_ROWS,
         max_cell_units: int = EXCEL_MAX_CELL_UNITS,
         target: str | IO[bytes] | None = None,
+        dated: datetime | None = None,
     ) -> None:
         """``target``, given here, opens the .xlsx at once so that a sheet can stream into it
-        (``sheet(..., stream=True)``); ``save()`` then completes that same file."""
+        (``sheet(..., stream=True)``); ``save()`` then completes that same file.
+
+        ``dated``: the time every zip entry of that file carries (else each entry's own writing
+        time), so that the same content written at the same ``dated`` gives the same bytes."""
         if max_rows < 2:
             raise ValueError("max_rows must leave room for a header and a row")
         if max_cell_units < 64:
@@ -201,7 +207,11 @@ class WorkbookWriter:
         self._archive: zipfile.ZipFile | None = None
         if target is not None:
             # As openpyxl opens it when saving.
-            self._archive = zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+            self._archive = (
+                zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+                if dated is None
+                else DatedZipFile(target, dated)
+            )
         self._streaming: SheetWriter | None = None
         self.stats = Stats()
         self.sheets: list[SheetWriter] = []
@@ -572,6 +582,41 @@ def _cells_to_row(cells: Iterable[Cell | None], row_index: int) -> Iterable[Cell
         cell.row = row_index
         cell.column = column_index
         yield cell
+
+
+class DatedZipFile(zipfile.ZipFile):
+    """A zip being written whose entries all carry one date, whatever the clock says while they are
+    written: a file built twice from the same content at the same ``dated`` is the same bytes
+    (an export job's file and the synchronous download of the same data)."""
+
+    def __init__(self, target: str | IO[bytes], dated: datetime) -> None:
+        super().__init__(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        # Zip times have no zone and two-second steps; the earliest a zip can hold is 1980.
+        moment = dated.astimezone(UTC).replace(tzinfo=None) if dated.tzinfo else dated
+        moment = max(moment, datetime(1980, 1, 1))
+        self.date_time = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+    def _entry(self, name: str, size: int = 0) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, self.date_time)
+        info.compress_type = self.compression
+        info.external_attr = 0o600 << 16
+        info.file_size = size
+        return info
+
+    def writestr(self, zinfo_or_arcname: Any, data: Any, *args: Any, **kw: Any) -> None:
+        if isinstance(zinfo_or_arcname, str):
+            zinfo_or_arcname = self._entry(zinfo_or_arcname)
+        super().writestr(zinfo_or_arcname, data, *args, **kw)
+
+    def write(self, filename: Any, arcname: Any = None, *args: Any, **kw: Any) -> None:
+        info = self._entry(arcname or os.path.basename(filename), os.path.getsize(filename))
+        with open(filename, "rb") as source, self.open(info, "w") as entry:
+            shutil.copyfileobj(source, entry, 1 << 20)
+
+    def open(self, name: Any, mode: str = "r", pwd: Any = None, *, force_zip64: bool = False) -> Any:
+        if mode == "w" and isinstance(name, str):
+            name = self._entry(name)
+        return super().open(name, mode, pwd, force_zip64=force_zip64)
 
 
 class DeflatingEntry(io.BufferedIOBase):

@@ -33,6 +33,7 @@ from surveykit.errors import ErrorCode
 from surveykit.exports.views import ExportQuerySchema
 from surveykit.instruments import schemas as instrument_schemas
 from surveykit.openapi_console import CONSOLE_OPERATIONS
+from surveykit.openapi_exports import STATS_EXPORT_OPERATIONS
 from surveykit.openapi_shapes import (
     ANY_OBJECT,
     BOOL,
@@ -1047,6 +1048,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         query=_no_settings(ExportQuerySchema),
     ),
+    # The CSV for statistics and the SPSS/Stata syntax (surveykit/openapi_exports.py).
+    **STATS_EXPORT_OPERATIONS,
     # Changing one's password, accounts, progress (surveykit/openapi_console.py).
     **CONSOLE_OPERATIONS,
     # Previewing and comparing instruments (surveykit/openapi_studio.py).

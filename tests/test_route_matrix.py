@@ -58,6 +58,7 @@ READERS_KE = (
 )
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
+STATS_FILES = ("csv", "sps", "do")
 NOBODY: frozenset[str] = frozenset()
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
@@ -172,6 +173,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # workbook needs a grant over every country of the study. Tablets and fieldworkers never.
     ("export_country", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
     ("export_study", "GET"): STUDY_ADMINS,
+    # The CSV for statistics and the SPSS/Stata syntax: the same callers as the workbook.
+    **{
+        (f"export_country_{ext}", "GET"): frozenset(
+            {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+        )
+        for ext in STATS_FILES
+    },
+    **{(f"export_study_{ext}", "GET"): STUDY_ADMINS for ext in STATS_FILES},
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -309,6 +318,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
     ("export_study", "GET", "export_other_study"): GLOBAL_ADMIN,
+    **{(f"export_country_{ext}", "GET", "export_tz"): MANAGERS_TZ for ext in STATS_FILES},
+    **{(f"export_country_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
+    **{(f"export_study_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -686,6 +698,19 @@ def _country_block_calls(study: str, country: str) -> dict[tuple[str, str], Call
     }
 
 
+def _stats_export_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """The CSV and the SPSS/Stata syntax of one country of ``study`` and of the whole study."""
+
+    def call(path: str) -> Callable[[World], Call]:
+        return lambda w: Call("GET", path)
+
+    calls = {}
+    for ext in STATS_FILES:
+        calls[(f"export_country_{ext}", "GET")] = call(f"/api/v1/exports/{study}/{country}.{ext}")
+        calls[(f"export_study_{ext}", "GET")] = call(f"/api/v1/exports/{study}/ALL.{ext}")
+    return calls
+
+
 def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
     scope = f"study={study}&country={country}"
 
@@ -769,6 +794,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("sync_changes", "GET"): lambda w: Call("GET", "/api/v1/sync/changes?study=ocsea"),
     ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/KE.xlsx"),
     ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/ALL.xlsx"),
+    **_stats_export_calls("ocsea", "KE"),
     **{
         ("console.root", "GET"): lambda w: Call("GET", "/"),
         ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
@@ -926,12 +952,14 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "export_tz": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/ocsea/TZ.xlsx"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/TZ.xlsx"),
+        **{key: call for key, call in _stats_export_calls("ocsea", "TZ").items() if "country" in key[0]},
     },
     "export_other_study": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/other/KE.xlsx"),
         ("export_study", "GET"): lambda w: Call("GET", "/api/v1/exports/other/ALL.xlsx"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
+        **_stats_export_calls("other", "KE"),
     },
     # consolecoord
     "console_tz": _coordination_calls("ocsea", "TZ"),

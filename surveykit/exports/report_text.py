@@ -43,7 +43,10 @@ def methods_sentence(
     participant_noun = "participant" if participants == 1 else "participants"
     verb = "was" if interviews == 1 else "were"
     if first is None or last is None:
-        return f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} {verb} conducted."
+        return (
+            f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} "
+            f"{verb} conducted."
+        )
     if (first.year, first.month) == (last.year, last.month):
         when = f"in {month_year(first)}"
     else:

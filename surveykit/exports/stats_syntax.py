@@ -199,7 +199,8 @@ def _comment(scope: services.Scope, program: str, content_hash: str) -> list[str
         f"* {program} written by surveykit ({services.EXPORT_FORMAT}) for {scope.target}"
         + (f", language {scope.language}" if scope.language else "")
         + ".",
-        f"* It reads {file_stem(scope)}.csv (the CSV for statistics); run it from the folder holding that file.",
+        f"* It reads {file_stem(scope)}.csv (the CSV for statistics); run it from the folder "
+        "holding that file.",
         f"* Content hash {content_hash}.",
     ]
 
@@ -248,9 +249,8 @@ def spss_syntax(scope: services.Scope, found: Iterable[Variable], content_hash: 
         else:
             lines.append(f"NUMERIC {variable.name} (F8.0).")
             for code, stored, _ in variable.values:
-                lines.append(
-                    f"IF (question_id = {qid} AND stored_value = {spss_string(stored)}) {variable.name} = {code}."
-                )
+                condition = f"question_id = {qid} AND stored_value = {spss_string(stored)}"
+                lines.append(f"IF ({condition}) {variable.name} = {code}.")
     breaks = "id country" if scope.all_countries else "id"
     lines.append(f"SORT CASES BY {breaks}.")
     if found:

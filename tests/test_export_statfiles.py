@@ -17,6 +17,7 @@ import pytest
 import webtest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 from support_db import Accounts
 from test_export_support import SLUG, ExportWorld, definition, joined, kenya, load, rows
@@ -117,7 +118,7 @@ def test_the_csv_neutralises_text_a_spreadsheet_would_run_as_a_formula(
 
 
 def test_the_csv_streams_rows_as_they_are_read(
-    dbsession: Session, world: ExportWorld, monkeypatch: pytest.MonkeyPatch
+    dbsession: Session, world: ExportWorld, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     monkeypatch.setattr(csv_export, "CHUNK_BYTES", 64)
     export = csv_export.CsvExport(dbsession, services.resolve_scope(dbsession, "exp", "KE"))
@@ -125,8 +126,12 @@ def test_the_csv_streams_rows_as_they_are_read(
     assert inspect.isgenerator(chunks) and inspect.isgenerator(export.rows())
     first = next(chunks)
     assert first.startswith(b"ID,Section,Question id,Prompt,Answer")
+    assert next(chunks).startswith(b"RA1-KE-95-A,")
     # Nothing is read ahead: the hash is known only once the last row has gone.
     assert export.content_hash is None and export.rows_written < 5
+    if backend == "postgresql":
+        # The interviews and their participants come through two server-side cursors.
+        assert dbsession.execute(sql_text("SELECT count(*) FROM pg_cursors")).scalar_one() == 2
     rest = list(chunks)
     assert len(rest) > 10 and max(len(chunk) for chunk in rest) < 64 + 2_000
     assert export.content_hash == services.content_tag(

@@ -1049,8 +1049,9 @@ class _Builder:
             (
                 "Answers",
                 "The same answers in long form: participant, section, question id, prompt, answer, "
-                "the probes the interviewer ticked (one per line, in the instrument's order and default "
-                "language; a question with ticked probes but no answer has a row too), the stored value "
+                "the probes the interviewer ticked (one per line, in the instrument's order and the "
+                "workbook's instrument language; a question with ticked probes but no answer has a row "
+                "too), the stored value "
                 "where the shown answer is a label (choices, yes/no), the language the record was entered "
                 "in and the record's revision.",
             ),
@@ -1128,7 +1129,8 @@ class _Builder:
             (
                 "Generated",
                 f"{result.generated_at.isoformat(timespec='seconds')} by {result.generated_by}, "
-                f"surveykit ({EXPORT_FORMAT}); filters: {self.scope.filters}.",
+                f"surveykit ({EXPORT_FORMAT}); filters: {self.scope.filters}; instrument language: "
+                f"{self.scope.language or 'each instrument version default'}.",
             ),
             (
                 "Content hash",

@@ -214,6 +214,9 @@ def spss_syntax(scope: services.Scope, found: Iterable[Variable], content_hash: 
     lines = [
         "* Encoding: UTF-8.",
         *_comment(scope, "SPSS syntax", content_hash),
+        "* Unicode mode can only be switched on with no dataset open.",
+        "DATASET CLOSE ALL.",
+        "NEW FILE.",
         "SET UNICODE=ON.",
         "GET DATA",
         "  /TYPE=TXT",

@@ -25,7 +25,7 @@ from test_export_support import SLUG, ExportWorld, definition, joined, kenya, lo
 from surveykit.analysis.models import Code, Coding
 from surveykit.audit.models import AuditEvent
 from surveykit.cli import cli
-from surveykit.exports import codes_sheet, csv_export, services, stats_syntax
+from surveykit.exports import codes_sheet, csv_export, history, services, stats_syntax
 from surveykit.instruments import services as instruments
 from surveykit.sync.models import Interview
 
@@ -181,6 +181,8 @@ def test_the_csv_route_etag_304_audit_and_scope(
     interview.record, interview.content_hash = record, "changed"
     dbsession.flush()
     assert testapp.get(f"{KE}.csv", headers={**headers, "If-None-Match": etag}).headers["ETag"] != etag
+    # A CSV went last; the workbook history (console: "changed since") counts workbooks only.
+    assert history.last_export(dbsession, "exp/KE").content_hash == xlsx_etag.strip('"')
 
 
 # ---------------------------------------------------------------------------------- SPSS and Stata

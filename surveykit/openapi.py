@@ -35,6 +35,7 @@ from surveykit.instruments import schemas as instrument_schemas
 from surveykit.openapi_codebook import CODEBOOK_OPERATIONS
 from surveykit.openapi_coding import CODING_OPERATIONS
 from surveykit.openapi_console import CONSOLE_OPERATIONS
+from surveykit.openapi_exports import STATS_EXPORT_OPERATIONS
 from surveykit.openapi_jobs import JOB_OPERATIONS
 from surveykit.openapi_refi import REFI_OPERATIONS
 from surveykit.openapi_shapes import (
@@ -1054,6 +1055,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     # Export jobs (surveykit/openapi_jobs.py).
     **JOB_OPERATIONS,
+    # The CSV for statistics and the SPSS/Stata syntax (surveykit/openapi_exports.py).
+    **STATS_EXPORT_OPERATIONS,
     # Changing one's password, accounts, progress (surveykit/openapi_console.py).
     **CONSOLE_OPERATIONS,
     # Previewing and comparing instruments (surveykit/openapi_studio.py).

@@ -30,6 +30,7 @@ EXPORT_JOB = obj(
         "study": STR,
         "country": {**STR, "description": "the country code, or `ALL`"},
         "activity": NULLABLE_STR,
+        "lang": NULLABLE_STR,
         "progress": obj(
             {
                 "step": STR,

@@ -588,3 +588,26 @@ def test_surveykit_serve_runs_a_job_it_was_given(committed: dict[str, Any], tmp_
         direct = fetch(server, "/api/v1/exports/exp/KE.xlsx", token=token)
     assert workbook.status == 200 and workbook.headers["ETag"] == direct.headers["ETag"]
     assert summary(load(workbook.body))["Methods sentence"] == summary(load(direct.body))["Methods sentence"]
+
+
+def test_a_job_keeps_the_language_asked_for_and_refuses_one_not_offered(
+    testapp: webtest.TestApp,
+    dbsession: Session,
+    accounts: Any,
+    world: ExportWorld,
+    factory: Any,
+    config: jobs.JobSettings,
+    job_files: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "utcnow", lambda: FIXED)
+    _, headers = analyst(accounts)
+    refused = testapp.post(f"{KE_JOBS}?lang=zz", headers=headers, status=422).json
+    assert [(e["location"], e["path"]) for e in refused["details"]] == [("querystring", "lang")]
+    assert dbsession.scalars(select(ExportJob)).all() == []
+    job = testapp.post(f"{KE_JOBS}?lang=en", headers=headers, status=202).json
+    assert job["lang"] == "en"
+    assert run_one(factory, config) == (job["id"], "done")
+    from_job = testapp.get(f"/api/v1/export-jobs/{job['id']}/file", headers=headers)
+    direct = testapp.get("/api/v1/exports/exp/KE.xlsx?lang=en", headers=headers)
+    assert from_job.body == direct.body and from_job.headers["ETag"] == direct.headers["ETag"]

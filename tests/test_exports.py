@@ -221,6 +221,7 @@ def test_round_trip_every_participant_answer_and_quote_equals_the_database(
         "Responses",
         "Answers",
         "Quotes",
+        "Codes",
         "Codebook",
         "Readme",
     ]
@@ -313,6 +314,7 @@ def test_an_empty_country_gives_a_valid_workbook_with_zero_counts(
         "Responses",
         "Answers",
         "Quotes",
+        "Codes",
         "Codebook",
         "Readme",
     ]
@@ -678,5 +680,5 @@ def test_the_probes_ticked_are_in_the_answers_sheet(dbsession: Session, world: E
         (plain.pids[0], "training"),
     }
     readme = {row[0]: row[1] for row in rows(book, "Readme")}
-    assert "(surveykit-export/3)" in readme["Generated"]
+    assert "(surveykit-export/4)" in readme["Generated"]
     assert "probes the interviewer ticked" in readme["Answers"]

@@ -64,6 +64,7 @@ READERS_KE = (
 )
 STUDY_ADMINS = frozenset({"study_admin", "global_admin"})
 MANAGERS_TZ = frozenset({"coordinator_tz", "study_admin", "global_admin"})
+STATS_FILES = ("csv", "sps", "do")
 NOBODY: frozenset[str] = frozenset()
 ANALYSTS_KE = frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"})
 ANALYSIS_CALLS = (
@@ -246,6 +247,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("export_job", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
     ("export_job", "DELETE"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
     ("export_job_file", "GET"): frozenset({"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}),
+    # The CSV for statistics and the SPSS/Stata syntax: the same callers as the workbook.
+    **{
+        (f"export_country_{ext}", "GET"): frozenset(
+            {"coordinator_ke", "analyst_ke", "study_admin", "global_admin"}
+        )
+        for ext in STATS_FILES
+    },
+    **{(f"export_study_{ext}", "GET"): STUDY_ADMINS for ext in STATS_FILES},
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -399,6 +408,9 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     ("export_study_jobs", "POST", "export_other_study"): GLOBAL_ADMIN,
     ("export_job", "GET", "export_tz"): MANAGERS_TZ,
     ("export_job_file", "GET", "export_tz"): MANAGERS_TZ,
+    **{(f"export_country_{ext}", "GET", "export_tz"): MANAGERS_TZ for ext in STATS_FILES},
+    **{(f"export_country_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
+    **{(f"export_study_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -876,6 +888,19 @@ def _country_block_calls(study: str, country: str) -> dict[tuple[str, str], Call
     }
 
 
+def _stats_export_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """The CSV and the SPSS/Stata syntax of one country of ``study`` and of the whole study."""
+
+    def call(path: str) -> Callable[[World], Call]:
+        return lambda w: Call("GET", path)
+
+    calls = {}
+    for ext in STATS_FILES:
+        calls[(f"export_country_{ext}", "GET")] = call(f"/api/v1/exports/{study}/{country}.{ext}")
+        calls[(f"export_study_{ext}", "GET")] = call(f"/api/v1/exports/{study}/ALL.{ext}")
+    return calls
+
+
 def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
     scope = f"study={study}&country={country}"
 
@@ -1083,6 +1108,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("export_job", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'KE')}"),
     ("export_job", "DELETE"): lambda w: Call("DELETE", f"/api/v1/export-jobs/{_export_job(w, 'KE')}"),
     ("export_job_file", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'KE')}/file"),
+    **_stats_export_calls("ocsea", "KE"),
     **{
         ("console.root", "GET"): lambda w: Call("GET", "/"),
         ("console.static", "GET"): lambda w: Call("GET", "/console/static/console.css"),
@@ -1251,6 +1277,7 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
         ("export_job", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'TZ')}"),
         ("export_job_file", "GET"): lambda w: Call("GET", f"/api/v1/export-jobs/{_export_job(w, 'TZ')}/file"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/ocsea/TZ.xlsx"),
+        **{key: call for key, call in _stats_export_calls("ocsea", "TZ").items() if "country" in key[0]},
     },
     "export_other_study": {
         ("export_country", "GET"): lambda w: Call("GET", "/api/v1/exports/other/KE.xlsx"),
@@ -1259,6 +1286,7 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
         ("export_study_jobs", "POST"): lambda w: Call("POST", "/api/v1/exports/other/ALL.xlsx/jobs"),
         ("console.export_country", "GET"): lambda w: Call("GET", "/console/exports/other/KE.xlsx"),
         ("console.export_study", "GET"): lambda w: Call("GET", "/console/exports/other/ALL.xlsx"),
+        **_stats_export_calls("other", "KE"),
     },
     "codebook_other_study": _codebook_calls("other"),
     # consolecoord

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("study_slug", sa.String(length=64), nullable=False),
         sa.Column("country", sa.String(length=3), nullable=False),
         sa.Column("activity", sa.String(length=3), nullable=True),
+        sa.Column("language", sa.String(length=35), nullable=True),
         sa.Column("format", sa.String(length=8), nullable=False),
         sa.Column("state", sa.String(length=8), nullable=False),
         sa.Column("step", sa.String(length=40), nullable=False),

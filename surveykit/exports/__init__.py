@@ -1,4 +1,5 @@
-"""Consolidated Excel workbooks: one per country, or one for the whole study.
+"""Consolidated Excel workbooks: one per country, or one for the whole study; and the same data
+for statistics programs (the CSV of the Answers sheet, SPSS syntax and a Stata do-file).
 
 Who may download them, by the principals of ``surveykit.accounts.identity``:
 - a country's workbook: analysts, coordinators and admins whose grant covers that country of the
@@ -6,7 +7,7 @@ Who may download them, by the principals of ``surveykit.accounts.identity``:
 - the study-wide workbook (``ALL``): the same roles with a grant over every country of the study
   (``role:R:STUDY:*``), and global admins. A grant over some countries does not add up to the study.
 Fieldworkers and tablets are refused: a device session carries only fieldworker grants. Refusals
-are audited by the forbidden view (``authz.forbidden``), downloads by the view (``export.download``).
+are audited by the forbidden view (``authz.forbidden``), downloads by the views (``export.download``).
 """
 
 from __future__ import annotations
@@ -66,5 +67,17 @@ def includeme(config: Any) -> None:
         "/api/v1/export-jobs/{job}/file",
         factory="surveykit.exports.job_views.ExportJobResource",
     )
+    for extension in ("csv", "sps", "do"):
+        config.add_route(
+            f"export_study_{extension}",
+            f"/api/v1/exports/{{study}}/ALL.{extension}",
+            factory=StudyExportResource,
+        )
+        config.add_route(
+            f"export_country_{extension}",
+            f"/api/v1/exports/{{study}}/{{country:[A-Z]{{2}}}}.{extension}",
+            factory=CountryExportResource,
+        )
     config.scan(".views")
+    config.scan(".stats_views")
     config.scan(".job_views")

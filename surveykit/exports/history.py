@@ -57,6 +57,8 @@ def last_export(session: Session, target: str) -> LastExport | None:
         details = row.details or {}
         if details.get("not_modified"):
             continue  # the client already held that content: no new file went out
+        if details.get("format", "xlsx") != "xlsx":
+            continue  # the CSV or a syntax file, not the workbook
         digest = details.get("etag") if row.action == "export.download" else details.get("content_hash")
         return LastExport(row.at, row.actor, digest)
     return None

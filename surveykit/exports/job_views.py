@@ -21,7 +21,7 @@ from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.exports import export_acl, jobs, services
 from surveykit.exports.models import ExportJob
-from surveykit.exports.views import CACHE_CONTROL, client_holds, request_scope
+from surveykit.exports.views import CACHE_CONTROL, client_holds, export_scope
 from surveykit.security import Permission
 
 
@@ -70,7 +70,7 @@ def _wake_worker_after_commit(request: Request) -> None:
 
 
 def start_job(request: Request, country: str) -> Response:
-    scope = request_scope(request, country)
+    scope = export_scope(request, country)
     identity = request.identity
     job = jobs.new_job(request.dbsession, identity.user_id, identity.username, scope)
     audit.record_in_request(request, "export_job.created", target=scope.target, job=job.id, format=job.format)

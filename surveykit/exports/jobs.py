@@ -111,6 +111,7 @@ def new_job(session: Session, owner_id: int, owner: str, scope: services.Scope) 
         study_slug=scope.study_slug,
         country=scope.label,
         activity=scope.activity,
+        language=scope.language,
         format="xlsx",
         state="queued",
         step=STEP_QUEUED,
@@ -167,6 +168,7 @@ def job_json(job: ExportJob, job_path: str, file_path: str) -> dict[str, Any]:
         "study": job.study_slug,
         "country": job.country,
         "activity": job.activity,
+        "lang": job.language,
         "progress": {
             "step": job.step,
             "done": job.done,
@@ -320,6 +322,7 @@ def run_job(
         if job is None or job.state != "running" or job.worker_id != worker.id:
             return "lost"
         study, country, activity, owner = job.study_slug, job.country, job.activity, job.owner
+        language = job.language
         started = job.started_at or utcnow()
     config.files_dir.mkdir(parents=True, exist_ok=True)
     partial = config.files_dir / f"{job_id}.partial"
@@ -330,7 +333,7 @@ def run_job(
             if snapshot:
                 reader.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             recorder.step(STEP_COUNTING)
-            scope = services.resolve_scope(reader, study, country, activity)
+            scope = services.resolve_scope(reader, study, country, activity, language)
             recorder.step(STEP_WRITING, services.count_interviews(reader, scope))
             result = services.write_workbook(reader, scope, str(partial), owner, progress=recorder)
             # It only read: ending it with a commit or a rollback is the same here, but a commit

@@ -31,6 +31,8 @@ class ExportJob(Base):
     # The study's country code, or ``ALL`` for the study-wide workbook.
     country: Mapped[str] = mapped_column(String(3))
     activity: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    # ``?lang=``: the instrument language of prompts and labels (None: each instrument's default).
+    language: Mapped[str | None] = mapped_column(String(35), nullable=True)
     format: Mapped[str] = mapped_column(String(8), default="xlsx")
     state: Mapped[str] = mapped_column(String(8), default="queued")
     step: Mapped[str] = mapped_column(String(40), default="queued")

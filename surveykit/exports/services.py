@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, Any
@@ -39,6 +39,20 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from surveykit.db import utcnow
+from surveykit.exports import codes_sheet, summary_chart
+from surveykit.exports.questions import METADATA_SECTION as METADATA_SECTION
+from surveykit.exports.questions import SECTION_SEPARATOR as SECTION_SEPARATOR
+from surveykit.exports.questions import Question as Question
+from surveykit.exports.questions import ResponseColumn as ResponseColumn
+from surveykit.exports.questions import VersionInfo as VersionInfo
+from surveykit.exports.questions import load_versions as load_versions
+from surveykit.exports.questions import response_columns as response_columns
+from surveykit.exports.questions import version_info as version_info
+from surveykit.exports.report_text import MONTHS as MONTHS
+from surveykit.exports.report_text import citation as citation
+from surveykit.exports.report_text import methods_sentence as methods_sentence
+from surveykit.exports.report_text import month_year as month_year
+from surveykit.exports.report_text import short_citation as short_citation
 from surveykit.exports.workbook import (
     DATE,
     EXCEL_MAX_CELL_UNITS,
@@ -58,7 +72,7 @@ from surveykit.sync.validation import CLOCK_SKEW, EARLIEST_TIME, plausible_time
 
 # Part of the content hash: bump it when the workbook's layout or rules change, so clients holding a
 # workbook of the old layout fetch the new one.
-EXPORT_FORMAT = "surveykit-export/3"
+EXPORT_FORMAT = "surveykit-export/4"
 ALL_COUNTRIES = "ALL"
 ACTIVITY = re.compile(r"^RA[1-9]$")
 YIELD_PER = 100
@@ -67,23 +81,11 @@ MAX_ATTEMPTS = 3
 MODE_LABELS = {"in_person": "In person", "virtual": "Virtual", "phone": "Phone"}
 MODES = tuple(MODE_LABELS)
 RECORD_STATUSES = ("complete", "draft")
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-METADATA_SECTION = "Interview metadata"
-SECTION_SEPARATOR = " > "
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class LanguageNotOffered(ValueError):
+    """``?lang=`` names a language that an instrument version of the scope does not offer."""
 
 
 class ScopeChanged(RuntimeError):
@@ -110,6 +112,8 @@ class Scope:
     countries: tuple[CountryRef, ...]
     all_countries: bool
     activity: str | None
+    # The instrument language prompts and labels are shown in (None: each instrument's default).
+    language: str | None = None
 
     @property
     def label(self) -> str:
@@ -129,10 +133,18 @@ class Scope:
         return f"research activity = {self.activity}" if self.activity else "none (every research activity)"
 
 
-def resolve_scope(session: Session, study_slug: str, country: str, activity: str | None = None) -> Scope:
-    """The study, its country (or every country for ``ALL``) and the optional activity filter.
+def resolve_scope(
+    session: Session,
+    study_slug: str,
+    country: str,
+    activity: str | None = None,
+    language: str | None = None,
+) -> Scope:
+    """The study, its country (or every country for ``ALL``), the optional activity filter and the
+    optional instrument language.
 
-    Raises ``studies.StudyNotFound``, ``CountryNotFound`` or ``ActivityNotFound``.
+    Raises ``studies.StudyNotFound``, ``CountryNotFound``, ``ActivityNotFound`` or
+    ``LanguageNotOffered``.
     """
     study = studies.get_study(session, study_slug)
     if country == ALL_COUNTRIES:
@@ -149,119 +161,32 @@ def resolve_scope(session: Session, study_slug: str, country: str, activity: str
         if not ACTIVITY.match(activity):
             raise studies.ActivityNotFound(f"{activity!r} is not a research activity code (RA1 to RA9)")
         studies.get_activity(session, study, activity)
-    return Scope(study.id, study.slug, study.name, countries, country == ALL_COUNTRIES, activity)
-
-
-# ------------------------------------------------------------------------------------- instruments
-
-
-@dataclass(frozen=True)
-class Question:
-    slug: str
-    version: int
-    id: str
-    type: str
-    prompt: str
-    section_ids: tuple[str, ...]
-    section_titles: tuple[str, ...]
-    choices: dict[str, str]
-    required: bool
-    relevance: str | None
-    minimum: float | None
-    maximum: float | None
-    # The home of the fact a bound question asks for (surveykit.instruments.bindings): its value in
-    # the export comes from there, never from the answer.
-    binds: str | None = None
-    # The probes' texts in the default language, in the instrument's order (a record's
-    # ``probes_used`` ticks them by index).
-    probes: tuple[str, ...] = ()
-    # Built once: the same string object on every row lets the writer skip re-checking it.
-    section_path: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "section_path", SECTION_SEPARATOR.join(self.section_titles))
-
-    @property
-    def section_id_path(self) -> str:
-        return "/".join(self.section_ids)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    slug: str
-    version: int
-    content_hash: str
-    questions: tuple[Question, ...]
-    by_id: dict[str, Question] = field(hash=False, compare=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.slug} v{self.version}"
-
-
-def _text(value: Any, language: str) -> str:
-    if isinstance(value, dict):
-        return value.get(language) or next(iter(value.values()), "")
-    return "" if value is None else str(value)
-
-
-def version_info(slug: str, version: int, digest: str, definition: dict[str, Any]) -> VersionInfo:
-    language = definition.get("default_language", "en")
-    questions: list[Question] = []
-
-    def add(question: dict[str, Any], ids: tuple[str, ...], titles: tuple[str, ...]) -> None:
-        questions.append(
-            Question(
-                slug=slug,
-                version=version,
-                id=question["id"],
-                type=question["type"],
-                prompt=_text(question.get("prompt"), language),
-                section_ids=ids,
-                section_titles=titles,
-                choices={c["value"]: _text(c.get("label"), language) for c in question.get("choices") or []},
-                required=bool(question.get("required", False)),
-                relevance=question.get("relevance"),
-                minimum=question.get("min"),
-                maximum=question.get("max"),
-                binds=question.get("binds"),
-                probes=tuple(_text(probe, language) for probe in question.get("probes") or ()),
+    scope = Scope(study.id, study.slug, study.name, countries, country == ALL_COUNTRIES, activity, language)
+    if language is not None:
+        lacking = versions_without_language(session, scope, language)
+        if lacking:
+            raise LanguageNotOffered(
+                f"{', '.join(lacking)} {'does' if len(lacking) == 1 else 'do'} not offer "
+                f"the language {language!r}"
             )
-        )
-
-    for question in definition.get("metadata", []):
-        add(question, ("metadata",), (METADATA_SECTION,))
-
-    def walk(sections: list[dict[str, Any]], ids: tuple[str, ...], titles: tuple[str, ...]) -> None:
-        for section in sections:
-            here_ids = (*ids, section["id"])
-            here_titles = (*titles, _text(section.get("title"), language) or section["id"])
-            for question in section.get("questions", []):
-                add(question, here_ids, here_titles)
-            walk(section.get("sections", []), here_ids, here_titles)
-
-    walk(definition.get("sections", []), (), ())
-    return VersionInfo(slug, version, digest, tuple(questions), {q.id: q for q in questions})
+    return scope
 
 
-def load_versions(session: Session, refs: set[tuple[str, int]]) -> dict[tuple[str, int], VersionInfo]:
-    if not refs:
-        return {}
+def versions_without_language(session: Session, scope: Scope, language: str) -> list[str]:
+    """The instrument versions of the scope's interviews (``slug vN``) that do not list ``language``."""
+    used = versions_used(session, scope)
+    if not used:
+        return []
     rows = session.execute(
-        select(
-            Instrument.slug,
-            InstrumentVersion.version,
-            InstrumentVersion.content_hash,
-            InstrumentVersion.definition,
-        )
+        select(Instrument.slug, InstrumentVersion.version, InstrumentVersion.definition)
         .join(Instrument, Instrument.id == InstrumentVersion.instrument_id)
-        .where(Instrument.slug.in_(sorted({slug for slug, _ in refs})))
+        .where(Instrument.slug.in_(sorted({slug for slug, _ in used})))
     )
-    return {
-        (slug, version): version_info(slug, version, digest, definition)
-        for slug, version, digest, definition in rows
-        if (slug, version) in refs
-    }
+    return sorted(
+        f"{slug} v{version}"
+        for slug, version, definition in rows
+        if (slug, version) in used and language not in (definition.get("languages") or ())
+    )
 
 
 def _scope_filter(model: Any, scope: Scope, activity: str | None = None) -> list[Any]:
@@ -283,35 +208,6 @@ def versions_used(session: Session, scope: Scope) -> set[tuple[str, int]]:
         .distinct()
     )
     return {(slug, version) for slug, version in rows}
-
-
-@dataclass(frozen=True)
-class ResponseColumn:
-    slug: str
-    question: Question  # as in the newest version that has it
-
-
-def response_columns(versions: dict[tuple[str, int], VersionInfo]) -> list[ResponseColumn]:
-    """One column per question id per instrument, in instrument order across versions.
-
-    The newest version gives the order; a question that only older versions have keeps its column,
-    placed after the question that preceded it there.
-    """
-    columns: list[ResponseColumn] = []
-    for slug in sorted({slug for slug, _ in versions}):
-        chain = sorted((v for (s, _), v in versions.items() if s == slug), key=lambda v: -v.version)
-        order: list[str] = []
-        newest: dict[str, Question] = {}
-        for info in chain:
-            previous: str | None = None
-            for question in info.questions:
-                if question.id not in newest:
-                    newest[question.id] = question
-                    position = order.index(previous) + 1 if previous is not None else 0
-                    order.insert(position, question.id)
-                previous = question.id
-        columns += [ResponseColumn(slug, newest[qid]) for qid in order]
-    return columns
 
 
 # ----------------------------------------------------------------------------------------- streams
@@ -423,16 +319,22 @@ def _key(row: Any) -> tuple[str, str, int]:
 
 
 class Fingerprint:
-    """The content hash of what a workbook holds (see the module docstring)."""
+    """The content hash of what an export holds (see the module docstring).
 
-    def __init__(self, scope: Scope) -> None:
+    ``artifact`` names the file made of the data (``xlsx``, ``csv``, ``sps``, ``do``): the same data
+    gives each its own tag, so a cache never answers one file's request with another.
+    """
+
+    def __init__(self, scope: Scope, artifact: str = "xlsx") -> None:
         self._hash = hashlib.sha256()
         self._add(
             EXPORT_FORMAT,
+            artifact,
             scope.study_slug,
             scope.study_name,
             scope.all_countries,
             scope.activity,
+            scope.language,
             [[country.code, country.name, list(country.languages)] for country in scope.countries],
         )
 
@@ -469,6 +371,13 @@ class Fingerprint:
     def withdrawn_unrecorded(self, counts: dict[str, int]) -> None:
         self._add("w", sorted(counts.items()))
 
+    def coding(self, row: Any) -> None:
+        """One coding of the Codes sheet (a row of ``codes_sheet.coding_rows``)."""
+        self._add("c", *codes_sheet.fingerprint_values(row))
+
+    def codebook(self, codes: Iterable[Any]) -> None:
+        self._add("k", [codes_sheet.code_values(code) for code in codes])
+
     def versions(self, digests: dict[tuple[str, int], str]) -> None:
         self._add("v", sorted([slug, version, digest] for (slug, version), digest in digests.items()))
 
@@ -476,9 +385,10 @@ class Fingerprint:
         return self._hash.hexdigest()
 
 
-def content_tag(session: Session, scope: Scope) -> str:
-    """The content hash of the workbook ``write_workbook`` would write now, without building it."""
-    fingerprint = Fingerprint(scope)
+def content_tag(session: Session, scope: Scope, artifact: str = "xlsx") -> str:
+    """The content hash of the file ``artifact`` (``xlsx``: the workbook ``write_workbook`` would
+    write now; ``csv``, ``sps``, ``do``: see ``stats_export``), without building it."""
+    fingerprint = Fingerprint(scope, artifact)
     used: set[tuple[str, int]] = set()
     for interview, group in rows_in_order(session, scope, with_record=False):
         fingerprint.interview(interview, group)
@@ -493,6 +403,10 @@ def content_tag(session: Session, scope: Scope) -> str:
         )
         digests = {(slug, version): digest for slug, version, digest in rows if (slug, version) in used}
     fingerprint.versions(digests)
+    if artifact == "xlsx":
+        fingerprint.codebook(codes_sheet.study_codes(session, scope.study_id).values())
+        for row in codes_sheet.coding_rows(session, scope):
+            fingerprint.coding(row)
     return fingerprint.hexdigest()
 
 
@@ -533,50 +447,6 @@ def conducted_language(record: dict[str, Any], country: CountryRef | None) -> st
 
 def count_interviews(session: Session, scope: Scope) -> int:
     return session.scalar(select(func.count()).select_from(Interview).where(*_scope_filter(Interview, scope)))
-
-
-# ------------------------------------------------------------------------------------- report text
-
-
-def month_year(day: date) -> str:
-    return f"{MONTHS[day.month - 1]} {day.year}"
-
-
-def methods_sentence(
-    place: str, interviews: int, participants: int, first: date | None, last: date | None
-) -> str:
-    """``In Kenya, 9 interviews with a total of 11 participants were conducted from May 2020 to July 2020.``
-
-    One interview: ``1 interview with a total of 2 participants was conducted in May 2020.`` (the
-    verb agrees with the interviews; one month is "in May 2020"); none: ``In Kenya, no interviews
-    have been recorded.``; interviews without a plausible date: the sentence names no months.
-    """
-    if interviews == 0:
-        return f"In {place}, no interviews have been recorded."
-    interview_noun = "interview" if interviews == 1 else "interviews"
-    participant_noun = "participant" if participants == 1 else "participants"
-    verb = "was" if interviews == 1 else "were"
-    if first is None or last is None:
-        return f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} {verb} conducted."
-    if (first.year, first.month) == (last.year, last.month):
-        when = f"in {month_year(first)}"
-    else:
-        when = f"from {month_year(first)} to {month_year(last)}"
-    return (
-        f"In {place}, {interviews} {interview_noun} with a total of {participants} {participant_noun} "
-        f"{verb} conducted {when}."
-    )
-
-
-def citation(pid: str, agency: str, position: str | None) -> str:
-    """``(RA1-KE-04-B, Director of Cyber Security, Ministry of ICT)``, or ``(RA1-KE-03-A, Ministry of
-    Justice)`` when the position is blank."""
-    position = (position or "").strip()
-    return f"({pid}, {position}, {agency})" if position else f"({pid}, {agency})"
-
-
-def short_citation(pid: str) -> str:
-    return f"({pid})"
 
 
 def interview_date(record: dict[str, Any]) -> date | None:
@@ -662,6 +532,60 @@ def stored_value(question: Question | None, value: Any) -> str | None:
     return None
 
 
+def answer_rows(
+    info: VersionInfo, answers: dict[str, Any], ticks: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Question | None, Any]]]:
+    """The Answers rows of one set of answers (section, question id, prompt, answer, probes used,
+    stored value), in instrument order, with the probes ticked (``probes_used``): a question with
+    ticks but no answer still has its row. Also the shown value of each answer, by question id.
+    The workbook's Answers sheet and the CSV (``stats_export``) are both made of these rows."""
+    by_id = info.by_id
+    formatted: dict[str, tuple[Question | None, Any]] = {}
+    for qid, value in answers.items():
+        if value is None:
+            continue
+        question = by_id.get(qid)
+        formatted[qid] = (question, display_value(question, value))
+    probes: dict[str, str] = {}
+    for qid, indexes in ticks.items():
+        question = by_id.get(qid)
+        text = probes_text(question, indexes) if question is not None else None
+        if text is not None:
+            probes[qid] = text
+    # Answers in instrument order; an answer the version does not know (never stored by sync) last.
+    ordered = [
+        (
+            q.section_path,
+            q.id,
+            q.prompt,
+            formatted[q.id][1] if q.id in formatted else None,
+            probes.get(q.id),
+            stored_value(q, answers[q.id]) if q.id in formatted else None,
+        )
+        for q in info.questions
+        if q.id in formatted or q.id in probes
+    ]
+    ordered += [
+        ("(not in the instrument)", qid, None, shown, None, stored_value(None, answers[qid]))
+        for qid, (q, shown) in formatted.items()
+        if q is None
+    ]
+    return ordered, formatted
+
+
+def own_answers(
+    info: VersionInfo, answers: dict[str, Any], person: Any, record: dict[str, Any]
+) -> dict[str, Any]:
+    """One participant's answers: the interview's, with each bound question's value from its home."""
+    bound = [question for question in info.questions if question.binds]
+    if not bound:
+        return answers
+    own = dict(answers)
+    for question in bound:
+        own[question.id] = home_value(question, person, record)
+    return own
+
+
 # ------------------------------------------------------------------------------------------ counts
 
 
@@ -723,6 +647,7 @@ class ExportResult:
     total: CountryCounts
     stats: Stats
     versions: list[str]
+    coded_passages: int = 0
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -833,6 +758,7 @@ class _Builder:
             ],
             freeze_columns=1,
         )
+        self.codes = codes_sheet.create_sheet(book, self.multi)
         self.codebook = book.sheet(
             "Codebook",
             [
@@ -917,10 +843,9 @@ class _Builder:
         for person in included:
             if bound:
                 # One value per fact: a bound question shows its home's value for this participant.
-                own = dict(answers)
-                for question in bound:
-                    own[question.id] = home_value(question, person, record)
-                ordered, response_cells = self._lay_out(info, own, ticks)
+                ordered, response_cells = self._lay_out(
+                    info, own_answers(info, answers, person, record), ticks
+                )
             else:
                 ordered, response_cells = laid_out  # type: ignore[misc]
             pid = person.pid
@@ -983,39 +908,8 @@ class _Builder:
     def _lay_out(
         self, info: VersionInfo, answers: dict[str, Any], ticks: dict[str, Any]
     ) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        """The Answers rows (in instrument order) and the Responses cells of one set of answers, with
-        the probes ticked (``probes_used``): a question with ticks but no answer still has its row."""
-        by_id = info.by_id
-        formatted: dict[str, tuple[Question | None, Any]] = {}
-        for qid, value in answers.items():
-            if value is None:
-                continue
-            question = by_id.get(qid)
-            formatted[qid] = (question, display_value(question, value))
-        probes: dict[str, str] = {}
-        for qid, indexes in ticks.items():
-            question = by_id.get(qid)
-            text = probes_text(question, indexes) if question is not None else None
-            if text is not None:
-                probes[qid] = text
-        # Answers in instrument order; an answer the version does not know (never stored by sync) last.
-        ordered = [
-            (
-                q.section_path,
-                q.id,
-                q.prompt,
-                formatted[q.id][1] if q.id in formatted else None,
-                probes.get(q.id),
-                stored_value(q, answers[q.id]) if q.id in formatted else None,
-            )
-            for q in info.questions
-            if q.id in formatted or q.id in probes
-        ]
-        ordered += [
-            ("(not in the instrument)", qid, None, shown, None, stored_value(None, answers[qid]))
-            for qid, (q, shown) in formatted.items()
-            if q is None
-        ]
+        """The Answers rows and the Responses cells of one set of answers."""
+        ordered, formatted = answer_rows(info, answers, ticks)
         response_cells: list[Any] = [None] * len(self.columns)
         for index, question in self._slots(info):
             entry = formatted.get(question.id)
@@ -1106,6 +1000,7 @@ class _Builder:
         ]
         sheet.append(["Per country"])
         sheet.append(header)
+        header_row = sheet.row
         for counts in result.countries:
             sheet.append(
                 [
@@ -1121,6 +1016,7 @@ class _Builder:
                     counts.last,
                 ]
             )
+        summary_chart.add_charts(sheet, header_row, sheet.row)
 
     def write_readme(self, result: ExportResult) -> None:
         stats = result.stats
@@ -1131,7 +1027,8 @@ class _Builder:
                 "Summary",
                 "Study, country, filters, who generated the workbook and when, the instrument "
                 "versions used, counts of interviews (by mode and by record status) and participants, the "
-                "first and last interview date and the methods sentence, overall and per country.",
+                "first and last interview date and the methods sentence, overall and per country; two "
+                "charts beside them: interviews by country and mode, and by country and record status.",
             ),
             (
                 "Participants",
@@ -1152,8 +1049,9 @@ class _Builder:
             (
                 "Answers",
                 "The same answers in long form: participant, section, question id, prompt, answer, "
-                "the probes the interviewer ticked (one per line, in the instrument's order and default "
-                "language; a question with ticked probes but no answer has a row too), the stored value "
+                "the probes the interviewer ticked (one per line, in the instrument's order and the "
+                "workbook's instrument language; a question with ticked probes but no answer has a row "
+                "too), the stored value "
                 "where the shown answer is a label (choices, yes/no), the language the record was entered "
                 "in and the record's revision.",
             ),
@@ -1162,6 +1060,15 @@ class _Builder:
                 "Verbatim quotes with the participant they are attributed to, section and question, "
                 "tags, the full citation (ID, Position, Agency) - or (ID, Agency) when the position is "
                 "blank - and the short citation (ID).",
+            ),
+            (
+                "Codes",
+                "Every coded passage of an answer or quote, sorted by interview, question and "
+                "offset: the participant(s) it is cited by, the code's path (Theme / Sub-theme) and "
+                "colour, the passage, its offsets, whether it is still anchored in the current answer "
+                "(current, moved, vanished), the coder, the memo and the citation in the Quotes "
+                "sheet's form. A passage of a group interview's answer cites every participant: "
+                f"{result.coded_passages} coded passage(s).",
             ),
             (
                 "Codebook",
@@ -1222,7 +1129,8 @@ class _Builder:
             (
                 "Generated",
                 f"{result.generated_at.isoformat(timespec='seconds')} by {result.generated_by}, "
-                f"surveykit ({EXPORT_FORMAT}); filters: {self.scope.filters}.",
+                f"surveykit ({EXPORT_FORMAT}); filters: {self.scope.filters}; instrument language: "
+                f"{self.scope.language or 'each instrument version default'}.",
             ),
             (
                 "Content hash",
@@ -1297,7 +1205,7 @@ def _write(
     progress: Callable[[int], None] | None,
 ) -> ExportResult:
     generated_at = generated_at or utcnow()
-    versions = load_versions(session, versions_used(session, scope))
+    versions = load_versions(session, versions_used(session, scope), scope.language)
     book = WorkbookWriter(max_rows=max_rows, max_cell_units=max_cell_units, target=target, dated=generated_at)
     try:
         result = _fill(book, session, scope, versions, generated_by, generated_at, progress)
@@ -1330,6 +1238,9 @@ def _fill(
     fingerprint.withdrawn_unrecorded(unrecorded)
     builder.add_withdrawn(unrecorded)
     fingerprint.versions({key: versions[key].content_hash for key in used})
+    codes = codes_sheet.study_codes(session, scope.study_id)
+    fingerprint.codebook(codes.values())
+    coded = codes_sheet.write_codes(builder.codes, session, scope, codes, fingerprint.coding)
     # Versions seen when the layout was fixed but no longer used (a record moved on) stay in the
     # Codebook; the hash covers the versions actually used, as content_tag does.
     countries = list(builder.counts.values())
@@ -1342,6 +1253,7 @@ def _fill(
         total=builder.total(),
         stats=book.stats,
         versions=[versions[key].label for key in sorted(used)],
+        coded_passages=coded,
     )
     builder.write_codebook()
     builder.write_summary(result)

@@ -19,7 +19,7 @@ from pyramid.view import view_config
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.exports import services
-from surveykit.instruments.schemas import StrictString
+from surveykit.instruments.schemas import LANGUAGE_PATTERN, StrictString
 from surveykit.security import Permission
 from surveykit.studies import services as studies
 from surveykit.web import query_params
@@ -36,13 +36,19 @@ class ExportQuerySchema(colander.MappingSchema):
         validator=colander.Regex(services.ACTIVITY.pattern, "must be a research activity, RA1 to RA9"),
         missing=None,
     )
+    lang = colander.SchemaNode(
+        StrictString(),
+        validator=colander.Regex(LANGUAGE_PATTERN, "must be a language code like 'en' or 'pt-BR'"),
+        missing=None,
+    )
 
 
-def request_scope(request: Request, country: str) -> services.Scope:
+def export_scope(request: Request, country: str) -> services.Scope:
+    """The scope of the export in the URL and its query string, or the JSON error that refuses it."""
     query = query_params(request, ExportQuerySchema())
     study = request.matchdict["study"]
     try:
-        return services.resolve_scope(request.dbsession, study, country, query["activity"])
+        return services.resolve_scope(request.dbsession, study, country, query["activity"], query["lang"])
     except studies.StudyNotFound as exc:
         raise APIError(
             404, ErrorCode.STUDY_NOT_FOUND, str(exc), [field_error("study", str(exc), "path")]
@@ -54,6 +60,10 @@ def request_scope(request: Request, country: str) -> services.Scope:
     except studies.ActivityNotFound as exc:
         raise APIError(
             404, ErrorCode.ACTIVITY_NOT_FOUND, str(exc), [field_error("activity", str(exc), "querystring")]
+        ) from exc
+    except services.LanguageNotOffered as exc:
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, str(exc), [field_error("lang", str(exc), "querystring")]
         ) from exc
 
 
@@ -70,16 +80,11 @@ def client_holds(request: Request, tag: str) -> bool:
 
 def export_response(request: Request, country: str) -> Response:
     """The workbook of ``country`` (or ``ALL``) of the study in the URL, or 304 (also for the console)."""
-    scope = request_scope(request, country)
+    scope = export_scope(request, country)
     session = request.dbsession
     tag = services.content_tag(session, scope)
     if client_holds(request, tag):
-        audit.record_in_request(request, "export.download", target=scope.target, not_modified=True, etag=tag)
-        response = Response(status=304)
-        response.headers["ETag"] = f'"{tag}"'
-        response.headers["Cache-Control"] = CACHE_CONTROL
-        response.headers["Vary"] = "Authorization"
-        return response
+        return not_modified(request, scope, tag)
     body = tempfile.TemporaryFile(prefix="surveykit-export-")
     try:
         result = services.write_workbook(session, scope, body, request.identity.username)
@@ -105,6 +110,18 @@ def export_response(request: Request, country: str) -> Response:
     response.headers["Vary"] = "Authorization"
     response.headers["Content-Disposition"] = f'attachment; filename="{services.file_name(scope, result)}"'
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def not_modified(request: Request, scope: services.Scope, tag: str, **details: Any) -> Response:
+    """The audited 304 for a client that holds the export tagged ``tag``."""
+    audit.record_in_request(
+        request, "export.download", target=scope.target, not_modified=True, etag=tag, **details
+    )
+    response = Response(status=304)
+    response.headers["ETag"] = f'"{tag}"'
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["Vary"] = "Authorization"
     return response
 
 

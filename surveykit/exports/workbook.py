@@ -401,6 +401,11 @@ class SheetWriter:
     def finish(self) -> None:
         self._close_worksheet()
 
+    @property
+    def row(self) -> int:
+        """The number of the last row written on the sheet being written (headers included)."""
+        return self._row
+
     # ------------------------------------------------------------------------------------ cells
 
     def _new_cell(self, index: int, style: str) -> Cell:

@@ -28,7 +28,10 @@ AGENCY = "Ministério da Justiça"
 def publish_instrument(session: Session, study: str) -> None:
     definition = minimal_definition(SLUG)
     definition["study"] = study
-    definition["sections"][0]["questions"][1]["prompt"] = {"en": "What training is given?", "pt": "Que formação?"}
+    definition["sections"][0]["questions"][1]["prompt"] = {
+        "en": "What training is given?",
+        "pt": "Que formação?",
+    }
     instruments.publish(session, instruments.validate_definition(definition), "tests")
 
 

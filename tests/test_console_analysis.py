@@ -46,7 +46,9 @@ class Analysis:
         self.capacity = add_code(dbsession, self.study, "Capacity", "#2e7d32", definition="Training, staff")
         self.training = add_code(dbsession, self.study, "Training", "#c62828", parent=self.capacity)
         self.old = add_code(dbsession, self.study, "Old theme", status="retired")
-        self.merged = add_code(dbsession, self.study, "Budget lines", status="merged", merged_into=self.capacity)
+        self.merged = add_code(
+            dbsession, self.study, "Budget lines", status="merged", merged_into=self.capacity
+        )
         self.page = f"{KE}/interviews/{self.interview.uuid}"
 
     def as_(self, user: Any) -> webtest.TestApp:
@@ -57,7 +59,9 @@ class Analysis:
     def get(self, user: Any, url: str, status: int | str = 200) -> webtest.TestResponse:
         return self.as_(user).get(url, headers=HTML, status=status)
 
-    def post(self, user: Any, url: str, form: dict[str, Any], status: int | str = "*", page: str | None = None):
+    def post(
+        self, user: Any, url: str, form: dict[str, Any], status: int | str = "*", page: str | None = None
+    ):
         app = self.as_(user)
         token = csrf_in(app.get(page or self.page, headers=HTML))
         return app.post(url, {**form, "csrf_token": token}, headers=HTML, status=status)
@@ -94,7 +98,12 @@ def test_the_menu_and_the_start_page_show_the_countries_one_analyses(an: Analysi
 
 @pytest.mark.parametrize(
     ("role", "countries", "status"),
-    [("fieldworker", ["KE"], 403), ("coordinator", ["TZ"], 403), ("analyst", ["TZ"], 403), ("coordinator", ["KE"], 200)],
+    [
+        ("fieldworker", ["KE"], 403),
+        ("coordinator", ["TZ"], 403),
+        ("analyst", ["TZ"], 403),
+        ("coordinator", ["KE"], 200),
+    ],
 )
 def test_the_pages_follow_the_apis_scope(an: Analysis, role: str, countries: list[str], status: int) -> None:
     person = an.accounts.user(f"{role}-{countries[0]}".lower(), role, "ocsea", countries)
@@ -103,8 +112,13 @@ def test_the_pages_follow_the_apis_scope(an: Analysis, role: str, countries: lis
         assert response.content_type == "text/html"
     if status == 403:
         before = count(an.session, Coding)
-        an.post(person, an.page, {"question_id": "details", "start": "0", "end": "2", "code_id": an.capacity},
-                status=403, page="/console/account")
+        an.post(
+            person,
+            an.page,
+            {"question_id": "details", "start": "0", "end": "2", "code_id": an.capacity},
+            status=403,
+            page="/console/account",
+        )
         assert count(an.session, Coding) == before
 
 
@@ -126,7 +140,9 @@ def test_the_interviews_list_their_participant_ids_and_codings(an: Analysis) -> 
     an.coding(an.ana, 0, 1)
     an.coding(an.ben, 2, 5)
     page = an.get(an.ana, f"{KE}/interviews")
-    row = re.search(r"<tr>\s*<th scope=\"row\"><a href=\"([^\"]+)\">RA1-KE-01</a></th>(.*?)</tr>", page.text, re.S)
+    row = re.search(
+        r"<tr>\s*<th scope=\"row\"><a href=\"([^\"]+)\">RA1-KE-01</a></th>(.*?)</tr>", page.text, re.S
+    )
     assert row and row.group(1) == an.page
     assert "RA1-KE-01-A" in row.group(2)
     assert re.findall(r'<td class="number">(\d+)</td>', row.group(2)) == ["1", "2"]
@@ -141,8 +157,13 @@ def test_a_selected_passage_after_non_ascii_text_is_coded_at_its_code_points(an:
     response = an.post(
         an.ana,
         an.page,
-        {"question_id": "details", "start": str(start), "end": str(start + len(PASSAGE)),
-         "code_id": str(an.training), "memo": "who is trained"},
+        {
+            "question_id": "details",
+            "start": str(start),
+            "end": str(start + len(PASSAGE)),
+            "code_id": str(an.training),
+            "memo": "who is trained",
+        },
         status=303,
     )
     coding = an.session.scalars(select(Coding)).one()
@@ -153,10 +174,9 @@ def test_a_selected_passage_after_non_ascii_text_is_coded_at_its_code_points(an:
     assert event.details["via"] == "console" and event.target == f"ocsea/KE/codings/{coding.id}"
     shown = an.testapp.get(an.page, headers=HTML)
     assert (
-        f'{DETAILS[:start]}<mark class="coded" data-colour="#c62828" data-codings="{coding.id}"'
-        in shown.text
+        f'{DETAILS[:start]}<mark class="coded" data-colour="#c62828" data-codings="{coding.id}"' in shown.text
     )
-    assert f">{PASSAGE}</mark>{DETAILS[start + len(PASSAGE):]}</p>" in shown.text
+    assert f">{PASSAGE}</mark>{DETAILS[start + len(PASSAGE) :]}</p>" in shown.text
     assert "Code applied to" in shown.text
     # The record and its quote are untouched.
     an.session.expire_all()
@@ -269,7 +289,9 @@ def test_agreement_of_two_coders_per_code(an: Analysis) -> None:
     assert '<option value="ana" selected>' in page.text
     page = an.testapp.get(f"{KE}/agreement?first=ana&second=ben", headers=HTML)
     assert "2 answers compared between ana and ben." in page.text
-    rows = dict(re.findall(r'<tr class="agreement-row">\s*<th scope="row">([^<]*)</th>(.*?)</tr>', page.text, re.S))
+    rows = dict(
+        re.findall(r'<tr class="agreement-row">\s*<th scope="row">([^<]*)</th>(.*?)</tr>', page.text, re.S)
+    )
     # Capacity: both coded the one answer of interview 1, neither interview 2: kappa 1.
     assert re.findall(r">([^<>]+)</td>", rows["Capacity"])[:5] == ["1", "0", "0", "1", "100.0 %"]
     assert ">1.00<" in rows["Capacity"]

@@ -62,7 +62,9 @@ def _page_scope(request: Request) -> tuple[Study, Any]:
 
 def _coder(request: Request, study: Study, country: str) -> services.Coder:
     identity = request.identity
-    return services.Coder(identity.user_id, identity.username, identity.has_role("admin", study.slug, country))
+    return services.Coder(
+        identity.user_id, identity.username, identity.has_role("admin", study.slug, country)
+    )
 
 
 def _target(study: Study, country: str, coding_id: int) -> str:
@@ -171,9 +173,7 @@ def _coding_page(
     me = request.identity.user_id
     shown = everyone if show_others else [c for c in everyone if c.coder_id == me]
     codes = reads.codebook(session, study)
-    here = request.route_path(
-        "console.coding", study=study.slug, country=country.code, uuid=interview.uuid
-    )
+    here = request.route_path("console.coding", study=study.slug, country=country.code, uuid=interview.uuid)
     response = render_to_response(
         CODING_TEMPLATE,
         {

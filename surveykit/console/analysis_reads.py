@@ -105,7 +105,9 @@ def _label(activity: str, country: str, number: int) -> str:
     return f"{activity}-{country}-{number:02d}"
 
 
-def _pids(session: Session, study: Study, interviews: Iterable[Interview]) -> dict[tuple[str, int], list[str]]:
+def _pids(
+    session: Session, study: Study, interviews: Iterable[Interview]
+) -> dict[tuple[str, int], list[str]]:
     """The participant IDs of each (activity, interview number), from the registry."""
     wanted = {(i.activity, i.country_code, i.interview_number) for i in interviews}
     if not wanted:
@@ -158,7 +160,12 @@ def country_interviews(session: Session, study: Study, country: str) -> list[Int
         )
         rows.append(
             InterviewRow(
-                interview.uuid, label, people, interview.status, interview.revision, counts.get(interview.uuid, 0)
+                interview.uuid,
+                label,
+                people,
+                interview.status,
+                interview.revision,
+                counts.get(interview.uuid, 0),
             )
         )
     return rows
@@ -228,7 +235,9 @@ def segments(text: str, codings: Iterable[Coding]) -> list[Segment]:
     cuts = sorted({0, len(text), *(c.start_offset for c in placed), *(c.end_offset for c in placed)})
     pieces = []
     for start, end in zip(cuts, cuts[1:], strict=False):
-        over = tuple(c.id for c in sorted(placed, key=lambda c: c.id) if c.start_offset <= start < c.end_offset)
+        over = tuple(
+            c.id for c in sorted(placed, key=lambda c: c.id) if c.start_offset <= start < c.end_offset
+        )
         pieces.append(Segment(text[start:end], over))
     return pieces
 
@@ -245,7 +254,11 @@ def interview_answers(session: Session, interview: Interview, codings: list[Codi
     views = []
     for question_id in ids:
         text = answers[question_id]
-        if not isinstance(text, str) or not text or (text_ids and question_id in prompts and question_id not in text_ids):
+        if (
+            not isinstance(text, str)
+            or not text
+            or (text_ids and question_id in prompts and question_id not in text_ids)
+        ):
             continue
         mine = [c for c in codings if c.question_id == question_id]
         views.append(

@@ -132,7 +132,9 @@ ROUTES: tuple[ConsoleRoute, ...] = (
         "console.coding", f"{ANALYSIS_PATH}/interviews/{{uuid:[0-9a-f-]{{36}}}}", CountryAnalysisResource
     ),
     ConsoleRoute(
-        "console.coding_change", f"{ANALYSIS_PATH}/codings/{{coding_id:[0-9]{{1,9}}}}", CountryAnalysisResource
+        "console.coding_change",
+        f"{ANALYSIS_PATH}/codings/{{coding_id:[0-9]{{1,9}}}}",
+        CountryAnalysisResource,
     ),
     ConsoleRoute("console.agreement", f"{ANALYSIS_PATH}/agreement", CountryAnalysisResource),
 )

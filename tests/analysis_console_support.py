@@ -66,6 +66,8 @@ def add_interview(
     )
     session.add(interview)
     session.flush()
+    if PASSAGE not in details:
+        return interview
     start = details.index(PASSAGE)
     session.add(
         Quote(

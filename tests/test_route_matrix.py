@@ -742,21 +742,19 @@ def _sync_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[Wor
 def _coded_interview(w: World, study: str, country: str) -> tuple[str, int]:
     """A stored interview of ``study``/``country`` with a text answer, and an active code of the study."""
     from surveykit.analysis.models import Code
+    from surveykit.participants import ids
     from surveykit.studies import services as studies
     from surveykit.sync.models import Interview
 
     target = studies.get_study(w.session, study)
-    taken = w.session.scalar(
-        select(func.max(Interview.interview_number)).where(
-            Interview.study_id == target.id, Interview.country_code == country
-        )
-    )
+    # A number from the country's counter, so an interview pushed later (a conflict) gets another.
+    number = ids.allocate_interview_numbers(w.session, target.id, "RA1", country).start
     interview = Interview(
         uuid=str(uuid_module.uuid4()),
         study_id=target.id,
         country_code=country,
         activity="RA1",
-        interview_number=(taken or 0) + 1,
+        interview_number=number,
         revision=1,
         content_hash="0" * 64,
         record={"answers": {"details": "We train police officers every year."}},

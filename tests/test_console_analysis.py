@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -308,3 +309,15 @@ def test_kappa_without_a_value_shows_why(an: Analysis) -> None:
     an.coding(an.ben, 0, 1)
     page = an.get(an.ana, f"{KE}/agreement?first=ana&second=ben")
     assert "kappa is undefined" in page.text
+
+
+def test_the_guide_shows_the_screenshots_the_browser_journey_takes() -> None:
+    root = Path(__file__).parent.parent
+    guide = (root / "docs" / "console-analysis.md").read_text(encoding="utf-8")
+    shown = re.findall(r"\]\(img/(console-analysis-[a-z-]+)\.png\)", guide)
+    journey = (root / "tests" / "browser" / "test_console_analysis_journey.py").read_text(encoding="utf-8")
+    taken = re.findall(r'screenshot\(page, "([a-z-]+)"', journey)
+    assert len(shown) == 3 and sorted(shown) == sorted(taken)
+    for name in shown:
+        assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name
+    assert "[console-analysis.md](console-analysis.md)" in (root / "docs" / "console.md").read_text("utf-8")

@@ -42,9 +42,16 @@ def site(live_server: Any) -> dict[str, Any]:
         publish_instrument(accounts.session, "ocsea")
         first = add_interview(accounts.session, study, "KE", ana.id)
         add_interview(accounts.session, study, "KE", ana.id, "Não há orçamento para isto.")
-        capacity = add_code(accounts.session, study, "Capacity", "#2e7d32", definition="Staff, training, tools")
+        capacity = add_code(
+            accounts.session, study, "Capacity", "#2e7d32", definition="Staff, training, tools"
+        )
         training = add_code(
-            accounts.session, study, "Training", "#c62828", parent=capacity, definition="Courses for officials"
+            accounts.session,
+            study,
+            "Training",
+            "#c62828",
+            parent=capacity,
+            definition="Courses for officials",
         )
         add_code(accounts.session, study, "Budget", "#1565c0", definition="Money set aside for the issue")
         add_code(accounts.session, study, "Awareness (old)", "#6a1b9a", status="retired")

@@ -321,3 +321,28 @@ def test_the_guide_shows_the_screenshots_the_browser_journey_takes() -> None:
     for name in shown:
         assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name
     assert "[console-analysis.md](console-analysis.md)" in (root / "docs" / "console.md").read_text("utf-8")
+
+
+def test_a_carriage_return_reaches_the_page_so_offsets_after_it_stay_right(an: Analysis) -> None:
+    text = "Primeira linha.\r\nO Ministério treina polícias."
+    interview = add_interview(an.session, an.study, "KE", an.ana.id, text)
+    page = an.get(an.ana, f"{KE}/interviews/{interview.uuid}")
+    assert 'data-question="details">Primeira linha.&#13;\nO Ministério treina polícias.</p>' in page.text
+
+
+def test_a_refused_quote_is_shown_next_to_its_form(an: Analysis) -> None:
+    quote = an.session.scalars(select(Quote)).one()
+    response = an.post(an.ana, an.page, {"quote_id": quote.id, "code_id": str(an.old)}, status=422)
+    found = re.search(rf'id="quote-error-{quote.id}">([^<]*)<', response.text)
+    assert found and "is retired" in found.group(1)
+    assert f'id="quote-code-{quote.id}" name="code_id" aria-invalid="true"' in response.text
+    assert count(an.session, Coding) == 0
+
+
+def test_an_unknown_interview_or_coding_is_the_consoles_404(an: Analysis) -> None:
+    missing = an.get(an.ana, f"{KE}/interviews/00000000-0000-4000-8000-000000000000", status=404)
+    assert missing.content_type == "text/html" and "Page not found" in missing.text
+    tz = an.accounts.user("tz-coord", "coordinator", "ocsea", ["TZ"])
+    # The KE interview seen from TZ's pages: not there.
+    an.get(tz, f"/console/studies/ocsea/countries/TZ/interviews/{an.interview.uuid}", status=404)
+    an.post(an.ana, f"{KE}/codings/999999", {"action": "delete"}, status=404)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -194,6 +195,12 @@ def interview_label(interview: Interview) -> str:
 class Segment:
     text: str
     codings: tuple[int, ...]  # ids of the codings over this piece, first-made first
+
+    def markup(self) -> Markup:
+        """The text for the page. A carriage return is written as a character reference: a literal
+        one would be dropped by the browser's HTML parser (CR LF becomes LF), and every offset the
+        page computes after it would be one short."""
+        return Markup(str(escape(self.text)).replace("\r", "&#13;"))
 
 
 @dataclass

@@ -248,7 +248,7 @@ def test_own_codings_are_changed_and_other_coders_kept_apart(an: Analysis) -> No
     page = an.get(an.ana, an.page)
     assert f'id="coding-{mine.id}"' in page.text and f'id="coding-{theirs.id}"' not in page.text
     assert f'data-codings="{theirs.id}"' not in page.text
-    assert "1 codings by other coders are hidden" in page.text
+    assert "1 coding by another coder is hidden." in page.text
     both = an.testapp.get(f"{an.page}?others=show", headers=HTML)
     assert f'id="coding-{theirs.id}"' in both.text and f'data-codings="{theirs.id}"' in both.text
     theirs_row = both.text.split(f'id="coding-{theirs.id}"')[1].split("</tr>")[0]

@@ -41,7 +41,7 @@ def site(live_server: Any) -> dict[str, Any]:
         ben = accounts.user("ben", "analyst", "ocsea", ["KE"])
         publish_instrument(accounts.session, "ocsea")
         first = add_interview(accounts.session, study, "KE", ana.id)
-        add_interview(accounts.session, study, "KE", ana.id, "Não há orçamento para isto.")
+        second = add_interview(accounts.session, study, "KE", ana.id, "Não há orçamento para isto.")
         capacity = add_code(
             accounts.session, study, "Capacity", "#2e7d32", definition="Staff, training, tools"
         )
@@ -53,7 +53,9 @@ def site(live_server: Any) -> dict[str, Any]:
             parent=capacity,
             definition="Courses for officials",
         )
-        add_code(accounts.session, study, "Budget", "#1565c0", definition="Money set aside for the issue")
+        budget = add_code(
+            accounts.session, study, "Budget", "#1565c0", definition="Money set aside for the issue"
+        )
         add_code(accounts.session, study, "Awareness (old)", "#6a1b9a", status="retired")
         start = DETAILS.index(PASSAGE)
         coding_services.create_coding(
@@ -63,6 +65,14 @@ def site(live_server: Any) -> dict[str, Any]:
             coding_services.Coder(ben.id, "ben"),
             coding_services.Passage(first.uuid, "details", start, start + len(PASSAGE)),
             training,
+        )
+        coding_services.create_coding(
+            accounts.session,
+            study,
+            "KE",
+            coding_services.Coder(ben.id, "ben"),
+            coding_services.Passage(second.uuid, "details", 7, 16),
+            budget,
         )
         return {"interview": first.uuid, "training": training}
 
@@ -123,8 +133,12 @@ def test_an_analyst_codes_a_passage_and_compares_with_a_colleague(
     expect(page.locator("#field-first")).to_have_value("ana")
     page.select_option("#field-second", "ben")
     page.get_by_role("button", name="Compare").click()
-    row = page.locator("tr.agreement-row", has_text="Capacity / Training")
-    expect(row).to_contain_text("100.0 %")
-    expect(row.locator(".kappa")).to_contain_text("kappa is undefined")
+    expect(page.locator("main")).to_contain_text("2 answers compared between ana and ben.")
+    training = page.locator("tr.agreement-row", has_text="Capacity / Training")
+    expect(training).to_contain_text("100.0 %")
+    expect(training.locator(".kappa")).to_have_text("1.00")
+    budget = page.locator("tr.agreement-row", has_text="Budget")
+    expect(budget).to_contain_text("50.0 %")
+    expect(budget.locator(".kappa")).to_have_text("0.00")
     assert_accessible(page)
     screenshot(page, "console-analysis-agreement", full_page=True)

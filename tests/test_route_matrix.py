@@ -75,6 +75,16 @@ ANALYSIS_CALLS = (
     ("coding", "DELETE"),
     ("coding_agreement", "GET"),
 )
+# The analysts' console pages (docs/console-analysis.md): the coding API's callers; a coding is
+# changed by its coder or an admin (each allowed caller changes a coding of their own).
+ANALYSIS_PAGES = (
+    ("console.codebook", "GET"),
+    ("console.analysis_interviews", "GET"),
+    ("console.coding", "GET"),
+    ("console.coding", "POST"),
+    ("console.coding_change", "POST"),
+    ("console.agreement", "GET"),
+)
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
 
@@ -255,6 +265,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
         for ext in STATS_FILES
     },
     **{(f"export_study_{ext}", "GET"): STUDY_ADMINS for ext in STATS_FILES},
+    # The analysts' console pages: the same callers; the start page is every person's.
+    ("console.analysis", "GET"): PEOPLE,
+    **{call: ANALYSTS_KE for call in ANALYSIS_PAGES},
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -411,6 +424,8 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     **{(f"export_country_{ext}", "GET", "export_tz"): MANAGERS_TZ for ext in STATS_FILES},
     **{(f"export_country_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
     **{(f"export_study_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
+    **{(route, method, "analysis_tz"): MANAGERS_TZ for route, method in ANALYSIS_PAGES},
+    **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in ANALYSIS_PAGES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -1029,6 +1044,31 @@ def _codebook_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]
     }
 
 
+def _analysis_page_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    base = f"/console/studies/{study}/countries/{country}"
+
+    def interview(w: World) -> str:
+        return f"{base}/interviews/{_coded_interview(w, study, country)[0]}"
+
+    def create(w: World) -> Call:
+        interview_uuid, code_id = _coded_interview(w, study, country)
+        form = {"question_id": "details", "start": "0", "end": "8", "code_id": str(code_id)}
+        return Call("POST", f"{base}/interviews/{interview_uuid}", form=form)
+
+    return {
+        ("console.codebook", "GET"): lambda w: Call("GET", f"{base}/codebook"),
+        ("console.analysis_interviews", "GET"): lambda w: Call("GET", f"{base}/interviews"),
+        ("console.coding", "GET"): lambda w: Call("GET", interview(w)),
+        ("console.coding", "POST"): create,
+        ("console.coding_change", "POST"): lambda w: Call(
+            "POST",
+            f"{base}/codings/{_own_coding(w, study, country)}",
+            form={"action": "memo", "memo": "checked"},
+        ),
+        ("console.agreement", "GET"): lambda w: Call("GET", f"{base}/agreement"),
+    }
+
+
 CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("openapi", "GET"): lambda w: Call("GET", "/api/v1/openapi.json"),
     ("health", "GET"): lambda w: Call("GET", "/api/v1/health"),
@@ -1241,6 +1281,8 @@ def _coordination_calls(study: str, country: str) -> dict[tuple[str, str], Calla
 
 
 CALLS.update(_analysis_calls("ocsea", "KE"))
+CALLS.update(_analysis_page_calls("ocsea", "KE"))
+CALLS[("console.analysis", "GET")] = lambda w: Call("GET", "/console/analysis")
 
 # consolecoord: the start page is everyone's; the rest is scoped by study and country.
 CALLS.update(
@@ -1293,13 +1335,18 @@ SCENARIO_CALLS: dict[str, dict[tuple[str, str], Callable[[World], Call]]] = {
     "console_tz": _coordination_calls("ocsea", "TZ"),
     "analysis_tz": {
         **_analysis_calls("ocsea", "TZ"),
+        **_analysis_page_calls("ocsea", "TZ"),
         **{
             key: build
             for key, build in _refi_calls("ocsea", "TZ").items()
             if key[0] == "analysis_country_qdpx"
         },
     },
-    "analysis_other_study": {**_analysis_calls("other", "KE"), **_refi_calls("other", "KE")},
+    "analysis_other_study": {
+        **_analysis_calls("other", "KE"),
+        **_analysis_page_calls("other", "KE"),
+        **_refi_calls("other", "KE"),
+    },
     "console_other_study": _coordination_calls("other", "KE"),
 }
 

@@ -34,6 +34,10 @@ def _exports_reader(identity: Identity) -> bool:
     return identity.has_role({"analyst", "coordinator", "admin"})
 
 
+def _analyst(identity: Identity) -> bool:
+    return identity.has_role({"analyst", "coordinator", "admin"})
+
+
 def _fieldwork(identity: Identity) -> bool:
     return identity.has_role({"coordinator", "analyst", "admin"})
 
@@ -42,6 +46,7 @@ NAV: list[NavItem] = [
     NavItem("console.home", _("Start"), _anyone),
     # consolecoord: progress, registry, tablets and conflicts, per study and country
     NavItem("console.fieldwork", _("Fieldwork"), _fieldwork),
+    NavItem("console.analysis", _("Analysis"), _analyst),
     NavItem("console.exports", _("Workbooks"), _exports_reader),
     NavItem("console.instruments", _("Instruments"), _anyone),
     NavItem("console.users", _("Accounts"), _global_admin),

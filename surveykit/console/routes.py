@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surveykit.accounts import AccountResource, PublicResource, UsersResource
+from surveykit.analysis import CountryAnalysisResource
 from surveykit.audit import AuditResource
 from surveykit.console.fieldwork import CountryConflictsResource, CountryTabletsResource
 from surveykit.console.resources import ConsoleHomeResource, InstrumentsPageResource
@@ -25,6 +26,7 @@ from surveykit.studies import StudyResource
 from surveykit.sync import ConflictResource, FieldConflictResource
 
 DRAFT_PATH = f"/console/instruments/drafts/{{draft_id:{DRAFT_ID}}}"
+ANALYSIS_PATH = "/console/studies/{study}/countries/{country}"
 
 
 @dataclass(frozen=True)
@@ -128,4 +130,17 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ),
     ConsoleRoute("console.conflict", "/console/conflicts/{conflict_id}", ConflictResource),
     ConsoleRoute("console.field_conflict", "/console/field-conflicts/{conflict_id}", FieldConflictResource),
+    # Analysts (analysis.py): the pages of a country use the coding API's resource.
+    ConsoleRoute("console.analysis", "/console/analysis", ConsoleHomeResource),
+    ConsoleRoute("console.codebook", f"{ANALYSIS_PATH}/codebook", CountryAnalysisResource),
+    ConsoleRoute("console.analysis_interviews", f"{ANALYSIS_PATH}/interviews", CountryAnalysisResource),
+    ConsoleRoute(
+        "console.coding", f"{ANALYSIS_PATH}/interviews/{{uuid:[0-9a-f-]{{36}}}}", CountryAnalysisResource
+    ),
+    ConsoleRoute(
+        "console.coding_change",
+        f"{ANALYSIS_PATH}/codings/{{coding_id:[0-9]{{1,9}}}}",
+        CountryAnalysisResource,
+    ),
+    ConsoleRoute("console.agreement", f"{ANALYSIS_PATH}/agreement", CountryAnalysisResource),
 )

@@ -73,7 +73,7 @@ CONSOLE_OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             200: Reply(
                 "the password is changed; the caller's other login sessions have ended",
-                obj({"username": STR, "sessions_ended": INT}),
+                obj({"username": STR, "sessions_ended": INT, "access_tokens_revoked": INT}),
             )
         },
         body=accounts_schemas.PasswordChangeSchema,
@@ -105,7 +105,15 @@ CONSOLE_OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             200: Reply(
                 "the password is set; `password` is there (once) when the server generated it",
-                obj({"username": STR, "sessions_ended": INT, "lockouts_cleared": INT}, password=STR),
+                obj(
+                    {
+                        "username": STR,
+                        "sessions_ended": INT,
+                        "lockouts_cleared": INT,
+                        "access_tokens_revoked": INT,
+                    },
+                    password=STR,
+                ),
             )
         },
         body=accounts_schemas.PasswordResetSchema,

@@ -544,3 +544,42 @@ def test_the_cli_creates_lists_and_revokes_a_users_tokens(fresh_database: Any, t
             assert list(actions) == ["access_token.created", "access_token.revoked", "access_token.refused"]
     finally:
         engine.dispose()
+
+
+def test_a_password_change_or_reset_revokes_the_accounts_tokens(
+    testapp: webtest.TestApp, dbsession: Session, accounts: Any
+) -> None:
+    accounts.study("ocsea")
+    owner = accounts.user("pat-owner", "analyst", "ocsea", ["KE"], password="the first long password")
+    other = accounts.user("pat-other", "analyst", "ocsea", ["KE"])
+    headers = bearer(accounts.token(owner))
+    before = create(testapp, headers).json
+    untouched = access_tokens.create_access_token(dbsession, other, "someone else's")
+    dbsession.flush()
+    testapp.get(KE, headers=bearer(before["token"]), status=200)
+
+    # The owner changes their own password: their tokens go, another user's stay.
+    changed = testapp.post_json(
+        "/api/v1/me/password",
+        {"current_password": "the first long password", "new_password": "the second long password"},
+        headers=headers,
+    ).json
+    assert changed["access_tokens_revoked"] == 1
+    _refused_with(testapp, dbsession, before["token"], "access_token_revoked")
+    testapp.get(KE, headers=bearer(untouched.secret), status=200)
+    (event,) = events(dbsession, "user.password_change")
+    assert event.details["access_tokens_revoked"] == 1
+    listed = testapp.get(TOKENS, headers=headers).json
+    assert [(t["id"], t["status"]) for t in listed["access_tokens"]] == [(before["id"], "revoked")]
+
+    # An admin resets it: the token made since goes too.
+    after = create(testapp, headers).json
+    reset = testapp.post_json(
+        "/api/v1/users/pat-owner/password", {"password": "a third long password"}, headers=accounts.headers()
+    ).json
+    assert reset["access_tokens_revoked"] == 1
+    _refused_with(testapp, dbsession, after["token"], "access_token_revoked")
+    (event,) = events(dbsession, "user.password_reset")
+    assert event.details["access_tokens_revoked"] == 1
+    stored = dbsession.scalars(select(AccessToken.revoked_by).where(AccessToken.user_id == owner.id)).all()
+    assert sorted(stored) == ["password changed", "password reset"]

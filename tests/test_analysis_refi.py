@@ -236,6 +236,17 @@ def test_write_then_read_gives_the_same_codes_sources_selections_and_offsets(wor
     assert refi_read.read_qdc(refi_write.codebook_xml(codebook)).codes == codebook.codes
 
 
+def test_an_answer_beginning_with_a_byte_order_mark_keeps_its_offsets() -> None:
+    # Text pasted from Windows files may begin with U+FEFF; the source must come back whole.
+    text = "\ufeffOs pais não sabem."
+    code = refi.Code(str(uuid.uuid4()), "Awareness")
+    selection = refi.Selection(str(uuid.uuid4()), 1, 4, codings=[refi.Coding(str(uuid.uuid4()), code.guid)])
+    source = refi.Source(str(uuid.uuid4()), "RA1-KE-01 awareness_main", text, selections=[selection])
+    project = refi.Project(name="bom", codes=[code], sources=[source])
+    (back,) = refi_read.read_qdpx(refi_write.qdpx_bytes(project)).sources
+    assert back.text == text and back.text[1:4] == "Os "
+
+
 def test_a_coding_whose_text_moved_is_left_out_and_counted(world: World) -> None:
     world.coding.start_offset += 1
     world.session.flush()

@@ -74,7 +74,7 @@ def test_changing_ones_password_ends_the_other_sessions_only(testapp, dbsession,
 
     answer = _change(testapp, this, PASSWORD, NEW_PASSWORD)
     assert answer.status_int == 200, answer.text
-    assert answer.json == {"username": "amina", "sessions_ended": 1}
+    assert answer.json == {"username": "amina", "sessions_ended": 1, "access_tokens_revoked": 0}
     testapp.get("/api/v1/me", headers=_bearer(this), status=200)
     assert testapp.get("/api/v1/me", headers=_bearer(other), status=401).json["code"] == "unauthenticated"
     # The tablet's session does not come from the password: it goes on.
@@ -86,7 +86,7 @@ def test_changing_ones_password_ends_the_other_sessions_only(testapp, dbsession,
         "amina",
         "amina",
         "success",
-        {"sessions_ended": 1},
+        {"sessions_ended": 1, "access_tokens_revoked": 0},
     )
     revoked = dbsession.scalars(select(AuthSession.revoked_reason).where(AuthSession.revoked_at.is_not(None)))
     assert list(revoked) == ["password changed"]
@@ -159,7 +159,12 @@ def test_an_admin_sets_or_generates_a_password(testapp, dbsession, accounts) -> 
     admin = accounts.headers("admin")
     chosen = _post(testapp, "/api/v1/users/amina/password", {"password": NEW_PASSWORD}, admin)
     assert chosen.status_int == 200, chosen.text
-    assert chosen.json == {"username": "amina", "sessions_ended": 1, "lockouts_cleared": 0}
+    assert chosen.json == {
+        "username": "amina",
+        "sessions_ended": 1,
+        "lockouts_cleared": 0,
+        "access_tokens_revoked": 0,
+    }
     testapp.get("/api/v1/me", headers=_bearer(token), status=401)
     assert _login(testapp, "amina", NEW_PASSWORD).status_int == 200
 

@@ -149,6 +149,18 @@ def revoke_access_token(
     return True
 
 
+def revoke_owner_tokens(session: Session, user_id: int, revoked_by: str, now: datetime | None = None) -> int:
+    """Revoke every token of ``user_id`` still in force (a password change or reset: whoever held
+    the old password may have made one); returns how many."""
+    result = session.execute(
+        update(AccessToken)
+        .where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow(), revoked_by=revoked_by)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
 def describe_access_token(token: AccessToken) -> dict[str, Any]:
     """A token as its owner sees it: never the secret nor its hash."""
     return {

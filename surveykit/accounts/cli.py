@@ -184,11 +184,15 @@ def users_set_password(obj: Any, username: str, generate: bool) -> None:
                     "generated": reset.generated is not None,
                     "sessions_ended": reset.sessions_ended,
                     "lockouts_cleared": reset.lockouts_cleared,
+                    "access_tokens_revoked": reset.access_tokens_revoked,
                 },
             )
     except services.AccountError as exc:
         raise _fail(exc) from exc
-    click.echo(f"password of {username} changed; {reset.sessions_ended} login session(s) ended")
+    click.echo(
+        f"password of {username} changed; {reset.sessions_ended} login session(s) ended, "
+        f"{reset.access_tokens_revoked} personal access token(s) revoked"
+    )
     if reset.generated is not None:
         click.echo(f"password (shown once): {reset.generated}")
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from surveykit.accounts import passwords, throttle
+from surveykit.accounts import access_tokens, passwords, throttle
 from surveykit.accounts.identity import (
     DEVICE_MANAGING_ROLES,
     Countries,
@@ -824,9 +824,10 @@ def change_own_password(
     client_addr: str | None = None,
     throttle_policy: throttle.ThrottlePolicy | None = None,
     now: datetime | None = None,
-) -> int:
-    """Set ``user``'s password to ``new`` after checking ``current``; returns how many of the
-    user's other login sessions were ended (every one but ``keep_session_id``; tablets keep theirs).
+) -> PasswordChange:
+    """Set ``user``'s password to ``new`` after checking ``current``; ends the user's other login
+    sessions (every one but ``keep_session_id``; tablets keep theirs) and revokes their personal
+    access tokens, and says how many of each.
 
     The new password must meet the policy (``AccountError`` with field ``new_password``, nothing
     counted). The current password is checked like a login: the attempt counts against the
@@ -862,11 +863,19 @@ def change_own_password(
     others = _staff_sessions_of(user)
     if keep_session_id is not None:
         others = others & (AuthSession.id != keep_session_id)
-    return revoke_sessions(session, others, "password changed", now)
+    ended = revoke_sessions(session, others, "password changed", now)
+    return PasswordChange(ended, access_tokens.revoke_owner_tokens(session, user.id, "password changed", now))
 
 
 def generate_password() -> str:
     return secrets.token_urlsafe(15)
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    # The user's other login sessions ended, and their personal access tokens revoked.
+    sessions_ended: int
+    access_tokens_revoked: int
 
 
 @dataclass(frozen=True)
@@ -875,19 +884,21 @@ class PasswordReset:
     generated: str | None
     sessions_ended: int
     lockouts_cleared: int
+    access_tokens_revoked: int
 
 
 def reset_password(
     session: Session, user: User, new: str | None, policy: AccountPolicy, now: datetime | None = None
 ) -> PasswordReset:
     """An admin gives ``user`` a new password (``new``, or a generated one when None): every login
-    session of the user ends (tablets keep theirs), and the account's lockouts are cleared, since
-    they counted guesses at the old password."""
+    session of the user ends (tablets keep theirs), their personal access tokens are revoked, and
+    the account's lockouts are cleared, since they counted guesses at the old password."""
     generated = generate_password() if new is None else None
     set_password(user, generated or new, policy)
     ended = revoke_sessions(session, _staff_sessions_of(user), "password reset", now)
     cleared = unlock_account(session, user)
-    return PasswordReset(generated, ended, cleared)
+    revoked = access_tokens.revoke_owner_tokens(session, user.id, "password reset", now)
+    return PasswordReset(generated, ended, cleared, revoked)
 
 
 def unlock_account(session: Session, user: User) -> int:

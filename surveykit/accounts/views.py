@@ -428,8 +428,18 @@ def change_own_password(request: Request) -> Any:
             "the current password is wrong",
             [field_error("current_password", "wrong password")],
         )
-    audit.record_in_request(request, "user.password_change", target=user.username, sessions_ended=ended)
-    return {"username": user.username, "sessions_ended": ended}
+    audit.record_in_request(
+        request,
+        "user.password_change",
+        target=user.username,
+        sessions_ended=ended.sessions_ended,
+        access_tokens_revoked=ended.access_tokens_revoked,
+    )
+    return {
+        "username": user.username,
+        "sessions_ended": ended.sessions_ended,
+        "access_tokens_revoked": ended.access_tokens_revoked,
+    }
 
 
 # ------------------------------------------------------------------------------- users (admins)
@@ -488,11 +498,13 @@ def reset_password(request: Request) -> dict[str, Any]:
         generated=reset.generated is not None,
         sessions_ended=reset.sessions_ended,
         lockouts_cleared=reset.lockouts_cleared,
+        access_tokens_revoked=reset.access_tokens_revoked,
     )
     answer: dict[str, Any] = {
         "username": user.username,
         "sessions_ended": reset.sessions_ended,
         "lockouts_cleared": reset.lockouts_cleared,
+        "access_tokens_revoked": reset.access_tokens_revoked,
     }
     if reset.generated is not None:
         _secret_response(request)

@@ -312,7 +312,9 @@ def _source_text(archive: _Archive, element: ET.Element, where: str) -> str:
             "a text source's file is missing", [Problem(where, f"no sources/{file_name} in the archive")]
         )
     try:
-        return raw.decode("utf-8-sig")
+        # Plain UTF-8, never "utf-8-sig": an answer may itself begin with U+FEFF (text pasted from
+        # Windows files), and stripping it would move every offset of the source by one.
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RefiError("a text source is not UTF-8", [Problem(where, str(exc))]) from exc
 

@@ -249,7 +249,18 @@ def change_password(request: Request) -> Response:
             422, {"current_password": translate(request, _("This is not your current password."))}
         )
     audit.record_in_request(
-        request, "user.password_change", target=user.username, sessions_ended=ended, via="console"
+        request,
+        "user.password_change",
+        target=user.username,
+        sessions_ended=ended.sessions_ended,
+        access_tokens_revoked=ended.access_tokens_revoked,
+        via="console",
     )
-    flash(request, translate(request, _("Your password is changed. Your other sign-ins have ended.")))
+    message = _("Your password is changed. Your other sign-ins have ended.")
+    if ended.access_tokens_revoked:
+        message = _(
+            "Your password is changed. Your other sign-ins have ended and your personal access "
+            "tokens are revoked: make new ones for your scripts."
+        )
+    flash(request, translate(request, message))
     return HTTPSeeOther(location=request.route_path("console.account"))

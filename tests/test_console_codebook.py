@@ -221,6 +221,7 @@ def test_editing_a_code_and_its_history(site: Site) -> None:
     history = re.findall(r'<tr class="history-row">(.*?)</tr>', page.text, re.S)
     assert len(history) == 1 and "carla" in history[0] and "updated (console)" in history[0]
     assert "name: Budget → Budget lines" in html.unescape(history[0])
+    assert "parent: — → Capacity" in html.unescape(history[0])
     # The same values again: nothing to save, no new version.
     site.post(site.carla, url, {**form, "version": "2"}, status=303, page=url)
     assert site.code(site.budget).version == 2
@@ -257,7 +258,9 @@ def test_a_refused_edit_is_shown_next_to_its_field(site: Site) -> None:
 
 def test_retiring_and_reactivating_a_code(site: Site) -> None:
     url = site.code_url(site.budget)
-    retired = site.post(site.carla, url + "/status", {"action": "retire", "version": "1"}, status=303, page=url)
+    retired = site.post(
+        site.carla, url + "/status", {"action": "retire", "version": "1"}, status=303, page=url
+    )
     assert site.code(site.budget).status == "retired"
     page = site.testapp.get(retired.location, headers=HTML)
     assert "Reactivate the code" in page.text and "Code Budget retired." in page.text

@@ -244,6 +244,18 @@ def test_an_edit_on_a_stale_version_shows_the_current_values_and_changes_nothing
     assert (code.name, code.definition, code.version) == ("Funding", "", 2)
 
 
+def test_an_edit_of_a_code_merged_meanwhile_says_so_without_the_form(site: Site) -> None:
+    url = site.code_url(site.budget)
+    token = csrf_in(site.get(site.carla, url))
+    codebook.merge_code(site.session, site.study, site.code(site.budget), site.capacity, 1)
+    site.session.flush()
+    form = {"name": "Money", "definition": "", "colour": "#111111", "parent_id": "", "version": "1"}
+    response = site.testapp.post(url, {**form, "csrf_token": token}, headers=HTML, status=409)
+    assert "changed by someone else meanwhile" in _form_error(response)
+    assert "merged into Capacity" in response.text and 'id="edit-code-form"' not in response.text
+    assert (site.code(site.budget).name, site.code(site.budget).status) == ("Budget", "merged")
+
+
 def test_a_refused_edit_is_shown_next_to_its_field(site: Site) -> None:
     url = site.code_url(site.capacity)
     form = {"name": "Capacity", "definition": "", "colour": "#2e7d32", "version": "1"}

@@ -317,7 +317,7 @@ def test_the_guide_shows_the_screenshots_the_browser_journey_takes() -> None:
     shown = re.findall(r"\]\(img/(console-analysis-[a-z-]+)\.png\)", guide)
     journey = (root / "tests" / "browser" / "test_console_analysis_journey.py").read_text(encoding="utf-8")
     taken = re.findall(r'screenshot\(page, "([a-z-]+)"', journey)
-    assert len(shown) == 3 and sorted(shown) == sorted(taken)
+    assert len(shown) == 4 and sorted(shown) == sorted(taken)
     for name in shown:
         assert (root / "docs" / "img" / f"{name}.png").stat().st_size > 1000, name
     assert "[console-analysis.md](console-analysis.md)" in (root / "docs" / "console.md").read_text("utf-8")

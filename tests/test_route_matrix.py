@@ -12,6 +12,7 @@ ocsea/KE, like ``device`` (issue 11: they used to carry all of their owners' gra
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -84,6 +85,17 @@ ANALYSIS_PAGES = (
     ("console.coding", "POST"),
     ("console.coding_change", "POST"),
     ("console.agreement", "GET"),
+    ("console.codebook_code", "GET"),
+    ("console.codebook_export", "GET"),
+)
+# The console's codebook editing pages: whoever may edit the codebook (a grant over the whole study).
+CODEBOOK_EDIT_PAGES = (
+    ("console.codebook", "POST"),
+    ("console.codebook_code", "POST"),
+    ("console.codebook_code_status", "POST"),
+    ("console.codebook_code_merge", "POST"),
+    ("console.codebook_import", "GET"),
+    ("console.codebook_import", "POST"),
 )
 # The console (docs/console.md) knows people, not tablets: a device's token is no sign-in there.
 PEOPLE = AUTHENTICATED - DEVICES
@@ -268,6 +280,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # The analysts' console pages: the same callers; the start page is every person's.
     ("console.analysis", "GET"): PEOPLE,
     **{call: ANALYSTS_KE for call in ANALYSIS_PAGES},
+    **{call: STUDY_ADMINS for call in CODEBOOK_EDIT_PAGES},
     # The API document (docs/api.md): public.
     ("openapi", "GET"): EVERYONE,
     # The health probe (docs/operations.md): public.
@@ -426,6 +439,8 @@ OUT_OF_SCOPE: dict[tuple[str, str, str], frozenset[str]] = {
     **{(f"export_study_{ext}", "GET", "export_other_study"): GLOBAL_ADMIN for ext in STATS_FILES},
     **{(route, method, "analysis_tz"): MANAGERS_TZ for route, method in ANALYSIS_PAGES},
     **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in ANALYSIS_PAGES},
+    **{(route, method, "analysis_tz"): STUDY_ADMINS for route, method in CODEBOOK_EDIT_PAGES},
+    **{(route, method, "analysis_other_study"): GLOBAL_ADMIN for route, method in CODEBOOK_EDIT_PAGES},
     # The console's pages over the same resources: the same answers.
     ("console.export_country", "GET", "export_tz"): MANAGERS_TZ,
     ("console.export_country", "GET", "export_other_study"): GLOBAL_ADMIN,
@@ -1066,6 +1081,53 @@ def _analysis_page_calls(study: str, country: str) -> dict[tuple[str, str], Call
             form={"action": "memo", "memo": "checked"},
         ),
         ("console.agreement", "GET"): lambda w: Call("GET", f"{base}/agreement"),
+        **_codebook_page_calls(study, country),
+    }
+
+
+def _codebook_page_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """The console's codebook pages of ``study`` seen from ``country``; each change acts on codes
+    made for it."""
+    from surveykit.analysis import codebook
+    from surveykit.studies import services as studies
+
+    base = f"/console/studies/{study}/countries/{country}/codebook"
+
+    def code(w: World, retired: bool = False) -> int:
+        target = studies.get_study(w.session, study)
+        made, _ = codebook.create_code(w.session, target, "tests", name=f"matrix {uuid.uuid4().hex[:12]}")
+        if retired:
+            codebook.retire_code(w.session, target, made, None)
+        w.session.flush()
+        return made.id
+
+    def fields(name: str) -> dict[str, str]:
+        return {"name": name, "definition": "", "colour": "#123456", "parent_id": ""}
+
+    csv_file = base64.b64encode(b"path\nMatrix/console\n").decode()
+    return {
+        ("console.codebook", "POST"): lambda w: Call(
+            "POST", base, form=fields(f"new {uuid.uuid4().hex[:12]}")
+        ),
+        ("console.codebook_code", "GET"): lambda w: Call("GET", f"{base}/codes/{code(w)}"),
+        ("console.codebook_code", "POST"): lambda w: Call(
+            "POST",
+            f"{base}/codes/{code(w)}",
+            form={**fields(f"renamed {uuid.uuid4().hex[:12]}"), "version": "1"},
+        ),
+        ("console.codebook_code_status", "POST"): lambda w: Call(
+            "POST", f"{base}/codes/{code(w)}/status", form={"action": "retire", "version": "1"}
+        ),
+        ("console.codebook_code_merge", "POST"): lambda w: Call(
+            "POST",
+            f"{base}/codes/{code(w)}/merge",
+            form={"into": str(code(w)), "version": "1", "confirmed": "yes"},
+        ),
+        ("console.codebook_import", "GET"): lambda w: Call("GET", f"{base}/import"),
+        ("console.codebook_import", "POST"): lambda w: Call(
+            "POST", f"{base}/import", form={"step": "import", "filename": "matrix.csv", "data": csv_file}
+        ),
+        ("console.codebook_export", "GET"): lambda w: Call("GET", f"{base}/codebook.csv"),
     }
 
 

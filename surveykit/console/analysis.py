@@ -1,5 +1,5 @@
-"""The analysts' pages (docs/console-analysis.md): where the caller may analyse, a country's codebook,
-its interviews, the coding page of one interview, and the agreement of two coders.
+"""The analysts' pages (docs/console-analysis.md): where the caller may analyse, a country's
+interviews, the coding page of one interview, and the agreement of two coders.
 
 Codings are made, changed and deleted through ``surveykit.analysis.coding``, with the API's checks
 and audit events (``coding.created``, ``coding.updated``, ``coding.deleted``, with ``via: console``).
@@ -43,7 +43,7 @@ def _page_study(request: Request) -> Study:
         ) from exc
 
 
-def _page_scope(request: Request) -> tuple[Study, Any]:
+def page_scope(request: Request) -> tuple[Study, Any]:
     """The study and country of the URL (the country of that study), or the console's 404 page."""
     study = _page_study(request)
     try:
@@ -108,20 +108,6 @@ def analysis_index(request: Request) -> dict[str, Any]:
     return {"areas": areas}
 
 
-# -------------------------------------------------------------------------------------- codebook
-
-
-@console_view(
-    route_name="console.codebook",
-    request_method="GET",
-    permission=Permission.ANALYSIS_READ,
-    renderer=f"{TEMPLATES}/codebook.jinja2",
-)
-def codebook_page(request: Request) -> dict[str, Any]:
-    study, country = _page_scope(request)
-    return {"study": study, "country": country, "codes": reads.codebook(request.dbsession, study)}
-
-
 # ------------------------------------------------------------------------------------ interviews
 
 
@@ -132,7 +118,7 @@ def codebook_page(request: Request) -> dict[str, Any]:
     renderer=f"{TEMPLATES}/interviews.jinja2",
 )
 def interviews_page(request: Request) -> dict[str, Any]:
-    study, country = _page_scope(request)
+    study, country = page_scope(request)
     return {
         "study": study,
         "country": country,
@@ -205,7 +191,7 @@ def _coding_page(
 
 @console_view(route_name="console.coding", request_method="GET", permission=Permission.ANALYSIS_READ)
 def coding_page(request: Request) -> Response:
-    study, country = _page_scope(request)
+    study, country = page_scope(request)
     return _coding_page(request, study, country, _interview_or_404(request, study, country.code))
 
 
@@ -232,7 +218,7 @@ def _passage_from_form(request: Request, interview: Any) -> tuple[services.Passa
 
 @console_view(route_name="console.coding", request_method="POST", permission=Permission.ANALYSIS_CODE)
 def apply_code(request: Request) -> Response:
-    study, country = _page_scope(request)
+    study, country = page_scope(request)
     interview = _interview_or_404(request, study, country.code)
     form = request.POST
     chosen = {name: form.get(name, "") for name in PASSAGE_FIELDS}
@@ -286,7 +272,7 @@ def apply_code(request: Request) -> Response:
 
 @console_view(route_name="console.coding_change", request_method="POST", permission=Permission.ANALYSIS_CODE)
 def change_coding(request: Request) -> Response:
-    study, country = _page_scope(request)
+    study, country = page_scope(request)
     session = request.dbsession
     try:
         coding = services.get_coding(session, study, country.code, int(request.matchdict["coding_id"]))
@@ -337,7 +323,7 @@ def change_coding(request: Request) -> Response:
 
 @console_view(route_name="console.agreement", request_method="GET", permission=Permission.ANALYSIS_READ)
 def agreement_page(request: Request) -> Response:
-    study, country = _page_scope(request)
+    study, country = page_scope(request)
     session = request.dbsession
     coders = reads.country_coders(session, study, country.code)
     first = request.GET.get("first", "")

@@ -27,6 +27,7 @@ from surveykit.sync import ConflictResource, FieldConflictResource
 
 DRAFT_PATH = f"/console/instruments/drafts/{{draft_id:{DRAFT_ID}}}"
 ANALYSIS_PATH = "/console/studies/{study}/countries/{country}"
+CODE_PATH = f"{ANALYSIS_PATH}/codebook/codes/{{code_id:[0-9]{{1,9}}}}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,17 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     # Analysts (analysis.py): the pages of a country use the coding API's resource.
     ConsoleRoute("console.analysis", "/console/analysis", ConsoleHomeResource),
     ConsoleRoute("console.codebook", f"{ANALYSIS_PATH}/codebook", CountryAnalysisResource),
+    # The codebook's editing pages (codebook.py, codebook_transfer.py): the codebook is the study's,
+    # shown under each country; editing it needs a grant over the whole study, as in the API.
+    ConsoleRoute("console.codebook_import", f"{ANALYSIS_PATH}/codebook/import", CountryAnalysisResource),
+    ConsoleRoute(
+        "console.codebook_export",
+        f"{ANALYSIS_PATH}/codebook/codebook.{{kind:csv|xlsx}}",
+        CountryAnalysisResource,
+    ),
+    ConsoleRoute("console.codebook_code", CODE_PATH, CountryAnalysisResource),
+    ConsoleRoute("console.codebook_code_status", f"{CODE_PATH}/status", CountryAnalysisResource),
+    ConsoleRoute("console.codebook_code_merge", f"{CODE_PATH}/merge", CountryAnalysisResource),
     ConsoleRoute("console.analysis_interviews", f"{ANALYSIS_PATH}/interviews", CountryAnalysisResource),
     ConsoleRoute(
         "console.coding", f"{ANALYSIS_PATH}/interviews/{{uuid:[0-9a-f-]{{36}}}}", CountryAnalysisResource

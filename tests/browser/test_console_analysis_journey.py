@@ -1,6 +1,7 @@
-"""The analysts' pages in a real browser: an analyst opens the codebook and an interview, selects a
-passage that follows "Ministério" and an emoji, applies a code, sees it highlighted in its colour and
-stored at the right code point offsets, then compares their coding with a colleague's. Each page is
+"""The analysts' pages in a real browser: an analyst of the whole study opens the codebook and adds
+a code with its colour, opens an interview, selects a passage that follows "Ministério" and an emoji,
+applies a code, sees it highlighted in its colour and stored at the right code point offsets, codes
+another passage with the new code, then compares their coding with a colleague's. Each page is
 checked with axe-core; the screenshots illustrate docs/console-analysis.md."""
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ SELECT_PASSAGE = """([passage]) => {
 
 @pytest.fixture(scope="module")
 def site(live_server: Any) -> dict[str, Any]:
-    """Study ocsea with the analyst ana, her colleague ben who has coded already, two interviews of
-    Kenya and a small codebook."""
+    """Study ocsea with the analyst ana (of the whole study: she edits the codebook), her colleague
+    ben who has coded already, two interviews of Kenya and a small codebook."""
     with live_server.accounts() as accounts:
         study = accounts.study("ocsea", ("KE", "TZ"))
-        ana = accounts.user("ana", "analyst", "ocsea", ["KE"], password=PASSWORD)
+        ana = accounts.user("ana", "analyst", "ocsea", None, password=PASSWORD)
         ben = accounts.user("ben", "analyst", "ocsea", ["KE"])
         publish_instrument(accounts.session, "ocsea")
         first = add_interview(accounts.session, study, "KE", ana.id)
@@ -91,6 +92,21 @@ def test_an_analyst_codes_a_passage_and_compares_with_a_colleague(
     assert_accessible(page)
     screenshot(page, "console-analysis-codebook", full_page=True)
 
+    page.fill("#field-name", "Hotlines")
+    page.fill("#field-definition", "Phone lines for reports")
+    page.fill("#field-colour", "#ff8800")
+    page.select_option("#field-parent_id", label="Capacity")
+    page.get_by_role("button", name="Add code").click()
+    expect(page.locator(".flash-success")).to_have_text("Code Hotlines added.")
+    hotlines = page.locator("tr.code-row", has_text="Hotlines")
+    expect(hotlines).to_have_class("code-row depth-1")
+    expect(hotlines.locator("rect")).to_have_attribute("fill", "#FF8800")
+    hotlines.get_by_role("link", name="Hotlines").click()
+    expect(page.locator("#field-colour")).to_have_value("#ff8800")
+    expect(page.locator("tr.history-row")).to_contain_text("created (console)")
+    assert_accessible(page)
+    screenshot(page, "console-analysis-codebook-edit", full_page=True)
+
     page.locator(".analysis-nav").get_by_role("link", name="Interviews").click()
     expect(page.locator("main table tbody tr")).to_have_count(2)
     expect(page.locator("main table tbody tr").first).to_contain_text("RA1-KE-01-A")
@@ -120,12 +136,25 @@ def test_an_analyst_codes_a_passage_and_compares_with_a_colleague(
     expect(page.locator("tr.coding-row")).to_contain_text("in place")
     assert_accessible(page)
     with live_server.session() as session:
-        stored = session.scalars(select(Coding).where(Coding.coder == "ana")).one()
+        stored = session.scalars(select(Coding).where(Coding.coder == "ana")).one()  # before Hotlines
         assert (stored.start_offset, stored.end_offset, stored.text) == (start, start + len(PASSAGE), PASSAGE)
         assert (stored.code_id, stored.memo) == (site["training"], "who is trained")
 
-    page.get_by_role("link", name="Show other coders' codings (1)").click()
+    # The new code, on another passage (typed in, as without JavaScript).
+    later = DETAILS.index("todos os anos")
+    page.select_option("#field-question_id", "details")
+    page.fill("#field-start", str(later))
+    page.fill("#field-end", str(later + len("todos os anos")))
+    page.select_option("#field-code_id", label="Capacity / Hotlines")
+    page.get_by_role("button", name="Apply code", exact=True).click()
+    expect(page.locator(".flash-success")).to_contain_text("Code applied to “todos os anos”")
+    expect(answer.locator("mark.coded", has_text="todos os anos")).to_have_css(
+        "border-bottom-color", "rgb(255, 136, 0)"
+    )
     expect(page.locator("tr.coding-row")).to_have_count(2)
+
+    page.get_by_role("link", name="Show other coders' codings (1)").click()
+    expect(page.locator("tr.coding-row")).to_have_count(3)
     expect(page.locator("tr.coding-row", has_text="ben")).not_to_contain_text("Delete")
     screenshot(page, "console-analysis-coding", full_page=True)
 

@@ -229,8 +229,8 @@ def _passage_from_form(request: Request, interview: Any) -> tuple[services.Passa
     quote_id = form.get("quote_id")
     if quote_id:
         if not QUOTE_ID.match(quote_id):
-            errors["quote_id"] = translate(request, _("There is no such quote in this interview."))
-            return services.Passage(interview.uuid), errors, "quote_id"
+            errors["form"] = translate(request, _("There is no such quote in this interview."))
+            return services.Passage(interview.uuid), errors, "form"
         return services.Passage(interview.uuid, quote_id=quote_id), errors, f"quote:{quote_id}"
     question_id = form.get("question_id", "")
     if not question_id:

@@ -52,18 +52,19 @@ def _code_node(**kw: Any) -> colander.SchemaNode:
     )
 
 
-class MemoText(StrictString):
-    """A memo: text over several lines, or "" (blank) for none, which is how a memo is cleared."""
+class MemoText(colander.String):
+    """A memo: text over several lines (the text rule's, as ``StrictString``), or "" (blank) for
+    none, which is how a memo is cleared."""
 
     def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
         if isinstance(cstruct, str) and not cstruct.strip():
             return ""
-        return super().deserialize(node, cstruct)
+        return StrictString(multiline=True).deserialize(node, cstruct)
 
 
 def _memo_node(**kw: Any) -> colander.SchemaNode:
     return colander.SchemaNode(
-        MemoText(multiline=True), name="memo", validator=colander.Length(max=services.MEMO_MAX), **kw
+        MemoText(), name="memo", validator=colander.Length(max=services.MEMO_MAX), **kw
     )
 
 

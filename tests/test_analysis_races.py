@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid as uuid_module
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ from test_sync_support import STUDY, SyncWorld, change, make_record, new_uuid
 
 from surveykit.accounts.identity import device_grants
 from surveykit.accounts.models import Device, User
-from surveykit.analysis import codebook
+from surveykit.analysis import codebook, refi_read, refi_write
 from surveykit.analysis import coding as coding_services
-from surveykit.analysis.models import Coding
+from surveykit.analysis import refi_model as refi
+from surveykit.analysis.models import Code, Coding
 from surveykit.db import begin_write
 from surveykit.studies.models import Study
 from surveykit.sync.callers import Caller
@@ -256,3 +258,34 @@ def test_a_push_goes_through_while_the_codebook_is_being_edited(server: RaceServ
         editing.close()
     with server.factory() as session:
         assert session.get(Interview, uuid).revision == 2
+
+
+def test_codings_imported_while_a_new_revision_is_pushed_are_judged_against_the_new_revision(
+    server: RaceServer,
+) -> None:
+    uuid, record = server.interview()
+    url = f"{KE}/analysis.qdpx"
+    project = refi_read.read_qdpx(server.client.get(url, headers=server.analyst).body)
+    [details] = [source for source in project.sources if source.name.endswith("details")]
+    with server.factory() as session:
+        capacity = session.get(Code, server.codes["Capacity"]).guid
+    selection = refi.Selection(
+        str(uuid_module.uuid4()).upper(),
+        POLICE,
+        POLICE + len("police officers"),
+        codings=[refi.Coding(str(uuid_module.uuid4()), capacity)],
+    )
+    details.selections.append(selection)
+    upload = refi_write.qdpx_bytes(project)
+    pushing = server.factory()
+    assert server.push(pushing, uuid, 1, _revised(record)) == "updated"
+    answer = server.while_open(
+        pushing,
+        lambda: server.client.post(
+            url, upload, headers={**server.analyst, "Content-Type": "application/zip"}, expect_errors=True
+        ),
+    )
+    # The project's text is revision 1's: refused once revision 2 is the current one.
+    assert answer.status_int == 422, answer.text
+    assert "differs from the current answer (revision 2)" in answer.text
+    assert server.codings() == []

@@ -101,7 +101,7 @@ CODING_OPERATIONS: dict[tuple[str, str], Operation] = {
         description=(
             "Only the coding's coder, or an admin of the study, may change it (else 403). `start` and "
             "`end` re-place it in the current revision's answer (anchor `current`); `confirm` accepts "
-            "a `moved` coding where it now is."
+            'a `moved` coding where it now is; `memo: ""` clears the memo.'
         ),
     ),
     ("coding", "DELETE"): Operation(

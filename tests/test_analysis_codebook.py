@@ -402,6 +402,8 @@ def test_create_refuses_bad_input_with_its_path(
         ({"name": "New", "version": 0}, {}, 422, ["version"]),
         ({"name": "New", "version": 1}, {"If-Match": '"2"'}, 422, ["version"]),
         ({"name": "New"}, {"If-Match": "*"}, 422, ["If-Match"]),
+        # A digit to str.isdigit, but not a number int() reads.
+        ({"name": "New"}, {"If-Match": '"\u00b2"'}, 422, ["If-Match"]),
         ({"colour": "#GGGGGG", "version": 1}, {}, 422, ["colour"]),
         ({"name": "sibling", "version": 1}, {}, 409, ["name"]),
         ({"parent_id": "PARENT", "version": 1}, {}, 422, ["parent_id"]),
@@ -505,6 +507,30 @@ def test_the_kenya_analyst_reads_but_does_not_edit(
     assert refused.json["code"] == "forbidden"
     testapp.post_json(f"{BASE}/codes", {"name": "X"}, headers=reader, status=403)
     post_csv(testapp, reader, "path\nX\n", status=403)
+
+
+@pytest.mark.parametrize("role", ["admin", "coordinator"])
+def test_a_country_admin_or_coordinator_reads_but_does_not_edit(
+    role: str, testapp: webtest.TestApp, accounts: Any, dbsession: Session, study: Any
+) -> None:
+    """Every grant of the study carries the study's principal: only a grant over the whole study
+    (``*``) edits the codebook, an admin's too."""
+    kenya = accounts.headers(role, "ocsea", ["KE"])
+    code = make(dbsession, study, "Budget")
+    assert testapp.get(f"{BASE}/codes/{code.id}", headers=kenya).json["id"] == code.id
+    url = f"{BASE}/codes/{code.id}"
+    assert testapp.patch_json(url, {"name": "X", "version": 1}, headers=kenya, status=403).json["code"] == (
+        "forbidden"
+    )
+    testapp.post_json(f"{BASE}/codes", {"name": "X"}, headers=kenya, status=403)
+    testapp.post_json(f"{url}/retire", {}, headers=kenya, status=403)
+    post_csv(testapp, kenya, "path\nX\n", status=403)
+    dbsession.expire_all()
+    assert [(c.name, c.status, c.version) for c in codebook.study_codes(dbsession, study)] == [
+        ("Budget", "active", 1)
+    ]
+    study_admin = accounts.headers("admin", "ocsea", None)
+    assert testapp.patch_json(url, {"name": "X", "version": 1}, headers=study_admin).json["name"] == "X"
 
 
 def test_another_studys_codes_and_unknown_studies_are_404(

@@ -196,6 +196,9 @@ def _bad_cases(world: SyncWorld, session: Session, uuid: str, tz_uuid: str, numb
         ({**ok, "code_id": retired}, 422, "invalid_input", "code_id"),
         ({**ok, "code_id": foreign}, 422, "invalid_input", "code_id"),
         ({**ok, "code_id": foreign + 1000}, 422, "invalid_input", "code_id"),
+        # Larger than PostgreSQL's integer column holds: no code, not a database error.
+        ({**ok, "code_id": 2**31}, 422, "invalid_input", "code_id"),
+        ({**ok, "code_id": 10**30}, 422, "invalid_input", "code_id"),
         ({**ok, "coder": "someone"}, 422, "invalid_input", "coder"),
         ({k: v for k, v in ok.items() if k != "start"}, 422, "invalid_input", "start"),
         ({**ok, "quote_id": quote_id("KE", number)}, 422, "invalid_input", "question_id"),
@@ -250,6 +253,8 @@ def test_bad_changes_are_refused_and_change_nothing(testapp, dbsession, world, t
     for body, path in (
         ({}, ""),
         ({"code_id": retired}, "code_id"),
+        ({"code_id": 2**31}, "code_id"),
+        ({"memo": "a\x00b"}, "memo"),
         ({"start": 1}, "end"),
         ({"start": 3, "end": 2}, "end"),
         ({"start": 0, "end": len(DETAILS) + 1}, "end"),
@@ -279,6 +284,8 @@ def test_coders_change_only_their_own_codings_and_admins_anyones(testapp, dbsess
     ]
     assert send(testapp, "GET", url, ben).json == created  # reading is shared
     assert send(testapp, "PATCH", url, boss, {"memo": "checked"}).json["coder"] == "ana"
+    assert send(testapp, "PATCH", url, ana, {"memo": ""}).json["memo"] == ""  # a memo is cleared
+    assert send(testapp, "PATCH", url, ana, {"memo": "  "}).json["memo"] == ""
     send(testapp, "DELETE", url, boss)
     assert dbsession.scalar(select(func.count()).select_from(Coding)) == 0
 

@@ -207,6 +207,8 @@ def test_a_quote_is_coded_with_its_own_form(an: Analysis) -> None:
         ({"code_id": "old"}, "code_id", "is retired"),
         ({"code_id": "999999"}, "code_id", "no code 999999"),
         ({"memo": "m" * 10_001}, "memo", "at most 10000 characters"),
+        ({"memo": "who\x00"}, "memo", "contains a NUL character"),
+        ({"code_id": str(2**31)}, "code_id", "Choose a code"),
     ],
 )
 def test_a_refused_passage_is_shown_next_to_its_field_and_nothing_is_stored(
@@ -261,6 +263,8 @@ def test_own_codings_are_changed_and_other_coders_kept_apart(an: Analysis) -> No
     assert (mine.memo, mine.anchor) == ("checked again", "current")
     too_long = an.post(an.ana, url, {"action": "memo", "memo": "x" * 10_001}, status=422)
     assert re.search(rf'id="memo-error-{mine.id}">A memo has at most', too_long.text)
+    nul = an.post(an.ana, url, {"action": "memo", "memo": "a\x00b"}, status=422)
+    assert re.search(rf'id="memo-error-{mine.id}">The memo contains a NUL character', nul.text)
     an.session.expire_all()
     assert mine.memo == "checked again"
     changed = an.session.scalars(select(AuditEvent).where(AuditEvent.action == "coding.updated")).all()
@@ -336,6 +340,13 @@ def test_a_refused_quote_is_shown_next_to_its_form(an: Analysis) -> None:
     found = re.search(rf'id="quote-error-{quote.id}">([^<]*)<', response.text)
     assert found and "is retired" in found.group(1)
     assert f'id="quote-code-{quote.id}" name="code_id" aria-invalid="true"' in response.text
+    assert count(an.session, Coding) == 0
+
+
+@pytest.mark.parametrize("quote_id", ["not-a-quote", "a\x00b", "0" * 400])
+def test_an_unknown_quote_is_refused_on_the_page(an: Analysis, quote_id: str) -> None:
+    response = an.post(an.ana, an.page, {"quote_id": quote_id, "code_id": str(an.capacity)}, status=422)
+    assert re.search(r'<p class="error form-error" role="alert">There is no such quote', response.text)
     assert count(an.session, Coding) == 0
 
 

@@ -14,8 +14,11 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from test_participants_cli import CLI, seed, table
 
-from surveykit.accounts.models import Device
+from surveykit.accounts.models import Device, User
+from surveykit.analysis import codebook
+from surveykit.analysis.models import Coding
 from surveykit.audit.models import AuditEvent
+from surveykit.db import utcnow
 from surveykit.participants import services as participants
 from surveykit.participants.models import Participant
 from surveykit.studies import services as studies
@@ -186,3 +189,54 @@ def test_files_that_are_not_backups_and_unknown_devices_are_refused(
     empty = backup_file(tmp_path, device_id, [])
     assert "no device 'nope'" in run.fails("sync", "push-file", str(empty), "--device", "nope")
     assert counts(db) == (0, 0, 0)
+
+
+def test_a_backup_that_moves_coded_passages_audits_the_reanchoring(
+    run: CLI, db: Session, tmp_path: Path
+) -> None:
+    device_id, first = enrolled_device(run, db)
+    interview_uuid = str(uuid.uuid4())
+    original = record(first)
+    path = backup_file(
+        tmp_path, device_id, [{"uuid": interview_uuid, "base_revision": 0, "record": original}]
+    )
+    run.ok("sync", "push-file", str(path), "--device", device_id)
+    study = studies.get_study(db, "ocsea")
+    code, _ = codebook.create_code(db, study, "tests", name="Capacity")
+    answer = original["answers"]["gov_capacity"]
+    start = answer.index("focal point")
+    db.add(
+        Coding(
+            guid=str(uuid.uuid4()),
+            study_id=study.id,
+            country_code="KE",
+            code_id=code.id,
+            interview_uuid=interview_uuid,
+            question_id="gov_capacity",
+            start_offset=start,
+            end_offset=start + len("focal point"),
+            text="focal point",
+            coder_id=db.scalar(select(User.id).where(User.username == "wanjiru")),
+            coder="wanjiru",
+            anchor="current",
+            anchored_revision=1,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+    )
+    db.commit()
+    answers = {**original["answers"], "gov_capacity": "A focal point was named."}
+    revised = {**original, "answers": answers, "quotes": []}
+    path = backup_file(tmp_path, device_id, [{"uuid": interview_uuid, "base_revision": 1, "record": revised}])
+    assert "1 updated" in run.ok("sync", "push-file", str(path), "--device", device_id)
+    db.rollback()
+    coding = db.scalars(select(Coding)).one()
+    assert (coding.anchor, coding.start_offset, coding.anchored_revision) == ("moved", 2, 2)
+    [event] = db.scalars(select(AuditEvent).where(AuditEvent.action == "coding.reanchored")).all()
+    assert event.device_id == device_id
+    assert {key: event.details[key] for key in ("moved", "flagged", "interviews", "via")} == {
+        "moved": 1,
+        "flagged": 1,
+        "interviews": [interview_uuid],
+        "via": "push-file",
+    }

@@ -6,7 +6,8 @@ Who may do what, by the principals of ``surveykit.accounts.identity``:
   cover (a grant over every country of the study, ``role:R:STUDY:*``, covers the study), and code
   passages there (``ANALYSIS_READ``, ``ANALYSIS_CODE``);
 - the same roles edit the study's codebook (``CODEBOOK_EDIT``) when their grant covers the whole
-  study or they are its admins: a codebook is one per study, not per country;
+  study (a study admin's does; an admin of some of its countries cannot): a codebook is one per
+  study, not per country;
 - the exchange files (REFI-QDA projects and codebooks) are exports: their downloads carry
   ``EXPORTS_READ``, granted here exactly where ``ANALYSIS_READ`` is, so a personal access token
   (which reaches ``EXPORTS_READ`` only) can fetch them and nothing else of the analysis;
@@ -43,8 +44,9 @@ def analysis_acl(study: str, country: str | None) -> list[tuple[str, str, str]]:
                 (Allow, f"role:{role}:{study}:{scope}", Permission.EXPORTS_READ),
                 (Allow, f"role:{role}:{study}:{scope}", Permission.ANALYSIS_CODE),
             ]
+    # Every grant of the study carries ``role:R:STUDY``, a country admin's too: only ``*`` (the whole
+    # study) may edit the codebook.
     acl += [(Allow, f"role:{role}:{study}:*", Permission.CODEBOOK_EDIT) for role in ANALYSIS_ROLES]
-    acl += [(Allow, f"role:admin:{study}", Permission.CODEBOOK_EDIT)]
     return acl
 
 

@@ -87,8 +87,14 @@ def reanchor(session: Session, revised: dict[str, tuple[int, dict[str, Any]]]) -
     coded = session.connection().execute(CODED_INTERVIEWS, {"uuids": sorted(revised)}).scalars().all()
     if not coded:
         return outcome
+    # Locked (the push holds the interviews already): a coding being made or re-placed on one of
+    # them either committed before this read, or waits and is then made against the new revision.
     codings = session.scalars(
-        select(Coding).where(Coding.interview_uuid.in_(sorted(coded))).order_by(Coding.id)
+        select(Coding)
+        .where(Coding.interview_uuid.in_(sorted(coded)))
+        .order_by(Coding.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     now = utcnow()
     touched: set[str] = set()

@@ -187,8 +187,12 @@ def lock_codebook(session: Session, study: Study) -> None:
     """Serialise changes of one study's codebook until the transaction ends (the study's row lock on
     PostgreSQL; SQLite's write lock does it there). Sibling names are unique case-insensitively,
     which no index states, so two concurrent creations must not both pass the check. Taken before
-    any code's row, so that two changes never wait on each other."""
-    session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
+    any code's row, so that two changes never wait on each other.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: the sync push and a new coding insert rows whose
+    foreign key points at the study (``FOR KEY SHARE`` on its row), and must not wait for an
+    analyst editing the codebook."""
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
 
 
 # -------------------------------------------------------------------------------------- checking
@@ -471,6 +475,11 @@ def merge_code(
                 f"under code {target.id}: rename one of them first",
                 "into",
             )
+    # The codings' rows in id order, as the sync push locks an interview's codings: the two never
+    # wait on each other in a circle.
+    session.execute(
+        select(Coding.id).where(Coding.code_id == source.id).order_by(Coding.id).with_for_update()
+    )
     moved = session.execute(
         update(Coding)
         .where(Coding.code_id == source.id)

@@ -94,7 +94,7 @@ def _expected_version(request: Request, from_body: int | None) -> int | None:
     if header is None:
         return from_body
     tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 9:
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 9:
         message = 'If-Match must be the code\'s version as an entity tag, such as "3"'
         raise APIError(422, ErrorCode.INVALID_INPUT, message, [field_error("If-Match", message, "header")])
     if from_body is not None and from_body != int(tag):

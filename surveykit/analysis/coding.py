@@ -6,6 +6,13 @@ code points) into the text answer of one question, or by a quote of that revisio
 used. The stored ``text`` is always the answer's passage itself. Nothing here touches the interview,
 its revisions or its quotes. A coder changes and deletes only their own codings; an admin of the
 study (or a global admin) anyone's.
+
+Locks (PostgreSQL; SQLite serialises writers anyway), always taken in the order interview, code,
+coding, as the sync push (interview, then its codings) and a merge of codes (codes, then their
+codings) take theirs: creating or re-placing a coding holds its interview ``FOR SHARE``, so a push of
+a new revision either waits for the coding to commit and then re-anchors it, or commits first and the
+coding is made against the new revision; the code is held ``FOR SHARE`` too, so a coding never lands
+on a code a concurrent merge or retirement is changing.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveykit.analysis import agreement as agreement_figures
+from surveykit.analysis.codebook import MAX_ID
 from surveykit.analysis.models import Code, Coding
 from surveykit.db import utcnow
 from surveykit.studies.models import Study
@@ -83,22 +91,36 @@ class CodingPage:
 
 
 def _interview(session: Session, study: Study, country: str, uuid: str) -> Interview:
+    """The interview, held ``FOR SHARE`` until the transaction ends (see the module's doc)."""
     interview = session.scalar(
-        select(Interview).where(
-            Interview.uuid == uuid, Interview.study_id == study.id, Interview.country_code == country
-        )
+        select(Interview)
+        .where(Interview.uuid == uuid, Interview.study_id == study.id, Interview.country_code == country)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
     )
     if interview is None:
         raise InterviewNotFound(f"no interview {uuid} in {study.slug}/{country}")
     return interview
 
 
-def _active_code(session: Session, study: Study, code_id: int) -> Code:
-    code = session.get(Code, code_id)
-    if code is None or code.study_id != study.id:
+def _shared_code(session: Session, study: Study, code_id: int) -> Code:
+    """A code of the study, held ``FOR SHARE`` (a merge or a status change waits for the coding)."""
+    code = None
+    if 0 < code_id <= MAX_ID:
+        code = session.scalar(
+            select(Code)
+            .where(Code.id == code_id, Code.study_id == study.id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+    if code is None:
         raise CodingInvalid("code_id", f"no code {code_id} in the codebook of {study.slug}")
+    return code
+
+
+def _check_active(code: Code) -> Code:
     if code.status != "active":
-        raise CodingInvalid("code_id", f"code {code_id} is {code.status}: code with an active code")
+        raise CodingInvalid("code_id", f"code {code.id} is {code.status}: code with an active code")
     return code
 
 
@@ -169,7 +191,7 @@ def create_coding(
         question_id, start, end = passage.question_id, passage.start, passage.end
     answer = answer_text(interview, question_id)
     _check_offsets(answer, start, end)
-    code = _active_code(session, study, code_id)
+    code = _check_active(_shared_code(session, study, code_id))
     now = utcnow()
     coding = Coding(
         guid=str(uuid_module.uuid4()),
@@ -216,21 +238,39 @@ def update_coding(
     coder: Coder,
     changes: dict[str, Any],
 ) -> list[str]:
-    """Apply ``changes`` (memo, code_id, start and end together, confirm); the names changed."""
+    """Apply ``changes`` (memo, code_id, start and end together, confirm); the names changed.
+
+    ``coding`` is read again under its lock (after its interview's and the new code's), so a
+    revision or a merge committed meanwhile is what the change applies to."""
     _check_owner(coding, coder)
+    if ("start" in changes) != ("end" in changes):
+        missing = "end" if "start" in changes else "start"
+        raise CodingInvalid(missing, "re-placing a coding takes both start and end")
+    interview = session.scalar(
+        select(Interview)
+        .where(Interview.uuid == coding.interview_uuid)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    assert interview is not None  # a foreign key
+    code = _shared_code(session, study, changes["code_id"]) if "code_id" in changes else None
+    coding_id = coding.id
+    locked = session.scalar(
+        select(Coding)
+        .where(Coding.id == coding_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None:
+        raise CodingNotFound(f"coding {coding_id} was deleted meanwhile")
     changed: list[str] = []
-    if "code_id" in changes and changes["code_id"] != coding.code_id:
-        coding.code_id = _active_code(session, study, changes["code_id"]).id
+    if code is not None and code.id != coding.code_id:
+        coding.code_id = _check_active(code).id
         changed.append("code_id")
     if "memo" in changes and changes["memo"] != coding.memo:
         coding.memo = changes["memo"]
         changed.append("memo")
-    if "start" in changes or "end" in changes:
-        if "start" not in changes or "end" not in changes:
-            missing = "end" if "start" in changes else "start"
-            raise CodingInvalid(missing, "re-placing a coding takes both start and end")
-        interview = session.get(Interview, coding.interview_uuid)
-        assert interview is not None  # a foreign key
+    if "start" in changes:
         answer = answer_text(interview, coding.question_id)
         start, end = changes["start"], changes["end"]
         _check_offsets(answer, start, end)

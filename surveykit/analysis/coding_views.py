@@ -14,6 +14,7 @@ from pyramid.view import view_config
 
 from surveykit.analysis import CountryAnalysisResource
 from surveykit.analysis import coding as services
+from surveykit.analysis.codebook import MAX_ID
 from surveykit.analysis.models import ANCHORS
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
@@ -43,12 +44,27 @@ def _offset_node(name: str, **kw: Any) -> colander.SchemaNode:
 
 
 def _code_node(**kw: Any) -> colander.SchemaNode:
-    return colander.SchemaNode(StrictInteger(), name="code_id", validator=colander.Range(min=1), **kw)
+    return colander.SchemaNode(
+        StrictInteger(),
+        name="code_id",
+        validator=colander.Range(1, MAX_ID, max_err="no code has so large an id"),
+        **kw,
+    )
+
+
+class MemoText(colander.String):
+    """A memo: text over several lines (the text rule's, as ``StrictString``), or "" (blank) for
+    none, which is how a memo is cleared."""
+
+    def deserialize(self, node: colander.SchemaNode, cstruct: Any) -> Any:
+        if isinstance(cstruct, str) and not cstruct.strip():
+            return ""
+        return StrictString(multiline=True).deserialize(node, cstruct)
 
 
 def _memo_node(**kw: Any) -> colander.SchemaNode:
     return colander.SchemaNode(
-        StrictString(multiline=True), name="memo", validator=colander.Length(max=services.MEMO_MAX), **kw
+        MemoText(), name="memo", validator=colander.Length(max=services.MEMO_MAX), **kw
     )
 
 
@@ -227,7 +243,7 @@ def update_coding(request: Request) -> dict[str, Any]:
             request, "coding.updated", target=_target(study, country, coding.id), coder=coding.coder
         )
         raise _service_error(exc) from exc
-    except services.CodingInvalid as exc:
+    except (services.CodingInvalid, services.CodingNotFound) as exc:
         raise _service_error(exc) from exc
     if changed:
         audit.record_in_request(

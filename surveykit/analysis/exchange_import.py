@@ -15,11 +15,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from surveykit.analysis import codebook as codebook_rules
 from surveykit.analysis import refi_model as refi
 from surveykit.analysis.exchange import ExchangeScope, source_guid
 from surveykit.analysis.models import Code, Coding
 from surveykit.analysis.refi_read import Problem, selection_path
 from surveykit.db import utcnow
+from surveykit.studies.models import Study
 from surveykit.sync.models import Interview
 
 MAX_NAME = 200
@@ -178,14 +180,21 @@ class _Answer:
     quotes: dict[str, tuple[int, int]]
 
 
-def _answers(session: Session, scope: ExchangeScope) -> dict[str, _Answer]:
-    """Every text answer of the scope's interviews, by the guid its source has in an export."""
-    found = {}
-    for interview in session.scalars(
-        select(Interview).where(
-            Interview.study_id == scope.study_id, Interview.country_code.in_(scope.countries)
+def _answers(session: Session, scope: ExchangeScope, lock: bool) -> dict[str, _Answer]:
+    """Every text answer of the scope's interviews, by the guid its source has in an export; with
+    ``lock``, the interviews are held ``FOR SHARE`` (in UUID order, as the sync push locks them) so
+    that no new revision is accepted before the codings made on these answers commit."""
+    statement = select(Interview).where(
+        Interview.study_id == scope.study_id, Interview.country_code.in_(scope.countries)
+    )
+    if lock:
+        statement = (
+            statement.order_by(Interview.uuid)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
         )
-    ):
+    found = {}
+    for interview in session.scalars(statement):
         record = interview.record or {}
         quotes: dict[str, dict[str, tuple[int, int]]] = {}
         for quote in record.get("quotes") or []:
@@ -222,7 +231,11 @@ def import_codings(
     answer, and its code found by guid in the study's codebook. A coding already in surveykit (same
     guid, or the same code on the same passage by the same coder) is not created again.
     """
-    answers = _answers(session, scope)
+    if not dry_run:
+        # The codebook first (no code is merged or retired under the new codings), then the
+        # interviews: the order a coding made through the API takes its locks in.
+        codebook_rules.lock_codebook(session, session.get_one(Study, scope.study_id))
+    answers = _answers(session, scope, lock=not dry_run)
     codes = {code.guid: code for code in session.scalars(select(Code).where(Code.study_id == scope.study_id))}
     wanted = [c.guid for s in project.sources for sel in s.selections for c in sel.codings]
     known_guids = (

@@ -9,6 +9,7 @@ selection (UTF-16 units) before filling them in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
+from surveykit import text as text_rule
 from surveykit.accounts.identity import grants_coverage
 from surveykit.analysis import ANALYSIS_ROLES
 from surveykit.analysis import coding as services
@@ -32,6 +34,7 @@ TEMPLATES = "surveykit.console:templates/analysis"
 CODING_TEMPLATE = f"{TEMPLATES}/coding.jinja2"
 AGREEMENT_TEMPLATE = f"{TEMPLATES}/agreement.jinja2"
 PASSAGE_FIELDS = ("question_id", "start", "end", "code_id", "memo")
+QUOTE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _page_study(request: Request) -> Study:
@@ -74,6 +77,15 @@ def _target(study: Study, country: str, coding_id: int) -> str:
 def _whole_number(raw: Any) -> int | None:
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 10:
         return int(raw)
+    return None
+
+
+def _memo_problem(request: Request, memo: str) -> str | None:
+    """Why a memo from a form is refused (too long, or a character no text may hold), or None."""
+    if len(memo) > services.MEMO_MAX:
+        return translate(request, _("A memo has at most ${count} characters."), count=services.MEMO_MAX)
+    if problem := text_rule.text_problem(memo, multiline=True):
+        return translate(request, _("The memo ${problem}."), problem=problem)
     return None
 
 
@@ -202,6 +214,9 @@ def _passage_from_form(request: Request, interview: Any) -> tuple[services.Passa
     errors: dict[str, str] = {}
     quote_id = form.get("quote_id")
     if quote_id:
+        if not QUOTE_ID.match(quote_id):
+            errors["form"] = translate(request, _("There is no such quote in this interview."))
+            return services.Passage(interview.uuid), errors, "form"
         return services.Passage(interview.uuid, quote_id=quote_id), errors, f"quote:{quote_id}"
     question_id = form.get("question_id", "")
     if not question_id:
@@ -227,10 +242,8 @@ def apply_code(request: Request) -> Response:
     if code_id is None:
         errors["code_id"] = translate(request, _("Choose a code."))
     memo = form.get("memo", "")
-    if len(memo) > services.MEMO_MAX:
-        errors["memo"] = translate(
-            request, _("A memo has at most ${count} characters."), count=services.MEMO_MAX
-        )
+    if problem := _memo_problem(request, memo):
+        errors["memo"] = problem
     if not errors:
         assert code_id is not None
         try:
@@ -290,8 +303,7 @@ def change_coding(request: Request) -> Response:
     if action not in ("delete", "confirm", "memo"):
         message = translate(request, _("Choose what to do with the coding."))
         return _coding_page(request, study, country, interview, {f"coding:{coding.id}": message}, None, 422)
-    if action == "memo" and len(memo) > services.MEMO_MAX:
-        message = translate(request, _("A memo has at most ${count} characters."), count=services.MEMO_MAX)
+    if action == "memo" and (message := _memo_problem(request, memo)):
         return _coding_page(request, study, country, interview, {f"memo-{coding.id}": message}, None, 422)
     try:
         if action == "delete":
@@ -304,6 +316,10 @@ def change_coding(request: Request) -> Response:
             return HTTPSeeOther(location=back)
         changes: dict[str, Any] = {"confirm": True} if action == "confirm" else {"memo": memo}
         changed = services.update_coding(session, study, coding, coder, changes)
+    except services.CodingNotFound as exc:
+        raise HTTPNotFound(
+            translate(request, _("There is no coding ${id} here."), id=request.matchdict["coding_id"])
+        ) from exc
     except services.NotYourCoding as exc:
         audit.record_refusal(request, audit_action, target=target, coder=coding.coder, via="console")
         return error_page(request, 403, translate(request, _("Not allowed")), str(exc))

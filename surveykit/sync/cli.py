@@ -90,6 +90,19 @@ def push_file(
                         "file": path.name,
                     },
                 )
+                if outcome.reanchoring is not None and outcome.reanchoring.flagged:
+                    # As the sync views do: one event per batch whose revisions moved or vanished codings.
+                    audit.record(
+                        session,
+                        "coding.reanchored",
+                        actor=actor,
+                        device_id=device_id,
+                        details={
+                            **outcome.reanchoring.audit_details(),
+                            "via": "push-file",
+                            "file": path.name,
+                        },
+                    )
                 for result in outcome.as_json()["results"]:
                     result["index"] += start
                     results.append(result)

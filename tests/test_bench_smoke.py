@@ -80,6 +80,15 @@ def tiny_run(script: str, work: Path) -> tuple[list[str], list[str]]:
         argv = ["--participants", "20", "--questions", "4", "--rounds", "1", "--warmup", "0"]
         argv += ["--memory-sizes", "", "--backends", "postgresql" if admin else "sqlite"]
         return argv + (["--postgres", admin] if admin else []), ["ceiling / export"]
+    if script == "bench_analysis_exports.py":
+        argv = ["--smoke", *(["--postgres", admin] if admin else [])]
+        backend = "postgresql" if admin else "sqlite"
+        return argv, [
+            f"{backend}: one country, 4 long-text questions",
+            "CSV rows = Answers rows = 80",
+            ".qdpx 60 selections = 20 quotes + 40 codings (refi_read (caps lifted))",
+            "checks: every size's CSV matches its Answers sheet",
+        ]
     if script == "load_fault.py":
         argv = ["--tablets", "2", "--seconds", "3", "--no-kill", "--no-hostile", "--think", "0.2", "0.4"]
         if admin:

@@ -9,15 +9,19 @@ the cursors themselves would outlive its transaction. Memory stays flat either w
 
 from __future__ import annotations
 
-import tempfile
-
 from pyramid.request import Request
 from pyramid.response import FileIter, Response
 from pyramid.view import view_config
 
 from surveykit.audit import services as audit
 from surveykit.exports import csv_export, services, stats_syntax
-from surveykit.exports.views import CACHE_CONTROL, client_holds, export_scope, not_modified
+from surveykit.exports.views import (
+    CACHE_CONTROL,
+    client_holds,
+    export_scope,
+    not_modified,
+    written_to_temporary_file,
+)
 from surveykit.security import Permission
 
 
@@ -36,14 +40,9 @@ def csv_response(request: Request, country: str) -> Response:
     tag = services.content_tag(session, scope, csv_export.ARTIFACT)
     if client_holds(request, tag):
         return not_modified(request, scope, tag, format="csv")
-    body = tempfile.TemporaryFile(prefix="surveykit-csv-")
-    try:
-        result = csv_export.write_csv(session, scope, body)
-        size = body.tell()
-        body.seek(0)
-    except BaseException:
-        body.close()
-        raise
+    body, size, result = written_to_temporary_file(
+        "surveykit-csv-", lambda out: csv_export.write_csv(session, scope, out)
+    )
     audit.record_in_request(
         request,
         "export.download",

@@ -9,7 +9,8 @@ names exactly what the body holds. Both are audited (``export.download``).
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 import colander
 from pyramid.request import Request
@@ -25,6 +26,7 @@ from surveykit.studies import services as studies
 from surveykit.web import query_params
 
 CACHE_CONTROL = "private, no-cache"
+Written = TypeVar("Written")
 
 
 class ExportQuerySchema(colander.MappingSchema):
@@ -67,6 +69,23 @@ def export_scope(request: Request, country: str) -> services.Scope:
         ) from exc
 
 
+def written_to_temporary_file(
+    prefix: str, write: Callable[[IO[bytes]], Written]
+) -> tuple[IO[bytes], int, Written]:
+    """Run ``write`` into a temporary file (closed if it fails): the file rewound, its size, and
+    what ``write`` returned. The body is written while the request's transaction is open, and sent
+    from the file after it ends."""
+    body = tempfile.TemporaryFile(prefix=prefix)
+    try:
+        result = write(body)
+        size = body.tell()
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    return body, size, result
+
+
 def client_holds(request: Request, tag: str) -> bool:
     header = request.headers.get("If-None-Match")
     if not header:
@@ -85,14 +104,10 @@ def export_response(request: Request, country: str) -> Response:
     tag = services.content_tag(session, scope)
     if client_holds(request, tag):
         return not_modified(request, scope, tag)
-    body = tempfile.TemporaryFile(prefix="surveykit-export-")
-    try:
-        result = services.write_workbook(session, scope, body, request.identity.username)
-        size = body.tell()
-        body.seek(0)
-    except BaseException:
-        body.close()
-        raise
+    body, size, result = written_to_temporary_file(
+        "surveykit-export-",
+        lambda out: services.write_workbook(session, scope, out, request.identity.username),
+    )
     audit.record_in_request(
         request,
         "export.download",

@@ -14,13 +14,14 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from typing import Any
 
-CSV = "csv"
-XLSX = "xlsx"
-XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CSV_CONTENT_TYPES = {"text/csv", "application/csv", "text/comma-separated-values"}
+from surveykit import spreadsheet_files
+
+CSV = spreadsheet_files.CSV
+XLSX = spreadsheet_files.XLSX
+XLSX_CONTENT_TYPE = spreadsheet_files.XLSX_CONTENT_TYPE
+CSV_CONTENT_TYPES = spreadsheet_files.CSV_CONTENT_TYPES
 
 COLUMNS = ("path", "name", "parent", "definition", "colour", "guid")
 EXPORT_COLUMNS = ("path", "definition", "colour", "guid")
@@ -94,44 +95,13 @@ class CodebookFile:
 
 def file_kind(data: bytes, content_type: str | None = None, filename: str | None = None) -> str:
     """CSV or XLSX, from the declared type or the file name, checked against the bytes."""
-    declared = (content_type or "").split(";")[0].strip().lower()
-    suffix = filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
-    is_zip = data[:4] == b"PK\x03\x04"
-    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" or suffix == "xls":
-        raise UnsupportedFile("old Excel .xls files are not supported: save the codebook as .xlsx or CSV")
-    if declared == XLSX_CONTENT_TYPE or suffix == "xlsx":
-        kind = XLSX
-    elif declared in CSV_CONTENT_TYPES or suffix == "csv":
-        kind = CSV
-    elif declared in ("", "application/octet-stream", "text/plain"):
-        kind = XLSX if is_zip else CSV
-    else:
-        raise UnsupportedFile(f"expected a CSV or XLSX codebook, got {declared}")
-    if kind == CSV and is_zip:
-        raise UnsupportedFile("this is a zip archive (perhaps an XLSX workbook), not a CSV file")
-    if kind == XLSX and not is_zip:
-        raise UnsupportedFile("this is not an XLSX workbook")
-    return kind
+    try:
+        return spreadsheet_files.file_kind(data, content_type, filename, noun="codebook")
+    except spreadsheet_files.NotATable as exc:
+        raise UnsupportedFile(str(exc)) from exc
 
 
-def cell_text(value: Any) -> str:
-    """A cell as text: numbers without a spurious ``.0``, dates in ISO form, formulas as typed."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time(0) else value.isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    formula = getattr(value, "text", None)  # openpyxl's ArrayFormula and DataTableFormula
-    return formula if isinstance(formula, str) else str(value)
+cell_text = spreadsheet_files.cell_text
 
 
 def _csv_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:

@@ -234,17 +234,33 @@ def _answer_questions(answers: dict[str, Any], known: list[tuple[str, str]] | No
 
 
 def _interviews_in_batches(session: Session, scope: ExchangeScope) -> Iterator[list[Interview]]:
-    # yield_per gives a server-side cursor on PostgreSQL and fetches in batches everywhere.
-    result = session.scalars(
-        select(Interview)
+    """The scope's interviews by country, activity and number, a batch at a time.
+
+    One query per country and activity: with the study, the country and the activity fixed by
+    equalities, the unique index (study, activity, country, number) gives the rows in order and the
+    database streams them without sorting every record first."""
+    groups = session.execute(
+        select(Interview.country_code, Interview.activity)
         .where(Interview.study_id == scope.study_id, Interview.country_code.in_(scope.countries))
-        .order_by(Interview.country_code, Interview.activity, Interview.interview_number)
-        .execution_options(yield_per=BATCH)
-    )
-    try:
-        yield from result.partitions()
-    finally:
-        result.close()
+        .distinct()
+        .order_by(Interview.country_code, Interview.activity)
+    ).all()
+    for country, activity in groups:
+        # yield_per gives a server-side cursor on PostgreSQL and fetches in batches everywhere.
+        result = session.scalars(
+            select(Interview)
+            .where(
+                Interview.study_id == scope.study_id,
+                Interview.country_code == country,
+                Interview.activity == activity,
+            )
+            .order_by(Interview.interview_number)
+            .execution_options(yield_per=BATCH)
+        )
+        try:
+            yield from result.partitions()
+        finally:
+            result.close()
 
 
 def _interviewed(

@@ -311,6 +311,19 @@ def test_the_streamed_writer_matches_the_in_memory_one_on_awkward_content() -> N
         assert out.getvalue() == refi_write.qdpx_bytes(project), project.name
 
 
+def test_the_streamed_writer_matches_beyond_the_zip_member_count_of_zip64() -> None:
+    # Past 65,535 members the archive ends with zip64 records, written from the spooled directory.
+    sources = [
+        refi.Source(refi.derived_guid("source", str(n)), f"s{n}", "x")
+        for n in range(zipfile.ZIP_FILECOUNT_LIMIT + 1)
+    ]
+    out = io.BytesIO()
+    refi_write.write_qdpx_streamed(
+        out, [refi_write.ProjectPart(sources=sources)], lambda: refi.Project("many")
+    )
+    assert out.getvalue() == refi_write.qdpx_bytes(refi.Project("many", sources=sources))
+
+
 def test_a_coding_whose_text_moved_is_left_out_and_counted(world: World) -> None:
     world.coding.start_offset += 1
     world.session.flush()

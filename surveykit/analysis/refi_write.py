@@ -8,6 +8,7 @@ times in the zip), so its hash can serve as an ETag.
 from __future__ import annotations
 
 import io
+import pickle
 import re
 import struct
 import tempfile
@@ -315,11 +316,45 @@ def _write_project_xml(out: IO[bytes], head: Project, sections: list[tuple[str, 
     out.write(b"\n</Project>")
 
 
+class _SpooledDirectory:
+    """The archive's member list, kept on disk: ``zipfile`` holds a ``ZipInfo`` per member until it
+    writes the central directory at the end, about 430 bytes each, hundreds of megabytes for a
+    study's sources. ``ZipFile`` only appends, counts and (at close) iterates it."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="surveykit-qdpx-directory-")
+        self.count = 0
+
+    def append(self, info: zipfile.ZipInfo) -> None:
+        self.file.seek(0, io.SEEK_END)
+        pickle.dump(info, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[zipfile.ZipInfo]:
+        self.file.seek(0)
+        for _ in range(self.count):
+            yield pickle.load(self.file)  # noqa: S301 - our own temporary file
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _NoNames(dict[str, zipfile.ZipInfo]):
+    """``ZipFile.NameToInfo`` without keeping anything: members are written once each, by name."""
+
+    def __setitem__(self, key: str, value: zipfile.ZipInfo) -> None:
+        pass
+
+
 def write_qdpx_streamed(out: IO[bytes], parts: Iterable[ProjectPart], head: Callable[[], Project]) -> None:
     """The same archive as ``write_qdpx`` from a project given in parts, holding only one part in
     memory: ``head()`` is called once every part is consumed and gives the project's name,
     description, users, codes and variables (its cases, sources and notes are ignored)."""
     cases, sources, notes, texts = _Spool(), _Spool(), _Spool(), _Spool()
+    directory = _SpooledDirectory()
     try:
         for part in parts:
             for case in part.cases:
@@ -338,6 +373,8 @@ def write_qdpx_streamed(out: IO[bytes], parts: Iterable[ProjectPart], head: Call
                     _fragment(lambda parent, note=note: _note(_Builder(PROJECT_NAMESPACE), parent, note), 2)
                 )
         with zipfile.ZipFile(out, "w") as archive:
+            archive.filelist = directory  # type: ignore[assignment]
+            archive.NameToInfo = _NoNames()
             with archive.open(_entry(PROJECT_FILE), "w") as project_file:
                 _write_project_xml(
                     project_file, head(), [("Cases", cases), ("Sources", sources), ("Notes", notes)]
@@ -348,5 +385,5 @@ def write_qdpx_streamed(out: IO[bytes], parts: Iterable[ProjectPart], head: Call
                 with archive.open(info, "w") as text_file:
                     text_file.write(text)
     finally:
-        for spool in (cases, sources, notes, texts):
+        for spool in (cases, sources, notes, texts, directory):
             spool.close()

@@ -19,7 +19,7 @@ the process's peak resident set (``VmHWM``, as ``bench_export.py`` measures it) 
 - ``workbook``: ``exports.services.write_workbook`` (the consolidated .xlsx, with its Codes sheet);
 - ``csv``: ``exports.csv_export.write_csv`` (the long CSV for statistics);
 - ``sps`` / ``do``: ``exports.stats_syntax.syntax_file`` (the SPSS and Stata syntax that read it);
-- ``qdpx``: ``analysis.exchange.build_project`` and ``analysis.refi_write.write_qdpx``.
+- ``qdpx``: ``analysis.exchange.write_project_qdpx`` (streamed in batches of interviews).
 
 It prints, per size: seconds, rows (sources for the .qdpx) per second, file size, peak RSS and its
 growth over the process's baseline after imports, and the ratios of seconds and peak to the
@@ -237,15 +237,15 @@ def seed(url: str, participants: int, questions: int, codings: int, texts: Texts
 
 def write_export(kind: str, session: Any, out: Path) -> dict[str, Any]:
     """Write one export of the bench country to ``out``; what it counted."""
-    from surveykit.analysis import exchange, refi_write
+    from surveykit.analysis import exchange
     from surveykit.exports import csv_export, services, stats_syntax
 
     if kind == "qdpx":
-        project = exchange.build_project(session, exchange.resolve_scope(session, STUDY, COUNTRY))
-        with out.open("wb") as target:
-            refi_write.write_qdpx(project, target)
-        selections = sum(len(source.selections) for source in project.sources)
-        return {"units": len(project.sources), "selections": selections}
+        with out.open("w+b") as target:
+            stats = exchange.write_project_qdpx(
+                session, exchange.resolve_scope(session, STUDY, COUNTRY), target
+            )
+        return {"units": stats.sources, "selections": stats.selections}
     scope = services.resolve_scope(session, STUDY, COUNTRY)
     if kind == "workbook":
         result = services.write_workbook(session, scope, str(out), "bench")

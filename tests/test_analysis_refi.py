@@ -3,6 +3,7 @@ the standard's schemas, read back, downloaded, and imported from a QDA tool."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 import zipfile
@@ -247,6 +248,82 @@ def test_an_answer_beginning_with_a_byte_order_mark_keeps_its_offsets() -> None:
     assert back.text == text and back.text[1:4] == "Os "
 
 
+def streamed(world: World, country: str | None) -> tuple[bytes, exchange.ProjectStats]:
+    out = io.BytesIO()
+    stats = exchange.write_project_qdpx(
+        world.session, exchange.resolve_scope(world.session, STUDY, country), out
+    )
+    return out.getvalue(), stats
+
+
+@pytest.mark.parametrize("batch", [1, 2, exchange.BATCH])
+@pytest.mark.parametrize("country", ["KE", None])
+def test_the_streamed_export_writes_the_same_bytes_as_the_in_memory_writer(
+    world: World, monkeypatch: pytest.MonkeyPatch, batch: int, country: str | None
+) -> None:
+    world.exports.interview("KE", [("Ministry of Health", None)], answers={"laws_main": "Not in force."})
+    monkeypatch.setattr(exchange, "BATCH", batch)
+    project = project_of(world, country)
+    data, stats = streamed(world, country)
+    assert data == refi_write.qdpx_bytes(project)
+    assert stats.sentence() in project.description
+    assert stats.sources == len(project.sources) >= 3 and stats.cases == len(project.cases) >= 3
+    assert stats.selections == sum(len(source.selections) for source in project.sources)
+
+
+def test_the_streamed_writer_matches_the_in_memory_one_on_awkward_content() -> None:
+    awkward = "a & b < c > d \"e\" 'f'\t\n\r g\x01 \u00e9 😀"
+    code = refi.Code(str(uuid.uuid4()), awkward, color="#aa00ff", description=awkward)
+    user = refi.User(str(uuid.uuid4()), awkward)
+    selection = refi.Selection(
+        str(uuid.uuid4()),
+        0,
+        3,
+        name=awkward,
+        description=awkward,
+        creating_user=user.guid,
+        codings=[refi.Coding(str(uuid.uuid4()), code.guid, user.guid)],
+        note_guids=[str(uuid.uuid4())],
+    )
+    variable = refi.Variable(str(uuid.uuid4()), "agency", awkward)
+    sources = [
+        refi.Source(str(uuid.uuid4()), awkward, awkward, awkward, [selection]),
+        refi.Source(str(uuid.uuid4()), "plain", "x"),
+    ]
+    case = refi.Case(
+        str(uuid.uuid4()), awkward, awkward, {variable.guid: ""}, [sources[0].guid], [selection.guid]
+    )
+    note = refi.Note(selection.note_guids[0], awkward, "")
+    full = refi.Project(
+        awkward, awkward, [user], [code], [variable], [case, refi.Case("c2", "bare")], sources, [note]
+    )
+    for project in (full, refi.Project("empty"), refi.Project("sources only", sources=sources)):
+        parts = [
+            refi_write.ProjectPart(project.cases[:1], project.sources[:1], project.notes),
+            refi_write.ProjectPart(),
+            refi_write.ProjectPart(project.cases[1:], project.sources[1:]),
+        ]
+        head = refi.Project(
+            project.name, project.description, project.users, project.codes, project.variables
+        )
+        out = io.BytesIO()
+        refi_write.write_qdpx_streamed(out, parts, lambda head=head: head)
+        assert out.getvalue() == refi_write.qdpx_bytes(project), project.name
+
+
+def test_the_streamed_writer_matches_beyond_the_zip_member_count_of_zip64() -> None:
+    # Past 65,535 members the archive ends with zip64 records, written from the spooled directory.
+    sources = [
+        refi.Source(refi.derived_guid("source", str(n)), f"s{n}", "x")
+        for n in range(zipfile.ZIP_FILECOUNT_LIMIT + 1)
+    ]
+    out = io.BytesIO()
+    refi_write.write_qdpx_streamed(
+        out, [refi_write.ProjectPart(sources=sources)], lambda: refi.Project("many")
+    )
+    assert out.getvalue() == refi_write.qdpx_bytes(refi.Project("many", sources=sources))
+
+
 def test_a_coding_whose_text_moved_is_left_out_and_counted(world: World) -> None:
     world.coding.start_offset += 1
     world.session.flush()
@@ -267,7 +344,9 @@ def test_an_analyst_downloads_the_country_project_with_etag_and_304_and_it_is_au
     assert response.content_type == "application/vnd.refi-qda.qdpx+zip"
     assert response.headers["Content-Disposition"] == f'attachment; filename="{STUDY}-KE-analysis.qdpx"'
     etag = response.headers["ETag"]
-    assert refi_read.read_qdpx(response.body) == project_of(world)
+    assert response.body == refi_write.qdpx_bytes(project_of(world))
+    assert response.content_length == len(response.body)
+    assert etag == f'"{hashlib.sha256(response.body).hexdigest()}"'
     again = testapp.get(KE_QDPX, headers={**headers, "If-None-Match": etag}, status=304)
     assert again.body == b"" and again.headers["ETag"] == etag
     world.code_passage(world.laws, "laws_main", 4, 12)
@@ -591,8 +670,14 @@ def test_the_cli_exports_a_project_and_imports_a_codebook(
         out = tmp_path / "ke.qdpx"
         result = run("analysis", "export-qdpx", "--study", STUDY, "--country", "KE", "--out", str(out))
         assert result.exit_code == 0, result.output
-        assert f"wrote {out}" in result.output
-        assert refi_read.read_qdpx(out.read_bytes()) == expected
+        assert f"wrote {out}" in result.output and expected.description in result.output
+        assert out.read_bytes() == refi_write.qdpx_bytes(expected)
+        assert not list(tmp_path.glob(".qdpx-*"))
+        with Session(engine) as session:
+            (export,) = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "analysis.exchange_export")
+            )
+            assert export.details["etag"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
         qdc = tmp_path / "codes.qdc"
         qdc.write_bytes(refi_write.codebook_xml(refi.Codebook(codes=[refi.Code(theme_guid, "Awareness")])))

@@ -22,13 +22,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from surveykit.analysis import refi_model as refi
+from surveykit.analysis import refi_write
 from surveykit.analysis.models import Code, Coding
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.participants.models import Participant
@@ -36,6 +38,8 @@ from surveykit.studies import services as studies
 from surveykit.sync.models import Interview
 
 TEXT_TYPES = ("long_text", "short_text")
+# Interviews read at a time by the streamed export.
+BATCH = 200
 _RGB = re.compile(r"#[0-9A-Fa-f]{6}")
 
 AGENCY_VARIABLE = refi.Variable(
@@ -229,129 +233,230 @@ def _answer_questions(answers: dict[str, Any], known: list[tuple[str, str]] | No
     return known
 
 
-def build_project(session: Session, scope: ExchangeScope) -> refi.Project:
-    """The analysis project of the scope's countries: see the module's docstring."""
-    countries = scope.countries
-    label = scope.country or "all countries"
-    built = _Built(refi.Project(name=f"{scope.study_name} ({scope.study_slug}, {label})"), ProjectStats())
-    project = built.project
-    codes = study_codes(session, scope.study_id)
-    project.codes = code_tree(codes)
-    code_guids = {code.id: code.guid for code in codes}
-    project.variables = [AGENCY_VARIABLE, POSITION_VARIABLE]
+def _interviews_in_batches(session: Session, scope: ExchangeScope) -> Iterator[list[Interview]]:
+    """The scope's interviews by country, activity and number, a batch at a time.
 
-    interviews = list(
-        session.scalars(
+    One query per country and activity: with the study, the country and the activity fixed by
+    equalities, the unique index (study, activity, country, number) gives the rows in order and the
+    database streams them without sorting every record first."""
+    groups = session.execute(
+        select(Interview.country_code, Interview.activity)
+        .where(Interview.study_id == scope.study_id, Interview.country_code.in_(scope.countries))
+        .distinct()
+        .order_by(Interview.country_code, Interview.activity)
+    ).all()
+    for country, activity in groups:
+        # yield_per gives a server-side cursor on PostgreSQL and fetches in batches everywhere.
+        result = session.scalars(
             select(Interview)
-            .where(Interview.study_id == scope.study_id, Interview.country_code.in_(countries))
-            .order_by(Interview.country_code, Interview.activity, Interview.interview_number)
+            .where(
+                Interview.study_id == scope.study_id,
+                Interview.country_code == country,
+                Interview.activity == activity,
+            )
+            .order_by(Interview.interview_number)
+            .execution_options(yield_per=BATCH)
         )
-    )
+        try:
+            yield from result.partitions()
+        finally:
+            result.close()
+
+
+def _interviewed(
+    session: Session, scope: ExchangeScope, interviews: list[Interview]
+) -> dict[tuple[str, str, int], list[Participant]]:
     people: dict[tuple[str, str, int], list[Participant]] = defaultdict(list)
+    keys = [(i.activity, i.country_code, i.interview_number) for i in interviews]
     for person in session.scalars(
         select(Participant)
         .where(
             Participant.study_id == scope.study_id,
-            Participant.country_code.in_(countries),
             Participant.status == "interviewed",
+            tuple_(Participant.activity, Participant.country_code, Participant.interview_number).in_(keys),
         )
         .order_by(Participant.pid)
     ):
         people[(person.activity, person.country_code, person.interview_number)].append(person)
+    return people
+
+
+def _codings_of(
+    session: Session, scope: ExchangeScope, interviews: list[Interview]
+) -> dict[tuple[str, str], list[Coding]]:
     codings: dict[tuple[str, str], list[Coding]] = defaultdict(list)
     for coding in session.scalars(
         select(Coding)
-        .where(Coding.study_id == scope.study_id, Coding.country_code.in_(countries))
+        .where(
+            Coding.study_id == scope.study_id,
+            Coding.country_code.in_(scope.countries),
+            Coding.interview_uuid.in_([interview.uuid for interview in interviews]),
+        )
         .order_by(Coding.start_offset, Coding.end_offset, Coding.id)
     ):
         codings[(coding.interview_uuid, coding.question_id)].append(coding)
-    versions = _instrument_questions(session, {(i.instrument_slug, i.instrument_version) for i in interviews})
-    notes: list[refi.Note] = []
+    return codings
 
-    for interview in interviews:
-        included = people.get((interview.activity, interview.country_code, interview.interview_number))
-        if not included:
+
+def _instrument_refs(session: Session, scope: ExchangeScope) -> set[tuple[str, int]]:
+    rows = session.execute(
+        select(Interview.instrument_slug, Interview.instrument_version)
+        .where(Interview.study_id == scope.study_id, Interview.country_code.in_(scope.countries))
+        .distinct()
+    )
+    return {(slug, version) for slug, version in rows}
+
+
+def _project_parts(
+    session: Session, scope: ExchangeScope, built: _Built, code_guids: dict[int, str]
+) -> Iterator[refi_write.ProjectPart]:
+    """The project one interview at a time (its cases, sources and notes), reading the interviews
+    in batches; ``built`` gathers the users and the counts as they go."""
+    versions = _instrument_questions(session, _instrument_refs(session, scope))
+    for batch in _interviews_in_batches(session, scope):
+        people = _interviewed(session, scope, batch)
+        codings = _codings_of(session, scope, batch)
+        for interview in batch:
+            included = people.get((interview.activity, interview.country_code, interview.interview_number))
+            if included:
+                yield _interview_part(scope, built, code_guids, versions, interview, included, codings)
+
+
+def _interview_part(
+    scope: ExchangeScope,
+    built: _Built,
+    code_guids: dict[int, str],
+    versions: dict[tuple[str, int], list[tuple[str, str]]],
+    interview: Interview,
+    included: list[Participant],
+    codings: dict[tuple[str, str], list[Coding]],
+) -> refi_write.ProjectPart:
+    part = refi_write.ProjectPart()
+    record = interview.record or {}
+    answers = record.get("answers") or {}
+    known = versions.get((interview.instrument_slug, interview.instrument_version))
+    named = interview_label(interview.activity, interview.country_code, interview.interview_number)
+    cases = {
+        person.letter: refi.Case(
+            case_guid(scope.study_slug, person.pid),
+            person.pid,
+            values={
+                AGENCY_VARIABLE.guid: person.agency,
+                **({POSITION_VARIABLE.guid: person.position} if person.position else {}),
+            },
+        )
+        for person in included
+    }
+    pids = {person.letter: person.pid for person in included}
+    for question_id, description in _answer_questions(answers, known):
+        text = answers.get(question_id)
+        if not isinstance(text, str) or not text:
             continue
-        record = interview.record or {}
-        answers = record.get("answers") or {}
-        known = versions.get((interview.instrument_slug, interview.instrument_version))
-        named = interview_label(interview.activity, interview.country_code, interview.interview_number)
-        cases = {
-            person.letter: refi.Case(
-                case_guid(scope.study_slug, person.pid),
-                person.pid,
-                values={
-                    AGENCY_VARIABLE.guid: person.agency,
-                    **({POSITION_VARIABLE.guid: person.position} if person.position else {}),
-                },
-            )
-            for person in included
-        }
-        pids = {person.letter: person.pid for person in included}
-        for question_id, description in _answer_questions(answers, known):
-            text = answers.get(question_id)
-            if not isinstance(text, str) or not text:
-                continue
-            source = refi.Source(
-                source_guid(interview.uuid, question_id), f"{named} {question_id}", text, description
-            )
-            on_answer = codings.get((interview.uuid, question_id), [])
-            quotes, unplaced = _quotes_on(record, question_id, text)
-            built.stats.quotes_not_placed += unplaced
-            attached: set[int] = set()
-            for quote in quotes:
-                pid = pids.get(quote.letter, named)
-                selection = refi.Selection(quote.id, quote.start, quote.end, name=f"Quote {pid}")
-                if quote.tags:
-                    note = refi.Note(
-                        refi.derived_guid("quote-tags", quote.id),
-                        f"Tags of the quote {pid} {question_id}",
-                        ", ".join(quote.tags),
-                    )
-                    notes.append(note)
-                    selection.note_guids.append(note.guid)
-                for coding in on_answer:
-                    if (
-                        coding.quote_id is not None
-                        and coding.quote_id.lower() == quote.id
-                        and (coding.start_offset, coding.end_offset) == (quote.start, quote.end)
-                        and not coding.memo
-                        and coding.code_id in code_guids
-                    ):
-                        selection.codings.append(_coding(built, coding, code_guids))
-                        attached.add(coding.id)
-                source.selections.append(selection)
-                if quote.letter in cases:
-                    cases[quote.letter].selection_guids.append(selection.guid)
-            for coding in on_answer:
-                if coding.id in attached or coding.code_id not in code_guids:
-                    continue
-                if text[coding.start_offset : coding.end_offset] != coding.text:
-                    built.stats.codings_left_out += 1
-                    continue
-                source.selections.append(
-                    refi.Selection(
-                        refi.derived_guid("coding-selection", coding.guid),
-                        coding.start_offset,
-                        coding.end_offset,
-                        description=coding.memo or "",
-                        creating_user=built.user(coding.coder),
-                        created_at=coding.created_at,
-                        codings=[_coding(built, coding, code_guids)],
-                    )
+        source = refi.Source(
+            source_guid(interview.uuid, question_id), f"{named} {question_id}", text, description
+        )
+        on_answer = codings.get((interview.uuid, question_id), [])
+        quotes, unplaced = _quotes_on(record, question_id, text)
+        built.stats.quotes_not_placed += unplaced
+        attached: set[int] = set()
+        for quote in quotes:
+            pid = pids.get(quote.letter, named)
+            selection = refi.Selection(quote.id, quote.start, quote.end, name=f"Quote {pid}")
+            if quote.tags:
+                note = refi.Note(
+                    refi.derived_guid("quote-tags", quote.id),
+                    f"Tags of the quote {pid} {question_id}",
+                    ", ".join(quote.tags),
                 )
-            built.stats.selections += len(source.selections)
-            built.stats.codings += sum(len(selection.codings) for selection in source.selections)
-            project.sources.append(source)
-            for case in cases.values():
-                case.source_guids.append(source.guid)
-        project.cases += cases.values()
-    built.stats.sources = len(project.sources)
-    built.stats.cases = len(project.cases)
+                part.notes.append(note)
+                selection.note_guids.append(note.guid)
+            for coding in on_answer:
+                if (
+                    coding.quote_id is not None
+                    and coding.quote_id.lower() == quote.id
+                    and (coding.start_offset, coding.end_offset) == (quote.start, quote.end)
+                    and not coding.memo
+                    and coding.code_id in code_guids
+                ):
+                    selection.codings.append(_coding(built, coding, code_guids))
+                    attached.add(coding.id)
+            source.selections.append(selection)
+            if quote.letter in cases:
+                cases[quote.letter].selection_guids.append(selection.guid)
+        for coding in on_answer:
+            if coding.id in attached or coding.code_id not in code_guids:
+                continue
+            if text[coding.start_offset : coding.end_offset] != coding.text:
+                built.stats.codings_left_out += 1
+                continue
+            source.selections.append(
+                refi.Selection(
+                    refi.derived_guid("coding-selection", coding.guid),
+                    coding.start_offset,
+                    coding.end_offset,
+                    description=coding.memo or "",
+                    creating_user=built.user(coding.coder),
+                    created_at=coding.created_at,
+                    codings=[_coding(built, coding, code_guids)],
+                )
+            )
+        built.stats.selections += len(source.selections)
+        built.stats.codings += sum(len(selection.codings) for selection in source.selections)
+        built.stats.sources += 1
+        part.sources.append(source)
+        for case in cases.values():
+            case.source_guids.append(source.guid)
+    part.cases = list(cases.values())
+    built.stats.cases += len(part.cases)
+    return part
+
+
+def _start(session: Session, scope: ExchangeScope) -> tuple[_Built, dict[int, str]]:
+    label = scope.country or "all countries"
+    built = _Built(refi.Project(name=f"{scope.study_name} ({scope.study_slug}, {label})"), ProjectStats())
+    codes = study_codes(session, scope.study_id)
+    built.project.codes = code_tree(codes)
+    built.project.variables = [AGENCY_VARIABLE, POSITION_VARIABLE]
+    return built, {code.id: code.guid for code in codes}
+
+
+def _head(built: _Built, scope: ExchangeScope) -> refi.Project:
+    project = built.project
     project.users = sorted(built.users.values(), key=lambda user: user.name)
-    project.notes = notes
-    project.description = f"Exported by surveykit from the study {scope.study_slug}. {built.stats.sentence()}"
+    project.description = project_description(scope, built.stats)
     return project
+
+
+def project_description(scope: ExchangeScope, stats: ProjectStats) -> str:
+    return f"Exported by surveykit from the study {scope.study_slug}. {stats.sentence()}"
+
+
+def build_project(session: Session, scope: ExchangeScope) -> refi.Project:
+    """The analysis project of the scope's countries, in memory: see the module's docstring."""
+    built, code_guids = _start(session, scope)
+    parts = list(_project_parts(session, scope, built, code_guids))
+    project = _head(built, scope)
+    for part in parts:
+        project.cases += part.cases
+        project.sources += part.sources
+        project.notes += part.notes
+    return project
+
+
+def write_project_qdpx(session: Session, scope: ExchangeScope, out: IO[bytes]) -> ProjectStats:
+    """Write the scope's project as a .qdpx to ``out`` (seekable), the same bytes as
+    ``refi_write.write_qdpx(build_project(...))``, holding one batch of interviews at a time."""
+    built, code_guids = _start(session, scope)
+    refi_write.write_qdpx_streamed(
+        out, _project_parts(session, scope, built, code_guids), lambda: _head(built, scope)
+    )
+    return built.stats
+
+
+def file_tag(file: IO[bytes]) -> str:
+    """``content_tag`` of a written file, read back in chunks."""
+    file.seek(0)
+    return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _coding(built: _Built, coding: Coding, code_guids: dict[int, str]) -> refi.Coding:

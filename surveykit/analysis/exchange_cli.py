@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from surveykit.analysis import exchange, exchange_import, refi_read, refi_write
+from surveykit.analysis import exchange, exchange_import, refi_read
 from surveykit.audit import services as audit
 from surveykit.studies import services as studies
 from surveykit.terminal import operator
@@ -40,14 +40,13 @@ def export_qdpx_command(obj: Any, study: str, country: str | None, out: Path) ->
     obj.require_schema()
     with obj.session() as session:
         scope = _scope(session, study, country)
-        project = exchange.build_project(session, scope)
-        data = refi_write.qdpx_bytes(project)
         folder = out.parent if str(out.parent) else Path(".")
         folder.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(prefix=".qdpx-", suffix=".partial", dir=folder)
         try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
+            with os.fdopen(handle, "w+b") as file:
+                stats = exchange.write_project_qdpx(session, scope, file)
+                tag = exchange.file_tag(file)
             os.replace(partial, out)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
@@ -57,10 +56,10 @@ def export_qdpx_command(obj: Any, study: str, country: str | None, out: Path) ->
             "analysis.exchange_export",
             actor=operator(),
             target=scope.target,
-            details={"path": str(out), "etag": exchange.content_tag(data)},
+            details={"path": str(out), "etag": tag},
         )
     click.echo(f"wrote {out}")
-    click.echo(project.description)
+    click.echo(exchange.project_description(scope, stats))
 
 
 @click.command("import-qdc")

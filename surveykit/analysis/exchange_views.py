@@ -15,11 +15,12 @@ Downloads and imports are audited (``analysis.exchange_download``, ``analysis.co
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from typing import IO, Any
 
 import colander
 from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.response import FileIter, Response
 from pyramid.view import view_config
 
 from surveykit.analysis import (
@@ -86,17 +87,29 @@ def _client_holds(request: Request, tag: str) -> bool:
 
 
 def _file_response(
-    request: Request, body: bytes, media_type: str, file_name: str, target: str, kind: str
+    request: Request, body: bytes | IO[bytes], media_type: str, file_name: str, target: str, kind: str
 ) -> Response:
-    tag = exchange.content_tag(body)
+    """The file (bytes, or a temporary file this response closes) or a 304 if the client holds it."""
+    if isinstance(body, bytes):
+        tag, size = exchange.content_tag(body), len(body)
+    else:
+        tag, size = exchange.file_tag(body), body.tell()
     held = _client_holds(request, tag)
     audit.record_in_request(
         request, "analysis.exchange_download", target=target, file=kind, not_modified=held, etag=tag
     )
     if held:
         response = Response(status=304)
-    else:
+        if not isinstance(body, bytes):
+            body.close()
+    elif isinstance(body, bytes):
         response = Response(body=body, content_type=media_type)
+    else:
+        body.seek(0)
+        response = Response(content_type=media_type)
+        response.app_iter = FileIter(body)
+        response.content_length = size
+    if not held:
         response.headers["Content-Disposition"] = f'attachment; filename="{file_name}"'
         response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["ETag"] = f'"{tag}"'
@@ -108,9 +121,15 @@ def _file_response(
 def _project_response(request: Request, country: str | None) -> Response:
     query_params(request, DownloadQuerySchema())
     scope = _scope(request, country)
-    body = writer.qdpx_bytes(exchange.build_project(request.dbsession, scope))
-    name = f"{scope.study_slug}-{country or 'ALL'}-analysis.qdpx"
-    return _file_response(request, body, QDPX_MEDIA_TYPE, name, scope.target, "qdpx")
+    # Written to a temporary file batch by batch: a study's project does not fit in memory.
+    body = tempfile.TemporaryFile(prefix="surveykit-qdpx-")  # noqa: SIM115 - closed by the response
+    try:
+        exchange.write_project_qdpx(request.dbsession, scope, body)
+        name = f"{scope.study_slug}-{country or 'ALL'}-analysis.qdpx"
+        return _file_response(request, body, QDPX_MEDIA_TYPE, name, scope.target, "qdpx")
+    except BaseException:
+        body.close()
+        raise
 
 
 @view_config(

@@ -332,6 +332,17 @@ def representation(request: Request, rep: Representation, cache_control: str) ->
     return response
 
 
+def client_holds(request: Request, tag: str) -> bool:
+    """Whether ``If-None-Match`` names ``tag`` (or ``*``): a weak comparison, as is right for
+    If-None-Match (RFC 9110 13.1.2)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return tag in [part.strip().removeprefix("W/").strip('"') for part in header.split(",")]
+
+
 def _held_tag(request: Request, etag: str) -> str | None:
     """Which of the representation's tags (plain or gzip) the client says it holds, if any."""
     header = request.headers.get("If-None-Match")

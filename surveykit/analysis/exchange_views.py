@@ -37,7 +37,7 @@ from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.participants.schemas import QueryBoolean
 from surveykit.security import Permission
 from surveykit.studies import services as studies
-from surveykit.web import query_params
+from surveykit.web import client_holds, query_params
 
 QDPX_MEDIA_TYPE = "application/vnd.refi-qda.qdpx+zip"
 QDC_MEDIA_TYPE = "application/xml"
@@ -77,15 +77,6 @@ def _scope(request: Request, country: str | None) -> exchange.ExchangeScope:
         ) from exc
 
 
-def _client_holds(request: Request, tag: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return tag in [part.strip().removeprefix("W/").strip('"') for part in header.split(",")]
-
-
 def _file_response(
     request: Request, body: bytes | IO[bytes], media_type: str, file_name: str, target: str, kind: str
 ) -> Response:
@@ -94,7 +85,7 @@ def _file_response(
         tag, size = exchange.content_tag(body), len(body)
     else:
         tag, size = exchange.file_tag(body), body.tell()
-    held = _client_holds(request, tag)
+    held = client_holds(request, tag)
     audit.record_in_request(
         request, "analysis.exchange_download", target=target, file=kind, not_modified=held, etag=tag
     )

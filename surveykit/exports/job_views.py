@@ -21,8 +21,9 @@ from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.exports import export_acl, jobs, services
 from surveykit.exports.models import ExportJob
-from surveykit.exports.views import CACHE_CONTROL, client_holds, export_scope
+from surveykit.exports.views import CACHE_CONTROL, export_scope
 from surveykit.security import Permission
+from surveykit.web import client_holds
 
 
 def _not_found(job_id: str) -> APIError:

@@ -17,12 +17,12 @@ from surveykit.audit import services as audit
 from surveykit.exports import csv_export, services, stats_syntax
 from surveykit.exports.views import (
     CACHE_CONTROL,
-    client_holds,
     export_scope,
     not_modified,
     written_to_temporary_file,
 )
 from surveykit.security import Permission
+from surveykit.web import client_holds
 
 
 def _headers(response: Response, tag: str, file_name: str) -> Response:

@@ -23,7 +23,7 @@ from surveykit.exports import services
 from surveykit.instruments.schemas import LANGUAGE_PATTERN, StrictString
 from surveykit.security import Permission
 from surveykit.studies import services as studies
-from surveykit.web import query_params
+from surveykit.web import client_holds, query_params
 
 CACHE_CONTROL = "private, no-cache"
 Written = TypeVar("Written")
@@ -84,17 +84,6 @@ def written_to_temporary_file(
         body.close()
         raise
     return body, size, result
-
-
-def client_holds(request: Request, tag: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    # A weak comparison is right for If-None-Match (RFC 9110 13.1.2).
-    candidates = [part.strip().removeprefix("W/").strip('"') for part in header.split(",")]
-    return tag in candidates
 
 
 def export_response(request: Request, country: str) -> Response:

@@ -3,6 +3,8 @@ declared and by the bytes themselves, and reading a cell as the text a person ty
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from datetime import date, datetime, time
 from typing import Any
 
@@ -14,6 +16,14 @@ CSV_CONTENT_TYPES = {"text/csv", "application/csv", "text/comma-separated-values
 
 class NotATable(ValueError):
     """Neither a CSV file nor an XLSX workbook (or not what it claims to be)."""
+
+
+class RowRefused(ValueError):
+    """A row beyond a limit (too many rows, too wide); ``row`` is its 1-based number."""
+
+    def __init__(self, row: int, message: str) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 def file_kind(
@@ -59,3 +69,39 @@ def cell_text(value: Any) -> str:
         return value.isoformat()
     text = getattr(value, "text", None)  # openpyxl's ArrayFormula and DataTableFormula
     return text if isinstance(text, str) else str(value)
+
+
+def first_sheet_rows(data: bytes, max_columns: int, max_rows: int) -> Iterator[tuple[int, list[Any]]]:
+    """The rows of an XLSX workbook's first sheet, numbered from 1, at most ``max_columns`` cells
+    each. Raises ``NotATable`` (unreadable) or ``RowRefused`` (more rows, or a wider row, than
+    allowed)."""
+    import openpyxl  # imported when needed: it takes a while to import
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
+    except Exception as exc:  # zipfile, XML and openpyxl's own errors for malformed parts
+        raise NotATable("this is not a readable XLSX workbook") from exc
+    try:
+        if not workbook.worksheets:
+            return
+        sheet = workbook.worksheets[0]
+        # The declared dimensions are not trusted: a sheet claiming A1:XFD1048576 would otherwise
+        # have every row padded to 16,384 cells. One column beyond the limit is read to notice it.
+        sheet.reset_dimensions()
+        rows = sheet.iter_rows(values_only=True, max_col=max_columns + 1)
+        number = 0
+        while True:
+            try:
+                cells = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise NotATable("the workbook's first sheet cannot be read") from exc
+            number += 1
+            if number > max_rows:
+                raise RowRefused(number, f"the sheet has more than {max_rows} rows")
+            if len(cells) > max_columns and cells[max_columns] not in (None, ""):
+                raise RowRefused(number, f"the sheet is wider than {max_columns} columns")
+            yield number, list(cells[:max_columns])
+    finally:
+        workbook.close()

@@ -698,6 +698,7 @@ def test_file_reading_semicolons_bom_formulas_and_limits() -> None:
         (b"path\n" + b"x" * codebook_files.MAX_FILE_BYTES, "csv", "larger than"),
         (b"path\n\xff\n", "csv", "not UTF-8"),
         (("path" + "," * 40 + "x\n").encode(), "csv", "wider than"),
+        (xlsx([["path", *[None] * (codebook_files.MAX_COLUMNS - 1), "extra"], ["x"]]), "xlsx", "wider than"),
     ):
         with pytest.raises(codebook_files.FileRejected) as caught:
             codebook_files.read_file(data, kind)

@@ -133,35 +133,12 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
 
 
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
-    import openpyxl  # slow to import: only when a workbook comes in
-
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
-    except Exception as exc:  # zipfile, XML and openpyxl's own errors for malformed parts
-        raise UnsupportedFile("this is not a readable XLSX workbook") from exc
-    try:
-        if not workbook.worksheets:
-            return
-        sheet = workbook.worksheets[0]
-        # Declared dimensions are not trusted (A1:XFD1048576 would pad every row to 16,384 cells).
-        sheet.reset_dimensions()
-        rows = sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS + 1)
-        number = 0
-        while True:
-            try:
-                cells = next(rows)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise UnsupportedFile("the workbook's first sheet cannot be read") from exc
-            number += 1
-            if number > MAX_SHEET_ROWS:
-                raise FileRejected([RowError(number, None, f"the sheet has more than {MAX_SHEET_ROWS} rows")])
-            if len(cells) > MAX_COLUMNS and cells[MAX_COLUMNS] not in (None, ""):
-                raise FileRejected([RowError(number, None, f"the sheet is wider than {MAX_COLUMNS} columns")])
-            yield number, list(cells[:MAX_COLUMNS])
-    finally:
-        workbook.close()
+        yield from spreadsheet_files.first_sheet_rows(data, MAX_COLUMNS, MAX_SHEET_ROWS)
+    except spreadsheet_files.NotATable as exc:
+        raise UnsupportedFile(str(exc)) from exc
+    except spreadsheet_files.RowRefused as exc:
+        raise FileRejected([RowError(exc.row, None, str(exc))]) from exc
 
 
 def _heading(value: Any) -> str:

@@ -8,10 +8,10 @@ from typing import Any
 
 from pyramid.request import Request
 from pyramid.view import view_config
-from sqlalchemy import select
 
 from surveykit.accounts import access_tokens, schemas
 from surveykit.accounts.models import AccessToken, User
+from surveykit.accounts.views import named_user
 from surveykit.audit import services as audit
 from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.security import Permission
@@ -108,23 +108,6 @@ def revoke_own(request: Request) -> dict[str, Any]:
     return _revoked(request, _caller(request))
 
 
-def _named_user(request: Request) -> User:
-    username = request.matchdict["username"]
-    user = (
-        request.dbsession.scalar(select(User).where(User.username == username))
-        if len(username) <= 64
-        else None
-    )
-    if user is None:
-        raise APIError(
-            404,
-            ErrorCode.USER_NOT_FOUND,
-            f"no user {username!r}",
-            [field_error("username", "unknown user", "path")],
-        )
-    return user
-
-
 @view_config(
     route_name="user_access_tokens",
     request_method="GET",
@@ -132,7 +115,7 @@ def _named_user(request: Request) -> User:
     permission=Permission.USERS_MANAGE,
 )
 def list_users_tokens(request: Request) -> dict[str, Any]:
-    return _listing(request, _named_user(request))
+    return _listing(request, named_user(request))
 
 
 @view_config(
@@ -142,4 +125,4 @@ def list_users_tokens(request: Request) -> dict[str, Any]:
     permission=Permission.USERS_MANAGE,
 )
 def revoke_users_token(request: Request) -> dict[str, Any]:
-    return _revoked(request, _named_user(request))
+    return _revoked(request, named_user(request))

@@ -445,7 +445,8 @@ def change_own_password(request: Request) -> Any:
 # ------------------------------------------------------------------------------- users (admins)
 
 
-def _named_user(request: Request) -> User:
+def named_user(request: Request) -> User:
+    """The user named in the URL (``{username}``), or a 404 naming the path."""
     username = request.matchdict["username"]
     user = (
         request.dbsession.scalar(select(User).where(User.username == username))
@@ -475,7 +476,7 @@ def list_users(request: Request) -> dict[str, Any]:
 
 @view_config(route_name="user", request_method="GET", renderer="json", permission=Permission.USERS_MANAGE)
 def get_user(request: Request) -> dict[str, Any]:
-    user = _named_user(request)
+    user = named_user(request)
     locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
     return services.describe_user(request.dbsession, user, locked)
 
@@ -486,7 +487,7 @@ def get_user(request: Request) -> dict[str, Any]:
 def reset_password(request: Request) -> dict[str, Any]:
     """A new password for the account, chosen by the admin or generated (answered once)."""
     body = json_body(request, schemas.PasswordResetSchema()) if request.body else {"password": None}
-    user = _named_user(request)
+    user = named_user(request)
     try:
         reset = services.reset_password(request.dbsession, user, body["password"], _policy(request))
     except services.AccountError as exc:
@@ -516,7 +517,7 @@ def reset_password(request: Request) -> dict[str, Any]:
     route_name="user_unlock", request_method="POST", renderer="json", permission=Permission.USERS_MANAGE
 )
 def unlock(request: Request) -> dict[str, Any]:
-    user = _named_user(request)
+    user = named_user(request)
     was_locked = services.account_lock_state(request.dbsession, user.username, _policy(request))
     cleared = services.unlock_account(request.dbsession, user)
     audit.record_in_request(
@@ -562,7 +563,7 @@ def create_user(request: Request) -> dict[str, Any]:
 )
 def deactivate_user(request: Request) -> dict[str, Any]:
     """Refuse the account's logins and end all its sessions, its tablets' included."""
-    user = _named_user(request)
+    user = named_user(request)
     if user.id == request.identity.user_id:
         raise APIError(
             422,
@@ -581,7 +582,7 @@ def deactivate_user(request: Request) -> dict[str, Any]:
 )
 def add_grant(request: Request) -> dict[str, Any]:
     body = json_body(request, schemas.GrantCreateSchema())
-    user = _named_user(request)
+    user = named_user(request)
     try:
         grant = services.add_grant(
             request.dbsession, user, body["role"], body["study"], body["countries"], request.identity.actor
@@ -598,7 +599,7 @@ def add_grant(request: Request) -> dict[str, Any]:
     route_name="user_grant", request_method="DELETE", renderer="json", permission=Permission.USERS_MANAGE
 )
 def remove_grant(request: Request) -> dict[str, Any]:
-    user = _named_user(request)
+    user = named_user(request)
     raw = request.matchdict["grant_id"]
     grant_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
     if grant_id is None:

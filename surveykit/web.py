@@ -22,6 +22,7 @@ from pyramid.events import BeforeTraversal
 from pyramid.request import Request
 from pyramid.response import Response
 
+from surveykit import spreadsheet_files
 from surveykit import text as text_rule
 from surveykit.errors import APIError, ErrorCode, error_response, field_error
 
@@ -395,3 +396,62 @@ def refuse_unusable_url_text(event: BeforeTraversal) -> None:
             details.append(field_error(key, message, "querystring"))
     if details:
         raise APIError(400, ErrorCode.BAD_REQUEST, _summary("the URL holds unusable text", details), details)
+
+
+TABLE_CONTENT_TYPES = frozenset({*spreadsheet_files.CSV_CONTENT_TYPES, spreadsheet_files.XLSX_CONTENT_TYPE})
+
+
+def uploaded_table(request: Request, noun: str) -> tuple[bytes, str | None, str | None, dict[str, str]]:
+    """A CSV or XLSX upload (the registry's sheet, a codebook): sent raw with its content type, or
+    as the multipart form field ``file``. Returns the file's bytes, declared type and name, and the
+    form's other fields (multipart only); ``noun`` names the file in the errors."""
+    if request.content_type == "multipart/form-data":
+        try:
+            items = list(request.POST.items())
+        except Exception as exc:  # webob's multipart parser fails in many ways on a broken body
+            raise APIError(400, ErrorCode.BAD_REQUEST, "the multipart body cannot be read") from exc
+        form: dict[str, str] = {}
+        upload = None
+        for key, value in items:
+            if hasattr(value, "file"):
+                if key != "file" or upload is not None:
+                    message = "send exactly one file, in the form field 'file'"
+                    raise APIError(
+                        422, ErrorCode.INVALID_INPUT, message, [field_error(key, "unexpected file")]
+                    )
+                upload = value
+            elif key in form:
+                message = f"form field {key!r} is given twice"
+                raise APIError(422, ErrorCode.INVALID_INPUT, message, [field_error(key, "given twice")])
+            else:
+                form[key] = value
+        if upload is None:
+            message = f"no file: send the {noun} in the multipart form field 'file'"
+            raise APIError(422, ErrorCode.INVALID_INPUT, message, [field_error("file", "required")])
+        return upload.file.read(), upload.type, upload.filename, form
+    if request.content_type in TABLE_CONTENT_TYPES:
+        return request.body, request.content_type, None, {}
+    raise APIError(
+        415,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        f"send a CSV or XLSX {noun} (Content-Type text/csv, {spreadsheet_files.XLSX_CONTENT_TYPE} or "
+        f"multipart/form-data), not {request.content_type or 'no content type'}",
+    )
+
+
+def form_or_query_params(request: Request, form: dict[str, str], schema: colander.SchemaNode) -> Any:
+    """An upload's options, from the query string or from the fields of its multipart form (the
+    same option in both is refused)."""
+    both = set(form) & set(request.GET)
+    if both:
+        name = sorted(both)[0]
+        message = f"{name!r} is given both in the query string and in the form"
+        raise APIError(
+            422, ErrorCode.INVALID_INPUT, message, [field_error(name, "given twice", "querystring")]
+        )
+    if form:
+        try:
+            return schema.deserialize({**dict(request.GET), **form})
+        except colander.Invalid as invalid:
+            raise invalid_input(invalid, "body") from invalid
+    return query_params(request, schema)

@@ -29,7 +29,14 @@ from surveykit.errors import APIError, ErrorCode, field_error
 from surveykit.security import Permission
 from surveykit.studies.models import Study
 from surveykit.studies.views import load_study
-from surveykit.web import Representation, invalid_input, json_body, query_params, representation
+from surveykit.web import (
+    Representation,
+    form_or_query_params,
+    invalid_input,
+    json_body,
+    representation,
+    uploaded_table,
+)
 
 CODE_ID = r"{code_id:\d{1,12}}"
 
@@ -271,8 +278,8 @@ def code_history(request: Request) -> dict[str, Any]:
 def import_codebook(request: Request) -> dict[str, Any]:
     """A CSV or XLSX codebook (raw, or the multipart field ``file``): all rows or none."""
     study = load_study(request)
-    data, content_type, filename, form = _uploaded_file(request)
-    params = _import_params(request, form)
+    data, content_type, filename, form = uploaded_table(request, "codebook")
+    params = form_or_query_params(request, form, schemas.ImportQuerySchema())
     try:
         kind = codebook_files.file_kind(data, content_type, filename)
     except codebook_files.UnsupportedFile as exc:
@@ -303,60 +310,3 @@ def import_codebook(request: Request) -> dict[str, Any]:
             request, "codebook.imported", target=f"{study.slug}/codebook", filename=filename, **summary
         )
     return {**summary, "codes": [code.as_json() for code in result.codes]}
-
-
-def _uploaded_file(request: Request) -> tuple[bytes, str | None, str | None, dict[str, str]]:
-    """The file's bytes, declared type and name, and the other form fields (multipart only)."""
-    if request.content_type == "multipart/form-data":
-        try:
-            items = list(request.POST.items())
-        except Exception as exc:  # webob's multipart parser fails in many ways on a broken body
-            raise APIError(400, ErrorCode.BAD_REQUEST, "the multipart body cannot be read") from exc
-        form: dict[str, str] = {}
-        upload = None
-        for key, value in items:
-            if hasattr(value, "file"):
-                if key != "file" or upload is not None:
-                    message = "send exactly one file, in the form field 'file'"
-                    raise APIError(
-                        422, ErrorCode.INVALID_INPUT, message, [field_error(key, "unexpected file")]
-                    )
-                upload = value
-            elif key in form:
-                message = f"form field {key!r} is given twice"
-                raise APIError(422, ErrorCode.INVALID_INPUT, message, [field_error(key, "given twice")])
-            else:
-                form[key] = value
-        if upload is None:
-            message = "no file: send the codebook in the multipart form field 'file'"
-            raise APIError(422, ErrorCode.INVALID_INPUT, message, [field_error("file", "required")])
-        return upload.file.read(), upload.type, upload.filename, form
-    if (
-        request.content_type in codebook_files.CSV_CONTENT_TYPES
-        or request.content_type == codebook_files.XLSX_CONTENT_TYPE
-    ):
-        return request.body, request.content_type, None, {}
-    raise APIError(
-        415,
-        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-        f"send a CSV or XLSX codebook (Content-Type text/csv, {codebook_files.XLSX_CONTENT_TYPE} or "
-        f"multipart/form-data), not {request.content_type or 'no content type'}",
-    )
-
-
-def _import_params(request: Request, form: dict[str, str]) -> dict[str, Any]:
-    """``dry_run`` from the query string, or from the form of a multipart upload (not both)."""
-    both = set(form) & set(request.GET)
-    if both:
-        name = sorted(both)[0]
-        message = f"{name!r} is given both in the query string and in the form"
-        raise APIError(
-            422, ErrorCode.INVALID_INPUT, message, [field_error(name, "given twice", "querystring")]
-        )
-    schema = schemas.ImportQuerySchema()
-    if form:
-        try:
-            return schema.deserialize({**dict(request.GET), **form})
-        except colander.Invalid as invalid:
-            raise invalid_input(invalid, "body") from invalid
-    return query_params(request, schema)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import colander
 from pyramid.request import Request
 from pyramid.view import view_config
 
@@ -15,7 +14,13 @@ from surveykit.security import Permission
 from surveykit.studies import services as studies
 from surveykit.studies.models import Study
 from surveykit.studies.views import load_study
-from surveykit.web import JSON_CONTENT_TYPES, invalid_input, json_body, query_params
+from surveykit.web import (
+    JSON_CONTENT_TYPES,
+    form_or_query_params,
+    json_body,
+    query_params,
+    uploaded_table,
+)
 
 
 def _scope_error(exc: LookupError, field: str, location: str = "path") -> APIError:
@@ -181,8 +186,8 @@ def _read_plan(request: Request, study: Study) -> tuple[str, importer.ImportPlan
         rows = json_body(request, schemas.ImportRowsSchema())["rows"]
         data, content_type, filename, form = b"", None, None, {}
     else:
-        data, content_type, filename, form = _uploaded_file(request)
-    params = _import_params(request, form)
+        data, content_type, filename, form = uploaded_table(request, "sheet")
+    params = form_or_query_params(request, form, schemas.ImportQuerySchema())
     _check_scope(request, study, params["activity"], "querystring")
     scope = (params["activity"], request.matchdict["cc"])
     try:
@@ -205,71 +210,6 @@ def _import_rejected(exc: importer.ImportRejected) -> APIError:
         f"nothing was imported: {exc}",
         [error.as_detail() for error in exc.errors],
     )
-
-
-def _uploaded_file(request: Request) -> tuple[bytes, str | None, str | None, dict[str, str]]:
-    """The file's bytes, declared type and name, and other form fields (multipart only)."""
-    if request.content_type == "multipart/form-data":
-        form: dict[str, str] = {}
-        upload = None
-        for key, value in request.POST.items():
-            if hasattr(value, "file"):
-                if key != "file" or upload is not None:
-                    raise APIError(
-                        422,
-                        ErrorCode.INVALID_INPUT,
-                        "send exactly one file, in the form field 'file'",
-                        [field_error(key, "unexpected file", "body")],
-                    )
-                upload = value
-            elif key in form:
-                raise APIError(
-                    422,
-                    ErrorCode.INVALID_INPUT,
-                    f"form field {key!r} is given twice",
-                    [field_error(key, "given twice", "body")],
-                )
-            else:
-                form[key] = value
-        if upload is None:
-            raise APIError(
-                422,
-                ErrorCode.INVALID_INPUT,
-                "no file: send the sheet in the multipart form field 'file'",
-                [field_error("file", "required", "body")],
-            )
-        return upload.file.read(), upload.type, upload.filename, form
-    if (
-        request.content_type in importer.CSV_CONTENT_TYPES
-        or request.content_type == importer.XLSX_CONTENT_TYPE
-    ):
-        return request.body, request.content_type, None, {}
-    raise APIError(
-        415,
-        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-        f"send a CSV or XLSX file (Content-Type text/csv, {importer.XLSX_CONTENT_TYPE} or "
-        f"multipart/form-data), not {request.content_type or 'no content type'}",
-    )
-
-
-def _import_params(request: Request, form: dict[str, str]) -> dict[str, Any]:
-    """``activity`` and ``dry_run`` from the query string, or from the form of a multipart upload."""
-    both = set(form) & set(request.GET)
-    if both:
-        name = sorted(both)[0]
-        raise APIError(
-            422,
-            ErrorCode.INVALID_INPUT,
-            f"{name!r} is given both in the query string and in the form",
-            [field_error(name, "given twice", "querystring")],
-        )
-    schema = schemas.ImportQuerySchema()
-    if form:
-        try:
-            return schema.deserialize({**dict(request.GET), **form})
-        except colander.Invalid as invalid:
-            raise invalid_input(invalid, "body") from invalid
-    return query_params(request, schema)
 
 
 @view_config(

@@ -191,7 +191,6 @@ def seed(url: str, participants: int, questions: int, codings: int, texts: Texts
                         instrument_version=1,
                         interviewer_id=user_id,
                         device_id=None,
-                        change_seq=0,
                         created_at=now,
                         updated_at=now,
                     )

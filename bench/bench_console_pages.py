@@ -112,7 +112,6 @@ def load(settings: dict[str, Any], countries: list[str], interviews: int, regist
                         "instrument_slug": "bench",
                         "instrument_version": 1,
                         "interviewer_id": owner.id,
-                        "change_seq": 0,
                         "created_at": now,
                         "updated_at": now,
                     }

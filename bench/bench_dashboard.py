@@ -175,7 +175,6 @@ def seed(engine: Any, args: argparse.Namespace, codes: list[str]) -> None:
                             instrument_version=1,
                             interviewer_id=user_id,
                             device_id=None,
-                            change_seq=0,
                             created_at=now,
                             updated_at=now,
                         )

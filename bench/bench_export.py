@@ -232,7 +232,6 @@ def seed(
                         instrument_version=1,
                         interviewer_id=user_id,
                         device_id=None,
-                        change_seq=0,
                         created_at=now,
                         updated_at=now,
                     )

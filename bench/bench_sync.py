@@ -561,19 +561,19 @@ class CpuMeter:
     database: a machine-load-independent cost per record beside the throughput. Backends that
     exit during a run take their CPU with them (pools keep theirs open)."""
 
-    def __init__(self, pgid: int | None, admin_url: str | None = None, database: str | None = None):
-        self.pgid = pgid
+    def __init__(self, pgids: list[int] | None, admin_url: str | None = None, database: str | None = None):
+        self.pgids = set(pgids or ())
         self.admin_url = admin_url
         self.database = database
 
     def app(self) -> float | None:
-        if self.pgid is None or not Path("/proc").is_dir():
+        if not self.pgids or not Path("/proc").is_dir():
             return None
         total = 0.0
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 found = _cpu_of(entry.name)
-                if found is not None and found[0] == self.pgid:
+                if found is not None and found[0] in self.pgids:
                     total += found[1]
         return total
 
@@ -773,14 +773,23 @@ def surveykit_pull_pages(http: Http) -> Operation:
 class SurveykitSite:
     """A surveykit database prepared with the CLI, and its server."""
 
-    def __init__(self, label: str, base: list[str], env: dict[str, str], workdir: Path, threads: int):
+    def __init__(
+        self,
+        label: str,
+        base: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        threads: int,
+        processes: int = 1,
+    ):
         self.label = label
         self.base = base
         self.env = env
         self.workdir = workdir
         self.threads = threads
-        self.server: Server | None = None
-        self.port = 0
+        self.processes = processes
+        self.servers: list[Server] = []
+        self.ports: list[int] = []
         self.devices: list[Device] = []
         self.puller = Device("bench-puller", None)
         self.factory = RecordFactory()
@@ -825,18 +834,23 @@ class SurveykitSite:
         )
 
     def start(self) -> None:
+        """``processes`` servers on one database, as behind a proxy (docs/operations.md)."""
         argv = [*self.base, "serve", "--port", "0", "--threads", str(self.threads)]
-        self.server = Server(f"surveykit-{self.label.split()[-1].lower()}", argv, self.workdir, self.env)
-        self.port = self.server.start()
-        assert self.server.process is not None
-        self.meter = CpuMeter(self.server.process.pid, *(self.database or (None, None)))
+        name = f"surveykit-{self.label.split()[-1].lower()}"
+        for number in range(self.processes):
+            self.servers.append(Server(f"{name}-{number + 1}", argv, self.workdir, self.env))
+            self.ports.append(self.servers[-1].start())
+        pgids = [server.process.pid for server in self.servers if server.process is not None]
+        self.meter = CpuMeter(pgids, *(self.database or (None, None)))
         for device in [*self.devices, self.puller]:
-            answer = Http(self.port).json("POST", "/api/v1/devices/activate", {"code": device.code})
+            answer = Http(self.ports[0]).json("POST", "/api/v1/devices/activate", {"code": device.code})
             device.device_id = answer["device_id"]
             device.token = answer["access_token"]
 
     def http(self, device: Device) -> Http:
-        return Http(self.port, {"Authorization": f"Bearer {device.token}"})
+        """A connection to one of the servers: the clients are spread over them in turn."""
+        index = self.devices.index(device) if device in self.devices else 0
+        return Http(self.ports[index % len(self.ports)], {"Authorization": f"Bearer {device.token}"})
 
     def push(self, clients: int, args: argparse.Namespace, expected_rate: float | None) -> Tally:
         connections = [self.http(device) for device in self.devices[:clients]]
@@ -874,10 +888,10 @@ class SurveykitSite:
         return tally
 
     def stop(self) -> None:
-        if self.server is not None:
-            if not self.server.alive():
-                print(f"  {self.label}: the server died:\n{self.server.log_tail()}")
-            self.server.stop()
+        for server in self.servers:
+            if not server.alive():
+                print(f"  {self.label}: {server.name} died:\n{server.log_tail()}")
+            server.stop()
 
 
 # What a database holds for each record id: (stored copies, the content hash of one copy).
@@ -1300,10 +1314,11 @@ class KintoSite:
         self.url = url
         self.workdir = workdir
         self.threads = args.threads
+        self.processes = args.processes
         self.retry_after_seconds = args.kinto_retry_after
         self.ini = workdir / "kinto.ini"
-        self.server: Server | None = None
-        self.port = 0
+        self.servers: list[Server] = []
+        self.ports: list[int] = []
         self.factory = RecordFactory()
         self.acked: dict[str, str] = {}
         self.version = ""
@@ -1314,10 +1329,12 @@ class KintoSite:
         env = child_env()
         self.version = run_cli([str(self.kinto), "version"], env, cwd=self.workdir).strip()
         run_cli([str(self.kinto), "migrate", "--ini", str(self.ini)], env, cwd=self.workdir)
-        self.server = Server("kinto", [str(self.kinto), "start", "--ini", str(self.ini)], self.workdir, env)
-        self.port = self.server.start()
-        assert self.server.process is not None
-        self.meter = CpuMeter(self.server.process.pid, *self.database)
+        for number in range(self.processes):
+            argv = [str(self.kinto), "start", "--ini", str(self.ini)]
+            self.servers.append(Server(f"kinto-{number + 1}", argv, self.workdir, env))
+            self.ports.append(self.servers[-1].start())
+        pgids = [server.process.pid for server in self.servers if server.process is not None]
+        self.meter = CpuMeter(pgids, *self.database)
         admin = self.http("bench-setup")
         admin.json("PUT", f"/v1/buckets/{KINTO_BUCKET}", {"data": {}}, expect=(200, 201))
         permissions = {"read": ["system.Authenticated"], "write": ["system.Authenticated"]}
@@ -1326,12 +1343,13 @@ class KintoSite:
             admin.json("PUT", path, {"data": {}, "permissions": permissions}, expect=(200, 201))
         admin.close()
 
-    def http(self, user: str) -> Http:
+    def http(self, user: str, client: int = 0) -> Http:
+        """A connection for ``user`` to one of the servers (client number ``client``, in turn)."""
         token = base64.b64encode(f"{user}:{user}-secret".encode()).decode()
-        return Http(self.port, {"Authorization": f"Basic {token}"})
+        return Http(self.ports[client % len(self.ports)], {"Authorization": f"Basic {token}"})
 
     def push(self, deployment: KintoDeployment, clients: int, args: argparse.Namespace, offset: int) -> Tally:
-        connections = [self.http(f"device-{i + 1:02d}") for i in range(clients)]
+        connections = [self.http(f"device-{i + 1:02d}", i) for i in range(clients)]
         supplies = [CounterSupply(COUNTRIES[i % 2], offset + i * args.max_records) for i in range(clients)]
 
         def operation(http: Http, supply: CounterSupply, client: int) -> Operation:
@@ -1364,10 +1382,10 @@ class KintoSite:
         return stored
 
     def stop(self) -> None:
-        if self.server is not None:
-            if not self.server.alive():
-                print(f"  kinto: the server died:\n{self.server.log_tail()}")
-            self.server.stop()
+        for server in self.servers:
+            if not server.alive():
+                print(f"  kinto: {server.name} died:\n{server.log_tail()}")
+            server.stop()
 
 
 # ------------------------------------------------------------------------------------ reporting
@@ -1475,6 +1493,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of each server (default 8)")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="server processes of surveykit and of Kinto on PostgreSQL, each on its own port with the "
+        "clients spread over them in turn, as behind a proxy (default 2, one per core here; SQLite: 1)",
+    )
+    parser.add_argument(
         "--max-records",
         type=int,
         default=20_000,
@@ -1534,8 +1559,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--clients takes numbers such as 1,8")
     if not args.client_counts or min(args.client_counts) < 1 or max(args.client_counts) > 32:
         parser.error("--clients: between 1 and 32")
-    if args.seconds <= 0 or args.warmup < 0 or args.threads <= 0:
-        parser.error("--seconds and --threads must be positive, --warmup not negative")
+    if args.seconds <= 0 or args.warmup < 0 or args.threads <= 0 or args.processes <= 0:
+        parser.error("--seconds, --threads and --processes must be positive, --warmup not negative")
     if not BATCH_SIZE * 4 <= args.max_records <= 40_000:
         parser.error(f"--max-records: between {BATCH_SIZE * 4} and 40000")
     if args.bare_records is None:
@@ -1593,7 +1618,10 @@ def start_kinto(args: argparse.Namespace, workdir: Path, kinto_db: ThrowawayData
         if kinto is not None:
             kinto.stop()
         return None
-    print(f"  Kinto {kinto.version} from {args.kinto_venv}, PostgreSQL backends, port {kinto.port}")
+    print(
+        f"  Kinto {kinto.version} from {args.kinto_venv}, PostgreSQL backends, "
+        f"{len(kinto.ports)} process(es), ports {' '.join(map(str, kinto.ports))}"
+    )
     print(
         "  Kinto clients create each record with PUT to its id and If-None-Match: * in /v1/batch (as "
         "kinto-http's create_record); a 412 with the same stored content counts as stored; a batch with "
@@ -1617,7 +1645,7 @@ def run_postgres(args: argparse.Namespace, workdir: Path, rows: list[Row], env: 
     ):
         print(f"  throwaway databases {sk_db.name}, {kinto_db.name}, {bare_db.name}")
         base = [surveykit_command(), "--data-dir", str(workdir / "pg-data"), "--database-url", sk_db.url]
-        site = SurveykitSite("PostgreSQL", base, env, workdir, args.threads)
+        site = SurveykitSite("PostgreSQL", base, env, workdir, args.threads, args.processes)
         site.database = (args.postgres, sk_db.name)
         site.prepare(max(args.client_counts))
         kinto = start_kinto(args, workdir, kinto_db)
@@ -1752,6 +1780,7 @@ def settings_line(args: argparse.Namespace) -> str:
         f"clients {','.join(map(str, args.client_counts))}",
         f"batches of {BATCH_SIZE}",
         f"{args.threads} waitress threads per server",
+        f"PostgreSQL: {args.processes} server process(es) each for surveykit and Kinto",
         f"--max-records {args.max_records:,} (surveykit, Kinto)",
         f"--bare-records {args.bare_records:,}",
     ]
@@ -1779,7 +1808,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         f"records: {size:,} bytes of JSON, {len(template_record()['answers'])} answers "
         f"(every question of {SLUG}), 2 quotes; batches of {BATCH_SIZE}; clients {args.client_counts}; "
         f"{args.warmup:g} s warm-up + {args.seconds:g} s per scenario; {args.threads} waitress threads "
-        f"per server; {os.cpu_count()} CPUs; Python {platform.python_version()}"
+        f"per server; on PostgreSQL {args.processes} server process(es) each for surveykit and Kinto, "
+        f"clients spread over them in turn; {os.cpu_count()} CPUs; Python {platform.python_version()}"
     )
     print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     rows: list[Row] = []

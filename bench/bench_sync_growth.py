@@ -70,9 +70,9 @@ UPDATE preload SET hash = encode(sha256(convert_to(record, 'UTF8')), 'hex');
 PRELOAD_TABLES = """
 INSERT INTO interviews (uuid, study_id, country_code, activity, interview_number, revision,
     content_hash, record, status, instrument_slug, instrument_version, interviewer_id, device_id,
-    change_seq, created_at, updated_at)
+    created_at, updated_at)
 SELECT uuid, %(study)s, %(country)s, 'RA1', n, 1, hash, record::json, 'complete', %(slug)s, 1,
-    %(user)s, NULL, seq, now(), now() FROM preload;
+    %(user)s, NULL, now(), now() FROM preload;
 INSERT INTO interview_revisions (interview_uuid, kind, revision, base_revision, content_hash, record,
     user_id, device_id, received_at)
 SELECT uuid, 'accepted', 1, 0, hash, record::json, %(user)s, NULL, now() FROM preload;
@@ -309,6 +309,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent push clients (default 8)")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads (default 8)")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="surveykit server processes on the database, clients spread over them in turn (default 2)",
+    )
+    parser.add_argument(
         "--max-records", type=int, default=20_000, help="per client and window (default 20000)"
     )
     parser.add_argument(
@@ -330,6 +336,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--sizes: at least one size, none negative")
     if args.size_list[-1] > PRELOAD_PER_COUNTRY * len(country_codes(50)):
         parser.error(f"--sizes: at most {PRELOAD_PER_COUNTRY * len(country_codes(50)):,}")
+    if args.processes < 1:
+        parser.error("--processes: at least 1")
     if args.bare_records is None:
         args.bare_records = int(12_000 * (args.warmup + args.seconds)) + 1_000
     args.client_counts = [args.clients]
@@ -367,7 +375,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         ThrowawayDatabase(args.postgres, "bare") as bare_db,
     ):
         base = [bs.surveykit_command(), "--data-dir", str(workdir / "pg-data"), "--database-url", sk_db.url]
-        site = bs.SurveykitSite("PostgreSQL", base, env, workdir, args.threads)
+        site = bs.SurveykitSite("PostgreSQL", base, env, workdir, args.threads, args.processes)
         site.database = (args.postgres, sk_db.name)
         site.prepare(args.clients)
         bs.run_cli_batch(

@@ -10,12 +10,13 @@ numbers are allocated before that, so the two counters are always locked in the 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from surveykit.accounts.models import Device
@@ -490,7 +491,7 @@ def reserve_block(
     # One reservation of a device at a time (PostgreSQL; SQLite has one writer anyway), so two
     # parallel requests cannot both pass the cap.
     session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
-    held = sum(len(numbers) for _block, numbers in unused_numbers(session, _open_blocks(session, device_id)))
+    held = unused_number_count(session, device_id)
     if held + size > max_unused:
         raise UnusedNumbersLimit(
             f"this device already holds {held} unused interview number(s); {size} more would pass "
@@ -503,21 +504,22 @@ def reserve_block(
         raise NumbersExhausted(str(exc), "size") from exc
 
 
-def _open_blocks(session: Session, device_id: str) -> list[NumberBlock]:
-    return list(
-        session.scalars(
-            select(NumberBlock)
-            .where(NumberBlock.device_id == device_id, NumberBlock.released_at.is_(None))
-            .order_by(NumberBlock.id)
-        )
-    )
-
-
 def used_numbers(session: Session, blocks: Sequence[NumberBlock]) -> dict[int, set[int]]:
     """The numbers of each block (by id) with participants registered under them. A stored
     interview record always has its participants in the registry (sync registers them in the same
     transaction), so these are the recorded numbers too. One query per 200 blocks."""
     used: dict[int, set[int]] = {block.id: set() for block in blocks}
+    # Each number found is placed in its block by bisection over plain tuples: a device that has
+    # recorded thousands of interviews holds many blocks, and comparing every row with every block
+    # (through ORM attributes) cost more than the query.
+    spans: dict[tuple[int, str, str], list[tuple[int, int, int]]] = {}
+    for block in blocks:
+        key = (block.study_id, block.activity, block.country_code)
+        spans.setdefault(key, []).append((block.first_number, block.last_number, block.id))
+    starts: dict[tuple[int, str, str], list[int]] = {}
+    for key, key_spans in spans.items():
+        key_spans.sort()
+        starts[key] = [first for first, _last, _id in key_spans]
     p = Participant
     # In chunks: SQLite refuses expressions nested deeper than 1,000 (a long OR chain is one).
     for start in range(0, len(blocks), USED_NUMBERS_CHUNK):
@@ -535,29 +537,39 @@ def used_numbers(session: Session, blocks: Sequence[NumberBlock]) -> dict[int, s
             select(p.study_id, p.activity, p.country_code, p.interview_number).where(or_(*ranges)).distinct()
         )
         for study_id, activity, country, number in rows:
-            for block in chunk:
-                same_key = (block.study_id, block.activity, block.country_code) == (
-                    study_id,
-                    activity,
-                    country,
-                )
-                if same_key and block.first_number <= number <= block.last_number:
-                    used[block.id].add(number)
+            key = (study_id, activity, country)
+            # Blocks never share a number, so at most one span of the key holds it.
+            index = bisect_right(starts[key], number) - 1
+            if index >= 0:
+                _first, last, block_id = spans[key][index]
+                if number <= last:
+                    used[block_id].add(number)
     return used
 
 
-def unused_numbers(session: Session, blocks: Sequence[NumberBlock]) -> list[tuple[NumberBlock, list[int]]]:
-    """Each block with its numbers that are neither recorded nor registered (empty once released)."""
-    used = used_numbers(session, blocks)
-    return [
-        (
-            block,
-            []
-            if block.released_at is not None
-            else [n for n in range(block.first_number, block.last_number + 1) if n not in used[block.id]],
+def unused_number_count(session: Session, device_id: str) -> int:
+    """How many numbers of the device's open blocks are neither recorded nor registered, counted in
+    the database (a device that has recorded thousands of interviews holds as many used numbers)."""
+    b, p = NumberBlock, Participant
+    open_blocks = and_(b.device_id == device_id, b.released_at.is_(None))
+    reserved = session.scalar(select(func.sum(b.last_number - b.first_number + 1)).where(open_blocks)) or 0
+    used_numbers_of_blocks = (
+        select(p.study_id, p.activity, p.country_code, p.interview_number)
+        .join(
+            b,
+            and_(
+                p.study_id == b.study_id,
+                p.activity == b.activity,
+                p.country_code == b.country_code,
+                p.interview_number.between(b.first_number, b.last_number),
+            ),
         )
-        for block in blocks
-    ]
+        .where(open_blocks)
+        .distinct()
+        .subquery()
+    )
+    used = session.scalar(select(func.count()).select_from(used_numbers_of_blocks)) or 0
+    return int(reserved) - int(used)
 
 
 @dataclass(frozen=True)

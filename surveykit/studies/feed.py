@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Row, String, insert, select, update
+from sqlalchemy import ForeignKey, Index, Integer, Row, String, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -43,15 +43,21 @@ class ChangeLogEntry(Base):
     __table_args__ = (Index("ix_change_log_study_id_country_code_seq", "study_id", "country_code", "seq"),)
 
 
+_counters = StudyChangeCounter.__table__
+# Core statements (no ORM bookkeeping): the study's counter stays locked from the first until commit.
+_TAKE_NUMBERS = (
+    update(_counters)
+    .where(_counters.c.study_id == bindparam("b_study_id"))
+    .values(value=_counters.c.value + bindparam("b_count", type_=Integer))
+    .returning(_counters.c.value)
+)
+_INSERT_ENTRIES = insert(ChangeLogEntry.__table__)
+
+
 def take_sequence_numbers(session: Session, study_id: int, count: int) -> range:
     """Reserve ``count`` consecutive feed numbers; the study's writers queue here until commit."""
     for _attempt in range(2):
-        top = session.execute(
-            update(StudyChangeCounter)
-            .where(StudyChangeCounter.study_id == study_id)
-            .values(value=StudyChangeCounter.value + count)
-            .returning(StudyChangeCounter.value)
-        ).scalar_one_or_none()
+        top = session.execute(_TAKE_NUMBERS, {"b_study_id": study_id, "b_count": count}).scalar_one_or_none()
         if top is not None:
             return range(top - count + 1, top + 1)
         try:
@@ -70,8 +76,8 @@ def append_changes(
         return []
     numbers = list(take_sequence_numbers(session, study_id, len(changes)))
     now = utcnow()
-    session.execute(
-        insert(ChangeLogEntry),
+    session.connection().execute(
+        _INSERT_ENTRIES,
         [
             {"study_id": study_id, "seq": seq, "country_code": country, "kind": kind, "key": key, "at": now}
             for seq, (country, kind, key) in zip(numbers, changes, strict=True)

@@ -40,7 +40,6 @@ class InterviewState:
     instrument_version: int
     interviewer_id: int
     device_id: str | None
-    change_seq: int
     created_at: datetime
     updated_at: datetime
 

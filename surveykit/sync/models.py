@@ -54,8 +54,6 @@ class Interview(Base):
     device_id: Mapped[str | None] = mapped_column(
         ForeignKey("devices.id", ondelete="RESTRICT"), nullable=True
     )
-    # Position in the study's change feed of the last change.
-    change_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

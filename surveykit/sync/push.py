@@ -31,7 +31,7 @@ Deciding one change (``uuid``, ``base_revision``, ``record``) with ``h`` = the r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -76,7 +76,6 @@ from surveykit.sync.write_statements import (
     PARTICIPANTS,
     QUOTE_OWNERS,
     REVISION_KEYS,
-    SET_INTERVIEW_SEQ,
     SET_PARTICIPANT_SEQ,
     UPDATE_INTERVIEWS,
     UPDATE_PARTICIPANTS,
@@ -482,7 +481,6 @@ class Writer:
                 instrument_version=record["instrument"]["version"],
                 interviewer_id=self.caller.user_id,
                 device_id=self.caller.device_id,
-                change_seq=0,
                 created_at=self.now,
                 updated_at=self.now,
             )
@@ -874,7 +872,6 @@ class Writer:
                         "b_instrument_slug": state.instrument_slug,
                         "b_instrument_version": state.instrument_version,
                         "b_updated_at": state.updated_at,
-                        "b_change_seq": state.change_seq or None,
                     }
                     for state in self._updated.values()
                 ],
@@ -912,6 +909,67 @@ class Writer:
                     }
                 )
             self._field_conflict_rows.clear()
+        self._written_uuids.update(self._created)
+        self._written_uuids.update(self._updated)
+        self._created.clear()
+        self._updated.clear()
+        self._revision_rows.clear()
+        self._conflict_rows.clear()
+        self._quote_rows.clear()
+        self._quotes_replaced.clear()
+
+    def finish(self) -> None:
+        """Store what the batch decided, then put it in the change feed (``store``, then ``publish``)."""
+        self.store()
+        self.publish()
+
+    def store(self) -> None:
+        """Write the rows of the decided changes, all but the participants' (``publish`` writes
+        those, with their feed positions), and re-anchor the codings of revised records."""
+        self.write()
+        if self._revised:
+            self.reanchoring = anchoring.reanchor(
+                self.session, {uuid: (state.revision, state.record) for uuid, state in self._revised.items()}
+            )
+            self._revised.clear()
+
+    def publish(self) -> None:
+        """Take the feed numbers for everything the batch changed, one study at a time, in one
+        order, and write the feed entries and the participants with their numbers in them.
+
+        Each study's counter stays locked from here until commit, so entries become visible in the
+        order of their numbers; every write of a batch that can happen before is done before (in
+        ``store``, and the view's audit events), so concurrent pushes to a study wait on each other
+        only for these few rows and the commit. A participant is written once, with its number in
+        it: an insert followed by an update would leave a dead row version behind each one."""
+        participant_seqs: dict[tuple[int, str], int] = {}
+        for study_id in sorted(self._feed):
+            entries = self._feed[study_id]
+            numbers = feed.append_changes(
+                self.session, study_id, [(country, kind, key) for (kind, key), country in entries.items()]
+            )
+            for (kind, key), seq in zip(entries, numbers, strict=True):
+                if kind == "participant":
+                    participant_seqs[(study_id, key)] = seq
+        self._feed.clear()
+        for person_key, person in self._people_changed.items():
+            person.change_seq = participant_seqs.pop(person_key, None)
+        self._write_participants()
+        # A participant in the feed whose row the batch did not write gets its number here.
+        if participant_seqs:
+            self.session.connection().execute(
+                SET_PARTICIPANT_SEQ,
+                [
+                    {"b_study_id": sid, "b_pid": pid, "b_seq": seq}
+                    for (sid, pid), seq in participant_seqs.items()
+                ],
+            )
+        self._expire_written()
+        self.session.flush()
+
+    def _write_participants(self) -> None:
+        """Insert the batch's new participants and update the changed ones, feed positions included."""
+        connection = self.session.connection()
         if self._people_changed:
             new_people = [item for item in self._people_changed.items() if item[1].row is not None]
             old_people = [item for item in self._people_changed.items() if item[1].row is None]
@@ -948,57 +1006,7 @@ class Writer:
                     ],
                 )
                 self._written_people.update(person.id for _, person in old_people if person.id is not None)
-        self._written_uuids.update(self._created)
-        self._written_uuids.update(self._updated)
-        self._created.clear()
-        self._updated.clear()
-        self._revision_rows.clear()
-        self._conflict_rows.clear()
-        self._quote_rows.clear()
-        self._quotes_replaced.clear()
         self._people_changed.clear()
-
-    def finish(self) -> None:
-        """Take the feed numbers for everything the batch changed, one study at a time, in one
-        order (each study's counter stays locked until commit), then write every row once, with
-        its feed position in it: a row inserted and then updated for its number would leave a dead
-        row version and an index entry per index behind each record."""
-        interview_seqs: dict[str, int] = {}
-        participant_seqs: dict[tuple[int, str], int] = {}
-        for study_id in sorted(self._feed):
-            entries = self._feed[study_id]
-            numbers = feed.append_changes(
-                self.session, study_id, [(country, kind, key) for (kind, key), country in entries.items()]
-            )
-            for (kind, key), seq in zip(entries, numbers, strict=True):
-                if kind == "interview":
-                    interview_seqs[key] = self._records[key].change_seq = seq
-                elif kind == "participant":
-                    participant_seqs[(study_id, key)] = seq
-        self._feed.clear()
-        for person_key, person in self._people_changed.items():
-            person.change_seq = participant_seqs.pop(person_key, None)
-        written = {*self._created, *self._updated}
-        self.write()
-        if self._revised:
-            self.reanchoring = anchoring.reanchor(
-                self.session, {uuid: (state.revision, state.record) for uuid, state in self._revised.items()}
-            )
-            self._revised.clear()
-        # Every entry noted has its row among the writes; should one not, its number is set here.
-        connection = self.session.connection()
-        if leftover := [{"b_uuid": u, "b_seq": seq} for u, seq in interview_seqs.items() if u not in written]:
-            connection.execute(SET_INTERVIEW_SEQ, leftover)
-        if participant_seqs:
-            connection.execute(
-                SET_PARTICIPANT_SEQ,
-                [
-                    {"b_study_id": sid, "b_pid": pid, "b_seq": seq}
-                    for (sid, pid), seq in participant_seqs.items()
-                ],
-            )
-        self._expire_written()
-        self.session.flush()
 
     def _expire_written(self) -> None:
         """Objects of the session's identity map that the Core writes made stale are reloaded."""
@@ -1040,8 +1048,21 @@ def _rejected(
     )
 
 
-def push_batch(session: Session, caller: Caller, changes: Sequence[Any]) -> BatchOutcome:
+def push_batch(
+    session: Session,
+    caller: Caller,
+    changes: Sequence[Any],
+    before_publishing: Callable[[BatchOutcome], None] | None = None,
+) -> BatchOutcome:
+    """Decide and store ``changes``, then put them in the change feed. ``before_publishing`` is
+    given the outcome between the two, for writes of its own (the view's audit events): whatever is
+    written there is written before the study's feed counter is locked, not while it is held."""
     writer = Writer(session, caller)
     results = writer.push(changes)
-    writer.finish()
-    return BatchOutcome(results, writer.refusals, writer.field_conflicts, writer.reanchoring)
+    writer.store()
+    outcome = BatchOutcome(results, writer.refusals, writer.field_conflicts, writer.reanchoring)
+    if before_publishing is not None:
+        before_publishing(outcome)
+        session.flush()
+    writer.publish()
+    return outcome

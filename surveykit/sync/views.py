@@ -81,34 +81,38 @@ def push(request: Request) -> dict[str, Any]:
         )
     caller = Caller.from_identity(request.identity)
     session = request.dbsession
-    outcome = services.push_batch(session, caller, changes)
+
+    def audit_batch(outcome: services.BatchOutcome) -> None:
+        for refusal in outcome.refusals:
+            details = dict(refusal)
+            audit.record_refusal(request, details.pop("action"), **details)
+        for kept in outcome.field_conflicts:
+            details = dict(kept)
+            audit.record_in_request(request, details.pop("action"), device=caller.device_id, **details)
+        _audit_reanchoring(request, outcome.reanchoring)
+        studies = sorted(
+            {
+                c["record"].get("study")
+                for c in changes
+                if isinstance(c, dict)
+                and isinstance(c.get("record"), dict)
+                and isinstance(c["record"].get("study"), str)
+            }
+        )
+        audit.record_in_request(
+            request,
+            "sync.batch",
+            target=",".join(studies)[:300] or None,
+            changes=len(changes),
+            counts=outcome.counts,
+            device=caller.device_id,
+        )
+
+    # The audit events are written before the batch takes its feed numbers (see push_batch).
+    outcome = services.push_batch(session, caller, changes, before_publishing=audit_batch)
     # The writes went through Core statements, which zope.sqlalchemy does not notice: without this
     # the request's transaction would roll back a session it believes untouched.
     zope.sqlalchemy.mark_changed(session, request.tm)
-    for refusal in outcome.refusals:
-        details = dict(refusal)
-        audit.record_refusal(request, details.pop("action"), **details)
-    for kept in outcome.field_conflicts:
-        details = dict(kept)
-        audit.record_in_request(request, details.pop("action"), device=caller.device_id, **details)
-    _audit_reanchoring(request, outcome.reanchoring)
-    studies = sorted(
-        {
-            c["record"].get("study")
-            for c in changes
-            if isinstance(c, dict)
-            and isinstance(c.get("record"), dict)
-            and isinstance(c["record"].get("study"), str)
-        }
-    )
-    audit.record_in_request(
-        request,
-        "sync.batch",
-        target=",".join(studies)[:300] or None,
-        changes=len(changes),
-        counts=outcome.counts,
-        device=caller.device_id,
-    )
     _no_store(request)
     return outcome.as_json()
 

@@ -48,7 +48,6 @@ UPDATE_INTERVIEWS = (
         instrument_slug=bindparam("b_instrument_slug"),
         instrument_version=bindparam("b_instrument_version"),
         updated_at=bindparam("b_updated_at", type_=INTERVIEWS.c.updated_at.type),
-        change_seq=func.coalesce(bindparam("b_change_seq", type_=Integer), INTERVIEWS.c.change_seq),
     )
 )
 INSERT_REVISIONS = insert(REVISIONS)
@@ -83,9 +82,6 @@ OPEN_FIELD_CONFLICTS = select(
 INSERT_FIELD_CONFLICTS = insert(FIELD_CONFLICTS).returning(FIELD_CONFLICTS.c.id, sort_by_parameter_order=True)
 
 
-SET_INTERVIEW_SEQ = (
-    update(INTERVIEWS).where(INTERVIEWS.c.uuid == bindparam("b_uuid")).values(change_seq=bindparam("b_seq"))
-)
 SET_PARTICIPANT_SEQ = (
     update(PARTICIPANTS)
     .where(

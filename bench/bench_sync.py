@@ -1495,9 +1495,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--processes",
         type=int,
-        default=2,
+        default=1,
         help="server processes of surveykit and of Kinto on PostgreSQL, each on its own port with the "
-        "clients spread over them in turn, as behind a proxy (default 2, one per core here; SQLite: 1)",
+        "clients spread over them in turn, as behind a proxy (default 1; SQLite: always 1)",
     )
     parser.add_argument(
         "--max-records",
@@ -1509,7 +1509,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bare-records",
         type=int,
         help="records the bare-insert clients generate before each window, all clients together "
-        "(default 8,000 per second of warm-up and window)",
+        "(default 12,000 per second of warm-up and window)",
     )
     parser.add_argument(
         "--backends",
@@ -1564,7 +1564,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not BATCH_SIZE * 4 <= args.max_records <= 40_000:
         parser.error(f"--max-records: between {BATCH_SIZE * 4} and 40000")
     if args.bare_records is None:
-        args.bare_records = int(8_000 * (args.warmup + args.seconds)) + 1_000
+        args.bare_records = int(12_000 * (args.warmup + args.seconds)) + 1_000
     if args.bare_records < BATCH_SIZE * max(args.client_counts):
         parser.error(f"--bare-records: at least {BATCH_SIZE} per client")
     if args.kinto_retry_after < 0:

@@ -311,8 +311,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--processes",
         type=int,
-        default=2,
-        help="surveykit server processes on the database, clients spread over them in turn (default 2)",
+        default=1,
+        help="surveykit server processes on the database, clients spread over them in turn (default 1)",
     )
     parser.add_argument(
         "--max-records", type=int, default=20_000, help="per client and window (default 20000)"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import transaction
 import webtest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 from test_sync_support import SyncWorld, Tablet, change, make_record, new_uuid, post_json, quote_id
 
@@ -671,6 +671,37 @@ def test_the_feed_numbers_follow_the_commits(testapp, dbsession, tablet) -> None
     # A participant is written with the number of its own feed entry.
     people = dbsession.execute(select(Participant.pid, Participant.change_seq)).all()
     assert len(people) == 2 and set(people) <= set(entries)
+
+
+def test_a_push_takes_the_feed_counter_after_writing_its_records_and_audit_events(
+    testapp, connection, tablet
+) -> None:
+    """The counter stays locked until commit, so every other write of the batch comes before it:
+    concurrent pushes to a study then wait on each other only for the feed entries and participants."""
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+        statements.append(" ".join(statement.split()[:3]).lower())
+
+    event.listen(connection, "before_cursor_execute", seen)
+    try:
+        tablet.push(testapp, [change(new_uuid(), 0, make_record(tablet.mint())) for _ in range(2)])
+    finally:
+        event.remove(connection, "before_cursor_execute", seen)
+
+    def first(prefix: str) -> int:
+        return next(i for i, text in enumerate(statements) if text.startswith(prefix))
+
+    counter = first("update study_change_counters")
+    for written_before in (
+        "insert into interviews",
+        "insert into interview_revisions",
+        "insert into quotes",
+        "insert into audit_events",
+    ):
+        assert first(written_before) < counter, written_before
+    for written_after in ("insert into change_log", "insert into participants"):
+        assert first(written_after) > counter, written_after
 
 
 def test_a_retry_is_answered_even_after_the_study_setup_changed(testapp, dbsession, world, tablet) -> None:

@@ -51,15 +51,18 @@ if str(ROOT) not in sys.path:
 from bench_export import (  # noqa: E402 - the folder of this script is on sys.path
     COUNTRY,
     DEFAULT_PG,
-    SLUG,
     STUDY,
     Texts,
     create_database,
     drop_database,
     instrument,
+    interview_record,
+    interview_row,
     open_session,
+    participant_row,
     peak_rss_kib,
 )
+from harness import analyse_seeded  # noqa: E402 - the folder of this script is on sys.path
 
 KINDS = ("workbook", "csv", "sps", "do", "qdpx")
 CODE_NAMES = (("Capacity", None), ("Training", 0), ("Budget", 0), ("Laws", None), ("Gaps", 3), ("Plans", 3))
@@ -80,11 +83,9 @@ def seed(url: str, participants: int, questions: int, codings: int, texts: Texts
     from surveykit.accounts.models import User
     from surveykit.analysis.models import Code, Coding
     from surveykit.instruments import services as instruments
-    from surveykit.participants.ids import format_pid
     from surveykit.participants.models import Participant
     from surveykit.studies import services as studies
     from surveykit.sync.models import Interview
-    from surveykit.sync.validation import content_hash
 
     engine = create_engine(url)
     migrate.upgrade(engine)
@@ -131,70 +132,18 @@ def seed(url: str, participants: int, questions: int, codings: int, texts: Texts
                 interview_uuid = str(uuid.uuid4())
                 quoted = qids[number % len(qids)]
                 quote_end = min(QUOTE_CHARS, len(answers[quoted]))
-                record = {
-                    "study": STUDY,
-                    "country": COUNTRY,
-                    "activity": "RA1",
-                    "interview_number": number,
-                    "participants": [
-                        {"letter": "A", "agency": agency, "position": position, "consent_given": True}
-                    ],
-                    "instrument": {"slug": SLUG, "version": 1},
-                    "language": "en",
-                    "mode": ("in_person", "virtual", "phone")[number % 3],
-                    "started_at": started.isoformat(),
-                    "ended_at": (started + timedelta(hours=1)).isoformat(),
-                    "status": "complete",
-                    "answers": answers,
-                    "quotes": [
-                        {
-                            "id": str(uuid.uuid4()),
-                            "question_id": quoted,
-                            "participant": "A",
-                            "start": 0,
-                            "end": quote_end,
-                            "text": answers[quoted][:quote_end],
-                            "tags": ["bench"],
-                        }
-                    ],
+                quote = {
+                    "id": str(uuid.uuid4()),
+                    "question_id": quoted,
+                    "participant": "A",
+                    "start": 0,
+                    "end": quote_end,
+                    "text": answers[quoted][:quote_end],
+                    "tags": ["bench"],
                 }
-                people.append(
-                    dict(
-                        study_id=study_id,
-                        activity="RA1",
-                        country_code=COUNTRY,
-                        interview_number=number,
-                        letter="A",
-                        pid=format_pid("RA1", COUNTRY, number, "A"),
-                        agency=agency,
-                        position=position,
-                        consent_given=True,
-                        status="interviewed",
-                        created_at=now,
-                        updated_at=now,
-                        created_by="bench",
-                        change_seq=0,
-                    )
-                )
-                interviews.append(
-                    dict(
-                        uuid=interview_uuid,
-                        study_id=study_id,
-                        country_code=COUNTRY,
-                        activity="RA1",
-                        interview_number=number,
-                        revision=1,
-                        content_hash=content_hash(record),
-                        record=record,
-                        status="complete",
-                        instrument_slug=SLUG,
-                        instrument_version=1,
-                        interviewer_id=user_id,
-                        device_id=None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                record = interview_record(number, agency, position, started, answers, [quote])
+                people.append(participant_row(study_id, number, agency, position, now))
+                interviews.append(interview_row(study_id, number, record, user_id, now, interview_uuid))
                 for index in range(1, codings + 1):
                     qid = qids[(number + index) % len(qids)]
                     end = min(CODING_CHARS, len(answers[qid]))
@@ -224,9 +173,7 @@ def seed(url: str, participants: int, questions: int, codings: int, texts: Texts
             if coded:
                 connection.execute(insert(Coding), coded)
             bar.update(len(people))
-    if not url.startswith("sqlite"):
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
+    analyse_seeded(engine)
     engine.dispose()
     return {"quotes": participants, "codings": participants * codings}
 

@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DatabaseUnavailable, ThrowawayDatabase  # noqa: E402
+from harness import DatabaseUnavailable, ThrowawayDatabase, analyse_seeded  # noqa: E402
 
 STUDY = "bench"
 ACTIVITIES = ("RA1", "RA2", "RA3")
@@ -308,12 +308,7 @@ def seed(engine: Any, args: argparse.Namespace, codes: list[str]) -> None:
             connection.execute(insert(InterviewRevision), conflicts)
         if field_conflicts:
             connection.execute(insert(FieldConflict), field_conflicts)
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
-    else:
-        with engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE")
+    analyse_seeded(engine)
 
 
 def median_ms(rounds: int, action: Callable[[], object]) -> tuple[float, Any]:

@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness import analyse_seeded  # noqa: E402 - this folder is on sys.path
+
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 STUDY, COUNTRY, SLUG = "bench", "KE", "bench-ra1"
 SECTIONS = ("awareness", "capacity", "budget", "laws", "enforcement", "challenges")
@@ -135,6 +137,81 @@ def drop_database(url: str, admin_url: str) -> None:
     engine.dispose()
 
 
+def interview_record(
+    number: int,
+    agency: str,
+    position: str | None,
+    started: datetime,
+    answers: dict[str, str],
+    quotes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A complete RA1 interview record of the benchmark study, one participant (A)."""
+    return {
+        "study": STUDY,
+        "country": COUNTRY,
+        "activity": "RA1",
+        "interview_number": number,
+        "participants": [{"letter": "A", "agency": agency, "position": position, "consent_given": True}],
+        "instrument": {"slug": SLUG, "version": 1},
+        "language": "en",
+        "mode": ("in_person", "virtual", "phone")[number % 3],
+        "started_at": started.isoformat(),
+        "ended_at": (started + timedelta(hours=1)).isoformat(),
+        "status": "complete",
+        "answers": answers,
+        "quotes": quotes,
+    }
+
+
+def participant_row(
+    study_id: int, number: int, agency: str, position: str | None, now: datetime
+) -> dict[str, Any]:
+    """The registry row of participant A of an interview, as a push registers it."""
+    from surveykit.participants.ids import format_pid
+
+    return dict(
+        study_id=study_id,
+        activity="RA1",
+        country_code=COUNTRY,
+        interview_number=number,
+        letter="A",
+        pid=format_pid("RA1", COUNTRY, number, "A"),
+        agency=agency,
+        position=position,
+        consent_given=True,
+        status="interviewed",
+        created_at=now,
+        updated_at=now,
+        created_by="bench",
+        change_seq=0,
+    )
+
+
+def interview_row(
+    study_id: int, number: int, record: dict[str, Any], user_id: int, now: datetime, interview_uuid: str
+) -> dict[str, Any]:
+    """The stored row of an interview record at revision 1."""
+    from surveykit.sync.validation import content_hash
+
+    return dict(
+        uuid=interview_uuid,
+        study_id=study_id,
+        country_code=COUNTRY,
+        activity="RA1",
+        interview_number=number,
+        revision=1,
+        content_hash=content_hash(record),
+        record=record,
+        status="complete",
+        instrument_slug=SLUG,
+        instrument_version=1,
+        interviewer_id=user_id,
+        device_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def seed(
     url: str, participants: int, questions: int, min_chars: int, max_chars: int, seed_value: int
 ) -> None:
@@ -144,11 +221,9 @@ def seed(
     from surveykit import migrate
     from surveykit.accounts.models import User
     from surveykit.instruments import services as instruments
-    from surveykit.participants.ids import format_pid
     from surveykit.participants.models import Participant
     from surveykit.studies import services as studies
     from surveykit.sync.models import Interview
-    from surveykit.sync.validation import content_hash
 
     engine = create_engine(url)
     migrate.upgrade(engine)
@@ -175,72 +250,18 @@ def seed(
                 agency = f"Ministry {number % 37} of {texts()[:40]}"
                 position = None if number % 4 == 0 else f"Director {number % 11}"
                 started = start + timedelta(days=number % 90, hours=number % 7)
-                record = {
-                    "study": STUDY,
-                    "country": COUNTRY,
-                    "activity": "RA1",
-                    "interview_number": number,
-                    "participants": [
-                        {"letter": "A", "agency": agency, "position": position, "consent_given": True}
-                    ],
-                    "instrument": {"slug": SLUG, "version": 1},
-                    "language": "en",
-                    "mode": ("in_person", "virtual", "phone")[number % 3],
-                    "started_at": started.isoformat(),
-                    "ended_at": (started + timedelta(hours=1)).isoformat(),
-                    "status": "complete",
-                    "answers": {qid: texts() for qid in qids},
-                    "quotes": [
-                        {
-                            "id": str(uuid.uuid4()),
-                            "question_id": qids[number % len(qids)],
-                            "text": texts()[:120],
-                        }
-                    ],
+                quote = {
+                    "id": str(uuid.uuid4()),
+                    "question_id": qids[number % len(qids)],
+                    "text": texts()[:120],
                 }
-                pid = format_pid("RA1", COUNTRY, number, "A")
-                people.append(
-                    dict(
-                        study_id=study_id,
-                        activity="RA1",
-                        country_code=COUNTRY,
-                        interview_number=number,
-                        letter="A",
-                        pid=pid,
-                        agency=agency,
-                        position=position,
-                        consent_given=True,
-                        status="interviewed",
-                        created_at=now,
-                        updated_at=now,
-                        created_by="bench",
-                        change_seq=0,
-                    )
-                )
-                interviews.append(
-                    dict(
-                        uuid=str(uuid.uuid4()),
-                        study_id=study_id,
-                        country_code=COUNTRY,
-                        activity="RA1",
-                        interview_number=number,
-                        revision=1,
-                        content_hash=content_hash(record),
-                        record=record,
-                        status="complete",
-                        instrument_slug=SLUG,
-                        instrument_version=1,
-                        interviewer_id=user_id,
-                        device_id=None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                answers = {qid: texts() for qid in qids}
+                record = interview_record(number, agency, position, started, answers, [quote])
+                people.append(participant_row(study_id, number, agency, position, now))
+                interviews.append(interview_row(study_id, number, record, user_id, now, str(uuid.uuid4())))
             connection.execute(insert(Participant), people)
             connection.execute(insert(Interview), interviews)
-    if not url.startswith("sqlite"):
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
+    analyse_seeded(engine)
     engine.dispose()
 
 

@@ -173,3 +173,14 @@ class PlannerStatistics:
         for (table,) in due:
             connection.execute(f"ANALYZE {table}")
             self.runs[name] += 1
+
+
+def analyse_seeded(engine: Any) -> None:
+    """Planner statistics for a database just seeded in bulk, as autovacuum would have kept them
+    while it grew: ``VACUUM ANALYZE`` on PostgreSQL, ``ANALYZE`` on SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -45,3 +46,10 @@ def csrf_in(response: webtest.TestResponse) -> str:
     found = _CSRF.search(response.text)
     assert found, "no CSRF field on the page"
     return found.group(1)
+
+
+def error_next_to(response: webtest.TestResponse, field: str) -> str:
+    """The error shown next to ``field`` (its ``error-<field>`` paragraph); fails when there is none."""
+    found = re.search(rf'<p class="error" id="error-{field}"[^>]*>([^<]*)</p>', response.text)
+    assert found, f"no error next to {field}"
+    return html.unescape(found.group(1))

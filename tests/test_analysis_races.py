@@ -128,6 +128,17 @@ def server(fresh_database: Callable[[], str], tmp_path: Path) -> Iterator[RaceSe
     server.engine.dispose()
 
 
+def _police_officers(server: RaceServer, uuid: str) -> dict[str, Any]:
+    """A coding of "police officers" in the interview's details answer, with the Capacity code."""
+    return {
+        "interview_uuid": uuid,
+        "question_id": "details",
+        "start": POLICE,
+        "end": POLICE + len("police officers"),
+        "code_id": server.codes["Capacity"],
+    }
+
+
 def _revised(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "answers": {**record["answers"], "details": REVISED}, "quotes": []}
 
@@ -138,13 +149,7 @@ def test_a_coding_made_while_a_new_revision_is_pushed_is_judged_against_the_new_
     uuid, record = server.interview()
     pushing = server.factory()
     assert server.push(pushing, uuid, 1, _revised(record)) == "updated"  # re-anchored nothing yet
-    body = {
-        "interview_uuid": uuid,
-        "question_id": "details",
-        "start": POLICE,
-        "end": POLICE + len("police officers"),
-        "code_id": server.codes["Capacity"],
-    }
+    body = _police_officers(server, uuid)
     answer = server.while_open(
         pushing,
         lambda: server.client.post_json(f"{KE}/codings", body, headers=server.analyst, expect_errors=True),
@@ -160,13 +165,7 @@ def test_a_coding_re_placed_while_a_new_revision_is_pushed_holds_the_new_revisio
     server: RaceServer,
 ) -> None:
     uuid, record = server.interview()
-    body = {
-        "interview_uuid": uuid,
-        "question_id": "details",
-        "start": POLICE,
-        "end": POLICE + len("police officers"),
-        "code_id": server.codes["Capacity"],
-    }
+    body = _police_officers(server, uuid)
     created = server.client.post_json(f"{KE}/codings", body, headers=server.analyst).json
     pushing = server.factory()
     assert server.push(pushing, uuid, 1, _revised(record)) == "updated"  # the coding vanished

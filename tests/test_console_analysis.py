@@ -5,7 +5,6 @@ codings (memo, confirm, delete) and other coders' kept apart, and the agreement 
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from analysis_console_support import (
     count,
     publish_instrument,
 )
-from console_support import HTML, csrf_in, sign_in
+from console_support import HTML, csrf_in, error_next_to, sign_in
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -78,12 +77,6 @@ class Analysis:
 @pytest.fixture
 def an(testapp: webtest.TestApp, accounts: Any, dbsession: Session) -> Analysis:
     return Analysis(testapp, accounts, dbsession)
-
-
-def _error_of(response: webtest.TestResponse, field: str) -> str:
-    found = re.search(rf'<p class="error" id="error-{field}">([^<]*)</p>', response.text)
-    assert found, f"no error next to {field}"
-    return html.unescape(found.group(1))
 
 
 def test_the_menu_and_the_start_page_show_the_countries_one_analyses(an: Analysis) -> None:
@@ -225,7 +218,7 @@ def test_a_refused_passage_is_shown_next_to_its_field_and_nothing_is_stored(
         an.interview.record = {**an.interview.record, "answers": answers}
         an.session.flush()
     response = an.post(an.ana, an.page, sent, status=422)
-    assert message in _error_of(response, field)
+    assert message in error_next_to(response, field)
     assert 'aria-invalid="true"' in response.text
     if field in ("start", "end"):
         assert f'id="field-{field}" name="{field}" value="{sent[field]}"' in response.text
@@ -303,9 +296,9 @@ def test_agreement_of_two_coders_per_code(an: Analysis) -> None:
     # Training: the first coded interview 1, the second interview 2.
     assert re.findall(r">([^<>]+)</td>", rows["Capacity / Training"])[:5] == ["0", "1", "1", "0", "0.0 %"]
     same = an.testapp.get(f"{KE}/agreement?first=ana&second=ana", headers=HTML, status=422)
-    assert "Choose a coder other than the first one" in _error_of(same, "second")
+    assert "Choose a coder other than the first one" in error_next_to(same, "second")
     unknown = an.testapp.get(f"{KE}/agreement?first=zed&second=ben", headers=HTML, status=422)
-    assert "Choose someone who has coded" in _error_of(unknown, "first")
+    assert "Choose someone who has coded" in error_next_to(unknown, "first")
 
 
 def test_kappa_without_a_value_shows_why(an: Analysis) -> None:

@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 import webtest
 from analysis_console_support import add_code, add_interview, count, publish_instrument
-from console_support import HTML, csrf_in, sign_in
+from console_support import HTML, csrf_in, error_next_to, sign_in
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,13 @@ class Site:
         token = csrf_in(self.get(user, page))
         return self.testapp.post(url, {**form, "csrf_token": token}, headers=HTML, status=status, **kw)
 
+    def check_import(
+        self, user: Any, name: str, content: bytes, content_type: str, status: int
+    ) -> webtest.TestResponse:
+        """The import page's first step ("Check the file") with this file."""
+        files = [("file", name, content, content_type)]
+        return self.post(user, f"{CODEBOOK}/import", {"step": "check"}, status=status, upload_files=files)
+
     def code(self, code_id: int) -> Code:
         self.session.expire_all()
         return self.session.get_one(Code, code_id)
@@ -72,12 +79,6 @@ class Site:
 @pytest.fixture
 def site(testapp: webtest.TestApp, accounts: Any, dbsession: Session) -> Site:
     return Site(testapp, accounts, dbsession)
-
-
-def _error_of(response: webtest.TestResponse, field: str) -> str:
-    found = re.search(rf'<p class="error" id="error-{field}"[^>]*>([^<]*)</p>', response.text)
-    assert found, f"no error next to {field}"
-    return html.unescape(found.group(1))
 
 
 def _form_error(response: webtest.TestResponse) -> str:
@@ -187,7 +188,7 @@ def test_a_refused_code_is_shown_next_to_its_field_and_nothing_is_stored(
     before = count(site.session, Code)
     sent = {"name": "New code", "definition": "", "colour": "#123456", "parent_id": "", **form}
     response = site.post(site.carla, CODEBOOK, sent, status=422)
-    assert message in _error_of(response, field)
+    assert message in error_next_to(response, field)
     assert f'id="field-{field}" name="{field}"' in response.text
     assert re.search(rf'id="field-{field}"[^>]*aria-invalid="true"', response.text)
     if field != "name":  # what was typed is kept
@@ -260,9 +261,9 @@ def test_a_refused_edit_is_shown_next_to_its_field(site: Site) -> None:
     url = site.code_url(site.capacity)
     form = {"name": "Capacity", "definition": "", "colour": "#2e7d32", "version": "1"}
     under_itself = site.post(site.carla, url, {**form, "parent_id": str(site.training)}, status=422, page=url)
-    assert "under itself or one of its own sub-codes" in _error_of(under_itself, "parent_id")
+    assert "under itself or one of its own sub-codes" in error_next_to(under_itself, "parent_id")
     taken = site.post(site.carla, url, {**form, "name": "budget", "parent_id": ""}, status=422, page=url)
-    assert "already named 'Budget'" in _error_of(taken, "name")
+    assert "already named 'Budget'" in error_next_to(taken, "name")
     no_version = site.post(site.carla, url, {**form, "parent_id": "", "version": ""}, status=422, page=url)
     assert "version" in _form_error(no_version)
     assert site.code(site.capacity).version == 1
@@ -282,7 +283,7 @@ def test_retiring_and_reactivating_a_code(site: Site) -> None:
     assert "changed by someone else meanwhile" in _form_error(stale)
     assert site.code(site.budget).status == "retired"
     wrong = site.post(site.carla, url + "/status", {"action": "retire", "version": "2"}, status=409, page=url)
-    assert "is retired, not active" in _error_of(wrong, "status")
+    assert "is retired, not active" in error_next_to(wrong, "status")
     site.post(site.carla, url + "/status", {"action": "reactivate", "version": "2"}, status=303, page=url)
     assert site.code(site.budget).status == "active"
     assert [
@@ -333,11 +334,11 @@ def test_a_refused_merge_is_shown_next_to_the_choice(site: Site) -> None:
         status=422,
         page=url,
     )
-    assert "lies under code" in _error_of(into_child, "into")
+    assert "lies under code" in error_next_to(into_child, "into")
     nothing = site.post(site.carla, url + "/merge", {"into": "", "version": "1"}, status=422, page=url)
-    assert "Choose the code to merge" in _error_of(nothing, "into")
+    assert "Choose the code to merge" in error_next_to(nothing, "into")
     missing = site.post(site.carla, url + "/merge", {"into": "999999", "version": "1"}, status=422, page=url)
-    assert "no code 999999" in _error_of(missing, "into")
+    assert "no code 999999" in error_next_to(missing, "into")
     assert site.code(site.capacity).status == "active"
 
 
@@ -351,13 +352,7 @@ def test_an_unknown_code_is_the_consoles_404(site: Site) -> None:
 
 def test_importing_checks_the_file_first_then_imports_it(site: Site) -> None:
     text = "path,definition,colour\nCapacity,Staff and tools,\nCapacity/Hotlines,Phone lines,#FF8800\n"
-    checked = site.post(
-        site.carla,
-        f"{CODEBOOK}/import",
-        {"step": "check"},
-        status=200,
-        upload_files=[("file", "codebook.csv", text.encode(), "text/csv")],
-    )
+    checked = site.check_import(site.carla, "codebook.csv", text.encode(), "text/csv", 200)
     rows = re.findall(r'<tr class="import-row">(.*?)</tr>', checked.text, re.S)
     assert len(rows) == 2
     assert "Capacity" in rows[0] and "changed" in rows[0] and "definition" in rows[0]
@@ -382,13 +377,7 @@ def test_importing_checks_the_file_first_then_imports_it(site: Site) -> None:
 def test_a_refused_file_lists_each_problem_with_its_row_and_column(site: Site) -> None:
     before = count(site.session, Code)
     text = "path,colour\nNew one,#FF8800\nOther,blue\n,#000000\n"
-    response = site.post(
-        site.carla,
-        f"{CODEBOOK}/import",
-        {"step": "check"},
-        status=422,
-        upload_files=[("file", "codebook.csv", text.encode(), "text/csv")],
-    )
+    response = site.check_import(site.carla, "codebook.csv", text.encode(), "text/csv", 422)
     problems = [
         [html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row)]
         for row in re.findall(r'<tr class="problem-row">(.*?)</tr>', response.text, re.S)
@@ -397,14 +386,8 @@ def test_a_refused_file_lists_each_problem_with_its_row_and_column(site: Site) -
     assert "#RRGGBB" in problems[0][2] and "path is required" in problems[1][2]
     assert count(site.session, Code) == before
     no_file = site.post(site.carla, f"{CODEBOOK}/import", {"step": "check"}, status=422)
-    assert "Choose the CSV or XLSX codebook file" in _error_of(no_file, "file")
-    pdf = site.post(
-        site.carla,
-        f"{CODEBOOK}/import",
-        {"step": "check"},
-        status=422,
-        upload_files=[("file", "notes.pdf", b"%PDF-1.4", "application/pdf")],
-    )
+    assert "Choose the CSV or XLSX codebook file" in error_next_to(no_file, "file")
+    pdf = site.check_import(site.carla, "notes.pdf", b"%PDF-1.4", "application/pdf", 422)
     assert "expected a CSV or XLSX codebook" in pdf.text
     assert count(site.session, Code) == before
 

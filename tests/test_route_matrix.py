@@ -1016,22 +1016,29 @@ def _analysis_calls(study: str, country: str) -> dict[tuple[str, str], Callable[
     }
 
 
-def _codebook_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
-    """The codebook of ``study``; each change acts on codes made for it."""
+def _matrix_code(w: World, study: str, retired: bool = False) -> int:
+    """A new code in the codebook of ``study`` (retired when asked), for a call to act on."""
     import uuid
 
     from surveykit.analysis import codebook
     from surveykit.studies import services as studies
 
+    target = studies.get_study(w.session, study)
+    made, _ = codebook.create_code(w.session, target, "tests", name=f"matrix {uuid.uuid4().hex[:12]}")
+    if retired:
+        codebook.retire_code(w.session, target, made, None)
+    w.session.flush()
+    return made.id
+
+
+def _codebook_calls(study: str) -> dict[tuple[str, str], Callable[[World], Call]]:
+    """The codebook of ``study``; each change acts on codes made for it."""
+    import uuid
+
     base = f"/api/v1/studies/{study}/codebook"
 
     def code(w: World, retired: bool = False) -> int:
-        target = studies.get_study(w.session, study)
-        made, _ = codebook.create_code(w.session, target, "tests", name=f"matrix {uuid.uuid4().hex[:12]}")
-        if retired:
-            codebook.retire_code(w.session, target, made, None)
-        w.session.flush()
-        return made.id
+        return _matrix_code(w, study, retired)
 
     return {
         ("codebook", "GET"): lambda w: Call("GET", base),
@@ -1088,18 +1095,10 @@ def _analysis_page_calls(study: str, country: str) -> dict[tuple[str, str], Call
 def _codebook_page_calls(study: str, country: str) -> dict[tuple[str, str], Callable[[World], Call]]:
     """The console's codebook pages of ``study`` seen from ``country``; each change acts on codes
     made for it."""
-    from surveykit.analysis import codebook
-    from surveykit.studies import services as studies
-
     base = f"/console/studies/{study}/countries/{country}/codebook"
 
     def code(w: World, retired: bool = False) -> int:
-        target = studies.get_study(w.session, study)
-        made, _ = codebook.create_code(w.session, target, "tests", name=f"matrix {uuid.uuid4().hex[:12]}")
-        if retired:
-            codebook.retire_code(w.session, target, made, None)
-        w.session.flush()
-        return made.id
+        return _matrix_code(w, study, retired)
 
     def fields(name: str) -> dict[str, str]:
         return {"name": name, "definition": "", "colour": "#123456", "parent_id": ""}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -18,7 +17,7 @@ from surveykit.accounts import access_tokens
 from surveykit.accounts.models import User
 from surveykit.audit import services as audit
 from surveykit.console.errors import error_page
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 
 ACCOUNT_TEMPLATE = "surveykit.console:templates/account/account.jinja2"
@@ -47,9 +46,7 @@ def account_values(
 
 
 def _account_page(request: Request, values: dict[str, Any], status: int = 200) -> Response:
-    response = render_to_response(ACCOUNT_TEMPLATE, values, request=request)
-    response.status = status
-    return response
+    return render_page(ACCOUNT_TEMPLATE, values, request=request, status=status)
 
 
 def _days(text: str) -> int | None:

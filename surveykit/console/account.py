@@ -19,7 +19,15 @@ from surveykit.accounts.models import AuthSession, User
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.audit import services as audit
 from surveykit.console.access_tokens import account_values as access_token_values
-from surveykit.console.web import _, console_view, flash, forget_signin_cookie, set_signin_cookie, translate
+from surveykit.console.web import (
+    _,
+    console_view,
+    flash,
+    forget_signin_cookie,
+    render_page,
+    set_signin_cookie,
+    translate,
+)
 from surveykit.db import utcnow
 from surveykit.errors import ErrorCode, error_response
 from surveykit.security import Permission
@@ -62,13 +70,12 @@ def signin(request: Request) -> Response:
     next_url = _safe_next(request, request.POST.get("next"))
 
     def form_again(status: int, errors: dict[str, str]) -> Response:
-        from pyramid.renderers import render_to_response
-
-        response = render_to_response(
-            SIGNIN_TEMPLATE, {"username": username, "next": next_url, "errors": errors}, request=request
+        return render_page(
+            SIGNIN_TEMPLATE,
+            {"username": username, "next": next_url, "errors": errors},
+            request=request,
+            status=status,
         )
-        response.status = status
-        return response
 
     errors = {}
     if not username:
@@ -194,17 +201,13 @@ def password_form(request: Request) -> dict[str, Any]:
 @console_view(route_name="console.password", request_method="POST", permission=Permission.ACCOUNT_UPDATE)
 def change_password(request: Request) -> Response:
     """As ``POST /api/v1/me/password``: the other sign-ins end, this one goes on."""
-    from pyramid.renderers import render_to_response
-
     current = request.POST.get("current_password", "")
     new = request.POST.get("new_password", "")
     confirm = request.POST.get("confirm_password", "")
 
     def form_again(status: int, errors: dict[str, str]) -> Response:
         values = {"errors": errors, "min_length": request.registry.settings["surveykit.password_min_length"]}
-        response = render_to_response(PASSWORD_TEMPLATE, values, request=request)
-        response.status = status
-        return response
+        return render_page(PASSWORD_TEMPLATE, values, request=request, status=status)
 
     if not current:
         return form_again(422, {"current_password": translate(request, _("Enter your current password."))})

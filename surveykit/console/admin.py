@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from sqlalchemy import select
@@ -19,7 +18,7 @@ from surveykit.accounts import services
 from surveykit.accounts.models import ROLES, User
 from surveykit.audit import services as audit
 from surveykit.console.errors import error_page
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 from surveykit.studies import services as studies
 
@@ -34,9 +33,7 @@ def _policy(request: Request) -> services.AccountPolicy:
 
 
 def _page(request: Request, template: str, values: dict[str, Any], status: int = 200) -> Response:
-    response = render_to_response(template, values, request=request)
-    response.status = status
-    return response
+    return render_page(template, values, request=request, status=status)
 
 
 def _named_user(request: Request) -> User | None:

@@ -25,7 +25,7 @@ from surveykit.analysis import coding as services
 from surveykit.audit import services as audit
 from surveykit.console import analysis_reads as reads
 from surveykit.console.errors import error_page
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 from surveykit.studies import services as studies
 from surveykit.studies.models import Study
@@ -172,7 +172,7 @@ def _coding_page(
     shown = everyone if show_others else [c for c in everyone if c.coder_id == me]
     codes = reads.codebook(session, study)
     here = request.route_path("console.coding", study=study.slug, country=country.code, uuid=interview.uuid)
-    response = render_to_response(
+    return render_page(
         CODING_TEMPLATE,
         {
             "study": study,
@@ -196,9 +196,8 @@ def _coding_page(
             "chosen": chosen or {},
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.coding", request_method="GET", permission=Permission.ANALYSIS_READ)

@@ -22,7 +22,7 @@ from surveykit.analysis.models import Code
 from surveykit.audit import services as audit
 from surveykit.console import analysis_reads as reads
 from surveykit.console.analysis import page_scope
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 from surveykit.studies.models import Study
 
@@ -102,7 +102,7 @@ def _codebook_page(
     status: int = 200,
 ) -> Response:
     codes = reads.codebook(request.dbsession, study)
-    response = render_to_response(
+    return render_page(
         CODEBOOK_TEMPLATE,
         {
             "study": study,
@@ -114,9 +114,8 @@ def _codebook_page(
             "typed": typed or {"colour": codebook.DEFAULT_COLOUR},
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.codebook", request_method="GET", permission=Permission.ANALYSIS_READ)
@@ -162,7 +161,7 @@ def _code_page(
     rows = reads.codebook(session, study)
     row = next(row for row in rows if row.id == code.id)
     below = {other.id for other in rows if other.path.startswith(f"{row.path} {codebook.PATH_SEPARATOR} ")}
-    response = render_to_response(
+    return render_page(
         CODE_TEMPLATE,
         {
             "study": study,
@@ -183,9 +182,8 @@ def _code_page(
             "submitted": submitted,
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 def _current_values(code: Code) -> dict[str, Any]:

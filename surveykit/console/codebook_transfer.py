@@ -13,7 +13,6 @@ import binascii
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -21,7 +20,7 @@ from surveykit.analysis import codebook, codebook_files, codebook_import
 from surveykit.audit import services as audit
 from surveykit.console.analysis import page_scope
 from surveykit.console.codebook import record_changes
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 from surveykit.studies.models import Study
 
@@ -43,7 +42,7 @@ def _import_page(
     upload: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    response = render_to_response(
+    return render_page(
         IMPORT_TEMPLATE,
         {
             "study": study,
@@ -54,9 +53,8 @@ def _import_page(
             "upload": upload,
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.codebook_import", request_method="GET", permission=Permission.CODEBOOK_EDIT)

@@ -15,13 +15,12 @@ from typing import Any
 
 import zope.sqlalchemy
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
 from surveykit.audit import services as audit
 from surveykit.console.fieldwork import page_country, page_study
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.security import Permission
 from surveykit.sync import review, services
 from surveykit.sync.services import Caller
@@ -141,7 +140,7 @@ def _conflict_page(
 ) -> Response:
     current = conflict["current"]["record"]
     rows = review.compare_records(current, conflict["record"])
-    response = render_to_response(
+    return render_page(
         CONFLICT_TEMPLATE,
         {
             "conflict": conflict,
@@ -156,9 +155,8 @@ def _conflict_page(
             "label": f"{conflict['activity']}-{conflict['country']}-{conflict['interview_number']:02d}",
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.conflict", request_method="GET", permission=Permission.CONFLICTS_RESOLVE)
@@ -257,7 +255,7 @@ def _field_conflict_or_404(request: Request) -> dict[str, Any]:
 def _field_conflict_page(
     request: Request, conflict: dict[str, Any], errors: dict[str, str] | None = None, status: int = 200
 ) -> Response:
-    response = render_to_response(
+    return render_page(
         FIELD_CONFLICT_TEMPLATE,
         {
             "conflict": conflict,
@@ -266,9 +264,8 @@ def _field_conflict_page(
             "registry_json": json.dumps(conflict["registry"]),
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(

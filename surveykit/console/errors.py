@@ -12,7 +12,6 @@ from urllib.parse import urlencode, urlsplit
 from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
 from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
@@ -21,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from surveykit.accounts import browser
 from surveykit.accounts.policy import AUTH_PROBLEM
 from surveykit.audit import services as audit
-from surveykit.console.web import _, flash, forget_signin_cookie, translate
+from surveykit.console.web import _, flash, forget_signin_cookie, render_page, translate
 from surveykit.errors import APIError, allowed_methods
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,9 @@ ERROR_TEMPLATE = "surveykit.console:templates/error.jinja2"
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> Response:
-    response = render_to_response(
-        ERROR_TEMPLATE, {"status": status, "title": title, "message": message}, request=request
+    return render_page(
+        ERROR_TEMPLATE, {"status": status, "title": title, "message": message}, request=request, status=status
     )
-    response.status = status
-    return response
 
 
 def signin_redirect(request: Request) -> Response:

@@ -14,13 +14,12 @@ from typing import Any
 
 import colander
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
 from surveykit.audit import services as audit
 from surveykit.console.fieldwork import page_country, page_study
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.participants import importer, preview, schemas, services
 from surveykit.participants.models import PARTICIPANT_STATUSES
 from surveykit.security import Permission
@@ -127,7 +126,7 @@ def _import_page(
     upload: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    response = render_to_response(
+    return render_page(
         IMPORT_TEMPLATE,
         {
             "study": study,
@@ -141,9 +140,8 @@ def _import_page(
             "upload": upload,
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(
@@ -289,7 +287,7 @@ def _participant_page(
     status: int = 200,
 ) -> Response:
     may_edit = request.has_permission(Permission.PARTICIPANTS_WRITE)
-    response = render_to_response(
+    return render_page(
         PARTICIPANT_TEMPLATE,
         {
             "study": study,
@@ -305,9 +303,8 @@ def _participant_page(
             "errors": errors or {},
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.participant", request_method="GET", permission=Permission.PARTICIPANTS_READ)

@@ -14,14 +14,13 @@ import re
 from typing import Any
 
 from pyramid.httpexceptions import HTTPSeeOther
-from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 
 from surveykit.audit import services as audit
 from surveykit.console import studio_services as studio
 from surveykit.console.errors import error_page
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.instruments import StudyInstrumentContext, services
 from surveykit.instruments import drafts as drafts_service
 from surveykit.instruments.drafts import CheckedFile, InstrumentDraft
@@ -35,9 +34,7 @@ EXCERPT_CHARS = 160
 
 
 def _render(template: str, values: dict[str, Any], request: Request, status: int = 200) -> Response:
-    response = render_to_response(TEMPLATES + template, {"accept": ACCEPT, **values}, request=request)
-    response.status = status
-    return response
+    return render_page(TEMPLATES + template, {"accept": ACCEPT, **values}, request=request, status=status)
 
 
 def _uploaded(request: Request) -> tuple[CheckedFile | None, dict[str, str]]:

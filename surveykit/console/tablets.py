@@ -20,7 +20,7 @@ from surveykit.accounts import services as accounts
 from surveykit.accounts.models import Device, User
 from surveykit.audit import services as audit
 from surveykit.console.fieldwork import page_country, page_study
-from surveykit.console.web import _, console_view, flash, translate
+from surveykit.console.web import _, console_view, flash, render_page, translate
 from surveykit.participants import services as participants
 from surveykit.security import Permission
 from surveykit.studies.models import Country, Study
@@ -53,7 +53,7 @@ def _tablets_page(
     session = request.dbsession
     devices = enrolment.country_devices(session, request.identity, study, country.code)
     fieldworkers = enrolment.country_fieldworkers(session, request.identity, study, country.code)
-    response = render_to_response(
+    return render_page(
         TABLETS_TEMPLATE,
         {
             "study": study,
@@ -66,9 +66,8 @@ def _tablets_page(
             "errors": errors or {},
         },
         request=request,
+        status=status,
     )
-    response.status = status
-    return response
 
 
 @console_view(route_name="console.tablets", request_method="GET", permission=Permission.DEVICES_ENROL)

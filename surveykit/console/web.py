@@ -10,6 +10,7 @@ from typing import Any
 
 from pyramid.i18n import TranslationStringFactory
 from pyramid.interfaces import ICSRFStoragePolicy
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
@@ -176,3 +177,11 @@ def pop_flashes(request: Request) -> list[dict[str, str]]:
     if FLASH_COOKIE not in request.cookies and "session" not in request.__dict__:
         return []  # no session yet: don't create one (and its cookie) just to find it empty
     return list(request.session.pop_flash())
+
+
+def render_page(template: str, values: dict[str, Any], *, request: Request, status: int = 200) -> Response:
+    """A console page rendered with ``values`` and answered with ``status`` (a form shown again
+    with its errors is a 4xx, not a 200)."""
+    response = render_to_response(template, values, request=request)
+    response.status = status
+    return response

@@ -203,6 +203,7 @@ _TOKEN_QUERY = (
     .outerjoin(Grant, Grant.user_id == User.id)
     .outerjoin(Study, Study.id == Grant.study_id)
     .where(AccessToken.token_hash == bindparam("token_hash"))
+    .order_by(Grant.id)
 )
 _LOCKED = select(AttemptCounter.attempts).where(
     AttemptCounter.kind == throttle.LOCKOUT,

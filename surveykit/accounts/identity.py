@@ -164,6 +164,7 @@ _IDENTITY_QUERY = (
     .outerjoin(Grant, Grant.user_id == User.id)
     .outerjoin(Study, Study.id == Grant.study_id)
     .where(AuthSession.id == bindparam("sid"), AuthSession.user_id == bindparam("user_id"))
+    .order_by(Grant.id)  # /me lists the grants in the order they were given, as the users API does
 )
 _TOUCH_DEVICE = (
     update(Device)
@@ -235,5 +236,6 @@ def device_grants(session: Session, device: Device) -> tuple[GrantScope, ...]:
         select(Grant.role, Grant.study_id, Study.slug, Grant.countries)
         .join(Study, Study.id == Grant.study_id, isouter=True)
         .where(Grant.user_id == device.user_id)
+        .order_by(Grant.id)
     ).all()
     return _device_grants(rows, device.scope or [])

@@ -72,7 +72,11 @@ class World:
 
     def events(self, action: str) -> list[AuditEvent]:
         with self.engine.connect() as connection:
-            return list(connection.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+            return list(
+                connection.execute(
+                    select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+                )
+            )
 
 
 @pytest.fixture(scope="module")

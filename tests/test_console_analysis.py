@@ -260,7 +260,9 @@ def test_own_codings_are_changed_and_other_coders_kept_apart(an: Analysis) -> No
     assert re.search(rf'id="memo-error-{mine.id}">The memo contains a NUL character', nul.text)
     an.session.expire_all()
     assert mine.memo == "checked again"
-    changed = an.session.scalars(select(AuditEvent).where(AuditEvent.action == "coding.updated").order_by(AuditEvent.id)).all()
+    changed = an.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "coding.updated").order_by(AuditEvent.id)
+    ).all()
     assert [e.details["changed"] for e in changed] == [["memo"], ["anchor"]]
 
     refused = an.post(an.ana, f"{KE}/codings/{theirs.id}", {"action": "delete"}, status=403)

@@ -73,7 +73,11 @@ class Site:
         return self.session.get_one(Code, code_id)
 
     def events(self, action: str) -> list[AuditEvent]:
-        return list(self.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+        return list(
+            self.session.scalars(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+            )
+        )
 
 
 @pytest.fixture

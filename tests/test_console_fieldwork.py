@@ -179,7 +179,9 @@ def test_a_participant_is_edited_and_withdrawn_with_errors_beside_their_fields(f
     person = fw.session.scalar(select(Participant).where(Participant.pid == "RA1-KE-01-A"))
     fw.session.refresh(person)
     assert (person.position, person.status) == ("Director", "withdrawn")
-    event = fw.session.scalars(select(AuditEvent).where(AuditEvent.action == "participant.update").order_by(AuditEvent.id)).all()[-1]
+    event = fw.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "participant.update").order_by(AuditEvent.id)
+    ).all()[-1]
     assert event.target == "RA1-KE-01-A"
     # A withdrawn participant cannot become planned again: the registry says so beside the status.
     back = fw.post(boss, url, {"agency": "Ministry of ICT", "position": "", "status": "planned"}, status=422)

@@ -113,6 +113,8 @@ def test_a_request_id_that_is_not_sensible_is_replaced(testapp: Any) -> None:
     answer = testapp.get("/api/v1/health", headers={"X-Request-ID": "bad id\twith spaces"})
     assert answer.headers["X-Request-ID"] != "bad id\twith spaces"
     assert len(answer.headers["X-Request-ID"]) == 32
+    ids = {testapp.get("/api/v1/health").headers["X-Request-ID"] for _ in range(50)}
+    assert len(ids) == 50 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
 def test_an_unexpected_error_is_logged_with_its_request_id_and_stack(
@@ -202,6 +204,18 @@ def test_without_logging_sections_surveykit_logs_info_and_others_warnings(
     assert logging.getLogger().level == logging.WARNING
     assert logging.getLogger("surveykit").getEffectiveLevel() == logging.INFO
     assert "%(request_id)s" in logging.getLogger().handlers[0].formatter._fmt
+    assert not logging.getLogger("waitress.queue").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("waitress").isEnabledFor(logging.WARNING)
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
+def test_the_shipped_inis_keep_waitress_queue_warnings_out_of_the_log(
+    ini: str, restored_logging: Any
+) -> None:
+    logs.configure_logging(str(Path(__file__).resolve().parent.parent / ini), "text")
+    assert not logging.getLogger("waitress.queue").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("waitress.queue").isEnabledFor(logging.ERROR)
+    assert logging.getLogger(logs.ACCESS_LOGGER).isEnabledFor(logging.INFO)
 
 
 # ------------------------------------------------------------------------------- production store

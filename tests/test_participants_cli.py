@@ -177,7 +177,11 @@ def test_participants_import_and_list(run: CLI, db: Session, tmp_path: Path) -> 
     assert listed[-1] == ["RA1-KE-03-A", "Communications Authority", "planned"]
     assert "no participants" in run.ok("participants", "list", "--study", "ocsea", "--country", "CA")
     db.rollback()
-    imports = list(db.scalars(select(AuditEvent).where(AuditEvent.action == "participant.import").order_by(AuditEvent.id)))
+    imports = list(
+        db.scalars(
+            select(AuditEvent).where(AuditEvent.action == "participant.import").order_by(AuditEvent.id)
+        )
+    )
     assert [(e.target, e.details["first_number"], e.details["last_number"]) for e in imports] == [
         ("ocsea/KE/RA1", 1, 2),
         ("ocsea/KE/RA1", 3, 3),

@@ -90,9 +90,13 @@ def test_an_admin_creates_an_account_and_grants_it_a_role(testapp, dbsession, ac
         ("grant.add", "baraka"),
         ("grant.remove", "amina"),
     ]
-    added = dbsession.scalars(select(AuditEvent).where(AuditEvent.action == "grant.add").order_by(AuditEvent.id)).first()
+    added = dbsession.scalars(
+        select(AuditEvent).where(AuditEvent.action == "grant.add").order_by(AuditEvent.id)
+    ).first()
     assert added.details["countries"] == ["KE", "TZ"] and added.details["role"] == "coordinator"
-    created_event = dbsession.scalars(select(AuditEvent).where(AuditEvent.action == "user.create").order_by(AuditEvent.id)).all()
+    created_event = dbsession.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.create").order_by(AuditEvent.id)
+    ).all()
     assert [e.details for e in created_event] == [{"generated": False}, {"generated": True}]
 
 

@@ -512,6 +512,28 @@ def test_the_text_check_from_canonical_text_agrees_with_the_full_walk(record: di
     assert validation.check_text_of(record, canonical) == validation.check_text(record)
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"notes": "two lines\nand a tab\there, a return\r", "answers": {"q1": "plain"}},
+        {"notes": 'façade, nº 3, «quoted» \\ and "escaped"'},
+        {"answers": {"q1\nq2": "a key over two lines"}},
+        {"answers": [{"ok": "fine\n"}, {"tab\tkey": 1}]},
+        {"notes": "a C1 control \x85 after a line\n"},
+        {"notes": "DEL \x7f"},
+        {"notes": "a bell \x07"},
+        {"score": float("inf")},
+        {"notes": "the word NaN is text"},
+    ],
+)
+def test_the_text_check_from_canonical_text_agrees_with_the_walk_on_line_breaks_and_controls(
+    record: dict,
+) -> None:
+    hashed = validation.hash_and_text(record)
+    canonical = hashed[1] if hashed is not None else None
+    assert validation.check_text_of(record, canonical) == validation.check_text(record)
+
+
 def test_probe_ticks_are_stored_and_pulled_back_unchanged(testapp, world) -> None:
     tablet = world.tablet()
     ticks = {"details": [2, 0], "budget_line_details": []}

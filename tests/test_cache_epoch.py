@@ -14,12 +14,14 @@ from sqlalchemy.orm import Session
 from support_db import settings_for
 
 from surveykit import make_app, migrate
+from surveykit.accounts import policy as policy_module
 from surveykit.accounts import services as account_services
 from surveykit.accounts import throttle
 from surveykit.accounts.models import AuthSession, Device, Grant, User
 from surveykit.accounts.tokens import TokenSettings
 from surveykit.cache_epoch import MISSING, EpochCache
 from surveykit.db import make_engine, make_session_factory, utcnow
+from surveykit.instruments import from_memory
 from surveykit.instruments import services as instruments
 from surveykit.studies.models import Study
 
@@ -238,3 +240,123 @@ def test_the_epoch_reader_replaces_a_connection_the_server_dropped(two_processes
     assert reader() == value
     assert reader._local.raw is not kept
     assert first.client.get(PATH, headers=state["tablet"]).status_int == 200
+
+
+# ------------------------------------------------------------------------ answered from memory
+
+
+@pytest.fixture
+def from_memory_answers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What ``answer_from_memory`` gave for each request that reached it (None: the usual way)."""
+    given: list[Any] = []
+    real = from_memory.answer_from_memory
+
+    def recording(*args: Any) -> Any:
+        answer = real(*args)
+        given.append(answer)
+        return answer
+
+    monkeypatch.setattr(from_memory, "answer_from_memory", recording)
+    return given
+
+
+def comparable(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = sorted((name, value) for name, value in response.headerlist if name != "X-Request-ID")
+    return response.status_int, headers, response.body
+
+
+def test_a_remembered_check_is_answered_from_memory_exactly_as_the_usual_way_answers_it(
+    two_processes: Any, from_memory_answers: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _second, state = two_processes
+    cold = first.client.get(PATH, headers=state["tablet"])
+    assert from_memory_answers == [None]  # nothing remembered yet: the usual way answered
+    etag = cold.headers["ETag"].strip('"')
+    gzip_etag = first.client.get(PATH, headers={**state["tablet"], "Accept-Encoding": "gzip"}).headers["ETag"]
+    variants = {
+        "plain": {},
+        "gzip": {"Accept-Encoding": "gzip"},
+        "held": {"If-None-Match": f'"{etag}"'},
+        "held, weak": {"If-None-Match": f'W/"{etag}"'},
+        "held, among others": {"If-None-Match": f'"other", "{etag}"'},
+        "held gzip": {"If-None-Match": gzip_etag, "Accept-Encoding": "gzip"},
+        "anything held": {"If-None-Match": "*"},
+        "stale": {"If-None-Match": '"0000-v0"', "Accept-Encoding": "gzip"},
+    }
+    for name, extra in variants.items():
+        headers = {**state["tablet"], **extra}
+        with monkeypatch.context() as usual_way:
+            usual_way.setattr(from_memory, "answer_from_memory", lambda *args: None)
+            usual = first.client.get(PATH, headers=headers, status="*")
+        from_memory_answers.clear()
+        remembered = first.client.get(PATH, headers=headers, status="*")
+        assert from_memory_answers and from_memory_answers[-1] is not None, name
+        assert comparable(remembered) == comparable(usual), name
+        assert remembered.status_int == (304 if "held" in name else 200), name
+        assert len(remembered.headers["X-Request-ID"]) == 32
+
+
+def test_what_memory_does_not_hold_or_answer_takes_the_usual_way(
+    two_processes: Any, from_memory_answers: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _second, state = two_processes
+    tablet = state["tablet"]
+    first.client.get(PATH, headers=tablet, status=200)
+    first.client.get(PATH, headers=tablet, status=200)
+    assert from_memory_answers[-1] is not None  # remembered from here on
+    cases = [
+        ("a query string", f"{PATH}?lang=en", tablet, "GET", 200),
+        ("a numbered version", f"{PATH}/versions/1", tablet, "GET", 200),
+        ("another route under the prefix", "/api/v1/instruments/validate", tablet, "GET", None),
+        ("an unknown instrument", "/api/v1/instruments/no-such-instrument", tablet, "GET", 404),
+        ("no token", PATH, {}, "GET", 401),
+        ("a bad token", PATH, {"Authorization": "Bearer not-a-token"}, "GET", 401),
+        ("HEAD", PATH, tablet, "HEAD", 200),
+    ]
+    for name, path, headers, method, status in cases:
+        from_memory_answers.clear()
+        response = first.client.request(path, method=method, headers=headers, expect_errors=True)
+        assert from_memory_answers in ([], [None]), name
+        if status is not None:
+            assert response.status_int == status, name
+        assert response.content_type in ("application/json", ""), name
+
+    # A tablet whose last-seen time is due goes the usual way, which records it.
+    monkeypatch.setattr(policy_module, "device_seen_long_ago", lambda *args: True)
+    from_memory_answers.clear()
+    first.client.get(PATH, headers=tablet, status=200)
+    assert from_memory_answers == [None]
+
+
+def test_a_revocation_is_seen_by_a_process_answering_from_memory_at_once(
+    two_processes: Any, from_memory_answers: list[Any]
+) -> None:
+    first, second, state = two_processes
+    etag = second.client.get(PATH, headers=state["tablet"]).headers["ETag"]
+    held = {**state["tablet"], "If-None-Match": etag}
+    second.client.get(PATH, headers=held, status=304)
+    assert from_memory_answers[-1] is not None and from_memory_answers[-1].status_int == 304
+
+    with second.engine.begin() as connection:  # a grant taken away by hand: only the trigger knows
+        connection.execute(text("DELETE FROM grants WHERE role = 'fieldworker'"))
+    assert second.client.get(PATH, headers=held, status=403).json["code"] == "forbidden"
+    assert from_memory_answers[-1] is None
+
+    first.client.delete(f"/api/v1/devices/{state['device']}", headers=state["admin"], status=200)
+    body = second.client.get(PATH, headers=held, status=401).json
+    assert body["code"] == "unauthenticated" and "revoked" in body["message"]
+    assert from_memory_answers[-1] is None
+
+
+def test_a_failure_while_answering_from_memory_leaves_the_answer_to_the_usual_way(
+    two_processes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _second, state = two_processes
+    etag = first.client.get(PATH, headers=state["tablet"]).headers["ETag"]
+
+    def broken(self: Any, request: Any) -> None:
+        raise RuntimeError("the memory path failed")
+
+    monkeypatch.setattr(policy_module.TokenSecurityPolicy, "remembered_identity", broken)
+    response = first.client.get(PATH, headers={**state["tablet"], "If-None-Match": etag}, status=304)
+    assert response.headers["ETag"] == etag

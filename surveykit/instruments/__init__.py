@@ -95,6 +95,13 @@ def includeme(config: Any) -> None:
     from surveykit.instruments import xlsform  # noqa: F401 - registers the .xlsx upload reader
 
     config.registry["current_instruments"] = EpochCache(max_entries=1000)
+    # A tablet's re-check answered from memory when it can be (see ``from_memory``): inside the
+    # access log, before the transaction and everything after it.
+    config.add_tween(
+        "surveykit.instruments.from_memory.from_memory_tween_factory",
+        under="surveykit.logs.access_log_tween_factory",
+        over="pyramid_tm.tm_tween_factory",
+    )
     config.add_route("instruments", "/api/v1/instruments", factory=InstrumentsResource)
     config.add_route("instruments_validate", "/api/v1/instruments/validate", factory=InstrumentsResource)
     # Before the instrument route, which would take "preview" for a slug; only POST previews, so a

@@ -3,6 +3,7 @@ current instrument versions still see a revocation or a new version on the very 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from surveykit.cache_epoch import MISSING, EpochCache
 from surveykit.db import make_engine, make_session_factory, utcnow
 from surveykit.instruments import from_memory
 from surveykit.instruments import services as instruments
+from surveykit.logs import ACCESS_LOGGER
 from surveykit.studies.models import Study
 
 
@@ -296,6 +298,21 @@ def test_a_remembered_check_is_answered_from_memory_exactly_as_the_usual_way_ans
         assert len(remembered.headers["X-Request-ID"]) == 32
 
 
+def test_an_answer_from_memory_has_its_access_line(
+    two_processes: Any, from_memory_answers: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    first, _second, state = two_processes
+    etag = first.client.get(PATH, headers=state["tablet"]).headers["ETag"]
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    caplog.clear()
+    response = first.client.get(PATH, headers={**state["tablet"], "If-None-Match": etag}, status=304)
+    assert from_memory_answers[-1] is not None
+    [line] = [record for record in caplog.records if record.name == ACCESS_LOGGER]
+    assert line.access["route"] == "instrument" and line.access["status"] == 304
+    assert line.access["user_id"] is not None and line.access["device_id"] == state["device"]
+    assert line.request_id == response.headers["X-Request-ID"]
+
+
 def test_what_memory_does_not_hold_or_answer_takes_the_usual_way(
     two_processes: Any, from_memory_answers: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -360,3 +377,30 @@ def test_a_failure_while_answering_from_memory_leaves_the_answer_to_the_usual_wa
     monkeypatch.setattr(policy_module.TokenSecurityPolicy, "remembered_identity", broken)
     response = first.client.get(PATH, headers={**state["tablet"], "If-None-Match": etag}, status=304)
     assert response.headers["ETag"] == etag
+
+
+def test_a_caller_remembered_without_the_instruments_study_is_refused_as_the_usual_way_refuses(
+    two_processes: Any, from_memory_answers: list[Any]
+) -> None:
+    """Caller and instrument both remembered under one epoch: the access rule still decides."""
+    first, _second, state = two_processes
+    settings = first.app.registry.settings
+    policy = account_services.AccountPolicy.from_settings(settings)
+    with make_session_factory(first.engine)() as session:
+        from surveykit.studies import services as studies
+
+        other = studies.create_study(session, "other", "Other study")
+        studies.add_country(session, other, "KE", "Kenya")
+        outsider = account_services.create_user(session, "outsider", None, policy)
+        account_services.add_grant(session, outsider, "fieldworker", "other", ["KE"], "tests")
+        pair = account_services.start_session(
+            session, outsider, TokenSettings.from_settings(settings), policy
+        )
+        session.commit()
+    outsider_headers = {"Authorization": f"Bearer {pair.access_token}"}
+    etag = first.client.get(PATH, headers=state["tablet"]).headers["ETag"]  # the instrument, remembered
+    usual = first.client.get(PATH, headers={**outsider_headers, "If-None-Match": etag}, status=403)
+    from_memory_answers.clear()
+    again = first.client.get(PATH, headers={**outsider_headers, "If-None-Match": etag}, status=403)
+    assert from_memory_answers == [None]
+    assert again.json == usual.json and again.json["code"] == "forbidden"

@@ -257,6 +257,11 @@ def includeme(config: Any) -> None:
     # explicit manager are used as they are, with ``tm`` defined on the request class above.
     settings["tm.manager_hook"] = explicit_manager
     config.add_tween("pyramid_tm.tm_tween_factory", over=EXCVIEW)
+    config.add_tween(
+        "surveykit.errors.exceptions_as_json_tween_factory",
+        under="surveykit.logs.access_log_tween_factory",
+        over="pyramid_tm.tm_tween_factory",
+    )
     config.include("pyramid_retry")
     # A double submit that loses a unique-constraint race is replayed, and then sees the winner.
     mark_error_retryable(IntegrityError)

@@ -11,9 +11,11 @@ Codes are stable strings that clients may switch on; messages are for people.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
@@ -21,6 +23,7 @@ from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config
 from pyramid_retry import RetryableException
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,26 @@ def integrity_error_view(exc: IntegrityError | ConcurrentWrite, request: Request
     return error_response(409, ErrorCode.CONFLICT, "the change conflicts with stored data; retry")
 
 
+# How long a client is asked to wait before retrying when the database does not answer.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+@exception_view_config(DatabaseOperationalError)
+@exception_view_config(psycopg.OperationalError)  # the cache epoch's own libpq read
+@exception_view_config(sqlite3.OperationalError)  # the cache epoch's own read on SQLite
+def database_unavailable_view(exc: Exception, request: Request) -> Response:
+    """The database is down, unreachable or too busy (after pyramid_retry's replays): a 503 the
+    client retries, not a 500."""
+    request_id = request.environ.get("surveykit.request_id", "-")
+    log.error("database unavailable on %s %s (request %s): %s", request.method, request.path, request_id, exc)
+    return error_response(
+        503,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        f"the database is unavailable or busy; retry shortly (request {request_id})",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 @exception_view_config(Exception)
 def unexpected_error_view(exc: Exception, request: Request) -> Response:
     request_id = request.environ.get("surveykit.request_id", "-")
@@ -197,3 +220,18 @@ def allowed_methods(request: Request, route_name: str) -> set[str]:
             methods.add("HEAD")
         cache[route_name] = methods
     return cache[route_name]
+
+
+def exceptions_as_json_tween_factory(handler: Any, registry: Any):
+    """Answers an exception raised above Pyramid's exception-view tween with the same exception
+    views. pyramid_tm asks for the caller's identity (which reads the cache epoch) before the view
+    runs, so a database that does not answer fails there; pyramid_retry, the execution policy,
+    re-raises what it cannot replay, and the server would then answer with its own text/plain 500."""
+
+    def exceptions_as_json_tween(request: Request) -> Response:
+        try:
+            return handler(request)
+        except Exception:
+            return request.invoke_exception_view(reraise=True)
+
+    return exceptions_as_json_tween

@@ -404,3 +404,18 @@ def test_a_caller_remembered_without_the_instruments_study_is_refused_as_the_usu
     again = first.client.get(PATH, headers={**outsider_headers, "If-None-Match": etag}, status=403)
     assert from_memory_answers == [None]
     assert again.json == usual.json and again.json["code"] == "forbidden"
+
+
+def test_the_router_events_an_answer_from_memory_skips_have_no_subscriber_it_would_miss(app: Any) -> None:
+    """An answer from memory is given before routing, so NewRequest, BeforeTraversal and
+    ContextFound are not sent for it. Today only the URL text rule listens to one of them, and a
+    remembered slug always passes it; a new subscriber needs a look at ``from_memory`` first."""
+    from pyramid.events import BeforeTraversal, ContextFound, NewRequest, NewResponse
+    from zope.interface import implementedBy
+
+    skipped = {implementedBy(event): event for event in (NewRequest, BeforeTraversal, ContextFound)}
+    every = [(handler.required[0], handler.factory.__name__) for handler in app.registry.registeredHandlers()]
+    listening = {(skipped[spec], name) for spec, name in every if spec in skipped}
+    assert listening == {(BeforeTraversal, "refuse_unusable_url_text")}
+    # The check itself sees subscribers: the console's NewResponse one is there.
+    assert (implementedBy(NewResponse), "add_security_headers") in every

@@ -64,6 +64,40 @@ def test_health_answers_503_when_the_database_does_not_answer(tmp_path: Path) ->
     assert answer.json["message"].startswith("the database does not answer")
 
 
+def test_an_api_request_while_the_database_does_not_answer_is_a_json_503_to_retry(tmp_path: Path) -> None:
+    """The caller's identity is first asked for by pyramid_tm, above the exception views; a database
+    that does not answer must still give the API's JSON error, and one a client knows to retry."""
+    import webtest
+
+    from surveykit.accounts.tokens import TokenSettings, issue_access_token
+    from surveykit.db import utcnow
+
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+    settings = load_settings(
+        {},
+        {"SURVEYKIT_ENV": "test", "SURVEYKIT_DATABASE_URL": unreachable, "SURVEYKIT_DATA_DIR": str(tmp_path)},
+    )
+    app = make_app(settings)
+    token, _ = issue_access_token(
+        TokenSettings.from_settings(settings), user_id=1, session_id="s1", device_id=None, now=utcnow()
+    )
+    client = webtest.TestApp(app)
+    bearer = {"Authorization": f"Bearer {token}"}
+    for method, path in [
+        ("GET", "/api/v1/instruments"),
+        ("GET", "/api/v1/instruments/ra1-duty-bearers"),
+        ("POST", "/api/v1/sync"),
+        ("GET", "/api/v1/me"),
+    ]:
+        answer = client.request(path, method=method, headers=bearer, status=503)
+        assert answer.content_type == "application/json", path
+        assert answer.json["code"] == "service_unavailable", path
+        assert answer.headers["Retry-After"] == "5", path
+        assert answer.headers["X-Request-ID"] in answer.json["message"], path
+    # Without a token nothing needs the database: the usual 401.
+    assert client.get("/api/v1/instruments", status=401).json["code"] == "unauthenticated"
+
+
 def test_health_needs_no_token_and_ignores_a_bad_one(testapp: Any) -> None:
     testapp.get("/api/v1/health", headers={"Authorization": "Bearer not-a-token"}, status=200)
 

@@ -20,12 +20,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pyramid.events import NewResponse
 from pyramid.interfaces import IRoutesMapper, ISecurityPolicy
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.urldispatch import RoutesMapper
 
+from surveykit.accounts.policy import TokenSecurityPolicy
 from surveykit.cache_epoch import MISSING, EpochCache
 from surveykit.instruments import StudyInstrumentContext, services
 from surveykit.instruments.views import CURRENT_CACHE_CONTROL
@@ -83,22 +83,33 @@ def answer_from_memory(
     return representation(request, served, CURRENT_CACHE_CONTROL)
 
 
+def answers_like_the_token_policy(policy: Any) -> bool:
+    """Whether the installed policy decides identity and access as ``TokenSecurityPolicy`` does, so
+    that its ``remembered_identity`` and ``permits_identity`` give what its ``identity`` and
+    ``permits`` would (a policy installed from Python code may override those)."""
+    kind = type(policy)
+    return (
+        isinstance(policy, TokenSecurityPolicy)
+        and kind.identity is TokenSecurityPolicy.identity
+        and kind.permits is TokenSecurityPolicy.permits
+        and kind.remembered_identity is TokenSecurityPolicy.remembered_identity
+    )
+
+
 def from_memory_tween_factory(handler: Callable[[Request], Response], registry: Any):
     routes = routes_up_to_instrument(registry.getUtility(IRoutesMapper))
     current_instruments = registry["current_instruments"]
 
     def from_memory_tween(request: Request) -> Response:
         policy = registry.queryUtility(ISecurityPolicy)
-        if getattr(policy, "remembered_identity", None) is None:
+        if not answers_like_the_token_policy(policy):
             return handler(request)
         try:
             response = answer_from_memory(request, routes, policy, current_instruments)
         except Exception:  # noqa: BLE001 - e.g. the epoch read failing: the usual way reports it as JSON
             log.debug("answering from memory failed; taking the usual way", exc_info=True)
             response = None
-        if response is None:
-            return handler(request)
-        registry.notify(NewResponse(request, response))
-        return response
+        # The router sends NewResponse for this response as for any other.
+        return handler(request) if response is None else response
 
     return from_memory_tween

@@ -17,6 +17,7 @@ from sqlalchemy import ForeignKey, Index, Integer, Row, String, bindparam, inser
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from surveykit.bulk_insert import insert_rows
 from surveykit.db import Base, UTCDateTime, utcnow
 
 CHANGE_KINDS = ("participant", "interview", "conflict", "instrument")
@@ -51,7 +52,6 @@ _TAKE_NUMBERS = (
     .values(value=_counters.c.value + bindparam("b_count", type_=Integer))
     .returning(_counters.c.value)
 )
-_INSERT_ENTRIES = insert(ChangeLogEntry.__table__)
 
 
 def take_sequence_numbers(session: Session, study_id: int, count: int) -> range:
@@ -76,8 +76,9 @@ def append_changes(
         return []
     numbers = list(take_sequence_numbers(session, study_id, len(changes)))
     now = utcnow()
-    session.connection().execute(
-        _INSERT_ENTRIES,
+    insert_rows(
+        session.connection(),
+        ChangeLogEntry.__table__,
         [
             {"study_id": study_id, "seq": seq, "country_code": country, "kind": kind, "key": key, "at": now}
             for seq, (country, kind, key) in zip(numbers, changes, strict=True)

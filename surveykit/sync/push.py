@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from surveykit.analysis import anchoring
+from surveykit.bulk_insert import insert_rows
 from surveykit.db import StoredJSON, utcnow
 from surveykit.errors import ConcurrentWrite, ErrorCode
 from surveykit.instruments.models import Instrument, InstrumentVersion
@@ -65,17 +66,15 @@ from surveykit.sync.write_statements import (
     DELETE_QUOTES,
     INSERT_CONFLICTS,
     INSERT_FIELD_CONFLICTS,
-    INSERT_INTERVIEWS,
-    INSERT_PARTICIPANTS,
-    INSERT_QUOTES,
-    INSERT_REVISIONS,
     INTERVIEWS,
     LOCK_INTERVIEWS,
     OPEN_FIELD_CONFLICTS,
     PARTICIPANT_FIELDS,
     PARTICIPANTS,
     QUOTE_OWNERS,
+    QUOTES,
     REVISION_KEYS,
+    REVISIONS,
     SET_PARTICIPANT_SEQ,
     UPDATE_INTERVIEWS,
     UPDATE_PARTICIPANTS,
@@ -852,8 +851,9 @@ class Writer:
         """Write what the decided changes stored: one executemany per table and kind of write."""
         connection = self.session.connection()
         if self._created:
-            connection.execute(
-                INSERT_INTERVIEWS,
+            insert_rows(
+                connection,
+                INTERVIEWS,
                 [
                     {**state.row(), "record": self._stored(state.record, state.content_hash)}
                     for state in self._created.values()
@@ -877,7 +877,7 @@ class Writer:
                 ],
             )
         if self._revision_rows:
-            connection.execute(INSERT_REVISIONS, self._revision_rows)
+            insert_rows(connection, REVISIONS, self._revision_rows)
         if self._conflict_rows:
             rows = [row for row, _ in self._conflict_rows]
             new_ids = connection.execute(INSERT_CONFLICTS, rows).scalars().all()
@@ -890,7 +890,7 @@ class Writer:
             connection.execute(DELETE_QUOTES, {"uuids": sorted(self._quotes_replaced)})
         quote_rows = [row for rows in self._quote_rows.values() for row in rows]
         if quote_rows:
-            connection.execute(INSERT_QUOTES, quote_rows)
+            insert_rows(connection, QUOTES, quote_rows)
         if self._field_conflict_rows:
             rows = [row for row, _, _ in self._field_conflict_rows]
             new_ids = connection.execute(INSERT_FIELD_CONFLICTS, rows).scalars().all()
@@ -974,8 +974,9 @@ class Writer:
             new_people = [item for item in self._people_changed.items() if item[1].row is not None]
             old_people = [item for item in self._people_changed.items() if item[1].row is None]
             if new_people:
-                connection.execute(
-                    INSERT_PARTICIPANTS,
+                insert_rows(
+                    connection,
+                    PARTICIPANTS,
                     [
                         {
                             **(person.row or {}),

@@ -1,5 +1,6 @@
 """The statements of the push's write path, built once: Core over the tables (no ORM unit of work),
-run with executemany parameter lists through the session's connection."""
+run with executemany parameter lists through the session's connection. Plain inserts of new rows
+go through ``surveykit.bulk_insert`` instead (one COPY per table on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ REVISION_KEYS = select(
 QUOTE_OWNERS = select(QUOTES.c.id, QUOTES.c.interview_uuid).where(
     QUOTES.c.id.in_(bindparam("ids", expanding=True))
 )
-INSERT_INTERVIEWS = insert(INTERVIEWS)
 UPDATE_INTERVIEWS = (
     update(INTERVIEWS)
     .where(INTERVIEWS.c.uuid == bindparam("b_uuid"))
@@ -50,12 +50,9 @@ UPDATE_INTERVIEWS = (
         updated_at=bindparam("b_updated_at", type_=INTERVIEWS.c.updated_at.type),
     )
 )
-INSERT_REVISIONS = insert(REVISIONS)
 INSERT_CONFLICTS = insert(REVISIONS).returning(REVISIONS.c.id, sort_by_parameter_order=True)
 DELETE_QUOTES = delete(QUOTES).where(QUOTES.c.interview_uuid.in_(bindparam("uuids", expanding=True)))
-INSERT_QUOTES = insert(QUOTES)
 PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
-INSERT_PARTICIPANTS = insert(PARTICIPANTS)
 UPDATE_PARTICIPANTS = (
     update(PARTICIPANTS)
     .where(

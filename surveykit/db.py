@@ -19,7 +19,7 @@ from pyramid.request import Request
 from pyramid.tweens import EXCVIEW
 from pyramid_retry import mark_error_retryable
 from pyramid_tm import create_tm, explicit_manager
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import ARRAY, ColumnElement, DateTime, MetaData, any_, create_engine, event, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -78,6 +78,15 @@ class StoredJSON(dict):
     def __init__(self, value: dict[str, Any], text: str) -> None:
         super().__init__(value)
         self.text = text
+
+
+def in_values(column: Any, values: list[Any], dialect_name: str) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL the values go as one array parameter (``= ANY``): the
+    statement's text is then the same for any number of values, so neither SQLAlchemy nor the
+    driver renders and parses a placeholder per value (a pull page looks up a thousand keys)."""
+    if dialect_name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(values)
 
 
 def dump_json(value: Any) -> str:

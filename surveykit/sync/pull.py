@@ -15,6 +15,7 @@ from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
 from surveykit.accounts.models import User
+from surveykit.db import in_values
 from surveykit.instruments.services import find_version
 from surveykit.participants.models import Participant
 from surveykit.participants.services import describe_participant
@@ -90,9 +91,12 @@ def _current_objects(
     for entry in entries:
         keys.setdefault(entry.kind, set()).add(entry.key)
     objects: dict[tuple[str, str], Any] = {}
+    dialect = session.get_bind().dialect.name
     uuids = keys.get("interview", set())
     if uuids:
-        rows = session.execute(CURRENT_INTERVIEWS.where(_interviews.c.uuid.in_(sorted(uuids))))
+        rows = session.execute(
+            CURRENT_INTERVIEWS.where(in_values(_interviews.c.uuid, sorted(uuids), dialect))
+        )
         for uuid, revision, content_hash, record, updated_at, username in rows:
             objects[("interview", uuid)] = {
                 "uuid": uuid,
@@ -110,13 +114,13 @@ def _current_objects(
         if pids:
             found += session.execute(
                 select(_participants).where(
-                    _participants.c.study_id == study.id, _participants.c.pid.in_(pids)
+                    _participants.c.study_id == study.id, in_values(_participants.c.pid, pids, dialect)
                 )
             ).all()
         if numeric:
             found += session.execute(
                 select(_participants).where(
-                    _participants.c.study_id == study.id, _participants.c.id.in_(numeric)
+                    _participants.c.study_id == study.id, in_values(_participants.c.id, numeric, dialect)
                 )
             ).all()
         for participant in found:

@@ -622,6 +622,27 @@ def test_pull_pages_through_the_feed_in_the_callers_countries(testapp, dbsession
     assert {c["country"] for c in _pull_all(testapp, coordinator, "&country=TZ")[0]} - {None} == {"TZ"}
 
 
+def test_pulled_objects_write_dates_and_times_as_the_rest_of_the_api(testapp, dbsession, world) -> None:
+    """The pull page leaves its times to orjson; each must read as the registry and the feed hold it."""
+    kenya = world.tablet(["KE"])
+    uuid = new_uuid()
+    record = make_record(kenya.mint())
+    kenya.push(testapp, [change(uuid, 0, record)])
+    seen, _ = _pull_all(testapp, kenya.headers, limit=50)
+    dbsession.expire_all()
+    entries = {(entry.kind, entry.key): entry for entry in dbsession.scalars(select(ChangeLogEntry))}
+    for change_seen in seen:
+        assert change_seen["at"] == entries[(change_seen["kind"], change_seen["key"])].at.isoformat()
+    interview = next(c["object"] for c in seen if c["kind"] == "interview")
+    assert interview["updated_at"] == _stored(dbsession, uuid).updated_at.isoformat()
+    person = next(c["object"] for c in seen if c["kind"] == "participant")
+    registry = testapp.get(
+        f"/api/v1/studies/ocsea/participants/{person['pid']}", headers=kenya.headers
+    ).json
+    assert person == registry
+    assert person["created_at"] == registry["created_at"] and "T" in person["created_at"]
+
+
 def test_pull_outside_the_callers_grants_is_403_and_audited(testapp, dbsession, world, tablet) -> None:
     response = testapp.get("/api/v1/sync/changes?study=ocsea&country=TZ", headers=tablet.headers, status=403)
     assert response.json["code"] == "forbidden"

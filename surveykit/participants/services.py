@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, tuple_, update
@@ -693,7 +693,12 @@ def list_blocks(
 # ---------------------------------------------------------------------------------- representation
 
 
-def describe_participant(participant: Participant, study_slug: str) -> dict[str, Any]:
+def describe_participant(
+    participant: Participant, study_slug: str, *, text_dates: bool = True
+) -> dict[str, Any]:
+    """A participant as the API sends it. ``text_dates=False`` leaves dates and times as objects,
+    for a page serialised by orjson, which writes them as ``isoformat`` does, several times faster."""
+    when = _isoformat if text_dates else _as_is
     return {
         "pid": participant.pid,
         "study": study_slug,
@@ -704,13 +709,21 @@ def describe_participant(participant: Participant, study_slug: str) -> dict[str,
         "agency": participant.agency,
         "position": participant.position,
         "consent_given": participant.consent_given,
-        "consent_date": participant.consent_date.isoformat() if participant.consent_date else None,
+        "consent_date": when(participant.consent_date) if participant.consent_date else None,
         "consent_recorded_how": participant.consent_recorded_how,
         "status": participant.status,
-        "created_at": participant.created_at.isoformat(),
-        "updated_at": participant.updated_at.isoformat(),
+        "created_at": when(participant.created_at),
+        "updated_at": when(participant.updated_at),
         "change_seq": participant.change_seq,
     }
+
+
+def _isoformat(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+def _as_is(value: date | datetime) -> date | datetime:
+    return value
 
 
 def describe_block(block: NumberBlock, study_slug: str) -> dict[str, Any]:

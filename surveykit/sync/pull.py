@@ -76,7 +76,7 @@ def pull(
                 "kind": entry.kind,
                 "key": entry.key,
                 "country": entry.country_code,
-                "at": entry.at.isoformat(),
+                "at": entry.at,  # orjson writes it as isoformat() does
                 "object": objects.get((entry.kind, entry.key)),
             }
             for entry in kept
@@ -103,7 +103,7 @@ def _current_objects(
                 "revision": revision,
                 "content_hash": content_hash,
                 "record": orjson.Fragment(record),
-                "updated_at": updated_at.isoformat(),
+                "updated_at": updated_at,
                 "interviewer": username,
             }
     pkeys = keys.get("participant", set())
@@ -124,7 +124,7 @@ def _current_objects(
                 )
             ).all()
         for participant in found:
-            body = describe_participant(participant, study.slug)
+            body = describe_participant(participant, study.slug, text_dates=False)
             objects[("participant", participant.pid)] = body
             objects[("participant", str(participant.id))] = body
     conflict_ids = sorted(int(key) for key in keys.get("conflict", set()) if key.isdigit())

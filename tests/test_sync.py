@@ -636,9 +636,7 @@ def test_pulled_objects_write_dates_and_times_as_the_rest_of_the_api(testapp, db
     interview = next(c["object"] for c in seen if c["kind"] == "interview")
     assert interview["updated_at"] == _stored(dbsession, uuid).updated_at.isoformat()
     person = next(c["object"] for c in seen if c["kind"] == "participant")
-    registry = testapp.get(
-        f"/api/v1/studies/ocsea/participants/{person['pid']}", headers=kenya.headers
-    ).json
+    registry = testapp.get(f"/api/v1/studies/ocsea/participants/{person['pid']}", headers=kenya.headers).json
     assert person == registry
     assert person["created_at"] == registry["created_at"] and "T" in person["created_at"]
 

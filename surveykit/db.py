@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,21 @@ from pyramid.request import Request
 from pyramid.tweens import EXCVIEW
 from pyramid_retry import mark_error_retryable
 from pyramid_tm import create_tm, explicit_manager
-from sqlalchemy import ARRAY, ColumnElement, DateTime, MetaData, any_, create_engine, event, literal
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    MetaData,
+    String,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -85,8 +100,46 @@ def in_values(column: Any, values: list[Any], dialect_name: str) -> ColumnElemen
     statement's text is then the same for any number of values, so neither SQLAlchemy nor the
     driver renders and parses a placeholder per value (a pull page looks up a thousand keys)."""
     if dialect_name == "postgresql":
-        return column == any_(literal(list(values), ARRAY(column.type)))
+        return column == any_(literal(list(values), _array_of(column)))
     return column.in_(values)
+
+
+def _array_of(column: Any) -> ARRAY:
+    # An array of the column's type without its length: a cast to varchar(n)[] would cut a longer
+    # value short, and the cut value could then match a stored one.
+    item = column.type
+    if isinstance(item, String) and item.length is not None:
+        item = String()
+    return ARRAY(item)
+
+
+def in_parameter(column: Any, name: str, dialect_name: str) -> ColumnElement[bool]:
+    """``column IN :name`` for a statement built once and run with a list of values under ``name``:
+    on PostgreSQL the list goes as one array parameter, as in ``in_values``."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(name, type_=_array_of(column)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def rows_in_parameter(columns: Sequence[Any], name: str, dialect_name: str) -> ColumnElement[bool]:
+    """``(columns) IN :name`` for a statement built once and run with ``rows_parameter(name, rows,
+    dialect_name)``. On PostgreSQL each column's values go as one array parameter and the arrays are
+    unnested side by side, so the statement's text (and its prepared plan) is the same for any
+    number of rows; elsewhere the rows are expanded as a list of row values."""
+    if dialect_name == "postgresql":
+        arrays = [bindparam(f"{name}_{i}", type_=_array_of(column)) for i, column in enumerate(columns)]
+        unnested = (
+            func.unnest(*arrays).table_valued(*(f"{name}_{i}" for i in range(len(columns)))).render_derived()
+        )
+        return tuple_(*columns).in_(select(*unnested.c))
+    return tuple_(*columns).in_(bindparam(name, expanding=True))
+
+
+def rows_parameter(name: str, rows: Sequence[Sequence[Any]], width: int, dialect_name: str) -> dict[str, Any]:
+    """The parameters of ``rows_in_parameter(columns, name, ...)`` for ``rows`` of ``width`` values."""
+    if dialect_name == "postgresql":
+        return {f"{name}_{i}": [row[i] for row in rows] for i in range(width)}
+    return {name: [tuple(row) for row in rows]}
 
 
 def dump_json(value: Any) -> str:

@@ -247,6 +247,16 @@ def test_uuids_are_case_insensitive(testapp, dbsession, tablet) -> None:
     assert _one(tablet.push(testapp, [change(uuid, 0, record)]))["result"] == "unchanged"
 
 
+def test_a_uuid_with_a_trailing_newline_is_refused_like_any_other_bad_uuid(
+    testapp, dbsession, tablet
+) -> None:
+    """A regular expression's ``$`` also matches before a final newline; the push must not."""
+    uuid, record = new_uuid(), make_record(tablet.mint())
+    refused = _results(tablet.push(testapp, [change(uuid + "\n", 0, record)]))
+    assert [(r["result"], r["errors"][0]["path"]) for r in refused] == [("rejected", "changes[0].uuid")]
+    assert dbsession.get(Interview, uuid) is None
+
+
 def test_a_record_keeps_its_interview_for_good(testapp, dbsession, tablet) -> None:
     uuid, record = new_uuid(), make_record(tablet.mint())
     tablet.push(testapp, [change(uuid, 0, record)])

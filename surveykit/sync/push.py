@@ -34,13 +34,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from surveykit.analysis import anchoring
 from surveykit.bulk_insert import insert_rows
-from surveykit.db import StoredJSON, utcnow
+from surveykit.db import StoredJSON, rows_parameter, utcnow
 from surveykit.errors import ConcurrentWrite, ErrorCode
 from surveykit.instruments.models import Instrument, InstrumentVersion
 from surveykit.instruments.services import load_definition
@@ -66,18 +66,17 @@ from surveykit.sync.write_statements import (
     DELETE_QUOTES,
     INSERT_CONFLICTS,
     INSERT_FIELD_CONFLICTS,
+    INTERVIEW_KEY_COLUMNS,
     INTERVIEWS,
-    LOCK_INTERVIEWS,
     OPEN_FIELD_CONFLICTS,
     PARTICIPANT_FIELDS,
     PARTICIPANTS,
-    QUOTE_OWNERS,
     QUOTES,
-    REVISION_KEYS,
     REVISIONS,
     SET_PARTICIPANT_SEQ,
     UPDATE_INTERVIEWS,
     UPDATE_PARTICIPANTS,
+    batch_reads,
 )
 
 MAX_REVISION = 2**31 - 1
@@ -102,6 +101,8 @@ class Writer:
         self.session = session
         self.caller = caller
         self.now = utcnow()
+        self._dialect = session.get_bind().dialect.name
+        self._reads = batch_reads(self._dialect)
         self.refusals: list[dict[str, Any]] = []
         # Field conflicts stored (for the audit log): dicts of audit keywords, ids filled in on write.
         self.field_conflicts: list[dict[str, Any]] = []
@@ -111,7 +112,7 @@ class Writer:
         self._feed: dict[int, dict[tuple[str, str], str | None]] = {}
         # What the batch read, kept current as it is decided.
         self._records: dict[str, InterviewState] = {}
-        self._locked: set[str] = set()  # UUIDs looked up with LOCK_INTERVIEWS (stored or not)
+        self._locked: set[str] = set()  # UUIDs looked up with the lock_interviews read (stored or not)
         self._revision_keys: dict[tuple[str, int, str], RevisionKey] = {}
         self._revision_keys_read: set[tuple[str, int, str]] = set()
         self._numbers: dict[InterviewKey, str | None] = {}
@@ -233,7 +234,7 @@ class Writer:
         if not wanted:
             return
         self._locked.update(wanted)
-        for row in self.session.execute(LOCK_INTERVIEWS, {"uuids": wanted}).mappings():
+        for row in self.session.execute(self._reads.lock_interviews, {"uuids": wanted}).mappings():
             self._records[row["uuid"]] = InterviewState(**row)
 
     def _load_revision_keys(self, keys: Iterable[tuple[str, int, str]]) -> None:
@@ -243,7 +244,7 @@ class Writer:
         self._revision_keys_read.update(keys)
         uuids = sorted({uuid for uuid, _, _ in keys})
         hashes = sorted({digest for _, _, digest in keys})
-        rows = self.session.execute(REVISION_KEYS, {"uuids": uuids, "hashes": hashes})
+        rows = self.session.execute(self._reads.revision_keys, {"uuids": uuids, "hashes": hashes})
         for uuid, base, digest, kind, revision, revision_id, resolved_at in rows:
             self._revision_keys.setdefault(
                 (uuid, base, digest), RevisionKey(kind, revision, revision_id, digest, resolved_at)
@@ -256,13 +257,8 @@ class Writer:
             return
         for key in wanted:
             self._numbers[key] = None
-        columns = (
-            INTERVIEWS.c.study_id,
-            INTERVIEWS.c.activity,
-            INTERVIEWS.c.country_code,
-            INTERVIEWS.c.interview_number,
-        )
-        rows = self.session.execute(select(INTERVIEWS.c.uuid, *columns).where(tuple_(*columns).in_(wanted)))
+        params = rows_parameter("keys", wanted, len(INTERVIEW_KEY_COLUMNS), self._dialect)
+        rows = self.session.execute(self._reads.numbers, params)
         for uuid, *key in rows:
             self._numbers[tuple(key)] = uuid  # type: ignore[index]
 
@@ -273,22 +269,8 @@ class Writer:
             return
         for key in wanted:
             self._people[key] = {}
-        p = PARTICIPANTS.c
-        columns = (p.study_id, p.activity, p.country_code, p.interview_number)
-        rows = self.session.execute(
-            select(
-                p.id,
-                *columns,
-                p.letter,
-                p.pid,
-                p.status,
-                p.coordinator_fields,
-                *(p[name] for name in PARTICIPANT_FIELDS),
-            )
-            .where(tuple_(*columns).in_(wanted))
-            .order_by(p.id)
-            .with_for_update()
-        ).mappings()
+        params = rows_parameter("keys", wanted, len(INTERVIEW_KEY_COLUMNS), self._dialect)
+        rows = self.session.execute(self._reads.people, params).mappings()
         held: dict[int, PersonState] = {}
         for row in rows:
             key = (row["study_id"], row["activity"], row["country_code"], row["interview_number"])
@@ -312,7 +294,7 @@ class Writer:
             return
         for quote_id in wanted:
             self._quote_owners[quote_id] = None
-        for quote_id, owner in self.session.execute(QUOTE_OWNERS, {"ids": wanted}):
+        for quote_id, owner in self.session.execute(self._reads.quote_owners, {"ids": wanted}):
             self._quote_owners[quote_id] = owner
 
     def _device_blocks(self) -> list[tuple[int, str, str, int, int, bool]]:

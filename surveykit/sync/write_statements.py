@@ -4,8 +4,12 @@ go through ``surveykit.bulk_insert`` instead (one COPY per table on PostgreSQL).
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any, NamedTuple
+
 from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 
+from surveykit.db import in_parameter, rows_in_parameter
 from surveykit.participants.models import Participant
 from surveykit.sync.models import FieldConflict, Interview, InterviewRevision, Quote
 
@@ -16,27 +20,67 @@ PARTICIPANTS = Participant.__table__
 FIELD_CONFLICTS = FieldConflict.__table__
 
 INTERVIEW_COLUMNS = tuple(col.name for col in INTERVIEWS.columns)
-LOCK_INTERVIEWS = (
-    select(INTERVIEWS)
-    .where(INTERVIEWS.c.uuid.in_(bindparam("uuids", expanding=True)))
-    .order_by(INTERVIEWS.c.uuid)
-    .with_for_update()
-)
-REVISION_KEYS = select(
-    REVISIONS.c.interview_uuid,
-    REVISIONS.c.base_revision,
-    REVISIONS.c.content_hash,
-    REVISIONS.c.kind,
-    REVISIONS.c.revision,
-    REVISIONS.c.id,
-    REVISIONS.c.resolved_at,
-).where(
-    REVISIONS.c.interview_uuid.in_(bindparam("uuids", expanding=True)),
-    REVISIONS.c.content_hash.in_(bindparam("hashes", expanding=True)),
-)
-QUOTE_OWNERS = select(QUOTES.c.id, QUOTES.c.interview_uuid).where(
-    QUOTES.c.id.in_(bindparam("ids", expanding=True))
-)
+# An interview's key: study, activity, country, number (the registry's key too).
+INTERVIEW_KEY_COLUMNS = ("study_id", "activity", "country_code", "interview_number")
+PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
+
+
+class BatchReads(NamedTuple):
+    """The statements that read what deciding a batch needs, each run once per batch with the
+    batch's keys as lists (``rows_parameter`` for ``numbers`` and ``people``, under "keys")."""
+
+    lock_interviews: Any
+    revision_keys: Any
+    quote_owners: Any
+    numbers: Any
+    people: Any
+
+
+@lru_cache(maxsize=None)
+def batch_reads(dialect_name: str) -> BatchReads:
+    """The batch reads for one dialect. On PostgreSQL their text does not depend on how many keys
+    a batch has (array parameters): SQLAlchemy, psycopg and the server prepare each once."""
+    interview_key = [INTERVIEWS.c[name] for name in INTERVIEW_KEY_COLUMNS]
+    p = PARTICIPANTS.c
+    participant_key = [p[name] for name in INTERVIEW_KEY_COLUMNS]
+    return BatchReads(
+        lock_interviews=select(INTERVIEWS)
+        .where(in_parameter(INTERVIEWS.c.uuid, "uuids", dialect_name))
+        .order_by(INTERVIEWS.c.uuid)
+        .with_for_update(),
+        revision_keys=select(
+            REVISIONS.c.interview_uuid,
+            REVISIONS.c.base_revision,
+            REVISIONS.c.content_hash,
+            REVISIONS.c.kind,
+            REVISIONS.c.revision,
+            REVISIONS.c.id,
+            REVISIONS.c.resolved_at,
+        ).where(
+            in_parameter(REVISIONS.c.interview_uuid, "uuids", dialect_name),
+            in_parameter(REVISIONS.c.content_hash, "hashes", dialect_name),
+        ),
+        quote_owners=select(QUOTES.c.id, QUOTES.c.interview_uuid).where(
+            in_parameter(QUOTES.c.id, "ids", dialect_name)
+        ),
+        numbers=select(INTERVIEWS.c.uuid, *interview_key).where(
+            rows_in_parameter(interview_key, "keys", dialect_name)
+        ),
+        people=select(
+            p.id,
+            *participant_key,
+            p.letter,
+            p.pid,
+            p.status,
+            p.coordinator_fields,
+            *(p[name] for name in PARTICIPANT_FIELDS),
+        )
+        .where(rows_in_parameter(participant_key, "keys", dialect_name))
+        .order_by(p.id)
+        .with_for_update(),
+    )
+
+
 UPDATE_INTERVIEWS = (
     update(INTERVIEWS)
     .where(INTERVIEWS.c.uuid == bindparam("b_uuid"))
@@ -52,7 +96,6 @@ UPDATE_INTERVIEWS = (
 )
 INSERT_CONFLICTS = insert(REVISIONS).returning(REVISIONS.c.id, sort_by_parameter_order=True)
 DELETE_QUOTES = delete(QUOTES).where(QUOTES.c.interview_uuid.in_(bindparam("uuids", expanding=True)))
-PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")
 UPDATE_PARTICIPANTS = (
     update(PARTICIPANTS)
     .where(

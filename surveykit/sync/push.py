@@ -47,7 +47,7 @@ from surveykit.instruments.services import load_definition
 from surveykit.participants import ids
 from surveykit.participants.models import Participant
 from surveykit.studies import feed
-from surveykit.studies.models import Country, ResearchActivity, Study
+from surveykit.studies.models import Study
 from surveykit.sync import field_ownership, validation
 from surveykit.sync.batch_state import (
     InterviewKey,
@@ -74,6 +74,7 @@ from surveykit.sync.write_statements import (
     QUOTES,
     REVISIONS,
     SET_PARTICIPANT_SEQ,
+    STUDY_FACTS,
     UPDATE_INTERVIEWS,
     UPDATE_PARTICIPANTS,
     batch_reads,
@@ -141,17 +142,15 @@ class Writer:
 
     def study(self, slug: str) -> StudyInfo | None:
         if slug not in self._studies:
-            row = self.session.execute(select(Study.id).where(Study.slug == slug)).first()
-            if row is None:
-                self._studies[slug] = None
-            else:
-                countries = set(self.session.scalars(select(Country.code).where(Country.study_id == row.id)))
-                activities = set(
-                    self.session.scalars(
-                        select(ResearchActivity.code).where(ResearchActivity.study_id == row.id)
-                    )
-                )
-                self._studies[slug] = StudyInfo(row.id, slug, countries, activities)
+            study_id: int | None = None
+            codes: dict[str, set[str]] = {"country": set(), "activity": set()}
+            for kind, found_id, code in self.session.execute(STUDY_FACTS, {"slug": slug}):
+                study_id = found_id
+                if kind != "study":
+                    codes[kind].add(code)
+            self._studies[slug] = (
+                None if study_id is None else StudyInfo(study_id, slug, codes["country"], codes["activity"])
+            )
         return self._studies[slug]
 
     def instrument(self, slug: str, version: int) -> CompiledInstrument | None:

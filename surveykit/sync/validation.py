@@ -560,15 +560,14 @@ def check_answers(
         if rule.relevance is not None and rule.relevance.references & invalid:
             continue  # undecidable until the answers it depends on are fixed
         relevant = rule.relevance is None or rule.relevance.evaluate(valid)
-        path = f"answers.{rule.id}"
         if not relevant and answered(valid.get(rule.id)) and rule.id not in derived:
             why = f"answered, but the question is not asked: its relevance {rule.relevance_source!r} is false"
-            problems.append((path, why))
+            problems.append((f"answers.{rule.id}", why))
         elif rule.id in derived:
             continue  # its home holds the answer (and checks it)
         elif relevant and complete and rule.required and not answered(answers.get(rule.id)):
             if rule.id not in answers or answers[rule.id] is None or rule.id in valid:
-                problems.append((path, "required in a complete record"))
+                problems.append((f"answers.{rule.id}", "required in a complete record"))
     return problems
 
 
@@ -581,16 +580,16 @@ def _valid_answers(
     valid: dict[str, Any] = dict(derived)
     invalid: set[str] = set()
     for qid, value in answers.items():
-        path = _key_path("answers", qid)
         rule = instrument.by_id.get(qid)
         if rule is None:
-            problems.append((path, f"not a question of {instrument.slug} version {instrument.version}"))
+            why = f"not a question of {instrument.slug} version {instrument.version}"
+            problems.append((_key_path("answers", qid), why))
             continue
         if value is None:
             continue  # explicitly unanswered
         problem = check_value(rule, value)
         if problem is not None:
-            problems.append((path, problem))
+            problems.append((_key_path("answers", qid), problem))
             invalid.add(qid)
             continue
         valid[qid] = value

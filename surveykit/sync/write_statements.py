@@ -7,10 +7,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, String, bindparam, delete, func, insert, literal, select, union_all, update
 
 from surveykit.db import in_parameter, rows_in_parameter
 from surveykit.participants.models import Participant
+from surveykit.studies.models import Country, ResearchActivity, Study
 from surveykit.sync.models import FieldConflict, Interview, InterviewRevision, Quote
 
 INTERVIEWS = Interview.__table__
@@ -20,6 +21,22 @@ PARTICIPANTS = Participant.__table__
 FIELD_CONFLICTS = FieldConflict.__table__
 
 INTERVIEW_COLUMNS = tuple(col.name for col in INTERVIEWS.columns)
+_STUDIES = Study.__table__
+_COUNTRIES = Country.__table__
+_ACTIVITIES = ResearchActivity.__table__
+# A study's id, country codes and activity codes in one statement: rows (kind, study id, code).
+STUDY_FACTS = union_all(
+    select(literal("study"), _STUDIES.c.id, literal(None, String)).where(
+        _STUDIES.c.slug == bindparam("slug")
+    ),
+    select(literal("country"), _STUDIES.c.id, _COUNTRIES.c.code)
+    .join_from(_STUDIES, _COUNTRIES, _COUNTRIES.c.study_id == _STUDIES.c.id)
+    .where(_STUDIES.c.slug == bindparam("slug")),
+    select(literal("activity"), _STUDIES.c.id, _ACTIVITIES.c.code)
+    .join_from(_STUDIES, _ACTIVITIES, _ACTIVITIES.c.study_id == _STUDIES.c.id)
+    .where(_STUDIES.c.slug == bindparam("slug")),
+)
+
 # An interview's key: study, activity, country, number (the registry's key too).
 INTERVIEW_KEY_COLUMNS = ("study_id", "activity", "country_code", "interview_number")
 PARTICIPANT_FIELDS = ("agency", "position", "consent_given", "consent_date", "consent_recorded_how")

@@ -23,6 +23,7 @@ from surveykit.accounts import services as accounts_services
 from surveykit.audit.models import AuditEvent
 from surveykit.cli import cli
 from surveykit.config import ConfigurationError, load_settings
+from surveykit.db import utcnow
 from surveykit.participants import ids
 from surveykit.participants.models import InterviewNumberCounter, NumberBlock
 
@@ -274,6 +275,43 @@ def test_released_numbers_are_refused_by_sync_unless_used_before(
     ).json
     assert again == {"device_id": tablet.device.id, "released_numbers": 0, "blocks": []}
     assert len(events(dbsession, "block.release")) == 1
+
+
+def test_a_device_with_many_blocks_is_checked_against_the_block_of_each_number(
+    testapp: webtest.TestApp, world: SyncWorld, dbsession: Session
+) -> None:
+    """Sync reads only the device's blocks around a batch's numbers: every number is still checked
+    against its own block, at the blocks' first and last numbers too, released or not."""
+    tablet = world.tablet(["KE", "TZ"])
+    blocks = [
+        ids.reserve_block(dbsession, tablet.device.id, world.study.id, "RA1", "KE", 3) for _ in range(12)
+    ]
+    tz_block = ids.reserve_block(dbsession, tablet.device.id, world.study.id, "RA1", "TZ", 3)
+    released = blocks[5]
+    dbsession.execute(update(NumberBlock).where(NumberBlock.id == released.id).values(released_at=utcnow()))
+    dbsession.flush()
+    lowest, highest = blocks[0], blocks[-1]
+    beyond = highest.last_number + 1  # no block of this device holds it
+    numbers = [
+        (lowest.first_number, "KE", "created"),
+        (highest.last_number, "KE", "created"),
+        (released.first_number, "KE", "rejected"),
+        (blocks[7].last_number, "KE", "created"),
+        (beyond, "KE", "rejected"),
+        (tz_block.first_number, "TZ", "created"),
+    ]
+    answer = tablet.push(
+        testapp, [change(new_uuid(), 0, make_record(number, country)) for number, country, _ in numbers]
+    ).json["results"]
+    assert [result["result"] for result in answer] == [expected for _, _, expected in numbers]
+    assert "released" in answer[2]["message"]
+    assert "neither in a number block" in answer[4]["message"]
+    # A batch of one number, alone in the middle of the device's blocks, is checked the same way.
+    single = tablet.push(testapp, [change(new_uuid(), 0, make_record(released.last_number))]).json
+    assert single["results"][0]["result"] == "rejected"
+    for number in (blocks[6].first_number, blocks[8].last_number):
+        alone = tablet.push(testapp, [change(new_uuid(), 0, make_record(number))]).json
+        assert alone["results"][0]["result"] == "created", alone
 
 
 def test_a_release_by_activity_leaves_the_other_activities_alone(

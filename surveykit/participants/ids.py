@@ -25,10 +25,13 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_INTERVIEW_NUMBER = 99_999
 
 
-# Every number block of a device (bind ``device_id``): study id, activity, country, first and last
-# number, and whether it was released. Sync loads them once per batch and checks each new record's
-# number in Python. The share lock makes a concurrent release wait for the push (or the push see the
-# release), so a number is never minted after its block was released.
+# The number blocks of a device (bind ``device_id``) that hold a number from ``lowest`` to
+# ``highest``: study id, activity, country, first and last number, and whether it was released. Sync
+# reads them once per batch, for the range of the batch's new numbers, and checks each new record's
+# number in Python: a device's older blocks are neither read nor locked, so the cost stays the same
+# however many blocks the device has reserved over a study. The share lock makes a concurrent release
+# of a block in the range wait for the push (or the push see the release), so a number is never
+# minted after its block was released.
 _blocks = NumberBlock.__table__
 DEVICE_BLOCKS = (
     select(
@@ -39,7 +42,11 @@ DEVICE_BLOCKS = (
         _blocks.c.last_number,
         _blocks.c.released_at.is_not(None).label("released"),
     )
-    .where(_blocks.c.device_id == bindparam("device_id"))
+    .where(
+        _blocks.c.device_id == bindparam("device_id"),
+        _blocks.c.first_number <= bindparam("highest"),
+        _blocks.c.last_number >= bindparam("lowest"),
+    )
     .with_for_update(read=True)
 )
 

@@ -119,7 +119,9 @@ class Writer:
         self._numbers: dict[InterviewKey, str | None] = {}
         self._people: dict[InterviewKey, dict[str, PersonState]] = {}
         self._quote_owners: dict[str, str | None] = {}
-        self._blocks: list[tuple[int, str, str, int, int, bool]] | None = None
+        # The device's number blocks read so far, and the number ranges they were read for.
+        self._blocks: list[tuple[int, str, str, int, int, bool]] = []
+        self._block_ranges: list[tuple[int, int]] = []
         # What is to be written.
         self._created: dict[str, InterviewState] = {}
         self._updated: dict[str, InterviewState] = {}
@@ -296,12 +298,18 @@ class Writer:
         for quote_id, owner in self.session.execute(self._reads.quote_owners, {"ids": wanted}):
             self._quote_owners[quote_id] = owner
 
-    def _device_blocks(self) -> list[tuple[int, str, str, int, int, bool]]:
-        if self._blocks is None:
-            self._blocks = [
-                tuple(row)
-                for row in self.session.execute(ids.DEVICE_BLOCKS, {"device_id": self.caller.device_id})
-            ]  # type: ignore[misc]
+    def _device_blocks(self, lowest: int, highest: int) -> list[tuple[int, str, str, int, int, bool]]:
+        """The device's blocks holding a number from ``lowest`` to ``highest`` (among others read
+        before), read and share-locked unless a range read before covers it."""
+        if not any(low <= lowest and highest <= high for low, high in self._block_ranges):
+            known = set(self._blocks)
+            params = {"device_id": self.caller.device_id, "lowest": lowest, "highest": highest}
+            for row in self.session.execute(ids.DEVICE_BLOCKS, params):
+                block = tuple(row)
+                if block not in known:
+                    known.add(block)  # type: ignore[arg-type]
+                    self._blocks.append(block)  # type: ignore[arg-type]
+            self._block_ranges.append((lowest, highest))
         return self._blocks
 
     def _read_batch(self, pending: Sequence[Pending]) -> None:
@@ -323,8 +331,9 @@ class Writer:
                 interviews[item.uuid] = key
         self._load_numbers(key for uuid, key in interviews.items() if uuid not in self._records)
         self._load_people(interviews.values())
-        if self.caller.device_id is not None and any(uuid not in self._records for uuid in interviews):
-            self._device_blocks()
+        new_numbers = [key[3] for uuid, key in interviews.items() if uuid not in self._records]
+        if self.caller.device_id is not None and new_numbers:
+            self._device_blocks(min(new_numbers), max(new_numbers))
         self._load_quote_owners(
             quote_id
             for item in keyed
@@ -583,7 +592,7 @@ class Writer:
             return
         if self.caller.device_id is not None:
             released = False
-            for block in self._device_blocks():
+            for block in self._device_blocks(key.interview_number, key.interview_number):
                 if block[:3] == number[:3] and block[3] <= key.interview_number <= block[4]:
                     if not block[5]:
                         return

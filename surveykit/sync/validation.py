@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from surveykit import text as text_rule
 from surveykit.instruments.bindings import CONSENT_RECORDED_HOW, RECORD_MODES
 from surveykit.instruments.relevance import Expression
@@ -77,9 +79,46 @@ PARTICIPANT_KEYS = ("letter", "agency", "position", "consent_given", "consent_da
 QUOTE_KEYS = ("id", "question_id", "participant", "text", "start", "end", "tags")
 
 
+def canonical_text(value: Any) -> str:
+    """Sorted keys, no whitespace, characters as themselves (not ``\\u`` escapes): the text whose
+    UTF-8 bytes the content hash covers, as ``json.dumps(sort_keys=True, ensure_ascii=False,
+    separators=(",", ":"))`` writes it.
+
+    orjson writes the same text about twenty times faster for objects, arrays, strings, integers,
+    booleans and null (tests/test_canonical_json.py compares every code point, key orders and the
+    integer limits), but not every float (``1e-05`` against ``0.00001``): data holding a float or
+    anything else, or that orjson refuses (an integer beyond 64 bits, a lone surrogate), is written
+    by the standard library, so a record's hash never depends on which writer wrote it."""
+    if _holds_only_plain_json(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _holds_only_plain_json(value: Any) -> bool:
+    """Whether ``value`` is made of dicts, lists, strings, integers, booleans and None alone (exact
+    types: a subclass may serialise differently)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind not in _PLAIN_SCALARS:
+            return False
+    return True
+
+
 def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8 (not ``\\u`` escapes): the bytes the content hash covers."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The canonical text's UTF-8 bytes: what the content hash covers."""
+    return canonical_text(value).encode("utf-8")
 
 
 def content_hash(record: Any) -> str:
@@ -89,7 +128,7 @@ def content_hash(record: Any) -> str:
 def hash_and_text(record: Any) -> tuple[str, str] | None:
     """The content hash and the canonical JSON text it covers, or None for data with no UTF-8 form."""
     try:
-        text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        text = canonical_text(record)
         return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
     except (UnicodeEncodeError, ValueError):
         return None
